@@ -1,0 +1,41 @@
+"""pluginkv: persistent, workspace-scoped key-value storage for plugins."""
+
+from __future__ import annotations
+
+from .config import Settings
+from .errors import (
+    BackendUnavailable,
+    InvalidArgument,
+    InvalidKey,
+    InvalidValueType,
+    PluginKVError,
+    QuotaExceeded,
+    ValueTooLarge,
+    VersionConflict,
+    WrongValueType,
+)
+from .models import Entry, EntryMeta, Page, Usage
+from .storage import Storage
+from .store import Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "Entry",
+    "EntryMeta",
+    "InvalidArgument",
+    "InvalidKey",
+    "InvalidValueType",
+    "Page",
+    "PluginKVError",
+    "QuotaExceeded",
+    "Settings",
+    "Storage",
+    "Store",
+    "Usage",
+    "ValueTooLarge",
+    "VersionConflict",
+    "WrongValueType",
+    "open_store",
+]

@@ -1,0 +1,169 @@
+"""The backend contract: the only code that talks to a database implements this.
+
+A backend stores rows ``(scope, key) -> Stored`` and one ``ScopeState`` per
+scope, and offers two kinds of transactions:
+
+* ``read()`` yields a ``ReadTx`` that sees one consistent snapshot;
+* ``write()`` yields a ``WriteTx``; writes are serialised per backend (or at
+  least per scope) so that a read-check-write inside one transaction is
+  atomic, and the transaction commits when the block ends normally and rolls
+  back on any exception, ``BaseException`` included.
+
+Single-statement reads (``get``, ``exists``) are also offered outside a
+transaction, because they are the hot path.
+
+Backends know nothing of quota rules, TTL semantics or versions: they store
+what ``Storage`` tells them and report expiry only when asked with ``now``.
+Every driver error leaves a backend as a ``BackendUnavailable`` (or another
+``PluginKVError``), never as a driver exception and never as "absent".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..keys import Scope
+from ..models import Entry, EntryMeta
+
+__all__ = ["Backend", "ReadTx", "ScopeState", "Stored", "WriteTx"]
+
+
+class Stored(NamedTuple):
+    """A stored row as a write sees it, expired or not; ``value`` only when asked for."""
+
+    size: int
+    version: int
+    created_at: float
+    expires_at: float | None
+    value: bytes | None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(slots=True)
+class ScopeState:
+    """Counters of one scope. ``bytes_used``/``key_count`` include expired rows not yet reclaimed.
+
+    ``last_version`` only grows, so versions are never reused within a scope,
+    not even after a delete: compare-and-set cannot be fooled by a re-created key.
+    """
+
+    bytes_used: int = 0
+    key_count: int = 0
+    last_version: int = 0
+    quota_override: int | None = None
+
+
+class ReadTx(ABC):
+    @abstractmethod
+    def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
+        """The live entries among ``keys``, in any order."""
+
+    @abstractmethod
+    def scan(
+        self, scope: Scope, prefix: str, after: str | None, limit: int, now: float
+    ) -> list[EntryMeta]:
+        """Up to ``limit`` live entries whose key starts with ``prefix`` and sorts
+        after ``after``, in UTF-8 byte order of the keys."""
+
+    @abstractmethod
+    def scope_state(self, scope: Scope) -> ScopeState:
+        """The scope's counters (zeros for a scope that never stored anything)."""
+
+    @abstractmethod
+    def expired_totals(self, scope: Scope, now: float) -> tuple[int, int]:
+        """``(count, bytes)`` of rows in the scope that have expired but are still stored."""
+
+    @abstractmethod
+    def scopes(self) -> list[tuple[Scope, ScopeState]]:
+        """Every scope with a state row, ordered by workspace then plugin."""
+
+
+class WriteTx(ReadTx):
+    @abstractmethod
+    def lookup(
+        self, scope: Scope, keys: Sequence[str], *, with_values: bool = False
+    ) -> tuple[ScopeState, dict[str, Stored]]:
+        """The scope's state and the stored rows among ``keys`` (expired ones included)."""
+
+    @abstractmethod
+    def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
+        """Insert or replace one row (``row.value`` is ignored; ``value`` is stored)."""
+
+    @abstractmethod
+    def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+        """Delete these rows; absent ones are ignored."""
+
+    @abstractmethod
+    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> tuple[int, int, int]:
+        """Delete every row under ``prefix``: ``(live count, all count, all bytes)``."""
+
+    @abstractmethod
+    def purge_expired(self, scope: Scope, now: float) -> tuple[int, int]:
+        """Delete the scope's expired rows: ``(count, bytes)``."""
+
+    @abstractmethod
+    def sweep_expired(self, now: float, limit: int) -> dict[Scope, tuple[int, int]]:
+        """Delete up to ``limit`` expired rows of any scope: ``{scope: (count, bytes)}``."""
+
+    @abstractmethod
+    def save_scope(self, scope: Scope, state: ScopeState) -> None:
+        """Write the scope's counters (creating the state row if needed)."""
+
+    @abstractmethod
+    def drop_scope(self, scope: Scope) -> tuple[int, int]:
+        """Delete every row and the state of the scope: ``(count, bytes)`` removed."""
+
+
+class Backend(ABC):
+    """A database holding every scope's entries."""
+
+    name: str
+
+    @abstractmethod
+    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+        """The live entry, or ``None`` when absent or expired."""
+
+    @abstractmethod
+    def exists(self, scope: Scope, key: str, now: float) -> bool:
+        """Whether a live entry exists, without reading its value."""
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[ReadTx]:
+        """A read-only transaction over one snapshot."""
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[WriteTx]:
+        """A serialised read-write transaction; commits on success, rolls back on error."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and files; idempotent."""
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``.
+
+    UTF-8 byte order equals code point order, so incrementing the last code
+    point that can be incremented gives the exclusive upper bound of a prefix
+    range; ``None`` means "no upper bound".
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop()) + 1
+        if last == 0xD800:  # surrogates cannot be encoded; skip past them
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return "".join(chars) + chr(last)
+    return None
+
+
+def iter_chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """Split ``items`` for statements with a bounded number of parameters."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,430 @@
+"""The embedded default backend: one SQLite file in WAL mode.
+
+Why it looks the way it does:
+
+* One connection per thread (``sqlite3`` connections must not be shared while
+  in use) and per process: after ``fork`` the child opens its own, because a
+  SQLite connection must never cross a fork.
+* Pragmas are applied to every new connection; ``synchronous`` is a setting
+  (``FULL`` by default: a write that returned survives power loss).
+* Writes run in ``BEGIN IMMEDIATE`` so the write lock is taken before the
+  first read; the read-check-write of quota and compare-and-set is therefore
+  atomic across threads and processes.  Waiting for the lock is bounded by
+  ``busy_timeout``; past it the caller gets ``BackendUnavailable``.
+* Single-row reads run in autocommit; multi-statement reads in a deferred
+  transaction, which in WAL mode is one snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import BackendUnavailable
+from ..keys import Scope
+from ..models import Entry, EntryMeta
+from .base import Backend, ReadTx, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
+from .migrations import MIGRATIONS, MIGRATIONS_TABLE
+
+__all__ = ["SQLiteBackend"]
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_GET = (
+    "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
+)
+_EXISTS = (
+    f"SELECT 1 FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
+)
+_STATE = (
+    "SELECT bytes_used, key_count, last_version, quota_override FROM pluginkv_scopes "
+    "WHERE workspace = ? AND plugin = ?"
+)
+# The scope's state and one row in a single statement: the hot path of set/delete.
+_LOOKUP_ONE = (
+    "SELECT s.bytes_used, s.key_count, s.last_version, s.quota_override, "
+    "e.size, e.version, e.created_at, e.expires_at, {value} FROM (SELECT 1) "
+    "LEFT JOIN pluginkv_scopes AS s ON s.workspace = ?1 AND s.plugin = ?2 "
+    "LEFT JOIN pluginkv_entries AS e ON e.workspace = ?1 AND e.plugin = ?2 AND e.key = ?3"
+)
+_LOOKUP_ONE_WITH_VALUE = _LOOKUP_ONE.format(value="e.value")
+_LOOKUP_ONE = _LOOKUP_ONE.format(value="NULL")
+_PUT = (
+    "INSERT INTO pluginkv_entries "
+    "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
+    "version = excluded.version, created_at = excluded.created_at, "
+    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+)
+_SAVE_SCOPE = (
+    "INSERT INTO pluginkv_scopes "
+    "(workspace, plugin, bytes_used, key_count, last_version, quota_override) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, plugin) DO UPDATE SET "
+    "bytes_used = excluded.bytes_used, key_count = excluded.key_count, "
+    "last_version = excluded.last_version, quota_override = excluded.quota_override"
+)
+_CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
+
+
+def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> BackendUnavailable:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return BackendUnavailable(
+            f"SQLite database {path} is locked by another writer for longer than "
+            f"{busy_timeout_ms} ms (setting PLUGINKV_SQLITE_BUSY_TIMEOUT_MS)"
+        )
+    return BackendUnavailable(f"SQLite database {path} failed: {text}")
+
+
+class _SQLiteTx(WriteTx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    # -- reads -----------------------------------------------------------------
+    def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
+        found: list[Entry] = []
+        for chunk in iter_chunks(list(dict.fromkeys(keys)), _CHUNK):
+            marks = ",".join("?" * len(chunk))
+            cursor = self._conn.execute(
+                "SELECT key, value, version, size, created_at, updated_at, expires_at "
+                f"FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
+                f"AND {_LIVE}",
+                (scope.workspace, scope.plugin, *chunk, now),
+            )
+            found.extend(Entry(*row) for row in cursor)
+        return found
+
+    def scan(
+        self, scope: Scope, prefix: str, after: str | None, limit: int, now: float
+    ) -> list[EntryMeta]:
+        sql = (
+            "SELECT key, size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
+            "WHERE workspace = ? AND plugin = ? AND key >= ?"
+        )
+        params: list[object] = [scope.workspace, scope.plugin, prefix]
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            sql += " AND key < ?"
+            params.append(upper)
+        if after is not None:
+            sql += " AND key > ?"
+            params.append(after)
+        sql += f" AND {_LIVE} ORDER BY key LIMIT ?"
+        params += [now, limit]
+        return [EntryMeta(*row) for row in self._conn.execute(sql, params)]
+
+    def scope_state(self, scope: Scope) -> ScopeState:
+        row = self._conn.execute(_STATE, (scope.workspace, scope.plugin)).fetchone()
+        return ScopeState() if row is None else ScopeState(*row)
+
+    def expired_totals(self, scope: Scope, now: float) -> tuple[int, int]:
+        count, size = self._conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM pluginkv_entries "
+            "WHERE workspace = ? AND plugin = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+            (scope.workspace, scope.plugin, now),
+        ).fetchone()
+        return int(count), int(size)
+
+    def scopes(self) -> list[tuple[Scope, ScopeState]]:
+        cursor = self._conn.execute(
+            "SELECT workspace, plugin, bytes_used, key_count, last_version, quota_override "
+            "FROM pluginkv_scopes ORDER BY workspace, plugin"
+        )
+        return [(Scope(ws, plugin), ScopeState(*rest)) for ws, plugin, *rest in cursor]
+
+    # -- writes ----------------------------------------------------------------
+    def lookup(
+        self, scope: Scope, keys: Sequence[str], *, with_values: bool = False
+    ) -> tuple[ScopeState, dict[str, Stored]]:
+        if len(keys) == 1:
+            sql = _LOOKUP_ONE_WITH_VALUE if with_values else _LOOKUP_ONE
+            row = self._conn.execute(sql, (scope.workspace, scope.plugin, keys[0])).fetchone()
+            state = ScopeState() if row[0] is None else ScopeState(*row[:4])
+            if row[4] is None:
+                return state, {}
+            size, version, created_at, expires_at, value = row[4:]
+            return state, {keys[0]: Stored(size, version, created_at, expires_at, value)}
+        state = self.scope_state(scope)
+        found: dict[str, Stored] = {}
+        value_column = "value" if with_values else "NULL"
+        for chunk in iter_chunks(list(dict.fromkeys(keys)), _CHUNK):
+            marks = ",".join("?" * len(chunk))
+            cursor = self._conn.execute(
+                f"SELECT key, size, version, created_at, expires_at, {value_column} "
+                f"FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks})",
+                (scope.workspace, scope.plugin, *chunk),
+            )
+            for key, size, version, created_at, expires_at, value in cursor:
+                found[key] = Stored(size, version, created_at, expires_at, value)
+        return state, found
+
+    def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
+        self._conn.execute(
+            _PUT,
+            (
+                scope.workspace,
+                scope.plugin,
+                key,
+                row.size,
+                row.version,
+                row.created_at,
+                updated_at,
+                row.expires_at,
+                value,
+            ),
+        )
+
+    def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+        self._conn.executemany(
+            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?",
+            [(scope.workspace, scope.plugin, key) for key in keys],
+        )
+
+    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> tuple[int, int, int]:
+        sql = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
+        params: list[object] = [scope.workspace, scope.plugin, prefix]
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            sql += " AND key < ?"
+            params.append(upper)
+        rows = self._conn.execute(sql + " RETURNING size, expires_at", params).fetchall()
+        live = sum(1 for _, expires_at in rows if expires_at is None or expires_at > now)
+        return live, len(rows), sum(size for size, _ in rows)
+
+    def purge_expired(self, scope: Scope, now: float) -> tuple[int, int]:
+        rows = self._conn.execute(
+            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? "
+            "AND expires_at IS NOT NULL AND expires_at <= ? RETURNING size",
+            (scope.workspace, scope.plugin, now),
+        ).fetchall()
+        return len(rows), sum(size for (size,) in rows)
+
+    def sweep_expired(self, now: float, limit: int) -> dict[Scope, tuple[int, int]]:
+        rows = self._conn.execute(
+            "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
+            "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) "
+            "RETURNING workspace, plugin, size",
+            (now, limit),
+        ).fetchall()
+        freed: dict[Scope, tuple[int, int]] = {}
+        for workspace, plugin, size in rows:
+            count, total = freed.get(Scope(workspace, plugin), (0, 0))
+            freed[Scope(workspace, plugin)] = (count + 1, total + size)
+        return freed
+
+    def save_scope(self, scope: Scope, state: ScopeState) -> None:
+        self._conn.execute(
+            _SAVE_SCOPE,
+            (
+                scope.workspace,
+                scope.plugin,
+                state.bytes_used,
+                state.key_count,
+                state.last_version,
+                state.quota_override,
+            ),
+        )
+
+    def drop_scope(self, scope: Scope) -> tuple[int, int]:
+        rows = self._conn.execute(
+            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? RETURNING size",
+            (scope.workspace, scope.plugin),
+        ).fetchall()
+        self._conn.execute(
+            "DELETE FROM pluginkv_scopes WHERE workspace = ? AND plugin = ?",
+            (scope.workspace, scope.plugin),
+        )
+        return len(rows), sum(size for (size,) in rows)
+
+
+class SQLiteBackend(Backend):
+    """Entries in one SQLite database file."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._closed = False
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendUnavailable(
+                    f"cannot create the directory of SQLite database {self.path}: {exc}"
+                ) from exc
+        _forget_after_fork.add(self)
+        self._migrate()
+
+    # -- connections -----------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        try:
+            conn: sqlite3.Connection = self._local.conn
+        except AttributeError:
+            conn = self._connect()
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise BackendUnavailable(f"the store on {self.path} is closed")
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # only so close() may close it from another thread
+                timeout=self._busy_timeout_ms / 1000,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal" and self.path != ":memory:":
+                raise BackendUnavailable(f"SQLite database {self.path} refuses WAL mode ({mode})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except sqlite3.Error as exc:
+            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+        with self._lock:
+            # Connections of threads that have ended are closed here, not leaked.
+            alive = []
+            for thread_ref, other in self._connections:
+                thread = thread_ref()
+                if thread is not None and thread.is_alive():
+                    alive.append((thread_ref, other))
+                else:
+                    other.close()
+            alive.append((weakref.ref(threading.current_thread()), conn))
+            self._connections = alive
+        self._local.conn = conn
+        return conn
+
+    def _forget_connections(self) -> None:
+        # In a forked child: the parent's connections are not ours to use or close.
+        self._local = threading.local()
+        self._connections = []
+        self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            for migration in MIGRATIONS:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    done = conn.execute(
+                        f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", (migration.name,)
+                    ).fetchone()
+                    if done is None:
+                        for statement in migration.sqlite:
+                            conn.execute(statement)
+                        conn.execute(
+                            f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                            (migration.name, time.time()),
+                        )
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in this database, in order applied."""
+        rows = self._conn().execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
+        return [name for (name,) in rows]
+
+    # -- the contract ----------------------------------------------------------
+    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+        try:
+            row = self._conn().execute(_GET, (scope.workspace, scope.plugin, key, now)).fetchone()
+        except sqlite3.Error as exc:
+            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+        return None if row is None else Entry(key, *row)
+
+    def exists(self, scope: Scope, key: str, now: float) -> bool:
+        try:
+            cursor = self._conn().execute(_EXISTS, (scope.workspace, scope.plugin, key, now))
+            row = cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+        return row is not None
+
+    @contextmanager
+    def read(self) -> Iterator[ReadTx]:
+        with self._transaction("BEGIN") as tx:
+            yield tx
+
+    @contextmanager
+    def write(self) -> Iterator[WriteTx]:
+        with self._transaction("BEGIN IMMEDIATE") as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[_SQLiteTx]:
+        conn = self._conn()
+        try:
+            conn.execute(begin)
+        except sqlite3.Error as exc:
+            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+        try:
+            yield _SQLiteTx(conn)
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
+            if isinstance(exc, sqlite3.Error):
+                raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for _, conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+
+class _ForkRegistry:
+    """Backends to reset in a forked child, held weakly so they can be collected."""
+
+    def __init__(self) -> None:
+        self._backends: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def add(self, backend: SQLiteBackend) -> None:
+        self._backends.add(backend)
+
+    def _after_fork(self) -> None:
+        for backend in list(self._backends):
+            backend._forget_connections()
+
+
+_forget_after_fork = _ForkRegistry()

@@ -1,0 +1,67 @@
+"""Settings: every limit and knob, read from ``PLUGINKV_*`` environment variables.
+
+This is the one place settings are defined.  ``open_store(url, **overrides)``
+takes the same names as keywords; the CLI's flags map onto them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_DATABASE_URL", "MiB", "Settings", "env_name"]
+
+MiB = 1024 * 1024
+DEFAULT_DATABASE_URL = "sqlite:///pluginkv-data/pluginkv.db"
+
+SyncMode = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a setting, as error messages name it."""
+    return f"PLUGINKV_{field.upper()}"
+
+
+class Settings(BaseSettings):
+    """Configuration of a store; see ``docs/configuration.md``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLUGINKV_", extra="forbid", validate_assignment=True
+    )
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="sqlite:///relative.db, sqlite:////absolute.db or memory://",
+    )
+    default_quota_bytes: int = Field(
+        default=100 * MiB, ge=0, description="Quota of each (workspace, plugin)."
+    )
+    plugin_quotas: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-plugin quota overrides, JSON: {"acme/weather": 1048576}.',
+    )
+    max_value_bytes: int = Field(
+        default=32 * MiB, ge=0, description="Largest single value accepted."
+    )
+    max_batch_items: int = Field(
+        default=1000, ge=1, description="Most keys in one get_many/set_many/delete_many."
+    )
+    max_page_size: int = Field(
+        default=1000, ge=1, description="Largest `limit` a keys() page may ask for."
+    )
+    sqlite_synchronous: SyncMode = Field(
+        default="FULL",
+        description="SQLite `synchronous` pragma: FULL survives power loss, "
+        "NORMAL survives a process crash.",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=10_000, ge=0, description="How long a write waits for the lock."
+    )
+    sweep_interval_seconds: float = Field(
+        default=60.0, ge=0, description="How often writes reclaim expired rows."
+    )
+    sweep_batch_size: int = Field(
+        default=1000, ge=1, description="Most expired rows reclaimed per sweep."
+    )

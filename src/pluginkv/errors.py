@@ -1,0 +1,111 @@
+"""The exceptions pluginkv raises, all under one root.
+
+::
+
+    PluginKVError
+    ├── InvalidKey            (also ValueError)  a key breaks the key rules
+    ├── InvalidArgument       (also ValueError)  a bad TTL, limit, cursor, batch size, ...
+    ├── InvalidValueType      (also TypeError)   a value that is not bytes-like
+    ├── WrongValueType        (also ValueError)  incr on a non-integer, get_json on non-JSON
+    ├── ValueTooLarge                            a value over the per-value limit
+    ├── QuotaExceeded                            a write that would pass the scope's quota
+    ├── VersionConflict                          a compare-and-set or set-if-absent that failed
+    └── BackendUnavailable                       the database cannot be reached or used
+
+Driver errors (sqlite3, psycopg, HTTP) are translated into these at the backend
+boundary, once.  An absent key is never an error on ``get``: it returns
+``None``; an outage is never reported as an absent key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "InvalidArgument",
+    "InvalidKey",
+    "InvalidValueType",
+    "PluginKVError",
+    "QuotaExceeded",
+    "ValueTooLarge",
+    "VersionConflict",
+    "WrongValueType",
+]
+
+
+class PluginKVError(Exception):
+    """Root of every error pluginkv raises on purpose."""
+
+    code = "pluginkv_error"
+
+
+class InvalidKey(PluginKVError, ValueError):
+    """The key is not 1-256 bytes of UTF-8 without control characters, ``\\`` or ``..``."""
+
+    code = "invalid_key"
+
+
+class InvalidArgument(PluginKVError, ValueError):
+    """An argument other than the key or value is out of range or malformed."""
+
+    code = "invalid_argument"
+
+
+class InvalidValueType(PluginKVError, TypeError):
+    """A value is not ``bytes``, ``bytearray`` or ``memoryview``."""
+
+    code = "invalid_value_type"
+
+
+class WrongValueType(PluginKVError, ValueError):
+    """The stored value cannot be read the way the call asks (integer, JSON)."""
+
+    code = "wrong_value_type"
+
+
+class ValueTooLarge(PluginKVError):
+    """A value is larger than the per-value limit."""
+
+    code = "value_too_large"
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class QuotaExceeded(PluginKVError):
+    """A write would take the scope's usage past its quota; nothing was stored.
+
+    ``used`` is what the scope holds now, ``limit`` its quota and ``needed`` the
+    bytes the refused write would have added (all in bytes, keys included).
+    """
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, used: int, limit: int, needed: int) -> None:
+        super().__init__(message)
+        self.used = used
+        self.limit = limit
+        self.needed = needed
+
+
+class VersionConflict(PluginKVError):
+    """A conditional write found the entry in another state than required.
+
+    ``expected`` is the version the caller named (``None`` for set-if-absent),
+    ``actual`` the entry's current version (``None`` when it is absent).
+    """
+
+    code = "version_conflict"
+
+    def __init__(self, message: str, *, key: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class BackendUnavailable(PluginKVError):
+    """The database could not answer: locked past the timeout, unreachable, broken."""
+
+    code = "backend_unavailable"

@@ -1,0 +1,126 @@
+"""Validation of keys, values and scopes: one function each, used by every entry point.
+
+Keys follow the rules that let a plugin written here run unchanged on Dify's
+daemon, which maps keys to file paths: 1-256 bytes of UTF-8, no control
+characters, no backslash, no ``..``.  Keys are opaque: nothing is normalised,
+so ``a//b`` and ``a/b`` are two keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidArgument, InvalidKey, InvalidValueType, ValueTooLarge
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Scope",
+    "check_key",
+    "check_prefix",
+    "check_scope",
+    "check_value",
+]
+
+MAX_KEY_BYTES = 256
+
+# C0 controls, DEL and the C1 controls (Unicode category Cc), and the backslash.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+_WORKSPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_PLUGIN_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+_PLUGIN = re.compile(rf"{_PLUGIN_PART}/{_PLUGIN_PART}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The unit of isolation and quota: one plugin in one workspace."""
+
+    workspace: str
+    plugin: str
+
+    def __str__(self) -> str:
+        return f"{self.plugin} in workspace {self.workspace}"
+
+
+def check_key(key: object) -> int:
+    """Raise ``InvalidKey`` unless ``key`` is a valid key; return its UTF-8 size."""
+    if type(key) is not str:
+        raise InvalidKey(f"key must be a str, not {type(key).__name__}")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKey(f"key {key!r} is not valid UTF-8 (lone surrogate)") from None
+    if not 0 < size <= MAX_KEY_BYTES:
+        raise InvalidKey(f"key must be 1 to {MAX_KEY_BYTES} bytes of UTF-8, got {size} bytes")
+    _check_characters(key, "key")
+    return size
+
+
+def check_prefix(prefix: object) -> str:
+    """Raise ``InvalidKey`` unless ``prefix`` could start a valid key (``""`` matches all)."""
+    if type(prefix) is not str:
+        raise InvalidKey(f"prefix must be a str, not {type(prefix).__name__}")
+    if prefix:
+        try:
+            size = len(prefix.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidKey(f"prefix {prefix!r} is not valid UTF-8") from None
+        if size > MAX_KEY_BYTES:
+            raise InvalidKey(f"prefix must be at most {MAX_KEY_BYTES} bytes, got {size}")
+        _check_characters(prefix, "prefix")
+    return prefix
+
+
+def _check_characters(text: str, what: str) -> None:
+    bad = _FORBIDDEN.search(text)
+    if bad is not None:
+        raise InvalidKey(
+            f"{what} {text!r} contains the forbidden character {bad.group()!r} "
+            f"at index {bad.start()} (no control characters or backslash)"
+        )
+    if ".." in text:
+        raise InvalidKey(f"{what} {text!r} contains '..', which keys may not")
+
+
+def check_value(value: object, limit: int) -> bytes:
+    """Return ``value`` as ``bytes``; raise unless it is bytes-like and within ``limit``."""
+    if type(value) is bytes:
+        data = value
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        raise InvalidValueType(
+            "value must be bytes, not str: encode it first, e.g. value.encode('utf-8'), "
+            "or use set_json()"
+        )
+    else:
+        raise InvalidValueType(
+            f"value must be bytes, bytearray or memoryview, not {type(value).__name__}"
+        )
+    if len(data) > limit:
+        raise ValueTooLarge(
+            f"value is {len(data)} bytes, over the limit of {limit} bytes "
+            "(setting PLUGINKV_MAX_VALUE_BYTES)",
+            size=len(data),
+            limit=limit,
+        )
+    return data
+
+
+def check_scope(workspace: object, plugin: object) -> Scope:
+    """Return the scope, or raise ``InvalidArgument`` for a malformed workspace or plugin id."""
+    if not isinstance(workspace, str) or _WORKSPACE.fullmatch(workspace) is None:
+        raise InvalidArgument(
+            f"workspace {workspace!r} must be 1-128 characters of letters, digits, "
+            "'_', '.', ':' or '-', starting with a letter or digit"
+        )
+    if not isinstance(plugin, str) or _PLUGIN.fullmatch(plugin) is None:
+        hint = (
+            " (the plugin id has no version)"
+            if isinstance(plugin, str) and (":" in plugin or "@" in plugin)
+            else ""
+        )
+        raise InvalidArgument(
+            f"plugin {plugin!r} must be 'author/name' of letters, digits, '_', '.' or '-'{hint}"
+        )
+    return Scope(workspace, plugin)

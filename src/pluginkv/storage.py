@@ -1,0 +1,407 @@
+"""``Storage``: the plugin-facing handle bound to one scope, and the semantics of every verb.
+
+The four verbs Dify documents (``set``, ``get``, ``delete``, ``exist``) behave
+exactly as documented; the rest is what plugin authors keep asking for.  All
+rules — validation, quota, TTL, versions, compare-and-set — are written here
+once, on top of any backend.
+
+Accounting: the scope's counters count every stored row, expired or not; what
+``usage()`` reports and what a quota check needs is that minus the expired
+rows, which a write reclaims as soon as they stand in its way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .backends.base import ScopeState, Stored, WriteTx
+from .errors import (
+    InvalidArgument,
+    InvalidKey,
+    InvalidValueType,
+    QuotaExceeded,
+    VersionConflict,
+    WrongValueType,
+)
+from .keys import Scope, check_key, check_prefix, check_value
+from .models import Entry, Page, Usage
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["Storage"]
+
+_INTEGER = re.compile(rb"-?[0-9]{1,19}")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class Storage:
+    """Key-value storage of one plugin in one workspace.
+
+    Get one from ``Store.storage(workspace=..., plugin=...)``.  Thread-safe.
+    """
+
+    __slots__ = ("_backend", "_clock", "_scope", "_settings", "_store")
+
+    def __init__(self, store: Store, scope: Scope) -> None:
+        self._store = store
+        self._backend = store.backend
+        self._settings = store.settings
+        self._clock = store.clock
+        self._scope = scope
+
+    def __repr__(self) -> str:
+        return f"<Storage workspace={self._scope.workspace!r} plugin={self._scope.plugin!r}>"
+
+    @property
+    def workspace(self) -> str:
+        return self._scope.workspace
+
+    @property
+    def plugin(self) -> str:
+        return self._scope.plugin
+
+    # -- the documented four ---------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        """The value of ``key``, or ``None`` only when the key is absent (or expired)."""
+        check_key(key)
+        entry = self._backend.get(self._scope, key, self._clock())
+        return None if entry is None else entry.value
+
+    def exist(self, key: str) -> bool:
+        """Whether ``key`` holds a value."""
+        check_key(key)
+        return self._backend.exists(self._scope, key, self._clock())
+
+    def set(
+        self,
+        key: str,
+        val: bytes,
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+        if_absent: bool = False,
+    ) -> None:
+        """Store ``val`` under ``key``.
+
+        Args:
+            ttl: seconds until the entry expires; ``None`` (default) keeps it
+                forever, also when it replaces an entry that had a TTL.
+            if_version: only replace the entry if its version is this one.
+            if_absent: only store if the key holds no value.
+
+        Raises:
+            VersionConflict: a condition failed; nothing was stored.
+            QuotaExceeded: the scope's quota would be passed; nothing was stored.
+            ValueTooLarge, InvalidKey, InvalidValueType, InvalidArgument.
+        """
+        key_size = check_key(key)
+        data = check_value(val, self._settings.max_value_bytes)
+        _check_conditions(if_version, if_absent)
+        ttl_seconds = _check_ttl(ttl)
+        now = self._clock()
+        with self._backend.write() as tx:
+            state, rows = tx.lookup(self._scope, [key])
+            _require(key, rows.get(key), now, if_version, if_absent)
+            self._write(tx, state, now, {key: (data, key_size)}, rows, ttl_seconds)
+        self._store.after_write(now)
+
+    def delete(self, key: str, *, if_version: int | None = None) -> None:
+        """Remove ``key``; removing an absent key is not an error.
+
+        With ``if_version``, remove it only if its version is that one, else
+        raise ``VersionConflict``.
+        """
+        check_key(key)
+        _check_conditions(if_version, False)
+        now = self._clock()
+        with self._backend.write() as tx:
+            state, rows = tx.lookup(self._scope, [key])
+            _require(key, rows.get(key), now, if_version, False)
+            if rows:
+                self._remove(tx, state, rows)
+        self._store.after_write(now)
+
+    # -- entries and listing -------------------------------------------------------
+    def get_entry(self, key: str) -> Entry | None:
+        """The entry of ``key`` with its metadata (version, size, times), or ``None``."""
+        check_key(key)
+        return self._backend.get(self._scope, key, self._clock())
+
+    def keys(self, prefix: str = "", *, limit: int = 100, cursor: str | None = None) -> Page:
+        """One page of entries (metadata only) whose key starts with ``prefix``, in key order.
+
+        Pass the page's ``next_cursor`` back for the next page; it is ``None``
+        on the last one.  ``limit`` is 1 to ``max_page_size`` (default 1000).
+        """
+        check_prefix(prefix)
+        maximum = self._settings.max_page_size
+        if type(limit) is not int or not 1 <= limit <= maximum:
+            raise InvalidArgument(
+                f"limit must be an int from 1 to {maximum} (setting PLUGINKV_MAX_PAGE_SIZE), "
+                f"got {limit!r}"
+            )
+        after = _decode_cursor(cursor)
+        with self._backend.read() as tx:
+            rows = tx.scan(self._scope, prefix, after, limit + 1, self._clock())
+        if len(rows) > limit:
+            return Page(rows[:limit], _encode_cursor(rows[limit - 1].key))
+        return Page(rows, None)
+
+    # -- batches -----------------------------------------------------------------
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """The values of those of ``keys`` that are present."""
+        wanted = self._check_batch(keys)
+        with self._backend.read() as tx:
+            entries = tx.get_many(self._scope, wanted, self._clock())
+        return {entry.key: entry.value for entry in entries}
+
+    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+        """Store every pair in one transaction: all of them, or none (on any error)."""
+        if not isinstance(mapping, Mapping):
+            raise InvalidArgument(
+                f"set_many takes a mapping of key to bytes, not {type(mapping).__name__}"
+            )
+        keys = self._check_batch(mapping.keys())
+        items = {
+            key: (check_value(mapping[key], self._settings.max_value_bytes), check_key(key))
+            for key in keys
+        }
+        ttl_seconds = _check_ttl(ttl)
+        if not items:
+            return
+        now = self._clock()
+        with self._backend.write() as tx:
+            state, rows = tx.lookup(self._scope, keys)
+            self._write(tx, state, now, items, rows, ttl_seconds)
+        self._store.after_write(now)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove these keys in one transaction; returns how many held a value."""
+        wanted = self._check_batch(keys)
+        now = self._clock()
+        with self._backend.write() as tx:
+            state, rows = tx.lookup(self._scope, wanted)
+            live = sum(1 for row in rows.values() if row.live(now))
+            if rows:
+                self._remove(tx, state, rows)
+        self._store.after_write(now)
+        return live
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key starting with ``prefix`` (``""``: all of them); returns how many."""
+        check_prefix(prefix)
+        now = self._clock()
+        with self._backend.write() as tx:
+            live, count, size = tx.remove_prefix(self._scope, prefix, now)
+            if count:
+                state = tx.scope_state(self._scope)
+                state.bytes_used -= size
+                state.key_count -= count
+                tx.save_scope(self._scope, state)
+        self._store.after_write(now)
+        return live
+
+    # -- counters and JSON -------------------------------------------------------------
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` to the integer stored at ``key`` (absent counts as 0); returns the sum.
+
+        The value is stored as ASCII decimal, so ``get`` returns e.g. ``b"42"``.
+        Atomic under any concurrency.  A TTL on the entry is kept.
+
+        Raises:
+            WrongValueType: the stored value is not a decimal integer.
+            InvalidArgument: the result leaves the signed 64-bit range.
+        """
+        key_size = check_key(key)
+        if type(delta) is not int:
+            raise InvalidArgument(f"incr delta must be an int, not {type(delta).__name__}")
+        now = self._clock()
+        with self._backend.write() as tx:
+            state, rows = tx.lookup(self._scope, [key], with_values=True)
+            old = rows.get(key)
+            current = 0
+            if old is not None and old.live(now):
+                assert old.value is not None
+                if _INTEGER.fullmatch(old.value) is None:
+                    raise WrongValueType(
+                        f"cannot increment key {key!r}: its value is not a decimal integer "
+                        f"(starts with {old.value[:20]!r})"
+                    )
+                current = int(old.value)
+            result = current + delta
+            if not _INT64[0] <= result <= _INT64[1]:
+                raise InvalidArgument(f"incr of key {key!r} would leave the signed 64-bit range")
+            item = {key: (str(result).encode("ascii"), key_size)}
+            self._write(tx, state, now, item, rows, None, keep_ttl=True)
+        self._store.after_write(now)
+        return result
+
+    def set_json(self, key: str, obj: Any, *, ttl: float | None = None) -> None:
+        """Store ``obj`` as compact UTF-8 JSON."""
+        try:
+            data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidValueType(f"set_json cannot encode the value of {key!r}: {exc}") from None
+        self.set(key, data.encode("utf-8"), ttl=ttl)
+
+    def get_json(self, key: str, default: Any = None) -> Any:
+        """The decoded JSON stored at ``key``, or ``default`` when absent."""
+        data = self.get(key)
+        if data is None:
+            return default
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise WrongValueType(f"the value of key {key!r} is not JSON: {exc}") from None
+
+    # -- usage -------------------------------------------------------------------
+    def usage(self) -> Usage:
+        """Bytes used (keys plus values), live keys, and the quota of this scope."""
+        with self._backend.read() as tx:
+            state = tx.scope_state(self._scope)
+            count, size = tx.expired_totals(self._scope, self._clock())
+        quota, _ = self._store.quota_for(self._scope, state)
+        return Usage(state.bytes_used - size, state.key_count - count, quota)
+
+    # -- the write path, shared ----------------------------------------------------------
+    def _write(
+        self,
+        tx: WriteTx,
+        state: ScopeState,
+        now: float,
+        items: Mapping[str, tuple[bytes, int]],
+        rows: dict[str, Stored],
+        ttl: float | None,
+        *,
+        keep_ttl: bool = False,
+    ) -> None:
+        """Store ``items`` (key -> (value, key size)) over ``rows``, charging the quota."""
+        added = _growth(items, rows)
+        if added[0] > 0:
+            quota, source = self._store.quota_for(self._scope, state)
+            if state.bytes_used + added[0] > quota:
+                # Expired rows still count until reclaimed; reclaim them before refusing.
+                count, freed = tx.purge_expired(self._scope, now)
+                if count:
+                    state.bytes_used -= freed
+                    state.key_count -= count
+                    for key in [k for k, row in rows.items() if not row.live(now)]:
+                        del rows[key]
+                    added = _growth(items, rows)
+                if state.bytes_used + added[0] > quota:
+                    raise QuotaExceeded(
+                        f"quota exceeded for {self._scope}: {state.bytes_used} of {quota} bytes "
+                        f"used, this write needs {added[0]} more (limit from {source})",
+                        used=state.bytes_used,
+                        limit=quota,
+                        needed=added[0],
+                    )
+        state.bytes_used += added[0]
+        state.key_count += added[1]
+        expires_at = None if ttl is None else now + ttl
+        for key, (data, key_size) in items.items():
+            old = rows.get(key)
+            live = old is not None and old.live(now)
+            state.last_version += 1
+            row = Stored(
+                size=key_size + len(data),
+                version=state.last_version,
+                created_at=old.created_at if live and old is not None else now,
+                expires_at=old.expires_at if keep_ttl and live and old is not None else expires_at,
+                value=None,
+            )
+            tx.put(self._scope, key, data, row, now)
+        tx.save_scope(self._scope, state)
+
+    def _remove(self, tx: WriteTx, state: ScopeState, rows: dict[str, Stored]) -> None:
+        tx.remove(self._scope, list(rows))
+        state.bytes_used -= sum(row.size for row in rows.values())
+        state.key_count -= len(rows)
+        tx.save_scope(self._scope, state)
+
+    def _check_batch(self, keys: Iterable[str]) -> list[str]:
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise InvalidArgument(f"expected a collection of keys, not {type(keys).__name__}")
+        wanted = list(dict.fromkeys(keys))
+        maximum = self._settings.max_batch_items
+        if len(wanted) > maximum:
+            raise InvalidArgument(
+                f"a batch holds at most {maximum} keys (setting PLUGINKV_MAX_BATCH_ITEMS), "
+                f"got {len(wanted)}"
+            )
+        for key in wanted:
+            check_key(key)
+        return wanted
+
+
+def _growth(items: Mapping[str, tuple[bytes, int]], rows: Mapping[str, Stored]) -> tuple[int, int]:
+    """Bytes and rows a write adds over what is stored (overwrites count the difference)."""
+    added_bytes = added_keys = 0
+    for key, (data, key_size) in items.items():
+        old = rows.get(key)
+        added_bytes += key_size + len(data) - (0 if old is None else old.size)
+        added_keys += old is None
+    return added_bytes, added_keys
+
+
+def _check_conditions(if_version: int | None, if_absent: bool) -> None:
+    if if_version is not None:
+        if type(if_version) is not int or if_version < 1:
+            raise InvalidArgument(f"if_version must be a positive int, got {if_version!r}")
+        if if_absent:
+            raise InvalidArgument("if_version and if_absent cannot be combined")
+    if type(if_absent) is not bool:
+        raise InvalidArgument(f"if_absent must be a bool, got {if_absent!r}")
+
+
+def _require(
+    key: str, row: Stored | None, now: float, if_version: int | None, if_absent: bool
+) -> None:
+    actual = row.version if row is not None and row.live(now) else None
+    if if_absent and actual is not None:
+        raise VersionConflict(
+            f"key {key!r} already holds a value (version {actual}); if_absent refused the write",
+            key=key,
+            expected=None,
+            actual=actual,
+        )
+    if if_version is not None and actual != if_version:
+        state = "is absent" if actual is None else f"is at version {actual}"
+        raise VersionConflict(
+            f"key {key!r} {state}, not version {if_version}; nothing was changed",
+            key=key,
+            expected=if_version,
+            actual=actual,
+        )
+
+
+def _check_ttl(ttl: float | None) -> float | None:
+    if ttl is None:
+        return None
+    number = isinstance(ttl, (int, float)) and not isinstance(ttl, bool)
+    if not number or not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+def _encode_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = raw.decode("utf-8")
+        check_key(key)
+    except (binascii.Error, ValueError, TypeError, InvalidKey):
+        raise InvalidArgument(f"cursor {cursor!r} is not one that keys() returned") from None
+    return key

@@ -1,0 +1,163 @@
+"""``Store``: one open database, the settings that govern it, and the handles it gives out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from .backends.base import Backend, ScopeState
+from .backends.memory import MemoryBackend
+from .backends.sqlite import SQLiteBackend
+from .config import Settings, env_name
+from .errors import InvalidArgument
+from .keys import Scope, check_scope
+from .models import Usage
+from .storage import Storage
+
+__all__ = ["Store", "backend_for_url", "open_store"]
+
+Clock = Callable[[], float]
+
+
+def open_store(url: str | None = None, *, clock: Clock | None = None, **settings: Any) -> Store:
+    """Open the store at ``url`` (default: the ``PLUGINKV_DATABASE_URL`` setting).
+
+    ``url`` is ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    a plain file path, or ``memory://``.  Keyword arguments override settings
+    by name, e.g. ``open_store(url, default_quota_bytes=1_000_000)``.
+    """
+    try:
+        resolved = Settings(**settings) if url is None else Settings(database_url=url, **settings)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid settings: {exc}") from None
+    return Store(resolved, clock=clock)
+
+
+def backend_for_url(settings: Settings) -> Backend:
+    """Build the backend a database URL names."""
+    url = settings.database_url
+    if url == "memory://":
+        return MemoryBackend()
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+    elif "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise InvalidArgument(
+            f"unsupported database URL scheme {scheme!r} in {url!r} "
+            "(setting PLUGINKV_DATABASE_URL): use sqlite:///path.db or memory://"
+        )
+    else:
+        path = url
+    if not path:
+        raise InvalidArgument(f"database URL {url!r} names no file (setting PLUGINKV_DATABASE_URL)")
+    return SQLiteBackend(
+        path,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
+
+
+class Store:
+    """A database of every workspace's plugin data; hands out scoped ``Storage`` handles."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        backend: Backend | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.backend = backend if backend is not None else backend_for_url(self.settings)
+        self.clock: Clock = clock if clock is not None else time.time
+        self._next_sweep = self.clock() + self.settings.sweep_interval_seconds
+
+    def __repr__(self) -> str:
+        return f"<Store {self.settings.database_url!r} backend={self.backend.name}>"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database; handles given out stop working."""
+        self.backend.close()
+
+    def storage(self, *, workspace: str, plugin: str) -> Storage:
+        """The storage of ``plugin`` (``author/name``, no version) in ``workspace``."""
+        return Storage(self, check_scope(workspace, plugin))
+
+    # -- quota -----------------------------------------------------------------
+    def quota_for(self, scope: Scope, state: ScopeState) -> tuple[int, str]:
+        """The scope's quota in bytes and what sets it, for error messages."""
+        if state.quota_override is not None:
+            return state.quota_override, f"the quota override of {scope}"
+        plugin_quota = self.settings.plugin_quotas.get(scope.plugin)
+        if plugin_quota is not None:
+            return plugin_quota, f"setting {env_name('plugin_quotas')}[{scope.plugin!r}]"
+        return self.settings.default_quota_bytes, f"setting {env_name('default_quota_bytes')}"
+
+    def set_quota(self, *, workspace: str, plugin: str, quota_bytes: int | None) -> None:
+        """Override the quota of one scope; ``None`` returns it to the settings.
+
+        A quota below the current usage refuses further growth but deletes nothing.
+        """
+        scope = check_scope(workspace, plugin)
+        if quota_bytes is not None and (type(quota_bytes) is not int or quota_bytes < 0):
+            raise InvalidArgument(
+                f"quota_bytes must be a non-negative int or None, got {quota_bytes!r}"
+            )
+        with self.backend.write() as tx:
+            state = tx.scope_state(scope)
+            state.quota_override = quota_bytes
+            tx.save_scope(scope, state)
+
+    # -- administration ----------------------------------------------------------
+    def scopes(self) -> list[tuple[Scope, Usage]]:
+        """Every scope that has stored something, with its usage, by workspace then plugin."""
+        now = self.clock()
+        with self.backend.read() as tx:
+            listed = []
+            for scope, state in tx.scopes():
+                count, size = tx.expired_totals(scope, now)
+                quota, _ = self.quota_for(scope, state)
+                usage = Usage(state.bytes_used - size, state.key_count - count, quota)
+                listed.append((scope, usage))
+        return listed
+
+    def purge(self, *, workspace: str, plugin: str) -> int:
+        """Delete every entry of one scope and its quota override; returns the entries removed."""
+        scope = check_scope(workspace, plugin)
+        with self.backend.write() as tx:
+            count, _ = tx.drop_scope(scope)
+        return count
+
+    def sweep_expired(self) -> int:
+        """Reclaim up to ``sweep_batch_size`` expired rows of any scope; returns how many."""
+        now = self.clock()
+        with self.backend.write() as tx:
+            freed = tx.sweep_expired(now, self.settings.sweep_batch_size)
+            for scope, (count, size) in freed.items():
+                state = tx.scope_state(scope)
+                state.bytes_used -= size
+                state.key_count -= count
+                tx.save_scope(scope, state)
+        total = sum(count for count, _ in freed.values())
+        # A full batch means more are waiting: sweep again on the next write.
+        full = total >= self.settings.sweep_batch_size
+        self._next_sweep = now + (0.0 if full else self.settings.sweep_interval_seconds)
+        return total
+
+    def after_write(self, now: float) -> None:
+        """Called after each committed write: runs the sweeper when it is due."""
+        if now >= self._next_sweep and self.settings.sweep_interval_seconds > 0:
+            self.sweep_expired()
