@@ -1,0 +1,162 @@
+"""What only the SQLite backend has: a file, migrations, locks, pragmas, forks."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+import pluginkv
+from pluginkv import BackendUnavailable
+from pluginkv.backends.migrations import MIGRATIONS
+from pluginkv.backends.sqlite import SQLiteBackend
+
+
+@pytest.fixture(name="db")
+def _db(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "pluginkv.db"
+
+
+def test_opening_creates_the_directory_and_records_migrations(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        assert isinstance(store.backend, SQLiteBackend)
+        assert store.backend.applied_migrations() == [m.name for m in MIGRATIONS]
+    assert db.exists()
+
+
+def test_reopening_applies_no_migration_twice(db: Path) -> None:
+    pluginkv.open_store(f"sqlite:///{db}").close()
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        assert store.backend.applied_migrations() == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
+
+
+def test_plain_path_opens_sqlite(db: Path) -> None:
+    with pluginkv.open_store(str(db)) as store:
+        assert store.backend.name == "sqlite"
+
+
+@pytest.mark.parametrize("url", ["postgres://x/y", "redis://localhost", "sqlite:///"])
+def test_unsupported_url_is_a_clear_error(url: str) -> None:
+    with pytest.raises(pluginkv.InvalidArgument, match="PLUGINKV_DATABASE_URL"):
+        pluginkv.open_store(url)
+
+
+@pytest.mark.parametrize("mode", ["FULL", "NORMAL"])
+def test_synchronous_setting_reaches_every_connection(db: Path, mode: str) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}", sqlite_synchronous=mode) as store:
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        levels = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+        seen: list[int] = []
+
+        def probe() -> None:
+            seen.append(backend._conn().execute("PRAGMA synchronous").fetchone()[0])
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        probe()
+        assert seen == [levels[mode], levels[mode]]
+        assert backend._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_default_synchronous_is_full() -> None:
+    assert pluginkv.Settings().sqlite_synchronous == "FULL"
+
+
+def test_a_held_write_lock_becomes_backend_unavailable_naming_the_setting(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}", sqlite_busy_timeout_ms=50) as store:
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("k", b"v")
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(BackendUnavailable, match="PLUGINKV_SQLITE_BUSY_TIMEOUT_MS"):
+                storage.set("k", b"w")
+            assert storage.get("k") == b"v"  # readers are not blocked in WAL mode
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        storage.set("k", b"w")
+        assert storage.get("k") == b"w"
+
+
+def test_a_broken_database_is_unavailable_never_absent(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("k", b"v")
+        conn = store.backend._conn()  # type: ignore[attr-defined]
+        conn.execute("DROP TABLE pluginkv_entries")
+        with pytest.raises(BackendUnavailable, match="no such table"):
+            storage.get("k")
+        with pytest.raises(BackendUnavailable):
+            storage.exist("k")
+        with pytest.raises(BackendUnavailable):
+            storage.set("k", b"v")
+
+
+def test_a_file_that_is_not_a_database_is_unavailable(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not a database file at all" * 100)
+    with pytest.raises(BackendUnavailable, match="not a database"):
+        pluginkv.open_store(f"sqlite:///{db}")
+
+
+def test_a_closed_store_refuses_calls(db: Path) -> None:
+    store = pluginkv.open_store(f"sqlite:///{db}")
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    store.close()
+    with pytest.raises(BackendUnavailable, match="closed"):
+        storage.get("k")
+
+
+def test_each_thread_gets_its_own_connection_and_dead_ones_are_closed(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        storage = store.storage(workspace="w", plugin="a/b")
+        for i in range(5):
+            thread = threading.Thread(target=storage.set, args=(f"k{i}", b"v"))
+            thread.start()
+            thread.join()
+        storage.get("k0")
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        thread = threading.Thread(target=storage.get, args=("k1",))
+        thread.start()
+        thread.join()
+        assert len(backend._connections) <= 3
+        assert storage.usage().keys == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_opens_its_own_connection(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("parent", b"1")
+        parent_conn = store.backend._conn()  # type: ignore[attr-defined]
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                same = store.backend._conn() is parent_conn  # type: ignore[attr-defined]
+                storage.set("child", b"2")
+                code = 0 if not same and storage.get("parent") == b"1" else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert storage.get("child") == b"2"
+        assert storage.usage().keys == 2
+
+
+def test_values_of_many_mebibytes_round_trip(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        storage = store.storage(workspace="w", plugin="a/b")
+        value = os.urandom(1024) * 10 * 1024
+        storage.set("big", value)
+        assert storage.get("big") == value
+        entry = storage.keys().entries[0]
+        assert entry.size == len(value) + 3
