@@ -656,3 +656,25 @@ class TestStoreHandles:
 
     def test_repr_names_the_scope(self, storage: Storage) -> None:
         assert repr(storage) == "<Storage workspace='ws-1' plugin='acme/weather'>"
+
+
+class TestSettings:
+    def test_a_bad_setting_names_its_environment_variable(self) -> None:
+        with pytest.raises(InvalidArgument, match="PLUGINKV_DEFAULT_QUOTA_BYTES"):
+            pluginkv.open_store("memory://", default_quota_bytes=-1)
+
+    def test_an_unknown_setting_is_refused(self) -> None:
+        with pytest.raises(InvalidArgument, match="bogus"):
+            pluginkv.open_store("memory://", bogus=1)
+
+    def test_settings_come_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PLUGINKV_PLUGIN_QUOTAS", '{"acme/big": 5}')
+        with pluginkv.open_store("memory://") as store:
+            assert store.storage(workspace="w", plugin="acme/big").usage().quota_bytes == 5
+
+    def test_malformed_json_in_the_environment_is_a_clear_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PLUGINKV_PLUGIN_QUOTAS", "{bad")
+        with pytest.raises(InvalidArgument, match="plugin_quotas"):
+            pluginkv.open_store("memory://")

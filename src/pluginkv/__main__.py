@@ -2,4 +2,4 @@ from __future__ import annotations
 
 from .cli import main
 
-main()
+main(prog_name="pluginkv")

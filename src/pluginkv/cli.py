@@ -1,10 +1,260 @@
-"""The ``pluginkv`` command line (placeholder until the CLI lands)."""
+"""The ``pluginkv`` command line: the storage verbs of one plugin in one workspace.
+
+Exit codes (documented in ``docs/cli.md``): 0 success; 1 absent key (``kv get``)
+or false (``kv exist``); 2 usage error (click's); 3 pluginkv refused or failed
+(any ``PluginKVError``); 4 a ``--if-version`` / ``--if-absent`` condition failed.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
 import click
 
+from . import __version__
+from .errors import PluginKVError, VersionConflict
+from .keys import check_scope
+from .models import EntryMeta
+from .storage import Storage
+from .store import open_store
 
-@click.group()
+__all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_FALSE", "main"]
+
+EXIT_FALSE = 1  # kv get: the key is absent; kv exist: false
+EXIT_ERROR = 3  # any PluginKVError other than a failed condition
+EXIT_CONFLICT = 4  # VersionConflict: --if-version or --if-absent refused the write
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PluginKVFailure(click.ClickException):
+    """A ``PluginKVError`` shown as one ``error: ...`` line on stderr."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, error: PluginKVError) -> None:
+        # One line even when the engine's message spans several (settings errors do).
+        super().__init__(" ".join(str(error).split()) or error.code)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+
+class ConditionFailed(PluginKVFailure):
+    """A ``VersionConflict``: ``--if-version`` or ``--if-absent`` refused the change."""
+
+    exit_code = EXIT_CONFLICT
+
+
+def scope_options(func: F) -> F:
+    """Add ``--db``, ``--workspace`` and ``--plugin`` to a command."""
+    options = [
+        click.option(
+            "--db",
+            envvar="PLUGINKV_DATABASE_URL",
+            show_envvar=True,
+            metavar="URL",
+            help="sqlite:///relative.db, sqlite:////absolute.db or a file path "
+            "[default: the database_url setting, sqlite:///pluginkv-data/pluginkv.db].",
+        ),
+        click.option(
+            "--workspace",
+            envvar="PLUGINKV_WORKSPACE",
+            show_envvar=True,
+            required=True,
+            help="Workspace id.",
+        ),
+        click.option(
+            "--plugin",
+            envvar="PLUGINKV_PLUGIN",
+            show_envvar=True,
+            required=True,
+            metavar="AUTHOR/NAME",
+            help="Plugin id, without a version.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@contextmanager
+def open_storage(db: str | None, workspace: str, plugin: str) -> Iterator[Storage]:
+    """The scope's storage on an open store, closed afterwards; engine errors become exits."""
+    try:
+        check_scope(workspace, plugin)  # before opening, so a typo creates no database
+        with open_store(db) as store:
+            yield store.storage(workspace=workspace, plugin=plugin)
+    except VersionConflict as exc:
+        raise ConditionFailed(exc) from None
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="pluginkv")
 def main() -> None:
-    """pluginkv: persistent key-value storage for plugins."""
+    """pluginkv: persistent, workspace-scoped key-value storage for plugins."""
+
+
+@main.group()
+def kv() -> None:
+    """Read and write the keys of one plugin in one workspace."""
+
+
+@kv.command("set")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option(
+    "--file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Store the raw bytes of this file.",
+)
+@click.option("--ttl", type=float, metavar="SECONDS", help="Expire the entry after this long.")
+@click.option("--if-version", type=int, metavar="N", help="Only replace the entry at version N.")
+@click.option("--if-absent", is_flag=True, help="Only store if the key holds no value.")
+@scope_options
+def set_(
+    key: str,
+    value: str | None,
+    file: Path | None,
+    ttl: float | None,
+    if_version: int | None,
+    if_absent: bool,
+    db: str | None,
+    workspace: str,
+    plugin: str,
+) -> None:
+    """Store a value under KEY.
+
+    The value is VALUE encoded as UTF-8, the bytes of --file, or the raw bytes
+    of stdin when VALUE is '-' or absent and stdin is not a terminal.
+    """
+    data = _value_bytes(value, file)
+    with open_storage(db, workspace, plugin) as storage:
+        storage.set(key, data, ttl=ttl, if_version=if_version, if_absent=if_absent)
+
+
+def _value_bytes(value: str | None, file: Path | None) -> bytes:
+    if file is not None:
+        if value is not None:
+            raise click.UsageError("give the value as VALUE or --file, not both")
+        return file.read_bytes()
+    if value is not None and value != "-":
+        # surrogateescape gives back the exact bytes of an argument that was not UTF-8.
+        return value.encode("utf-8", "surrogateescape")
+    with click.open_file("-", "rb") as stdin:
+        if value is None and stdin.isatty():
+            raise click.UsageError("no value: give VALUE, --file PATH, or pipe it to stdin")
+        data: bytes = stdin.read()
+    return data
+
+
+@kv.command("get")
+@click.argument("key")
+@scope_options
+def get(key: str, db: str | None, workspace: str, plugin: str) -> None:
+    """Write the value of KEY to stdout as raw bytes, without a newline.
+
+    Exits 1 with a message on stderr when the key is absent or expired.
+    """
+    with open_storage(db, workspace, plugin) as storage:
+        value = storage.get(key)
+    if value is None:
+        click.echo(f"key {key!r} not found", err=True)
+        raise click.exceptions.Exit(EXIT_FALSE)
+    click.echo(value, nl=False)  # bytes go to the binary stdout, unchanged
+
+
+@kv.command("delete")
+@click.argument("key")
+@click.option("--if-version", type=int, metavar="N", help="Only delete the entry at version N.")
+@scope_options
+def delete(key: str, if_version: int | None, db: str | None, workspace: str, plugin: str) -> None:
+    """Delete KEY; deleting an absent key succeeds silently."""
+    with open_storage(db, workspace, plugin) as storage:
+        storage.delete(key, if_version=if_version)
+
+
+@kv.command("exist")
+@click.argument("key")
+@scope_options
+def exist(key: str, db: str | None, workspace: str, plugin: str) -> None:
+    """Print 'true' and exit 0 if KEY holds a value, else print 'false' and exit 1."""
+    with open_storage(db, workspace, plugin) as storage:
+        found = storage.exist(key)
+    click.echo("true" if found else "false")
+    if not found:
+        raise click.exceptions.Exit(EXIT_FALSE)
+
+
+@kv.command("keys")
+@click.argument("prefix", default="")
+@click.option("--limit", type=int, default=100, show_default=True, help="Keys per page.")
+@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@click.option("--all", "all_pages", is_flag=True, help="Follow the cursors to the last key.")
+@scope_options
+def keys(
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    all_pages: bool,
+    db: str | None,
+    workspace: str,
+    plugin: str,
+) -> None:
+    """List the keys starting with PREFIX, in key order.
+
+    One line per key: key, size, version and expiry (ISO 8601 UTC, or '-'),
+    separated by tabs.  When more keys remain and --all is not given, the
+    cursor of the next page is printed to stderr.
+    """
+    with open_storage(db, workspace, plugin) as storage:
+        while True:
+            page = storage.keys(prefix, limit=limit, cursor=cursor)
+            for entry in page:
+                click.echo(_key_line(entry))
+            cursor = page.next_cursor
+            if cursor is None or not all_pages:
+                break
+    if cursor is not None:
+        click.echo(f"next page: --cursor {cursor}", err=True)
+
+
+def _key_line(entry: EntryMeta) -> str:
+    expiry = "-"
+    if entry.expires_at is not None:
+        moment = datetime.fromtimestamp(entry.expires_at, UTC)
+        expiry = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"{entry.key}\t{entry.size}\t{entry.version}\t{expiry}"
+
+
+@main.command("usage")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@scope_options
+def usage(as_json: bool, db: str | None, workspace: str, plugin: str) -> None:
+    """Print the bytes used (keys plus values), the live keys and the quota of the plugin."""
+    with open_storage(db, workspace, plugin) as storage:
+        used = storage.usage()
+    if as_json:
+        fields = {"bytes_used": used.bytes_used, "keys": used.keys, "quota_bytes": used.quota_bytes}
+        click.echo(json.dumps(fields))
+        return
+    click.echo(f"bytes_used: {used.bytes_used} ({_human(used.bytes_used)})")
+    click.echo(f"keys: {used.keys}")
+    click.echo(f"quota_bytes: {used.quota_bytes} ({_human(used.quota_bytes)})")
+
+
+def _human(size: int) -> str:
+    """``1234`` -> ``1.2 KiB`` (binary units)."""
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if round(amount, 1) < 1024:
+            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} PiB"

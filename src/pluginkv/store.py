@@ -7,6 +7,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
 from .backends.base import Backend, ScopeState
 from .backends.memory import MemoryBackend
 from .backends.sqlite import SQLiteBackend
@@ -16,7 +19,7 @@ from .keys import Scope, check_scope
 from .models import Usage
 from .storage import Storage
 
-__all__ = ["Store", "backend_for_url", "open_store"]
+__all__ = ["Store", "backend_for_url", "load_settings", "open_store"]
 
 Clock = Callable[[], float]
 
@@ -28,11 +31,23 @@ def open_store(url: str | None = None, *, clock: Clock | None = None, **settings
     a plain file path, or ``memory://``.  Keyword arguments override settings
     by name, e.g. ``open_store(url, default_quota_bytes=1_000_000)``.
     """
+    if url is not None:
+        settings["database_url"] = url
+    return Store(load_settings(**settings), clock=clock)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``overrides``; bad ones raise ``InvalidArgument``."""
     try:
-        resolved = Settings(**settings) if url is None else Settings(database_url=url, **settings)
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid settings: {exc}") from None
-    return Store(resolved, clock=clock)
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            problems.append(f"{field} ({env_name(field)}): {error['msg']}")
+        raise InvalidArgument("invalid setting " + "; ".join(problems)) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        raise InvalidArgument(f"invalid setting: {exc} (dict settings take JSON)") from None
 
 
 def backend_for_url(settings: Settings) -> Backend:

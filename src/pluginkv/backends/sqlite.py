@@ -22,14 +22,14 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 
 from ..errors import BackendUnavailable
 from ..keys import Scope
 from ..models import Entry, EntryMeta
-from .base import Backend, ReadTx, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
+from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 
 __all__ = ["SQLiteBackend"]
@@ -70,6 +70,7 @@ _SAVE_SCOPE = (
     "bytes_used = excluded.bytes_used, key_count = excluded.key_count, "
     "last_version = excluded.last_version, quota_override = excluded.quota_override"
 )
+_REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
 _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
 
 
@@ -182,10 +183,7 @@ class _SQLiteTx(WriteTx):
         )
 
     def remove(self, scope: Scope, keys: Sequence[str]) -> None:
-        self._conn.executemany(
-            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?",
-            [(scope.workspace, scope.plugin, key) for key in keys],
-        )
+        self._conn.executemany(_REMOVE, [(scope.workspace, scope.plugin, key) for key in keys])
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> tuple[int, int, int]:
         sql = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
@@ -242,6 +240,47 @@ class _SQLiteTx(WriteTx):
             (scope.workspace, scope.plugin),
         )
         return len(rows), sum(size for (size,) in rows)
+
+
+class _Transaction:
+    """BEGIN on enter; COMMIT on a normal exit, ROLLBACK on any exception.
+
+    A class rather than a generator context manager: it is on every write's path.
+    """
+
+    __slots__ = ("_backend", "_begin", "_conn")
+
+    def __init__(self, backend: SQLiteBackend, begin: str) -> None:
+        self._backend = backend
+        self._begin = begin
+
+    def __enter__(self) -> _SQLiteTx:
+        self._conn = conn = self._backend._conn()
+        try:
+            conn.execute(self._begin)
+        except sqlite3.Error as exc:
+            raise self._backend._unavailable(exc) from exc
+        return _SQLiteTx(conn)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        if exc is None:
+            try:
+                conn.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_error:
+                exc = commit_error
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
+        if isinstance(exc, sqlite3.Error):
+            raise self._backend._unavailable(exc) from exc
 
 
 class SQLiteBackend(Backend):
@@ -366,41 +405,14 @@ class SQLiteBackend(Backend):
             raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
         return row is not None
 
-    @contextmanager
-    def read(self) -> Iterator[ReadTx]:
-        with self._transaction("BEGIN") as tx:
-            yield tx
+    def read(self) -> _Transaction:
+        return _Transaction(self, "BEGIN")
 
-    @contextmanager
-    def write(self) -> Iterator[WriteTx]:
-        with self._transaction("BEGIN IMMEDIATE") as tx:
-            yield tx
+    def write(self) -> _Transaction:
+        return _Transaction(self, "BEGIN IMMEDIATE")
 
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[_SQLiteTx]:
-        conn = self._conn()
-        try:
-            conn.execute(begin)
-        except sqlite3.Error as exc:
-            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
-        try:
-            yield _SQLiteTx(conn)
-        except BaseException as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
-            if isinstance(exc, sqlite3.Error):
-                raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+    def _unavailable(self, exc: sqlite3.Error) -> BackendUnavailable:
+        return _unavailable(exc, self.path, self._busy_timeout_ms)
 
     def close(self) -> None:
         with self._lock:
