@@ -1,0 +1,43 @@
+"""The engine benchmark still runs: ``bench_engine.py --quick`` exits 0 and prints every row."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_engine.py"
+OPERATIONS = [
+    "set 100 B",
+    "get 100 B",
+    "exist 100 B",
+    "delete 100 B",
+    "set 1 MiB",
+    "get 1 MiB",
+    "set 10 MiB",
+    "get 10 MiB",
+]
+MODES = ["FULL", "NORMAL"]
+
+
+def test_bench_engine_quick_prints_a_ratio_per_operation(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for mode in MODES:
+        assert f"synchronous={mode}:" in out
+    for operation in OPERATIONS:
+        row = re.compile(
+            rf"^{re.escape(operation)}\s+[\d,.]+ (ops|MB)/s\s+[\d,.]+ (ops|MB)/s\s+"
+            rf"\d+\.\d\dx\s+\S+\s+>=\d\.\d\s+(PASS|MISS)$",
+            re.MULTILINE,
+        )
+        assert len(row.findall(out)) == len(MODES), f"no ratio line for {operation!r}:\n{out}"
+    assert list(tmp_path.iterdir()) == [], "the benchmark left files behind"
