@@ -47,7 +47,7 @@ class Storage:
     Get one from ``Store.storage(workspace=..., plugin=...)``.  Thread-safe.
     """
 
-    __slots__ = ("_backend", "_clock", "_scope", "_settings", "_store")
+    __slots__ = ("_backend", "_clock", "_quota", "_scope", "_settings", "_store")
 
     def __init__(self, store: Store, scope: Scope) -> None:
         self._store = store
@@ -55,6 +55,7 @@ class Storage:
         self._settings = store.settings
         self._clock = store.clock
         self._scope = scope
+        self._quota = store.settings_quota(scope.plugin)[0]
 
     def __repr__(self) -> str:
         return f"<Storage workspace={self._scope.workspace!r} plugin={self._scope.plugin!r}>"
@@ -71,8 +72,7 @@ class Storage:
     def get(self, key: str) -> bytes | None:
         """The value of ``key``, or ``None`` only when the key is absent (or expired)."""
         check_key(key)
-        entry = self._backend.get(self._scope, key, self._clock())
-        return None if entry is None else entry.value
+        return self._backend.get_value(self._scope, key, self._clock())
 
     def exist(self, key: str) -> bool:
         """Whether ``key`` holds a value."""
@@ -106,10 +106,17 @@ class Storage:
         _check_conditions(if_version, if_absent)
         ttl_seconds = _check_ttl(ttl)
         now = self._clock()
-        with self._backend.write() as tx:
-            state, rows = tx.lookup(self._scope, [key])
-            _require(key, rows.get(key), now, if_version, if_absent)
-            self._write(tx, state, now, {key: (data, key_size)}, rows, ttl_seconds)
+        expires_at = None if ttl_seconds is None else now + ttl_seconds
+        size = key_size + len(data)
+        if (
+            if_version is not None
+            or if_absent
+            or not self._backend.put_now(self._scope, key, data, size, now, expires_at, self._quota)
+        ):
+            with self._backend.write() as tx:
+                state, rows = tx.lookup(self._scope, [key])
+                _require(key, rows.get(key), now, if_version, if_absent)
+                self._write(tx, state, now, {key: (data, key_size)}, rows, ttl_seconds)
         self._store.after_write(now)
 
     def delete(self, key: str, *, if_version: int | None = None) -> None:
@@ -121,11 +128,13 @@ class Storage:
         check_key(key)
         _check_conditions(if_version, False)
         now = self._clock()
-        with self._backend.write() as tx:
-            state, rows = tx.lookup(self._scope, [key])
-            _require(key, rows.get(key), now, if_version, False)
-            if rows:
-                self._remove(tx, state, rows)
+        if if_version is None:
+            self._backend.delete_now(self._scope, key)
+        else:
+            with self._backend.write() as tx:
+                _, rows = tx.lookup(self._scope, [key])
+                _require(key, rows.get(key), now, if_version, False)
+                tx.remove(self._scope, [key])
         self._store.after_write(now)
 
     # -- entries and listing -------------------------------------------------------
@@ -187,24 +196,17 @@ class Storage:
         wanted = self._check_batch(keys)
         now = self._clock()
         with self._backend.write() as tx:
-            state, rows = tx.lookup(self._scope, wanted)
-            live = sum(1 for row in rows.values() if row.live(now))
-            if rows:
-                self._remove(tx, state, rows)
+            _, rows = tx.lookup(self._scope, wanted)
+            tx.remove(self._scope, list(rows))
         self._store.after_write(now)
-        return live
+        return sum(1 for row in rows.values() if row.live(now))
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key starting with ``prefix`` (``""``: all of them); returns how many."""
         check_prefix(prefix)
         now = self._clock()
         with self._backend.write() as tx:
-            live, count, size = tx.remove_prefix(self._scope, prefix, now)
-            if count:
-                state = tx.scope_state(self._scope)
-                state.bytes_used -= size
-                state.key_count -= count
-                tx.save_scope(self._scope, state)
+            live = tx.remove_prefix(self._scope, prefix, now)
         self._store.after_write(now)
         return live
 
@@ -282,49 +284,40 @@ class Storage:
         *,
         keep_ttl: bool = False,
     ) -> None:
-        """Store ``items`` (key -> (value, key size)) over ``rows``, charging the quota."""
-        added = _growth(items, rows)
-        if added[0] > 0:
+        """Store ``items`` (key -> (value, key size)) over ``rows``, within the quota.
+
+        ``state`` and ``rows`` come from ``tx.lookup`` in the same transaction.
+        The backend moves the counters; this decides whether the write may happen.
+        """
+        growth = _growth(items, rows)
+        if growth > 0:
             quota, source = self._store.quota_for(self._scope, state)
-            if state.bytes_used + added[0] > quota:
-                # Expired rows still count until reclaimed; reclaim them before refusing.
-                count, freed = tx.purge_expired(self._scope, now)
-                if count:
-                    state.bytes_used -= freed
-                    state.key_count -= count
-                    for key in [k for k, row in rows.items() if not row.live(now)]:
-                        del rows[key]
-                    added = _growth(items, rows)
-                if state.bytes_used + added[0] > quota:
-                    raise QuotaExceeded(
-                        f"quota exceeded for {self._scope}: {state.bytes_used} of {quota} bytes "
-                        f"used, this write needs {added[0]} more (limit from {source})",
-                        used=state.bytes_used,
-                        limit=quota,
-                        needed=added[0],
-                    )
-        state.bytes_used += added[0]
-        state.key_count += added[1]
+            if state.bytes_used + growth > quota and tx.purge_expired(self._scope, now):
+                # Expired rows still counted; now reclaimed, they no longer stand in the way.
+                state, rows = tx.lookup(self._scope, list(items))
+                growth = _growth(items, rows)
+            if state.bytes_used + growth > quota:
+                raise QuotaExceeded(
+                    f"quota exceeded for {self._scope}: {state.bytes_used} of {quota} bytes "
+                    f"used, this write needs {growth} more (limit from {source})",
+                    used=state.bytes_used,
+                    limit=quota,
+                    needed=growth,
+                )
         expires_at = None if ttl is None else now + ttl
+        version = state.last_version
         for key, (data, key_size) in items.items():
             old = rows.get(key)
-            live = old is not None and old.live(now)
-            state.last_version += 1
+            live = old if old is not None and old.live(now) else None
+            version += 1
             row = Stored(
                 size=key_size + len(data),
-                version=state.last_version,
-                created_at=old.created_at if live and old is not None else now,
-                expires_at=old.expires_at if keep_ttl and live and old is not None else expires_at,
+                version=version,
+                created_at=now if live is None else live.created_at,
+                expires_at=live.expires_at if keep_ttl and live is not None else expires_at,
                 value=None,
             )
             tx.put(self._scope, key, data, row, now)
-        tx.save_scope(self._scope, state)
-
-    def _remove(self, tx: WriteTx, state: ScopeState, rows: dict[str, Stored]) -> None:
-        tx.remove(self._scope, list(rows))
-        state.bytes_used -= sum(row.size for row in rows.values())
-        state.key_count -= len(rows)
-        tx.save_scope(self._scope, state)
 
     def _check_batch(self, keys: Iterable[str]) -> list[str]:
         if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
@@ -341,14 +334,12 @@ class Storage:
         return wanted
 
 
-def _growth(items: Mapping[str, tuple[bytes, int]], rows: Mapping[str, Stored]) -> tuple[int, int]:
-    """Bytes and rows a write adds over what is stored (overwrites count the difference)."""
-    added_bytes = added_keys = 0
-    for key, (data, key_size) in items.items():
-        old = rows.get(key)
-        added_bytes += key_size + len(data) - (0 if old is None else old.size)
-        added_keys += old is None
-    return added_bytes, added_keys
+def _growth(items: Mapping[str, tuple[bytes, int]], rows: Mapping[str, Stored]) -> int:
+    """Bytes a write adds over what is stored (overwrites count the difference)."""
+    return sum(
+        key_size + len(data) - (0 if key not in rows else rows[key].size)
+        for key, (data, key_size) in items.items()
+    )
 
 
 def _check_conditions(if_version: int | None, if_absent: bool) -> None:

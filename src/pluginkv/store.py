@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -14,7 +15,7 @@ from .backends.base import Backend, ScopeState
 from .backends.memory import MemoryBackend
 from .backends.sqlite import SQLiteBackend
 from .config import Settings, env_name
-from .errors import InvalidArgument
+from .errors import InvalidArgument, PluginKVError
 from .keys import Scope, check_scope
 from .models import Usage
 from .storage import Storage
@@ -22,6 +23,7 @@ from .storage import Storage
 __all__ = ["Store", "backend_for_url", "load_settings", "open_store"]
 
 Clock = Callable[[], float]
+logger = logging.getLogger(__name__)
 
 
 def open_store(url: str | None = None, *, clock: Clock | None = None, **settings: Any) -> Store:
@@ -116,9 +118,13 @@ class Store:
         """The scope's quota in bytes and what sets it, for error messages."""
         if state.quota_override is not None:
             return state.quota_override, f"the quota override of {scope}"
-        plugin_quota = self.settings.plugin_quotas.get(scope.plugin)
+        return self.settings_quota(scope.plugin)
+
+    def settings_quota(self, plugin: str) -> tuple[int, str]:
+        """The quota the settings give ``plugin``, and which setting that is."""
+        plugin_quota = self.settings.plugin_quotas.get(plugin)
         if plugin_quota is not None:
-            return plugin_quota, f"setting {env_name('plugin_quotas')}[{scope.plugin!r}]"
+            return plugin_quota, f"setting {env_name('plugin_quotas')}[{plugin!r}]"
         return self.settings.default_quota_bytes, f"setting {env_name('default_quota_bytes')}"
 
     def set_quota(self, *, workspace: str, plugin: str, quota_bytes: int | None) -> None:
@@ -132,9 +138,7 @@ class Store:
                 f"quota_bytes must be a non-negative int or None, got {quota_bytes!r}"
             )
         with self.backend.write() as tx:
-            state = tx.scope_state(scope)
-            state.quota_override = quota_bytes
-            tx.save_scope(scope, state)
+            tx.set_quota_override(scope, quota_bytes)
 
     # -- administration ----------------------------------------------------------
     def scopes(self) -> list[tuple[Scope, Usage]]:
@@ -153,26 +157,27 @@ class Store:
         """Delete every entry of one scope and its quota override; returns the entries removed."""
         scope = check_scope(workspace, plugin)
         with self.backend.write() as tx:
-            count, _ = tx.drop_scope(scope)
-        return count
+            return tx.drop_scope(scope)
 
     def sweep_expired(self) -> int:
         """Reclaim up to ``sweep_batch_size`` expired rows of any scope; returns how many."""
         now = self.clock()
         with self.backend.write() as tx:
-            freed = tx.sweep_expired(now, self.settings.sweep_batch_size)
-            for scope, (count, size) in freed.items():
-                state = tx.scope_state(scope)
-                state.bytes_used -= size
-                state.key_count -= count
-                tx.save_scope(scope, state)
-        total = sum(count for count, _ in freed.values())
+            swept = tx.sweep_expired(now, self.settings.sweep_batch_size)
         # A full batch means more are waiting: sweep again on the next write.
-        full = total >= self.settings.sweep_batch_size
+        full = swept >= self.settings.sweep_batch_size
         self._next_sweep = now + (0.0 if full else self.settings.sweep_interval_seconds)
-        return total
+        return swept
 
     def after_write(self, now: float) -> None:
-        """Called after each committed write: runs the sweeper when it is due."""
+        """Called after each committed write: runs the sweeper when it is due.
+
+        The write itself has committed, so a failing sweep must not make it
+        look failed: it is logged and tried again after the interval.
+        """
         if now >= self._next_sweep and self.settings.sweep_interval_seconds > 0:
-            self.sweep_expired()
+            try:
+                self.sweep_expired()
+            except PluginKVError as exc:
+                self._next_sweep = now + self.settings.sweep_interval_seconds
+                logger.warning("sweeping expired entries failed: %s", exc)

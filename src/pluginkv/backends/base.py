@@ -12,8 +12,16 @@ scope, and offers two kinds of transactions:
 Single-statement reads (``get``, ``exists``) are also offered outside a
 transaction, because they are the hot path.
 
-Backends know nothing of quota rules, TTL semantics or versions: they store
-what ``Storage`` tells them and report expiry only when asked with ``now``.
+A backend keeps each scope's counters (``ScopeState``) equal to what it
+stores: every row it inserts, replaces or deletes — by any call, sweeps and
+purges included — moves ``bytes_used``, ``key_count`` and ``last_version`` in
+the same transaction (SQL backends do it with triggers).  ``Storage`` decides
+what may be written (quota, conditions, versions, TTL); the backend makes the
+bookkeeping impossible to forget.
+
+The two ``*_now`` methods are single-step fast paths for the commonest writes
+(one statement, one round trip); ``Storage`` falls back to a transaction
+whenever they decline.
 Every driver error leaves a backend as a ``BackendUnavailable`` (or another
 ``PluginKVError``), never as a driver exception and never as "absent".
 """
@@ -47,7 +55,9 @@ class Stored(NamedTuple):
 
 @dataclass(slots=True)
 class ScopeState:
-    """Counters of one scope. ``bytes_used``/``key_count`` include expired rows not yet reclaimed.
+    """Counters of one scope, kept by the backend.
+
+    ``bytes_used``/``key_count`` include expired rows not yet reclaimed.
 
     ``last_version`` only grows, so versions are never reused within a scope,
     not even after a delete: compare-and-set cannot be fooled by a re-created key.
@@ -100,24 +110,24 @@ class WriteTx(ReadTx):
         """Delete these rows; absent ones are ignored."""
 
     @abstractmethod
-    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> tuple[int, int, int]:
-        """Delete every row under ``prefix``: ``(live count, all count, all bytes)``."""
+    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
+        """Delete every row under ``prefix``; returns how many of them were live."""
 
     @abstractmethod
-    def purge_expired(self, scope: Scope, now: float) -> tuple[int, int]:
-        """Delete the scope's expired rows: ``(count, bytes)``."""
+    def purge_expired(self, scope: Scope, now: float) -> int:
+        """Delete the scope's expired rows; returns how many."""
 
     @abstractmethod
-    def sweep_expired(self, now: float, limit: int) -> dict[Scope, tuple[int, int]]:
-        """Delete up to ``limit`` expired rows of any scope: ``{scope: (count, bytes)}``."""
+    def sweep_expired(self, now: float, limit: int) -> int:
+        """Delete up to ``limit`` expired rows of any scope; returns how many."""
 
     @abstractmethod
-    def save_scope(self, scope: Scope, state: ScopeState) -> None:
-        """Write the scope's counters (creating the state row if needed)."""
+    def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
+        """Record (or with ``None`` clear) the scope's own quota."""
 
     @abstractmethod
-    def drop_scope(self, scope: Scope) -> tuple[int, int]:
-        """Delete every row and the state of the scope: ``(count, bytes)`` removed."""
+    def drop_scope(self, scope: Scope) -> int:
+        """Delete every row and the state of the scope; returns how many rows."""
 
 
 class Backend(ABC):
@@ -130,8 +140,36 @@ class Backend(ABC):
         """The live entry, or ``None`` when absent or expired."""
 
     @abstractmethod
+    def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
+        """The live entry's value only: the hot path of ``get``."""
+
+    @abstractmethod
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         """Whether a live entry exists, without reading its value."""
+
+    @abstractmethod
+    def put_now(
+        self,
+        scope: Scope,
+        key: str,
+        value: bytes,
+        size: int,
+        now: float,
+        expires_at: float | None,
+        quota: int,
+    ) -> bool:
+        """Store one entry unconditionally in a single step, if it fits.
+
+        The entry gets the scope's next version; ``created_at`` is kept when it
+        replaces a live row.  It fits when it does not grow the scope's stored
+        bytes (expired rows included) or when those bytes plus the growth stay
+        within the scope's quota override, else ``quota``.  Returns ``False``,
+        having changed nothing, when it does not fit.
+        """
+
+    @abstractmethod
+    def delete_now(self, scope: Scope, key: str) -> None:
+        """Delete one row, if present, in a single step."""
 
     @abstractmethod
     def read(self) -> AbstractContextManager[ReadTx]:

@@ -2,7 +2,9 @@
 
 Used for tests and for ``memory://`` stores.  One lock serialises every
 transaction; a write transaction keeps an undo log and replays it backwards
-if the block raises, so batches stay all-or-nothing here too.
+if the block raises, so batches stay all-or-nothing here too.  Every row
+change goes through ``_set_row``, which keeps the scope's counters, as SQL
+triggers do for the SQLite backend.
 """
 
 from __future__ import annotations
@@ -17,20 +19,15 @@ from .base import Backend, ReadTx, ScopeState, Stored, WriteTx
 
 __all__ = ["MemoryBackend"]
 
-_Rows = dict[str, tuple[bytes, Stored, float]]  # key -> (value, row, updated_at)
+_Item = tuple[bytes, Stored, float]  # (value, row, updated_at)
+_Undo = list[Callable[[], None]]
 
 
 class _MemoryTx(WriteTx):
-    def __init__(self, backend: MemoryBackend, undo: list[Callable[[], None]] | None) -> None:
+    def __init__(self, backend: MemoryBackend, undo: _Undo | None) -> None:
         self._rows = backend._rows
         self._states = backend._states
         self._undo = undo
-
-    def _scope_rows(self, scope: Scope) -> _Rows:
-        rows = self._rows.get(scope)
-        if rows is None:
-            rows = self._rows[scope] = {}
-        return rows
 
     # -- reads -----------------------------------------------------------------
     def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
@@ -39,7 +36,7 @@ class _MemoryTx(WriteTx):
         for key in dict.fromkeys(keys):
             item = rows.get(key)
             if item is not None and item[1].live(now):
-                found.append(_entry(key, *item))
+                found.append(_entry(key, item))
         return found
 
     def scan(
@@ -53,7 +50,11 @@ class _MemoryTx(WriteTx):
                 continue
             _, row, updated_at = rows[key]
             if row.live(now):
-                page.append(_meta(key, row, updated_at))
+                page.append(
+                    EntryMeta(
+                        key, row.size, row.version, row.created_at, updated_at, row.expires_at
+                    )
+                )
                 if len(page) == limit:
                     break
         return page
@@ -63,7 +64,8 @@ class _MemoryTx(WriteTx):
         return ScopeState() if state is None else _copy(state)
 
     def expired_totals(self, scope: Scope, now: float) -> tuple[int, int]:
-        sizes = [row.size for _, row, _ in self._rows.get(scope, {}).values() if not row.live(now)]
+        rows = self._rows.get(scope, {}).values()
+        sizes = [row.size for _, row, _ in rows if not row.live(now)]
         return len(sizes), sum(sizes)
 
     def scopes(self) -> list[tuple[Scope, ScopeState]]:
@@ -75,19 +77,34 @@ class _MemoryTx(WriteTx):
         assert self._undo is not None, "write in a read transaction"
         self._undo.append(action)
 
-    def _set_row(self, scope: Scope, key: str, item: tuple[bytes, Stored, float] | None) -> None:
-        rows = self._scope_rows(scope)
+    def _set_row(self, scope: Scope, key: str, item: _Item | None) -> None:
+        """Insert, replace (``item``) or delete (``None``) a row, keeping the counters."""
+        rows = self._rows.setdefault(scope, {})
         previous = rows.get(key)
-        if item is None:
-            rows.pop(key, None)
-        else:
+        if previous is None and item is None:
+            return
+        old_state = self._states.get(scope)
+        state = ScopeState() if old_state is None else _copy(old_state)
+        if previous is not None:
+            state.bytes_used -= previous[1].size
+            state.key_count -= 1
+            del rows[key]
+        if item is not None:
             rows[key] = item
+            state.bytes_used += item[1].size
+            state.key_count += 1
+            state.last_version = max(state.last_version, item[1].version)
+        self._states[scope] = state
 
         def undo() -> None:
             if previous is None:
                 rows.pop(key, None)
             else:
                 rows[key] = previous
+            if old_state is None:
+                self._states.pop(scope, None)
+            else:
+                self._states[scope] = old_state
 
         self._log(undo)
 
@@ -110,54 +127,50 @@ class _MemoryTx(WriteTx):
         for key in keys:
             self._set_row(scope, key, None)
 
-    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> tuple[int, int, int]:
+    def _remove_where(self, scope: Scope, doomed: Callable[[str, Stored], bool]) -> list[Stored]:
         rows = self._rows.get(scope, {})
-        doomed = [(k, item[1]) for k, item in rows.items() if k.startswith(prefix)]
-        self.remove(scope, [k for k, _ in doomed])
-        live = sum(1 for _, row in doomed if row.live(now))
-        return live, len(doomed), sum(row.size for _, row in doomed)
+        removed = [(key, item[1]) for key, item in rows.items() if doomed(key, item[1])]
+        self.remove(scope, [key for key, _ in removed])
+        return [row for _, row in removed]
 
-    def purge_expired(self, scope: Scope, now: float) -> tuple[int, int]:
-        rows = self._rows.get(scope, {})
-        doomed = [(k, item[1].size) for k, item in rows.items() if not item[1].live(now)]
-        self.remove(scope, [k for k, _ in doomed])
-        return len(doomed), sum(size for _, size in doomed)
+    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
+        removed = self._remove_where(scope, lambda key, _: key.startswith(prefix))
+        return sum(1 for row in removed if row.live(now))
 
-    def sweep_expired(self, now: float, limit: int) -> dict[Scope, tuple[int, int]]:
-        freed: dict[Scope, tuple[int, int]] = {}
-        budget = limit
-        for scope in list(self._rows):
-            if budget <= 0:
+    def purge_expired(self, scope: Scope, now: float) -> int:
+        return len(self._remove_where(scope, lambda _, row: not row.live(now)))
+
+    def sweep_expired(self, now: float, limit: int) -> int:
+        swept = 0
+        for scope, rows in list(self._rows.items()):
+            doomed = [key for key, item in rows.items() if not item[1].live(now)]
+            doomed = doomed[: limit - swept]
+            self.remove(scope, doomed)
+            swept += len(doomed)
+            if swept >= limit:
                 break
-            doomed = [
-                (k, item[1].size) for k, item in self._rows[scope].items() if not item[1].live(now)
-            ][:budget]
-            if doomed:
-                self.remove(scope, [k for k, _ in doomed])
-                freed[scope] = (len(doomed), sum(size for _, size in doomed))
-                budget -= len(doomed)
-        return freed
+        return swept
 
-    def save_scope(self, scope: Scope, state: ScopeState) -> None:
-        previous = self._states.get(scope)
-        self._states[scope] = _copy(state)
+    def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
+        old_state = self._states.get(scope)
+        state = ScopeState() if old_state is None else _copy(old_state)
+        state.quota_override = quota_bytes
+        self._states[scope] = state
 
         def undo() -> None:
-            if previous is None:
+            if old_state is None:
                 self._states.pop(scope, None)
             else:
-                self._states[scope] = previous
+                self._states[scope] = old_state
 
         self._log(undo)
 
-    def drop_scope(self, scope: Scope) -> tuple[int, int]:
-        rows = self._rows.get(scope, {})
-        count, size = len(rows), sum(item[1].size for item in rows.values())
-        self.remove(scope, list(rows))
-        previous = self._states.pop(scope, None)
-        if previous is not None:
-            self._log(lambda: self._states.__setitem__(scope, previous))
-        return count, size
+    def drop_scope(self, scope: Scope) -> int:
+        count = len(self._remove_where(scope, lambda _, __: True))
+        old_state = self._states.pop(scope, None)
+        if old_state is not None:
+            self._log(lambda: self._states.__setitem__(scope, old_state))
+        return count
 
 
 class MemoryBackend(Backend):
@@ -167,20 +180,50 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._rows: dict[Scope, _Rows] = {}
+        self._rows: dict[Scope, dict[str, _Item]] = {}
         self._states: dict[Scope, ScopeState] = {}
 
-    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+    def _live(self, scope: Scope, key: str, now: float) -> _Item | None:
         with self._lock:
             item = self._rows.get(scope, {}).get(key)
-        if item is None or not item[1].live(now):
-            return None
-        return _entry(key, *item)
+        return item if item is not None and item[1].live(now) else None
+
+    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+        item = self._live(scope, key, now)
+        return None if item is None else _entry(key, item)
+
+    def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
+        item = self._live(scope, key, now)
+        return None if item is None else item[0]
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
-        with self._lock:
-            item = self._rows.get(scope, {}).get(key)
-        return item is not None and item[1].live(now)
+        return self._live(scope, key, now) is not None
+
+    def put_now(
+        self,
+        scope: Scope,
+        key: str,
+        value: bytes,
+        size: int,
+        now: float,
+        expires_at: float | None,
+        quota: int,
+    ) -> bool:
+        with self.write() as tx:
+            state, rows = tx.lookup(scope, [key])
+            old = rows.get(key)
+            growth = size - (0 if old is None else old.size)
+            limit = quota if state.quota_override is None else state.quota_override
+            if growth > 0 and state.bytes_used + growth > limit:
+                return False
+            created_at = old.created_at if old is not None and old.live(now) else now
+            row = Stored(size, state.last_version + 1, created_at, expires_at, None)
+            tx.put(scope, key, value, row, now)
+        return True
+
+    def delete_now(self, scope: Scope, key: str) -> None:
+        with self.write() as tx:
+            tx.remove(scope, [key])
 
     @contextmanager
     def read(self) -> Iterator[ReadTx]:
@@ -188,9 +231,9 @@ class MemoryBackend(Backend):
             yield _MemoryTx(self, None)
 
     @contextmanager
-    def write(self) -> Iterator[WriteTx]:
+    def write(self) -> Iterator[_MemoryTx]:
         with self._lock:
-            undo: list[Callable[[], None]] = []
+            undo: _Undo = []
             try:
                 yield _MemoryTx(self, undo)
             except BaseException:
@@ -206,9 +249,6 @@ def _copy(state: ScopeState) -> ScopeState:
     return ScopeState(state.bytes_used, state.key_count, state.last_version, state.quota_override)
 
 
-def _entry(key: str, value: bytes, row: Stored, updated_at: float) -> Entry:
+def _entry(key: str, item: _Item) -> Entry:
+    value, row, updated_at = item
     return Entry(key, value, row.version, row.size, row.created_at, updated_at, row.expires_at)
-
-
-def _meta(key: str, row: Stored, updated_at: float) -> EntryMeta:
-    return EntryMeta(key, row.size, row.version, row.created_at, updated_at, row.expires_at)

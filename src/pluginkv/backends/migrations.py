@@ -63,6 +63,37 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (workspace, plugin)
             ) WITHOUT ROWID
             """,
+            # The counters follow every row change, whoever makes it: usage can
+            # never drift from what is stored.
+            """
+            CREATE TRIGGER pluginkv_entries_inserted AFTER INSERT ON pluginkv_entries
+            BEGIN
+                INSERT INTO pluginkv_scopes (workspace, plugin, bytes_used, key_count, last_version)
+                VALUES (NEW.workspace, NEW.plugin, NEW.size, 1, NEW.version)
+                ON CONFLICT (workspace, plugin) DO UPDATE SET
+                    bytes_used = bytes_used + NEW.size,
+                    key_count = key_count + 1,
+                    last_version = max(last_version, NEW.version);
+            END
+            """,
+            """
+            CREATE TRIGGER pluginkv_entries_updated AFTER UPDATE ON pluginkv_entries
+            BEGIN
+                UPDATE pluginkv_scopes SET
+                    bytes_used = bytes_used + NEW.size - OLD.size,
+                    last_version = max(last_version, NEW.version)
+                WHERE workspace = NEW.workspace AND plugin = NEW.plugin;
+            END
+            """,
+            """
+            CREATE TRIGGER pluginkv_entries_deleted AFTER DELETE ON pluginkv_entries
+            BEGIN
+                UPDATE pluginkv_scopes SET
+                    bytes_used = bytes_used - OLD.size,
+                    key_count = key_count - 1
+                WHERE workspace = OLD.workspace AND plugin = OLD.plugin;
+            END
+            """,
         ),
     ),
 )

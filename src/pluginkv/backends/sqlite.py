@@ -39,6 +39,9 @@ _GET = (
     "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
     f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
 )
+_GET_VALUE = (
+    f"SELECT value FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
+)
 _EXISTS = (
     f"SELECT 1 FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
 )
@@ -55,20 +58,43 @@ _LOOKUP_ONE = (
 )
 _LOOKUP_ONE_WITH_VALUE = _LOOKUP_ONE.format(value="e.value")
 _LOOKUP_ONE = _LOOKUP_ONE.format(value="NULL")
+_UPSERT = (
+    " ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size,"
+    " version = excluded.version, created_at = excluded.created_at,"
+    " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+)
 _PUT = (
     "INSERT INTO pluginkv_entries "
     "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
-    "version = excluded.version, created_at = excluded.created_at, "
-    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + _UPSERT
 )
-_SAVE_SCOPE = (
-    "INSERT INTO pluginkv_scopes "
-    "(workspace, plugin, bytes_used, key_count, last_version, quota_override) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace, plugin) DO UPDATE SET "
-    "bytes_used = excluded.bytes_used, key_count = excluded.key_count, "
-    "last_version = excluded.last_version, quota_override = excluded.quota_override"
+# One statement for a plain set: the next version, the quota check and the
+# write happen under the write lock SQLite takes for the statement.  Zero rows
+# changed means "does not fit"; Storage then takes the transactional path,
+# which also reclaims expired rows before refusing.  The SELECT must not read
+# pluginkv_entries itself, or SQLite copies the row (value included) through a
+# temporary table first; the replaced row is seen in DO UPDATE instead.  The
+# insert branch checks the quota as if the key were new, which may send an
+# overwrite near the quota down the slow path, never past the quota.
+_PUT_NOW = (
+    "INSERT INTO pluginkv_entries "
+    "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value) "
+    "SELECT ?1, ?2, ?3, ?4, coalesce(s.last_version, 0) + 1, ?5, ?5, ?6, ?7 "
+    "FROM (SELECT 1) LEFT JOIN pluginkv_scopes AS s ON s.workspace = ?1 AND s.plugin = ?2 "
+    "WHERE coalesce(s.bytes_used, 0) + ?4 <= coalesce(s.quota_override, ?8) "
+    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size,"
+    " version = excluded.version,"
+    " created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at"
+    " THEN excluded.created_at ELSE created_at END,"
+    " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+)
+# INSERT ... SELECT on a table with triggers runs through a temporary table,
+# a copy that costs large values a third of their throughput; past this size
+# the statement count no longer matters and the transactional path is faster.
+_PUT_NOW_MAX_BYTES = 64 * 1024
+_SET_QUOTA = (
+    "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (?, ?, ?) "
+    "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
 )
 _REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
 _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
@@ -185,61 +211,43 @@ class _SQLiteTx(WriteTx):
     def remove(self, scope: Scope, keys: Sequence[str]) -> None:
         self._conn.executemany(_REMOVE, [(scope.workspace, scope.plugin, key) for key in keys])
 
-    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> tuple[int, int, int]:
+    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         sql = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
         params: list[object] = [scope.workspace, scope.plugin, prefix]
         upper = prefix_upper_bound(prefix)
         if upper is not None:
             sql += " AND key < ?"
             params.append(upper)
-        rows = self._conn.execute(sql + " RETURNING size, expires_at", params).fetchall()
-        live = sum(1 for _, expires_at in rows if expires_at is None or expires_at > now)
-        return live, len(rows), sum(size for size, _ in rows)
+        rows = self._conn.execute(sql + " RETURNING expires_at", params)
+        return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
 
-    def purge_expired(self, scope: Scope, now: float) -> tuple[int, int]:
-        rows = self._conn.execute(
+    def purge_expired(self, scope: Scope, now: float) -> int:
+        return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? "
-            "AND expires_at IS NOT NULL AND expires_at <= ? RETURNING size",
+            "AND expires_at IS NOT NULL AND expires_at <= ?",
             (scope.workspace, scope.plugin, now),
-        ).fetchall()
-        return len(rows), sum(size for (size,) in rows)
+        ).rowcount
 
-    def sweep_expired(self, now: float, limit: int) -> dict[Scope, tuple[int, int]]:
-        rows = self._conn.execute(
+    def sweep_expired(self, now: float, limit: int) -> int:
+        return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
-            "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) "
-            "RETURNING workspace, plugin, size",
+            "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
             (now, limit),
-        ).fetchall()
-        freed: dict[Scope, tuple[int, int]] = {}
-        for workspace, plugin, size in rows:
-            count, total = freed.get(Scope(workspace, plugin), (0, 0))
-            freed[Scope(workspace, plugin)] = (count + 1, total + size)
-        return freed
+        ).rowcount
 
-    def save_scope(self, scope: Scope, state: ScopeState) -> None:
-        self._conn.execute(
-            _SAVE_SCOPE,
-            (
-                scope.workspace,
-                scope.plugin,
-                state.bytes_used,
-                state.key_count,
-                state.last_version,
-                state.quota_override,
-            ),
-        )
+    def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
+        self._conn.execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
 
-    def drop_scope(self, scope: Scope) -> tuple[int, int]:
-        rows = self._conn.execute(
-            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? RETURNING size",
+    def drop_scope(self, scope: Scope) -> int:
+        count = self._conn.execute(
+            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ?",
             (scope.workspace, scope.plugin),
-        ).fetchall()
+        ).rowcount
         self._conn.execute(
             "DELETE FROM pluginkv_scopes WHERE workspace = ? AND plugin = ?",
             (scope.workspace, scope.plugin),
         )
-        return len(rows), sum(size for (size,) in rows)
+        return count
 
 
 class _Transaction:
@@ -336,7 +344,7 @@ class SQLiteBackend(Backend):
                 raise BackendUnavailable(f"SQLite database {self.path} refuses WAL mode ({mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         except sqlite3.Error as exc:
-            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+            raise self._unavailable(exc) from exc
         with self._lock:
             # Connections of threads that have ended are closed here, not leaked.
             alive = []
@@ -352,7 +360,13 @@ class SQLiteBackend(Backend):
         return conn
 
     def _forget_connections(self) -> None:
-        # In a forked child: the parent's connections are not ours to use or close.
+        # In a forked child the parent's connections are not ours to use, nor
+        # to close (closing may checkpoint or unlink the parent's WAL): keep them
+        # referenced for the life of the child and open fresh ones.
+        _INHERITED_CONNECTIONS.extend(conn for _, conn in self._connections)
+        inherited = getattr(self._local, "conn", None)
+        if inherited is not None:
+            _INHERITED_CONNECTIONS.append(inherited)
         self._local = threading.local()
         self._connections = []
         self._lock = threading.Lock()
@@ -382,7 +396,7 @@ class SQLiteBackend(Backend):
                     raise
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+            raise self._unavailable(exc) from exc
 
     def applied_migrations(self) -> list[str]:
         """Names of the migrations recorded in this database, in order applied."""
@@ -394,15 +408,47 @@ class SQLiteBackend(Backend):
         try:
             row = self._conn().execute(_GET, (scope.workspace, scope.plugin, key, now)).fetchone()
         except sqlite3.Error as exc:
-            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+            raise self._unavailable(exc) from exc
         return None if row is None else Entry(key, *row)
+
+    def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
+        try:
+            cursor = self._conn().execute(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
+            row = cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return None if row is None else row[0]
+
+    def put_now(
+        self,
+        scope: Scope,
+        key: str,
+        value: bytes,
+        size: int,
+        now: float,
+        expires_at: float | None,
+        quota: int,
+    ) -> bool:
+        if size > _PUT_NOW_MAX_BYTES:
+            return False
+        params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
+        try:
+            return self._conn().execute(_PUT_NOW, params).rowcount == 1
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def delete_now(self, scope: Scope, key: str) -> None:
+        try:
+            self._conn().execute(_REMOVE, (scope.workspace, scope.plugin, key))
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         try:
             cursor = self._conn().execute(_EXISTS, (scope.workspace, scope.plugin, key, now))
             row = cursor.fetchone()
         except sqlite3.Error as exc:
-            raise _unavailable(exc, self.path, self._busy_timeout_ms) from exc
+            raise self._unavailable(exc) from exc
         return row is not None
 
     def read(self) -> _Transaction:
@@ -439,4 +485,5 @@ class _ForkRegistry:
             backend._forget_connections()
 
 
+_INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 _forget_after_fork = _ForkRegistry()
