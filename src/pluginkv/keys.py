@@ -44,6 +44,16 @@ class Scope:
 
 def check_key(key: object) -> int:
     """Raise ``InvalidKey`` unless ``key`` is a valid key; return its UTF-8 size."""
+    # Fast path for the common printable-ASCII key: every test here is one C call.
+    if (
+        type(key) is str
+        and key.isascii()
+        and 0 < len(key) <= MAX_KEY_BYTES
+        and key.isprintable()
+        and "\\" not in key
+        and ".." not in key
+    ):
+        return len(key)
     if type(key) is not str:
         raise InvalidKey(f"key must be a str, not {type(key).__name__}")
     try:

@@ -69,29 +69,26 @@ _PUT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + _UPSERT
 )
 # One statement for a plain set: the next version, the quota check and the
-# write happen under the write lock SQLite takes for the statement.  Zero rows
-# changed means "does not fit"; Storage then takes the transactional path,
-# which also reclaims expired rows before refusing.  The SELECT must not read
-# pluginkv_entries itself, or SQLite copies the row (value included) through a
-# temporary table first; the replaced row is seen in DO UPDATE instead.  The
-# insert branch checks the quota as if the key were new, which may send an
-# overwrite near the quota down the slow path, never past the quota.
+# write happen under the write lock SQLite takes for the statement.  When the
+# entry does not fit, the version comes out NULL and the NOT NULL constraint
+# refuses the row before anything is written; Storage then takes the
+# transactional path, which also reclaims expired rows before refusing.  (An
+# INSERT ... SELECT ... WHERE would say it more plainly, but on a table with
+# triggers SQLite runs it through a temporary table: a copy of every value.)
+# The check counts the key as new, so an overwrite near the quota may take
+# the slow path; it never lets a write past the quota.
 _PUT_NOW = (
     "INSERT INTO pluginkv_entries "
     "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value) "
-    "SELECT ?1, ?2, ?3, ?4, coalesce(s.last_version, 0) + 1, ?5, ?5, ?6, ?7 "
-    "FROM (SELECT 1) LEFT JOIN pluginkv_scopes AS s ON s.workspace = ?1 AND s.plugin = ?2 "
-    "WHERE coalesce(s.bytes_used, 0) + ?4 <= coalesce(s.quota_override, ?8) "
+    "VALUES (?1, ?2, ?3, ?4, (SELECT CASE WHEN coalesce(max(s.bytes_used), 0) + ?4"
+    " <= coalesce(max(s.quota_override), ?8) THEN coalesce(max(s.last_version), 0) + 1 END"
+    " FROM pluginkv_scopes AS s WHERE s.workspace = ?1 AND s.plugin = ?2), ?5, ?5, ?6, ?7) "
     "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size,"
     " version = excluded.version,"
     " created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at"
     " THEN excluded.created_at ELSE created_at END,"
     " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
 )
-# INSERT ... SELECT on a table with triggers runs through a temporary table,
-# a copy that costs large values a third of their throughput; past this size
-# the statement count no longer matters and the transactional path is faster.
-_PUT_NOW_MAX_BYTES = 64 * 1024
 _SET_QUOTA = (
     "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (?, ?, ?) "
     "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
@@ -429,13 +426,14 @@ class SQLiteBackend(Backend):
         expires_at: float | None,
         quota: int,
     ) -> bool:
-        if size > _PUT_NOW_MAX_BYTES:
-            return False
         params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
         try:
-            return self._conn().execute(_PUT_NOW, params).rowcount == 1
+            self._conn().execute(_PUT_NOW, params)
+        except sqlite3.IntegrityError:
+            return False  # the NULL version of a write that does not fit
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
+        return True
 
     def delete_now(self, scope: Scope, key: str) -> None:
         try:
