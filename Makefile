@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/pluginkv --help
+	$(VENV)/bin/pluginkv serve
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ or false (``kv exist``); 2 usage error (click's); 3 pluginkv refused or failed
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,11 +18,12 @@ from typing import IO, Any, TypeVar
 import click
 
 from . import __version__
+from .config import Settings
 from .errors import PluginKVError, VersionConflict
 from .keys import check_scope
 from .models import EntryMeta
 from .storage import Storage
-from .store import open_store
+from .store import load_settings, open_store
 
 __all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_FALSE", "main"]
 
@@ -258,3 +260,119 @@ def _human(size: int) -> str:
             return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     return f"{amount:.1f} PiB"
+
+
+# -- the service ---------------------------------------------------------------------------
+def data_dir_option(func: F) -> F:
+    return click.option(
+        "--data-dir",
+        envvar="PLUGINKV_DATA_DIR",
+        show_envvar=True,
+        default="pluginkv-data",
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where the service keeps its database and token secret.",
+    )(func)
+
+
+def service_settings(data_dir: Path, db: str | None = None, **overrides: Any) -> Settings:
+    """Settings of the local service: the database defaults to <data-dir>/pluginkv.db."""
+    if db is None and "PLUGINKV_DATABASE_URL" not in os.environ:
+        db = f"sqlite:///{(data_dir / 'pluginkv.db').resolve()}"
+    if db is not None:
+        overrides["database_url"] = db
+    try:
+        return load_settings(data_dir=str(data_dir), **overrides)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+
+
+@main.command("serve")
+@data_dir_option
+@click.option("--db", metavar="URL", help="Database URL [default: <data-dir>/pluginkv.db].")
+@click.option(
+    "--host",
+    envvar="PLUGINKV_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind.",
+)
+@click.option(
+    "--port",
+    envvar="PLUGINKV_PORT",
+    type=int,
+    default=8787,
+    show_default=True,
+    help="Port to bind.",
+)
+def serve(data_dir: Path, db: str | None, host: str, port: int) -> None:
+    """Run the storage service (HTTP API under /v1) until SIGTERM or Ctrl-C."""
+    try:
+        import uvicorn
+
+        from .server.app import create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the service needs the server extra: pip install 'pluginkv[server]' ({exc})"
+        ) from None
+    settings = service_settings(data_dir, db, host=host, port=port)
+    try:
+        app = create_app(settings)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({settings.database_url})")
+    click.echo(f"listening on http://{host}:{port}  (API under /v1, health at /healthz)")
+    click.echo(
+        f"a token for a plugin: pluginkv token create --data-dir {data_dir} "
+        "--workspace WS --plugin AUTHOR/NAME"
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_keep_alive=settings.idle_timeout_seconds,
+        timeout_graceful_shutdown=30,
+        log_level="info",
+    )
+
+
+@main.group()
+def token() -> None:
+    """Create bearer tokens for the service of a local data directory."""
+
+
+@token.command("create")
+@data_dir_option
+@click.option("--workspace", help="Workspace the token is for.")
+@click.option("--plugin", metavar="AUTHOR/NAME", help="Plugin the token is for.")
+@click.option("--ttl", type=float, metavar="SECONDS", help="Lifetime [default: 30 days].")
+@click.option("--read-only", is_flag=True, help="The token may read but not write.")
+@click.option("--admin", is_flag=True, help="An admin token for /v1/admin instead.")
+def token_create(
+    data_dir: Path,
+    workspace: str | None,
+    plugin: str | None,
+    ttl: float | None,
+    read_only: bool,
+    admin: bool,
+) -> None:
+    """Print a token: for one (workspace, plugin), or with --admin for the admin API."""
+    from .server.auth import Tokens, load_secret
+
+    if admin == (workspace is not None or plugin is not None):
+        raise click.UsageError("give --workspace and --plugin, or --admin alone")
+    if not admin and (workspace is None or plugin is None):
+        raise click.UsageError("a scope token needs both --workspace and --plugin")
+    settings = service_settings(data_dir)
+    try:
+        tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+        click.echo(
+            tokens.issue(
+                workspace=workspace, plugin=plugin, ttl=ttl, read_only=read_only, admin=admin
+            )
+        )
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None

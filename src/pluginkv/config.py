@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(
         default=1000, ge=1, description="Most keys in one get_many/set_many/delete_many."
     )
+    max_batch_bytes: int = Field(
+        default=64 * MiB, ge=1, description="Largest JSON body of a batch request."
+    )
     max_page_size: int = Field(
         default=1000, ge=1, description="Largest `limit` a keys() page may ask for."
     )
@@ -64,4 +67,23 @@ class Settings(BaseSettings):
     )
     sweep_batch_size: int = Field(
         default=1000, ge=1, description="Most expired rows reclaimed per sweep."
+    )
+
+    # -- the service (`pluginkv serve`) ---------------------------------------------
+    data_dir: str = Field(
+        default="pluginkv-data",
+        description="Where the service keeps its database and signing secret.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the service binds.")
+    port: int = Field(default=8787, ge=0, le=65535, description="Port the service binds.")
+    token_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="HS256 secret for tokens; generated into the data directory if unset.",
+    )
+    token_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, ge=1, description="Default lifetime of a token."
+    )
+    idle_timeout_seconds: int = Field(
+        default=30, ge=1, description="How long an idle keep-alive connection stays open."
     )

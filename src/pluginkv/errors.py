@@ -10,7 +10,9 @@
     ├── ValueTooLarge                            a value over the per-value limit
     ├── QuotaExceeded                            a write that would pass the scope's quota
     ├── VersionConflict                          a compare-and-set or set-if-absent that failed
-    └── BackendUnavailable                       the database cannot be reached or used
+    ├── BackendUnavailable                       the database cannot be reached or used
+    ├── Unauthorized                             no token, or a bad, expired or foreign one
+    └── Forbidden                                a valid token that does not allow this call
 
 Driver errors (sqlite3, psycopg, HTTP) are translated into these at the backend
 boundary, once.  An absent key is never an error on ``get``: it returns
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 __all__ = [
     "BackendUnavailable",
+    "Forbidden",
     "InvalidArgument",
     "InvalidKey",
     "InvalidValueType",
     "PluginKVError",
     "QuotaExceeded",
+    "Unauthorized",
     "ValueTooLarge",
     "VersionConflict",
     "WrongValueType",
@@ -109,3 +113,15 @@ class BackendUnavailable(PluginKVError):
     """The database could not answer: locked past the timeout, unreachable, broken."""
 
     code = "backend_unavailable"
+
+
+class Unauthorized(PluginKVError):
+    """The request carries no valid token: missing, malformed, tampered, expired."""
+
+    code = "unauthorized"
+
+
+class Forbidden(PluginKVError):
+    """The token is valid but does not allow this call (read-only, not admin)."""
+
+    code = "forbidden"

@@ -24,6 +24,7 @@ __all__ = ["Store", "backend_for_url", "load_settings", "open_store"]
 
 Clock = Callable[[], float]
 logger = logging.getLogger(__name__)
+_PING_SCOPE = Scope("pluginkv", "pluginkv/ping")
 
 
 def open_store(url: str | None = None, *, clock: Clock | None = None, **settings: Any) -> Store:
@@ -112,6 +113,10 @@ class Store:
     def storage(self, *, workspace: str, plugin: str) -> Storage:
         """The storage of ``plugin`` (``author/name``, no version) in ``workspace``."""
         return Storage(self, check_scope(workspace, plugin))
+
+    def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless the database answers a query."""
+        self.backend.exists(_PING_SCOPE, "ping", self.clock())
 
     # -- quota -----------------------------------------------------------------
     def quota_for(self, scope: Scope, state: ScopeState) -> tuple[int, str]:

@@ -1,0 +1,46 @@
+"""``create_app``: the ASGI application of the storage service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from ..config import Settings
+from ..store import Store
+from .auth import Tokens, load_secret
+from .errors import exception_handlers
+from .routes import routes
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, tokens: Tokens | None = None
+) -> Starlette:
+    """The service on ``settings`` (default: from the environment).
+
+    A ``store`` passed in is used as is and left open; otherwise the app opens
+    the settings' database at startup and closes it at shutdown.
+    """
+    settings = settings if settings is not None else (store.settings if store else Settings())
+    if tokens is None:
+        tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = store is None
+        app.state.store = Store(settings) if owned else store
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.store.close()
+
+    app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.tokens = tokens
+    if store is not None:
+        app.state.store = store
+    return app

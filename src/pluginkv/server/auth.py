@@ -1,0 +1,135 @@
+"""Bearer tokens: JWTs (HS256) scoped to one (workspace, plugin), or admin tokens.
+
+Claims: ``iss`` = ``pluginkv``, ``typ`` = ``scope`` or ``admin``, ``iat``,
+``exp``; scope tokens add ``ws``, ``plugin`` and ``ro`` (read-only).  The
+signing secret comes from the ``token_secret`` setting or is generated on first
+use into ``<data_dir>/token-secret`` with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from ..config import Settings
+from ..errors import Forbidden, InvalidArgument, Unauthorized
+from ..keys import Scope, check_scope
+
+__all__ = ["SECRET_FILE", "Grant", "Tokens", "load_secret"]
+
+SECRET_FILE = "token-secret"
+_ISSUER = "pluginkv"
+_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified token allows."""
+
+    scope: Scope | None  # None for an admin token
+    read_only: bool = False
+
+    @property
+    def admin(self) -> bool:
+        return self.scope is None
+
+    def require_scope(self, *, write: bool) -> Scope:
+        """The token's scope; refuses admin tokens and, for writes, read-only ones."""
+        if self.scope is None:
+            raise Forbidden("an admin token cannot read or write keys; use a scope token")
+        if write and self.read_only:
+            raise Forbidden(f"this token is read-only for {self.scope}")
+        return self.scope
+
+    def require_admin(self) -> None:
+        if self.scope is not None:
+            raise Forbidden("this call needs the admin token")
+
+
+class Tokens:
+    """Issues and verifies tokens with one secret."""
+
+    def __init__(
+        self, secret: str, *, default_ttl: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._secret = secret
+        self._default_ttl = default_ttl
+        self._clock = clock
+
+    def issue(
+        self,
+        *,
+        workspace: str | None = None,
+        plugin: str | None = None,
+        ttl: float | None = None,
+        read_only: bool = False,
+        admin: bool = False,
+    ) -> str:
+        """A scope token for (workspace, plugin), or with ``admin=True`` an admin token."""
+        lifetime = self._default_ttl if ttl is None else ttl
+        if lifetime <= 0:
+            raise InvalidArgument(f"token ttl must be positive, got {lifetime!r}")
+        now = int(self._clock())
+        claims: dict[str, object] = {"iss": _ISSUER, "iat": now, "exp": now + int(lifetime)}
+        if admin:
+            claims["typ"] = "admin"
+        else:
+            scope = check_scope(workspace, plugin)
+            claims.update(typ="scope", ws=scope.workspace, plugin=scope.plugin, ro=read_only)
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def verify(self, token: str) -> Grant:
+        """The grant of a valid token; ``Unauthorized`` for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "iss", "typ"]},
+                leeway=0,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired; create a new one") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from None
+        if claims["typ"] == "admin":
+            return Grant(None)
+        if claims["typ"] != "scope":
+            raise Unauthorized(f"invalid token: unknown type {claims['typ']!r}")
+        try:
+            scope = check_scope(claims.get("ws"), claims.get("plugin"))
+        except InvalidArgument:
+            raise Unauthorized("invalid token: malformed scope") from None
+        return Grant(scope, read_only=claims.get("ro") is True)
+
+
+def load_secret(settings: Settings) -> str:
+    """The signing secret: the setting, else ``<data_dir>/token-secret`` (created 0600)."""
+    if settings.token_secret is not None:
+        return settings.token_secret
+    path = Path(settings.data_dir) / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise InvalidArgument(
+                f"{path} is readable by others (mode {mode:o}); chmod 600 it"
+            ) from None
+        secret = path.read_text().strip()
+        if len(secret) < 32:
+            raise InvalidArgument(f"{path} holds no usable secret (under 32 characters)") from None
+        return secret
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    return secret

@@ -1,0 +1,85 @@
+"""Every error the API returns: one status per error code, one JSON body shape.
+
+Body: ``{"error": {"code": ..., "message": ..., <details>}}``.  The client
+maps ``code`` back to the same exception class, so a caller over HTTP sees
+exactly what an in-process caller sees.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import (
+    BackendUnavailable,
+    Forbidden,
+    InvalidArgument,
+    InvalidKey,
+    InvalidValueType,
+    PluginKVError,
+    QuotaExceeded,
+    Unauthorized,
+    ValueTooLarge,
+    VersionConflict,
+    WrongValueType,
+)
+
+__all__ = ["STATUS", "error_body", "error_response", "exception_handlers", "not_found"]
+
+STATUS: dict[type[PluginKVError], int] = {
+    InvalidKey: 400,
+    InvalidArgument: 400,
+    InvalidValueType: 400,
+    WrongValueType: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    VersionConflict: 409,
+    ValueTooLarge: 413,
+    QuotaExceeded: 507,
+    BackendUnavailable: 503,
+}
+
+
+def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **details}}
+
+
+def _details(exc: PluginKVError) -> dict[str, Any]:
+    if isinstance(exc, QuotaExceeded):
+        return {"used": exc.used, "limit": exc.limit, "needed": exc.needed}
+    if isinstance(exc, ValueTooLarge):
+        return {"size": exc.size, "limit": exc.limit}
+    if isinstance(exc, VersionConflict):
+        return {"key": exc.key, "expected": exc.expected, "actual": exc.actual}
+    return {}
+
+
+def error_response(exc: PluginKVError) -> JSONResponse:
+    status = STATUS.get(type(exc), 500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = error_body(exc.code, str(exc), **_details(exc))
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def not_found(key: str) -> JSONResponse:
+    return JSONResponse(error_body("not_found", f"key {key!r} not found", key=key), 404)
+
+
+async def _pluginkv_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PluginKVError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "no_such_route", 405: "method_not_allowed", 413: "value_too_large"}
+    code = codes.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+exception_handlers = {PluginKVError: _pluginkv_error, HTTPException: _http_error}

@@ -1,0 +1,355 @@
+"""Thin handlers: authorise, parse, call ``Storage``, serialise.
+
+Single-key values travel as raw bytes bodies; batches as JSON with base64
+values.  Storage calls run in the thread pool: SQLite blocks (fsync), and the
+event loop must keep serving while it does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import InvalidArgument, InvalidKey, PluginKVError, Unauthorized, ValueTooLarge
+from ..keys import check_key
+from ..models import EntryMeta
+from ..storage import Storage
+from ..store import Store
+from .auth import Grant, Tokens
+from .errors import error_body, not_found
+
+__all__ = ["routes"]
+
+KV_PREFIX = "/v1/kv/"
+INCR_PREFIX = "/v1/incr/"
+
+
+# -- request parsing -------------------------------------------------------------------------
+def _grant(request: Request) -> Grant:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <token>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    tokens: Tokens = request.app.state.tokens
+    return tokens.verify(token.strip())
+
+
+def _storage(request: Request, *, write: bool) -> Storage:
+    scope = _grant(request).require_scope(write=write)
+    store: Store = request.app.state.store
+    return store.storage(workspace=scope.workspace, plugin=scope.plugin)
+
+
+def _key(request: Request, prefix: str) -> str:
+    """The key exactly as the client percent-encoded it (the raw path, not a decoded one)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    start = raw.find(prefix.encode())
+    encoded = raw[start + len(prefix) :]
+    try:
+        key = unquote_to_bytes(encoded).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKey("key is not valid UTF-8 once percent-decoded") from None
+    check_key(key)
+    return key
+
+
+def _query_number(request: Request, name: str, kind: type[int] | type[float]) -> Any:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InvalidArgument(f"query parameter {name}={text!r} is not a number") from None
+
+
+def _conditions(request: Request) -> tuple[int | None, bool]:
+    if_version = None
+    match = request.headers.get("if-match")
+    if match is not None:
+        tag = match.strip().removeprefix("W/").strip('"')
+        if not tag.isdigit():
+            raise InvalidArgument(
+                f"If-Match must be an entry version such as '\"3\"', got {match!r}"
+            )
+        if_version = int(tag)
+    none_match = request.headers.get("if-none-match")
+    if none_match is not None and none_match.strip() != "*":
+        raise InvalidArgument("If-None-Match supports only '*' (set only if absent)")
+    return if_version, none_match is not None
+
+
+async def _body(request: Request, limit: int, setting: str) -> bytes:
+    """The request body, refused with 413 as soon as it is known to pass ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidArgument(f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            raise ValueTooLarge(
+                f"body of {declared} bytes is over the limit of {limit} bytes (setting {setting})",
+                size=int(declared),
+                limit=limit,
+            )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ValueTooLarge(
+                f"body is over the limit of {limit} bytes (setting {setting})",
+                size=size,
+                limit=limit,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    raw = await _body(request, store.settings.max_batch_bytes, "PLUGINKV_MAX_BATCH_BYTES")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return body
+
+
+def _field(
+    body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True
+) -> Any:
+    if name not in body or body[name] is None:
+        if required:
+            raise InvalidArgument(f"request body needs the field {name!r}")
+        return None
+    value = body[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InvalidArgument(f"field {name!r} must be a {names}")
+    return value
+
+
+def _key_list(body: dict[str, Any]) -> list[str]:
+    keys: list[str] = _field(body, "keys", list)
+    if not all(isinstance(key, str) for key in keys):
+        raise InvalidArgument("field 'keys' must be a list of strings")
+    return keys
+
+
+def _b64(key: str, text: object) -> bytes:
+    if not isinstance(text, str):
+        raise InvalidArgument(f"value of {key!r} must be a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument(f"value of {key!r} is not valid base64") from None
+
+
+def _meta(entry: EntryMeta) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "size": entry.size,
+        "version": entry.version,
+        "created_at": entry.created_at,
+        "updated_at": entry.updated_at,
+        "expires_at": entry.expires_at,
+    }
+
+
+# -- single keys -----------------------------------------------------------------------------
+async def put_value(request: Request) -> Response:
+    storage = _storage(request, write=True)
+    key = _key(request, KV_PREFIX)
+    ttl = _query_number(request, "ttl", float)
+    if_version, if_absent = _conditions(request)
+    store: Store = request.app.state.store
+    value = await _body(request, store.settings.max_value_bytes, "PLUGINKV_MAX_VALUE_BYTES")
+    await run_in_threadpool(
+        storage.set, key, value, ttl=ttl, if_version=if_version, if_absent=if_absent
+    )
+    return Response(status_code=204)
+
+
+async def get_value(request: Request) -> Response:
+    storage = _storage(request, write=False)
+    key = _key(request, KV_PREFIX)
+    entry = await run_in_threadpool(storage.get_entry, key)
+    if entry is None:
+        return not_found(key)
+    headers = {"ETag": f'"{entry.version}"'}
+    if entry.expires_at is not None:
+        headers["X-Expires-At"] = repr(entry.expires_at)
+    return Response(entry.value, media_type="application/octet-stream", headers=headers)
+
+
+async def head_value(request: Request) -> Response:
+    storage = _storage(request, write=False)
+    key = _key(request, KV_PREFIX)
+    found = await run_in_threadpool(storage.exist, key)
+    return Response(status_code=200 if found else 404)
+
+
+async def delete_value(request: Request) -> Response:
+    storage = _storage(request, write=True)
+    key = _key(request, KV_PREFIX)
+    if_version, if_absent = _conditions(request)
+    if if_absent:
+        raise InvalidArgument("If-None-Match has no meaning on DELETE")
+    await run_in_threadpool(storage.delete, key, if_version=if_version)
+    return Response(status_code=204)
+
+
+async def incr(request: Request) -> Response:
+    storage = _storage(request, write=True)
+    key = _key(request, INCR_PREFIX)
+    body = await _json(request)
+    delta = _field(body, "delta", int, required=False)
+    value = await run_in_threadpool(storage.incr, key, 1 if delta is None else delta)
+    return JSONResponse({"value": value})
+
+
+# -- listing, batches, usage ------------------------------------------------------------------
+async def list_keys(request: Request) -> Response:
+    storage = _storage(request, write=False)
+    limit = _query_number(request, "limit", int)
+    page = await run_in_threadpool(
+        storage.keys,
+        request.query_params.get("prefix", ""),
+        limit=100 if limit is None else limit,
+        cursor=request.query_params.get("cursor"),
+    )
+    return JSONResponse(
+        {"entries": [_meta(e) for e in page.entries], "next_cursor": page.next_cursor}
+    )
+
+
+async def delete_prefix(request: Request) -> Response:
+    storage = _storage(request, write=True)
+    prefix = request.query_params.get("prefix")
+    if prefix is None:
+        raise InvalidArgument("DELETE /v1/keys needs ?prefix= (an empty prefix deletes all)")
+    deleted = await run_in_threadpool(storage.delete_prefix, prefix)
+    return JSONResponse({"deleted": deleted})
+
+
+async def batch_get(request: Request) -> Response:
+    storage = _storage(request, write=False)
+    keys = _key_list(await _json(request))
+    found = await run_in_threadpool(storage.get_many, keys)
+    values = {key: base64.b64encode(value).decode("ascii") for key, value in found.items()}
+    return JSONResponse({"values": values})
+
+
+async def batch_set(request: Request) -> Response:
+    storage = _storage(request, write=True)
+    body = await _json(request)
+    items = _field(body, "items", dict)
+    ttl = _field(body, "ttl", (int, float), required=False)
+    mapping = {key: _b64(key, text) for key, text in items.items()}
+    await run_in_threadpool(storage.set_many, mapping, ttl=ttl)
+    return Response(status_code=204)
+
+
+async def batch_delete(request: Request) -> Response:
+    storage = _storage(request, write=True)
+    keys = _key_list(await _json(request))
+    deleted = await run_in_threadpool(storage.delete_many, keys)
+    return JSONResponse({"deleted": deleted})
+
+
+async def usage(request: Request) -> Response:
+    storage = _storage(request, write=False)
+    used = await run_in_threadpool(storage.usage)
+    return JSONResponse(
+        {"bytes_used": used.bytes_used, "keys": used.keys, "quota_bytes": used.quota_bytes}
+    )
+
+
+# -- administration --------------------------------------------------------------------------
+async def admin_scopes(request: Request) -> Response:
+    _grant(request).require_admin()
+    store: Store = request.app.state.store
+    listed = await run_in_threadpool(store.scopes)
+    return JSONResponse(
+        {
+            "scopes": [
+                {
+                    "workspace": scope.workspace,
+                    "plugin": scope.plugin,
+                    "bytes_used": used.bytes_used,
+                    "keys": used.keys,
+                    "quota_bytes": used.quota_bytes,
+                }
+                for scope, used in listed
+            ]
+        }
+    )
+
+
+async def admin_quota(request: Request) -> Response:
+    _grant(request).require_admin()
+    body = await _json(request)
+    workspace = _field(body, "workspace", str)
+    plugin = _field(body, "plugin", str)
+    quota = _field(body, "quota_bytes", int, required=False)
+    store: Store = request.app.state.store
+    await run_in_threadpool(
+        lambda: store.set_quota(workspace=workspace, plugin=plugin, quota_bytes=quota)
+    )
+    return Response(status_code=204)
+
+
+async def admin_purge(request: Request) -> Response:
+    _grant(request).require_admin()
+    body = await _json(request)
+    workspace = _field(body, "workspace", str)
+    plugin = _field(body, "plugin", str)
+    store: Store = request.app.state.store
+    deleted = await run_in_threadpool(lambda: store.purge(workspace=workspace, plugin=plugin))
+    return JSONResponse({"deleted": deleted})
+
+
+# -- health --------------------------------------------------------------------------------
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    store: Store = request.app.state.store
+    try:
+        await run_in_threadpool(store.ping)
+    except PluginKVError as exc:
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+routes = [
+    Route("/v1/kv/{key:path}", put_value, methods=["PUT"]),
+    Route("/v1/kv/{key:path}", head_value, methods=["HEAD"]),  # before GET, which adds HEAD
+    Route("/v1/kv/{key:path}", get_value, methods=["GET"]),
+    Route("/v1/kv/{key:path}", delete_value, methods=["DELETE"]),
+    Route("/v1/incr/{key:path}", incr, methods=["POST"]),
+    Route("/v1/keys", list_keys, methods=["GET"]),
+    Route("/v1/keys", delete_prefix, methods=["DELETE"]),
+    Route("/v1/batch/get", batch_get, methods=["POST"]),
+    Route("/v1/batch/set", batch_set, methods=["POST"]),
+    Route("/v1/batch/delete", batch_delete, methods=["POST"]),
+    Route("/v1/usage", usage, methods=["GET"]),
+    Route("/v1/admin/scopes", admin_scopes, methods=["GET"]),
+    Route("/v1/admin/quota", admin_quota, methods=["PUT"]),
+    Route("/v1/admin/purge", admin_purge, methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]
