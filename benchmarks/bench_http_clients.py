@@ -16,8 +16,9 @@ port, keep-alive timeout raised so that no idle connection is dropped between ro
 
 Clients, each made once and kept for the whole run (so each uses one keep-alive connection):
 
-* ``raw socket``: hand-written HTTP/1.1 on a blocking socket, a reference floor, not a
-  candidate (it shows the cost of the server and the kernel alone);
+* ``raw socket``: hand-written HTTP/1.1 on a blocking socket, a reference, not a candidate:
+  on 100 B requests it is the floor (the cost of the server and the kernel alone); on
+  10 MiB it is merely a simple reader (it zero-fills its buffer, ``http.client`` does not);
 * ``http.client``: one ``HTTPConnection`` reused;
 * ``urllib3 pool``: ``HTTPConnectionPool`` with ``Retry(total=3)``;
 * ``urllib3 PoolManager``: ``PoolManager`` with ``Retry(total=3)``, full URLs;
@@ -855,16 +856,23 @@ def version(name: str) -> str:
         return "?"
 
 
+def load_average() -> str:
+    try:
+        return ", ".join(f"{load:.2f}" for load in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Python HTTP clients, one thread, one keep-alive connection, vs httpx."
     )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
     parser.add_argument(
         "--duration",
         type=float,
-        default=0.3,
-        help="seconds per client, workload and round (default 0.3)",
+        default=0.2,
+        help="seconds per client, workload and round (default 0.2)",
     )
     parser.add_argument(
         "--client-uvloop",
@@ -909,6 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(at least {plan.least_small} small / {plan.least_large} large requests); warm-up "
         f"{plan.warm_small} small / {plan.warm_large} large requests"
     )
+    print(f"load    : {load_average()} (1, 5, 15 min) at the start; the machine may be shared")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         log_path = Path(tmp) / "uvicorn.log"
@@ -935,9 +944,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\nuvicorn log:")
                 for line in log_path.read_text().splitlines():
                     print(f"  {line}")
-    print(f"\ndone in {time.perf_counter() - started:.1f} s")
+    print(f"\nload average at the end: {load_average()}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; the server was stopped", file=sys.stderr)
+        sys.exit(130)
