@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +13,10 @@ import pytest
 
 import pluginkv
 from pluginkv import Storage, Store
+from pluginkv.client import RemoteStorage
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "remote"]
+SECRET = "test-secret-" + "x" * 40
 
 
 class FakeClock:
@@ -32,17 +37,88 @@ def _clock() -> FakeClock:
     return FakeClock()
 
 
+class LiveService:
+    """``pluginkv serve``'s app under uvicorn in a thread, for the whole test session.
+
+    Each test points it at its own store, so one server serves every test.
+    """
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from pluginkv.server.app import create_app
+        from pluginkv.server.auth import Tokens
+
+        self.tokens = Tokens(SECRET, default_ttl=3600)
+        self.app = create_app(store=pluginkv.open_store("memory://"), tokens=self.tokens)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the test service did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class RemoteStore:
+    """A ``Store`` whose ``storage()`` goes over HTTP to the live service; the rest is local."""
+
+    def __init__(self, store: Store, service: LiveService) -> None:
+        self._store = store
+        self._service = service
+        self._clients: list[RemoteStorage] = []
+        service.app.state.store = store
+
+    def storage(self, *, workspace: str, plugin: str) -> RemoteStorage:
+        token = self._service.tokens.issue(workspace=workspace, plugin=plugin)
+        client = RemoteStorage(self._service.url, token)
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._store.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@pytest.fixture(name="live_service", scope="session")
+def _live_service() -> Iterator[LiveService]:
+    service = LiveService()
+    yield service
+    service.stop()
+
+
 @pytest.fixture(name="open_store")
-def _open_store(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., Store]]:
-    """Open stores on a backend by name (``"memory"`` or ``"sqlite"``); all closed afterwards."""
-    opened: list[Store] = []
+def _open_store(
+    tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Store]]:
+    """Open stores on a backend by name: ``"memory"``, ``"sqlite"``, or ``"remote"`` (a
+    memory store behind the live HTTP service, reached with ``RemoteStorage``).
+    All are closed afterwards."""
+    opened: list[Any] = []
 
     def open_(backend: str, **settings: Any) -> Store:
-        url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'pluginkv.db'}"
+        url = "sqlite:///" + str(tmp_path / "pluginkv.db") if backend == "sqlite" else "memory://"
         settings.setdefault("clock", clock)
-        store = pluginkv.open_store(url, **settings)
+        store: Any = pluginkv.open_store(url, **settings)
+        if backend == "remote":
+            store = RemoteStore(store, request.getfixturevalue("live_service"))
         opened.append(store)
-        return store
+        return store  # type: ignore[no-any-return]
 
     yield open_
     for store in opened:

@@ -18,6 +18,7 @@ from pluginkv import (
     VersionConflict,
     WrongValueType,
 )
+from pluginkv.keys import Scope
 
 from .conftest import FakeClock
 
@@ -356,9 +357,10 @@ class TestTTL:
         busy = store.storage(workspace="w", plugin="a/busy")
         clock.advance(61)
         busy.set("k", b"v")  # a write after the interval runs the sweeper
+        idle_scope = Scope("w", "a/idle")
         with store.backend.read() as tx:
-            assert tx.expired_totals(idle._scope, clock.now) == (0, 0)
-            assert tx.scope_state(idle._scope).bytes_used == 0
+            assert tx.expired_totals(idle_scope, clock.now) == (0, 0)
+            assert tx.scope_state(idle_scope).bytes_used == 0
 
     def test_sweep_reports_how_many_rows_it_reclaimed(self, store: Store, clock: FakeClock) -> None:
         storage = store.storage(workspace="w", plugin="a/b")
@@ -654,7 +656,8 @@ class TestStoreHandles:
         assert store.storage(workspace="w", plugin="a/b").usage().keys == 0
         assert store.storage(workspace="w", plugin="a/c").get("x") == b""
 
-    def test_repr_names_the_scope(self, storage: Storage) -> None:
+    def test_repr_names_the_scope(self, open_store: Callable[..., Store]) -> None:
+        storage = open_store("memory").storage(workspace="ws-1", plugin="acme/weather")
         assert repr(storage) == "<Storage workspace='ws-1' plugin='acme/weather'>"
 
 

@@ -8,6 +8,7 @@ so ``a//b`` and ``a/b`` are two keys.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -16,9 +17,11 @@ from .errors import InvalidArgument, InvalidKey, InvalidValueType, ValueTooLarge
 __all__ = [
     "MAX_KEY_BYTES",
     "Scope",
+    "check_conditions",
     "check_key",
     "check_prefix",
     "check_scope",
+    "check_ttl",
     "check_value",
 ]
 
@@ -134,3 +137,24 @@ def check_scope(workspace: object, plugin: object) -> Scope:
             f"plugin {plugin!r} must be 'author/name' of letters, digits, '_', '.' or '-'{hint}"
         )
     return Scope(workspace, plugin)
+
+
+def check_conditions(if_version: int | None, if_absent: bool) -> None:
+    """Raise ``InvalidArgument`` for malformed or contradictory write conditions."""
+    if if_version is not None:
+        if type(if_version) is not int or if_version < 1:
+            raise InvalidArgument(f"if_version must be a positive int, got {if_version!r}")
+        if if_absent:
+            raise InvalidArgument("if_version and if_absent cannot be combined")
+    if type(if_absent) is not bool:
+        raise InvalidArgument(f"if_absent must be a bool, got {if_absent!r}")
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    """``ttl`` as float seconds (or ``None``); ``InvalidArgument`` unless positive and finite."""
+    if ttl is None:
+        return None
+    number = isinstance(ttl, (int, float)) and not isinstance(ttl, bool)
+    if not number or not math.isfinite(ttl) or ttl <= 0:
+        raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)

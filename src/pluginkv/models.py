@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Entry", "EntryMeta", "Page", "Usage"]
+from .errors import InvalidValueType, WrongValueType
+
+__all__ = ["Entry", "EntryMeta", "JSONHelpers", "Page", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +62,31 @@ class Usage:
     bytes_used: int
     keys: int
     quota_bytes: int
+
+
+class JSONHelpers:
+    """``set_json``/``get_json`` for any class with ``set`` and ``get``: one encoding everywhere."""
+
+    def set(self, key: str, val: bytes, *, ttl: float | None = None) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def set_json(self, key: str, obj: Any, *, ttl: float | None = None) -> None:
+        """Store ``obj`` as compact UTF-8 JSON."""
+        try:
+            data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidValueType(f"set_json cannot encode the value of {key!r}: {exc}") from None
+        self.set(key, data.encode("utf-8"), ttl=ttl)
+
+    def get_json(self, key: str, default: Any = None) -> Any:
+        """The decoded JSON stored at ``key``, or ``default`` when absent."""
+        data = self.get(key)
+        if data is None:
+            return default
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise WrongValueType(f"the value of key {key!r} is not JSON: {exc}") from None

@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .backends.base import ScopeState, Stored, WriteTx
 from .errors import (
     InvalidArgument,
     InvalidKey,
-    InvalidValueType,
     QuotaExceeded,
     VersionConflict,
     WrongValueType,
 )
-from .keys import Scope, check_key, check_prefix, check_value
-from .models import Entry, Page, Usage
+from .keys import Scope, check_conditions, check_key, check_prefix, check_ttl, check_value
+from .models import Entry, JSONHelpers, Page, Usage
 
 if TYPE_CHECKING:
     from .store import Store
@@ -41,7 +38,7 @@ _INTEGER = re.compile(rb"-?[0-9]{1,19}")
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-class Storage:
+class Storage(JSONHelpers):
     """Key-value storage of one plugin in one workspace.
 
     Get one from ``Store.storage(workspace=..., plugin=...)``.  Thread-safe.
@@ -103,8 +100,8 @@ class Storage:
         """
         key_size = check_key(key)
         data = check_value(val, self._settings.max_value_bytes)
-        _check_conditions(if_version, if_absent)
-        ttl_seconds = _check_ttl(ttl)
+        check_conditions(if_version, if_absent)
+        ttl_seconds = check_ttl(ttl)
         now = self._clock()
         expires_at = None if ttl_seconds is None else now + ttl_seconds
         size = key_size + len(data)
@@ -126,7 +123,7 @@ class Storage:
         raise ``VersionConflict``.
         """
         check_key(key)
-        _check_conditions(if_version, False)
+        check_conditions(if_version, False)
         now = self._clock()
         if if_version is None:
             self._backend.delete_now(self._scope, key)
@@ -182,7 +179,7 @@ class Storage:
             key: (check_value(mapping[key], self._settings.max_value_bytes), check_key(key))
             for key in keys
         }
-        ttl_seconds = _check_ttl(ttl)
+        ttl_seconds = check_ttl(ttl)
         if not items:
             return
         now = self._clock()
@@ -244,24 +241,6 @@ class Storage:
             self._write(tx, state, now, item, rows, None, keep_ttl=True)
         self._store.after_write(now)
         return result
-
-    def set_json(self, key: str, obj: Any, *, ttl: float | None = None) -> None:
-        """Store ``obj`` as compact UTF-8 JSON."""
-        try:
-            data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidValueType(f"set_json cannot encode the value of {key!r}: {exc}") from None
-        self.set(key, data.encode("utf-8"), ttl=ttl)
-
-    def get_json(self, key: str, default: Any = None) -> Any:
-        """The decoded JSON stored at ``key``, or ``default`` when absent."""
-        data = self.get(key)
-        if data is None:
-            return default
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise WrongValueType(f"the value of key {key!r} is not JSON: {exc}") from None
 
     # -- usage -------------------------------------------------------------------
     def usage(self) -> Usage:
@@ -342,16 +321,6 @@ def _growth(items: Mapping[str, tuple[bytes, int]], rows: Mapping[str, Stored]) 
     )
 
 
-def _check_conditions(if_version: int | None, if_absent: bool) -> None:
-    if if_version is not None:
-        if type(if_version) is not int or if_version < 1:
-            raise InvalidArgument(f"if_version must be a positive int, got {if_version!r}")
-        if if_absent:
-            raise InvalidArgument("if_version and if_absent cannot be combined")
-    if type(if_absent) is not bool:
-        raise InvalidArgument(f"if_absent must be a bool, got {if_absent!r}")
-
-
 def _require(
     key: str, row: Stored | None, now: float, if_version: int | None, if_absent: bool
 ) -> None:
@@ -371,15 +340,6 @@ def _require(
             expected=if_version,
             actual=actual,
         )
-
-
-def _check_ttl(ttl: float | None) -> float | None:
-    if ttl is None:
-        return None
-    number = isinstance(ttl, (int, float)) and not isinstance(ttl, bool)
-    if not number or not math.isfinite(ttl) or ttl <= 0:
-        raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}")
-    return float(ttl)
 
 
 def _encode_cursor(key: str) -> str:

@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from ..config import Settings
 from ..store import Store
 from .auth import Tokens, load_secret
 from .errors import exception_handlers
+from .metrics import Metrics, MetricsMiddleware, metrics_route
+from .openapi import openapi_route
 from .routes import routes
 
 __all__ = ["create_app"]
@@ -38,7 +41,15 @@ def create_app(
             if owned:
                 app.state.store.close()
 
-    app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+    all_routes = [*routes, metrics_route, openapi_route]
+    metrics = Metrics(all_routes)  # a registry of its own per app
+    app = Starlette(
+        routes=all_routes,
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
     app.state.settings = settings
     app.state.tokens = tokens
     if store is not None:

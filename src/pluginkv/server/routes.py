@@ -188,7 +188,11 @@ async def get_value(request: Request) -> Response:
     entry = await run_in_threadpool(storage.get_entry, key)
     if entry is None:
         return not_found(key)
-    headers = {"ETag": f'"{entry.version}"'}
+    headers = {
+        "ETag": f'"{entry.version}"',
+        "X-Created-At": repr(entry.created_at),
+        "X-Updated-At": repr(entry.updated_at),
+    }
     if entry.expires_at is not None:
         headers["X-Expires-At"] = repr(entry.expires_at)
     return Response(entry.value, media_type="application/octet-stream", headers=headers)

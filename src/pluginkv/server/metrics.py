@@ -1,0 +1,239 @@
+"""Prometheus metrics of the service: a pure-ASGI middleware and ``GET /metrics``.
+
+Every label value comes from a closed set, so the number of series stays
+bounded whatever clients send:
+
+- ``route`` is the route *template* (``/v1/kv/{key:path}``), never the
+  concrete path: keys would explode cardinality and leak into dashboards.
+  Requests that match no route are ``unmatched``.
+- ``method`` is one of the standard methods, anything else is ``OTHER``.
+- ``status`` is the status the application sent.
+
+``/metrics`` needs no token.  It exposes no keys, values, workspaces or
+plugins, only route templates and counts; operators restrict it at the network
+level like any other scrape endpoint.
+
+Each app has its own ``CollectorRegistry`` (``app.state.metrics.registry``),
+so several apps in one process, as in the tests, never share or collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from time import perf_counter
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "QUOTA_DENIED_STATUS",
+    "UNMATCHED",
+    "Metrics",
+    "MetricsMiddleware",
+    "metrics_route",
+]
+
+UNMATCHED = "unmatched"
+OTHER_METHOD = "OTHER"
+METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"})
+QUOTA_DENIED_STATUS = 507  # QuotaExceeded, see errors.STATUS
+
+# From 100 µs (a memory-backend hit) to 10 s (a huge batch on a slow disk).
+DURATION_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+_Children = tuple[Counter, Histogram, Counter, Counter]
+
+
+class Metrics:
+    """The collectors of one app, with their label children cached per label set."""
+
+    def __init__(self, routes: Iterable[BaseRoute] = ()) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pluginkv_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "pluginkv_http_request_duration_seconds",
+            "Time from the request reaching the app to the last byte of its response.",
+            ["route", "method"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.request_bytes = Counter(
+            "pluginkv_http_request_bytes",
+            "Request body bytes received.",
+            ["route", "method"],
+            registry=self.registry,
+        )
+        self.response_bytes = Counter(
+            "pluginkv_http_response_bytes",
+            "Response body bytes sent.",
+            ["route", "method"],
+            registry=self.registry,
+        )
+        # No labels, so the series exists (at 0) from startup and alerts on it
+        # need no absent() dance; per route it is requests_total{status="507"}.
+        self.quota_denials = Counter(
+            "pluginkv_quota_denials",
+            "Writes refused because the scope's quota is full (status 507).",
+            registry=self.registry,
+        )
+        # Bounded: routes x METHODS x statuses the app sends.
+        self._children: dict[tuple[str, str, int], _Children] = {}
+        # For a Starlette that does not put the matched route in scope["route"].
+        self._templates: dict[Callable[..., Any], str] = {}
+        for route in routes:
+            if isinstance(route, Route):
+                self._templates.setdefault(route.endpoint, route.path)
+
+    def route_of(self, scope: Scope) -> str:
+        """The template of the route that handled ``scope``, or ``unmatched``.
+
+        The router already matched the request, so this never matches again:
+        Starlette's router stores the matched ``Route`` in ``scope["route"]``
+        (also for the partial match that answers 405), and a plain dict lookup
+        of ``scope["endpoint"]`` covers releases that do not.  Both are O(1),
+        where re-running ``route.matches(scope)`` would cost a regex per route
+        per request.
+        """
+        route = scope.get("route")
+        if route is not None:
+            path = getattr(route, "path", None)
+            if isinstance(path, str):
+                return path
+        endpoint = scope.get("endpoint")
+        if endpoint is not None:
+            return self._templates.get(endpoint, UNMATCHED)
+        return UNMATCHED
+
+    def observe(
+        self,
+        route: str,
+        method: str,
+        status: int,
+        seconds: float,
+        received: int,
+        sent: int,
+    ) -> None:
+        """Record one finished request."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            # A race here only calls .labels() twice, which returns the same child.
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.duration.labels(route, method),
+                self.request_bytes.labels(route, method),
+                self.response_bytes.labels(route, method),
+            )
+        requests, duration, request_bytes, response_bytes = children
+        requests.inc()
+        duration.observe(seconds)
+        if received:
+            request_bytes.inc(received)
+        if sent:
+            response_bytes.inc(sent)
+        if status == QUOTA_DENIED_STATUS:
+            self.quota_denials.inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI, so streamed bodies pass through unbuffered.
+
+    Placed as user middleware, it sits inside Starlette's ServerErrorMiddleware
+    and outside its ExceptionMiddleware: a ``PluginKVError`` reaches it as the
+    response its handler made (507 for a full quota), an unhandled exception as
+    the 500 the client gets.  Metrics are updated once per request, when the
+    app returns, not once per body chunk.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        method: str = scope["method"]
+        if method not in METHODS:
+            method = OTHER_METHOD
+        # A HEAD response body is never sent on the wire (the server drops it).
+        count_response = method != "HEAD"
+        status = 500  # unless the app starts a response, ServerErrorMiddleware sends 500
+        received = 0
+        sent = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, sent
+            kind = message["type"]
+            if kind == "http.response.body":
+                if count_response:
+                    sent += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        start = perf_counter()
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            self.metrics.observe(
+                self.metrics.route_of(scope),
+                method,
+                status,
+                perf_counter() - start,
+                received,
+                sent,
+            )
+
+
+async def serve_metrics(request: Request) -> Response:
+    """``GET /metrics``: the text exposition format of this app's registry."""
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+metrics_route = Route("/metrics", serve_metrics, methods=["GET"])

@@ -1,0 +1,834 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``GET /openapi.json``.
+
+Written by hand as data, beside the routes it describes, so it says exactly
+what the handlers do (statuses, headers, error bodies) rather than what a
+framework infers.  ``tests/server/test_openapi.py`` keeps it honest: the set of
+(path, method) pairs must equal the app's routes, and schemathesis fuzzes the
+live app against it.
+
+Limits that come from the settings (page size, batch size, byte limits) are
+filled in from the ``Settings`` the app runs with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..config import Settings
+from ..keys import MAX_KEY_BYTES
+from ..store import Store
+
+__all__ = ["OPENAPI_PATH", "openapi_document", "openapi_route"]
+
+OPENAPI_PATH = "/openapi.json"
+
+Json = dict[str, Any]
+
+_BEARER: list[Json] = [{"bearerAuth": []}]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _ref(kind: str, name: str) -> Json:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+# -- schemas -------------------------------------------------------------------------------
+# Keys: 1-256 bytes of UTF-8 (JSON Schema counts characters, so `maxLength` is the
+# character bound an ASCII key reaches), no control character, no backslash, no "..".
+_NO_FORBIDDEN = r"^[^\x00-\x1f\x7f-\x9f\\]*$"
+_KEY_RULES = (
+    f"1 to {MAX_KEY_BYTES} bytes of UTF-8; no control characters (C0, DEL, C1), "
+    "no backslash, no `..`. Keys are opaque: nothing is normalised, so `a//b` and `a/b` "
+    "are two keys."
+)
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# A Python float's repr, as the handlers write Unix times into headers.
+_TIMESTAMP_HEADER = {
+    "type": "string",
+    "pattern": r"^[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?$",
+}
+_WORKSPACE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_PLUGIN_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+_PLUGIN = rf"^{_PLUGIN_PART}/{_PLUGIN_PART}$"
+
+_ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
+    # status: (schema name, codes, description)
+    400: (
+        "BadRequestError",
+        ["invalid_key", "invalid_argument", "invalid_value_type", "wrong_value_type"],
+        "The request is malformed: an invalid key, query parameter, header or body field "
+        "(`wrong_value_type`: incr of a value that is not a decimal integer).",
+    ),
+    401: (
+        "UnauthorizedError",
+        ["unauthorized"],
+        "No valid bearer token: missing, malformed, tampered, signed with another secret "
+        "or expired.",
+    ),
+    403: (
+        "ForbiddenError",
+        ["forbidden"],
+        "The token is valid but does not allow this call: a read-only token writing, an "
+        "admin token on a key route, or a scope token on an admin route.",
+    ),
+    404: ("NotFoundError", ["not_found"], "The key holds no value."),
+    409: (
+        "VersionConflictError",
+        ["version_conflict"],
+        "A condition (`If-Match`, `If-None-Match: *`) did not hold; nothing was changed.",
+    ),
+    413: (
+        "ValueTooLargeError",
+        ["value_too_large"],
+        "The body is over the limit; refused as soon as `Content-Length` or the bytes read "
+        "pass it, without reading the body whole.",
+    ),
+    503: (
+        "BackendUnavailableError",
+        ["backend_unavailable"],
+        "The database could not answer (locked past the timeout, unreachable, broken).",
+    ),
+    507: (
+        "QuotaExceededError",
+        ["quota_exceeded"],
+        "The write would take the scope past its quota; nothing was stored.",
+    ),
+}
+
+_ERROR_DETAILS: dict[int, Json] = {
+    404: {"key": {"type": "string"}},
+    409: {
+        "key": {"type": "string"},
+        "expected": {
+            "type": ["integer", "null"],
+            "description": "The version the request named; null for `If-None-Match: *`.",
+        },
+        "actual": {
+            "type": ["integer", "null"],
+            "description": "The entry's current version; null when it is absent.",
+        },
+    },
+    413: {
+        "size": {"type": "integer", "minimum": 0, "description": "Bytes declared or read."},
+        "limit": {"type": "integer", "minimum": 0},
+    },
+    507: {
+        "used": {"type": "integer", "minimum": 0, "description": "Bytes the scope holds now."},
+        "limit": {"type": "integer", "minimum": 0, "description": "The scope's quota."},
+        "needed": {"type": "integer", "description": "Bytes the refused write would add."},
+    },
+}
+
+
+def _error_schema(status: int) -> Json:
+    _, codes, _ = _ERROR_CODES[status]
+    details = _ERROR_DETAILS.get(status, {})
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", *details],
+                "properties": {
+                    "code": {"type": "string", "enum": codes},
+                    "message": {"type": "string"},
+                    **details,
+                },
+            }
+        },
+    }
+
+
+def _schemas(settings: Settings) -> Json:
+    key = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_BYTES,
+        "pattern": _NO_FORBIDDEN,
+        "not": {"pattern": r"\.\."},
+        "description": _KEY_RULES,
+    }
+    base64_value = {
+        "type": "string",
+        "contentEncoding": "base64",
+        "pattern": _BASE64,
+        "description": "The value's bytes in standard base64 with padding.",
+    }
+    scope_usage = {
+        "bytes_used": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Bytes stored: each live key's UTF-8 bytes plus its value's bytes.",
+        },
+        "keys": {"type": "integer", "minimum": 0, "description": "Live keys."},
+        "quota_bytes": {"type": "integer", "minimum": 0, "description": "The scope's quota."},
+    }
+    schemas: Json = {
+        "Key": key,
+        "Base64Value": base64_value,
+        "Workspace": {"type": "string", "pattern": _WORKSPACE},
+        "Plugin": {
+            "type": "string",
+            "pattern": _PLUGIN,
+            "description": "`author/name`, without a version.",
+        },
+        "EntryMeta": {
+            "type": "object",
+            "required": ["key", "size", "version", "created_at", "updated_at", "expires_at"],
+            "properties": {
+                "key": {"type": "string"},
+                "size": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "The key's UTF-8 bytes plus the value's bytes, as the "
+                    "quota counts them.",
+                },
+                "version": {"type": "integer", "minimum": 1},
+                "created_at": {"type": "number", "description": "Unix time, seconds."},
+                "updated_at": {"type": "number", "description": "Unix time, seconds."},
+                "expires_at": {
+                    "type": ["number", "null"],
+                    "description": "Unix time, seconds; null without a TTL.",
+                },
+            },
+        },
+        "KeyPage": {
+            "type": "object",
+            "required": ["entries", "next_cursor"],
+            "properties": {
+                "entries": {
+                    "type": "array",
+                    "maxItems": settings.max_page_size,
+                    "items": _ref("schemas", "EntryMeta"),
+                },
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "Pass back as `cursor` for the next page; null on the last.",
+                },
+            },
+        },
+        "IncrRequest": {
+            "type": "object",
+            "properties": {
+                "delta": {
+                    "type": ["integer", "null"],
+                    "format": "int64",
+                    "minimum": _INT64_MIN,
+                    "maximum": _INT64_MAX,
+                    "description": "Added to the stored integer; absent or null means 1.",
+                }
+            },
+        },
+        "IncrResult": {
+            "type": "object",
+            "required": ["value"],
+            "properties": {
+                "value": {
+                    "type": "integer",
+                    "format": "int64",
+                    "minimum": _INT64_MIN,
+                    "maximum": _INT64_MAX,
+                }
+            },
+        },
+        "Deleted": {
+            "type": "object",
+            "required": ["deleted"],
+            "properties": {
+                "deleted": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "How many keys held a value and were removed.",
+                }
+            },
+        },
+        "KeyList": {
+            "type": "object",
+            "required": ["keys"],
+            "properties": {
+                "keys": {
+                    "type": "array",
+                    "maxItems": settings.max_batch_items,
+                    "items": _ref("schemas", "Key"),
+                    "description": "At most `PLUGINKV_MAX_BATCH_ITEMS` distinct keys "
+                    "(duplicates count once).",
+                }
+            },
+        },
+        "BatchValues": {
+            "type": "object",
+            "required": ["values"],
+            "properties": {
+                "values": {
+                    "type": "object",
+                    "additionalProperties": _ref("schemas", "Base64Value"),
+                    "description": "The keys that are present, with their values.",
+                }
+            },
+        },
+        "BatchSetRequest": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {
+                    "type": "object",
+                    "maxProperties": settings.max_batch_items,
+                    "propertyNames": _ref("schemas", "Key"),
+                    "additionalProperties": _ref("schemas", "Base64Value"),
+                },
+                "ttl": {
+                    "type": ["number", "null"],
+                    "exclusiveMinimum": 0,
+                    "description": "Seconds until every item expires; null keeps them forever.",
+                },
+            },
+        },
+        "Usage": {
+            "type": "object",
+            "required": list(scope_usage),
+            "properties": scope_usage,
+        },
+        "ScopeUsage": {
+            "type": "object",
+            "required": ["workspace", "plugin", *scope_usage],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                **scope_usage,
+            },
+        },
+        "ScopeList": {
+            "type": "object",
+            "required": ["scopes"],
+            "properties": {"scopes": {"type": "array", "items": _ref("schemas", "ScopeUsage")}},
+        },
+        "QuotaRequest": {
+            "type": "object",
+            "required": ["workspace", "plugin"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                "quota_bytes": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "The scope's quota override; null (or absent) returns it "
+                    "to the settings.",
+                },
+            },
+        },
+        "ScopeRef": {
+            "type": "object",
+            "required": ["workspace", "plugin"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+            },
+        },
+        "Status": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ok", "ready"]}},
+        },
+    }
+    for status, (name, _, _) in _ERROR_CODES.items():
+        schemas[name] = _error_schema(status)
+    return schemas
+
+
+# -- responses -----------------------------------------------------------------------------
+def _json_content(schema: Json) -> Json:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses() -> Json:
+    responses: Json = {
+        "NoContent": {"description": "Done."},
+        "Deleted": {
+            "description": "Done.",
+            "content": _json_content(_ref("schemas", "Deleted")),
+        },
+    }
+    for status, (name, _, description) in _ERROR_CODES.items():
+        response: Json = {
+            "description": description,
+            "content": _json_content(_ref("schemas", name)),
+        }
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": _ref("headers", "WWW-Authenticate")}
+        responses[name] = response
+    return responses
+
+
+def _errors(*statuses: int) -> Json:
+    """The error responses of a `/v1` operation: 401, 403 and 503 always, plus ``statuses``."""
+    return {
+        str(status): _ref("responses", _ERROR_CODES[status][0])
+        for status in sorted({401, 403, 503, *statuses})
+    }
+
+
+# -- parameters ----------------------------------------------------------------------------
+def _parameters(settings: Settings) -> Json:
+    return {
+        "Key": {
+            "name": "key",
+            "in": "path",
+            "required": True,
+            "description": "The key, percent-encoded as one path segment (encode `/` as "
+            "`%2F`, and `%`, `?`, `#`); the server decodes the raw path itself, so every key "
+            "round-trips exactly and `a%2Fb` and `a/b` name the same key `a/b`. " + _KEY_RULES,
+            "schema": _ref("schemas", "Key"),
+            "examples": {
+                "plain": {"value": "greeting"},
+                "with slashes": {
+                    "summary": "`/` is part of the key: send `reports%2F2024%2Fsummary.json`",
+                    "value": "reports/2024/summary.json",
+                },
+            },
+        },
+        "IfMatch": {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": "Compare-and-set: act only if the entry is at this version (the `ETag` "
+            'of a GET, e.g. `"3"`; `W/` and the quotes are optional).',
+            "schema": {"type": "string", "pattern": r'^(W/)?"?[1-9][0-9]{0,17}"?$'},
+        },
+    }
+
+
+def _if_none_match() -> Json:
+    return {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "`*`: store only if the key holds no value (else 409). Not combinable "
+        "with `If-Match`.",
+        "schema": {"type": "string", "enum": ["*"]},
+    }
+
+
+def _query(name: str, schema: Json, description: str, *, required: bool = False) -> Json:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _prefix_schema() -> Json:
+    return {
+        "type": "string",
+        "maxLength": MAX_KEY_BYTES,
+        "pattern": _NO_FORBIDDEN,
+        "not": {"pattern": r"\.\."},
+    }
+
+
+def _json_body(name: str, description: str) -> Json:
+    return {
+        "required": True,
+        "description": description,
+        "content": _json_content(_ref("schemas", name)),
+    }
+
+
+# -- the paths -----------------------------------------------------------------------------
+def _paths(settings: Settings) -> Json:
+    key_param = [_ref("parameters", "Key")]
+    value_limit = f"At most {settings.max_value_bytes} bytes (setting `PLUGINKV_MAX_VALUE_BYTES`)."
+    batch_limit = (
+        f"The JSON body is at most {settings.max_batch_bytes} bytes "
+        "(setting `PLUGINKV_MAX_BATCH_BYTES`)."
+    )
+    return {
+        "/v1/kv/{key}": {
+            "parameters": key_param,
+            "put": {
+                "operationId": "putValue",
+                "tags": ["keys"],
+                "summary": "Store a value",
+                "description": "The body is the value, raw bytes. " + value_limit,
+                "security": _BEARER,
+                "parameters": [
+                    _query(
+                        "ttl",
+                        {"type": "number", "exclusiveMinimum": 0},
+                        "Seconds until the entry expires; without it the entry is kept "
+                        "forever, also when it replaces one that had a TTL.",
+                    ),
+                    _ref("parameters", "IfMatch"),
+                    _if_none_match(),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+                "responses": {
+                    "204": _ref("responses", "NoContent"),
+                    **_errors(400, 409, 413, 507),
+                },
+            },
+            "get": {
+                "operationId": "getValue",
+                "tags": ["keys"],
+                "summary": "Read a value",
+                "security": _BEARER,
+                "responses": {
+                    "200": {
+                        "description": "The value, raw bytes.",
+                        "headers": {
+                            "ETag": _ref("headers", "ETag"),
+                            "X-Created-At": _ref("headers", "X-Created-At"),
+                            "X-Updated-At": _ref("headers", "X-Updated-At"),
+                            "X-Expires-At": _ref("headers", "X-Expires-At"),
+                        },
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    **_errors(400, 404),
+                },
+            },
+            "head": {
+                "operationId": "valueExists",
+                "tags": ["keys"],
+                "summary": "Tell whether a key holds a value",
+                "description": "Answers 200 or 404 with no body.",
+                "security": _BEARER,
+                "responses": {
+                    "200": {"description": "The key holds a value."},
+                    "404": {"description": "The key holds no value."},
+                    **_errors(400),
+                },
+            },
+            "delete": {
+                "operationId": "deleteValue",
+                "tags": ["keys"],
+                "summary": "Remove a key",
+                "description": "Removing an absent key is not an error (204).",
+                "security": _BEARER,
+                "parameters": [_ref("parameters", "IfMatch")],
+                "responses": {
+                    "204": _ref("responses", "NoContent"),
+                    **_errors(400, 409),
+                },
+            },
+        },
+        "/v1/incr/{key}": {
+            "parameters": key_param,
+            "post": {
+                "operationId": "incr",
+                "tags": ["keys"],
+                "summary": "Add to an integer counter",
+                "description": "Adds `delta` to the decimal integer stored at the key (an "
+                "absent key counts as 0), atomically, and keeps its TTL. The value is stored "
+                "as ASCII decimal. The result must stay in the signed 64-bit range.",
+                "security": _BEARER,
+                "requestBody": _json_body("IncrRequest", "`{}` adds 1."),
+                "responses": {
+                    "200": {
+                        "description": "The new value.",
+                        "content": _json_content(_ref("schemas", "IncrResult")),
+                    },
+                    **_errors(400, 413, 507),
+                },
+            },
+        },
+        "/v1/keys": {
+            "get": {
+                "operationId": "listKeys",
+                "tags": ["keys"],
+                "summary": "One page of entries, in key order",
+                "security": _BEARER,
+                "parameters": [
+                    _query("prefix", _prefix_schema(), "Only keys that start with it."),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": settings.max_page_size,
+                            "default": 100,
+                        },
+                        "Page size (setting `PLUGINKV_MAX_PAGE_SIZE` bounds it).",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string"},
+                        "The `next_cursor` of the previous page; opaque.",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "One page.",
+                        "content": _json_content(_ref("schemas", "KeyPage")),
+                    },
+                    **_errors(400),
+                },
+            },
+            "delete": {
+                "operationId": "deletePrefix",
+                "tags": ["keys"],
+                "summary": "Remove every key with a prefix",
+                "security": _BEARER,
+                "parameters": [
+                    _query(
+                        "prefix",
+                        _prefix_schema(),
+                        "Required, so that deleting everything is explicit: an empty prefix "
+                        "removes every key of the scope.",
+                        required=True,
+                    )
+                ],
+                "responses": {"200": _ref("responses", "Deleted"), **_errors(400)},
+            },
+        },
+        "/v1/batch/get": {
+            "post": {
+                "operationId": "batchGet",
+                "tags": ["batches"],
+                "summary": "Read many keys",
+                "security": _BEARER,
+                "requestBody": _json_body("KeyList", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The present keys only.",
+                        "content": _json_content(_ref("schemas", "BatchValues")),
+                    },
+                    **_errors(400, 413),
+                },
+            },
+        },
+        "/v1/batch/set": {
+            "post": {
+                "operationId": "batchSet",
+                "tags": ["batches"],
+                "summary": "Store many values, all or nothing",
+                "description": batch_limit + " Each value is also bound by "
+                "`PLUGINKV_MAX_VALUE_BYTES`.",
+                "security": _BEARER,
+                "requestBody": _json_body("BatchSetRequest", batch_limit),
+                "responses": {
+                    "204": _ref("responses", "NoContent"),
+                    **_errors(400, 413, 507),
+                },
+            },
+        },
+        "/v1/batch/delete": {
+            "post": {
+                "operationId": "batchDelete",
+                "tags": ["batches"],
+                "summary": "Remove many keys",
+                "security": _BEARER,
+                "requestBody": _json_body("KeyList", batch_limit),
+                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 413)},
+            },
+        },
+        "/v1/usage": {
+            "get": {
+                "operationId": "usage",
+                "tags": ["keys"],
+                "summary": "The scope's usage and quota",
+                "security": _BEARER,
+                "responses": {
+                    "200": {
+                        "description": "Usage.",
+                        "content": _json_content(_ref("schemas", "Usage")),
+                    },
+                    **_errors(),
+                },
+            },
+        },
+        "/v1/admin/scopes": {
+            "get": {
+                "operationId": "adminScopes",
+                "tags": ["admin"],
+                "summary": "Every scope that stores something, with its usage",
+                "description": "Needs an admin token.",
+                "security": _BEARER,
+                "responses": {
+                    "200": {
+                        "description": "By workspace, then plugin.",
+                        "content": _json_content(_ref("schemas", "ScopeList")),
+                    },
+                    **_errors(),
+                },
+            },
+        },
+        "/v1/admin/quota": {
+            "put": {
+                "operationId": "adminSetQuota",
+                "tags": ["admin"],
+                "summary": "Override one scope's quota",
+                "description": "Needs an admin token. A quota below the current usage "
+                "refuses further growth but deletes nothing.",
+                "security": _BEARER,
+                "requestBody": _json_body("QuotaRequest", batch_limit),
+                "responses": {"204": _ref("responses", "NoContent"), **_errors(400, 413)},
+            },
+        },
+        "/v1/admin/purge": {
+            "post": {
+                "operationId": "adminPurge",
+                "tags": ["admin"],
+                "summary": "Delete every entry of one scope and its quota override",
+                "description": "Needs an admin token. What an uninstall does.",
+                "security": _BEARER,
+                "requestBody": _json_body("ScopeRef", batch_limit),
+                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 413)},
+            },
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "tags": ["health"],
+                "summary": "Liveness: 200 while the process runs",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": '`{"status": "ok"}`',
+                        "content": _json_content(_ref("schemas", "Status")),
+                    }
+                },
+            },
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "tags": ["health"],
+                "summary": "Readiness: 200 when the database answers a query",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": '`{"status": "ready"}`',
+                        "content": _json_content(_ref("schemas", "Status")),
+                    },
+                    "503": _ref("responses", "BackendUnavailableError"),
+                },
+            },
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "tags": ["health"],
+                "summary": "Prometheus metrics",
+                "description": "The Prometheus text exposition format: requests by route "
+                "template, method and status, durations, body bytes, quota denials. No keys, "
+                "values, workspaces or plugins appear in it.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The metrics of this process.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            },
+        },
+        OPENAPI_PATH: {
+            "get": {
+                "operationId": "openapi",
+                "tags": ["health"],
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI 3.1 description of the API.",
+                        "content": _json_content({"type": "object"}),
+                    }
+                },
+            },
+        },
+    }
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the service running with ``settings``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pluginkv",
+            "version": __version__,
+            "summary": "Workspace-scoped key-value storage for plugins.",
+            "description": "Every call under `/v1` needs `Authorization: Bearer <token>`. A "
+            "scope token reaches exactly one (workspace, plugin), which never appears in a "
+            "URL; the `/v1/admin` calls need an admin token. Every error is one status and a "
+            'JSON body `{"error": {"code": ..., "message": ..., ...details}}`. '
+            "HEAD is also answered on every GET route, as HTTP requires.",
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "tags": [
+            {"name": "keys", "description": "Single keys, listing, counters and usage."},
+            {"name": "batches", "description": "Many keys in one call; values in base64."},
+            {"name": "admin", "description": "Administration; needs an admin token."},
+            {"name": "health", "description": "Unauthenticated probes."},
+        ],
+        "paths": _paths(settings),
+        "components": {
+            "schemas": _schemas(settings),
+            "responses": _responses(),
+            "parameters": _parameters(settings),
+            "headers": {
+                "ETag": {
+                    "description": 'The entry\'s version, quoted: `"3"`. Send it back as '
+                    "`If-Match` for compare-and-set.",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": r'^"[1-9][0-9]*"$'},
+                },
+                "X-Created-At": {
+                    "description": "Unix time in seconds at which the key was created (a "
+                    "replaced value keeps it; a key stored again after it expired or was "
+                    "deleted starts anew).",
+                    "required": True,
+                    "schema": _TIMESTAMP_HEADER,
+                },
+                "X-Updated-At": {
+                    "description": "Unix time in seconds of the entry's last write.",
+                    "required": True,
+                    "schema": _TIMESTAMP_HEADER,
+                },
+                "X-Expires-At": {
+                    "description": "Unix time in seconds at which the entry expires; only "
+                    "present when it has a TTL.",
+                    "required": False,
+                    "schema": _TIMESTAMP_HEADER,
+                },
+                "WWW-Authenticate": {
+                    "required": True,
+                    "schema": {"type": "string", "enum": ["Bearer"]},
+                },
+            },
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A scope token (`pluginkv token create`) or an admin "
+                    "token (`pluginkv token create --admin`).",
+                }
+            },
+        },
+    }
+
+
+async def _serve(request: Request) -> Response:
+    # The store's settings: the limits the handlers enforce are the store's.
+    store: Store = request.app.state.store
+    return JSONResponse(openapi_document(store.settings))
+
+
+openapi_route = Route(OPENAPI_PATH, _serve, methods=["GET"])
