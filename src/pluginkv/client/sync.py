@@ -25,7 +25,7 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from .. import __version__
@@ -240,7 +240,7 @@ class RemoteStorage(JSONHelpers):
         # retry machinery costs nothing on the hot path.
         retrying = Retrying(
             stop=stop_after_attempt(self._retries),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
             retry=retry_if_exception_type(_Retryable),
         )
         try:
