@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(
         default=30 * 24 * 3600, ge=1, description="Default lifetime of a token."
     )
+    request_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Longest a request body may take to arrive."
+    )
     idle_timeout_seconds: int = Field(
         default=30, ge=1, description="How long an idle keep-alive connection stays open."
     )

@@ -130,3 +130,24 @@ def test_every_acknowledged_write_survives_kill_9_and_restart(service: Service) 
     status, body = service.call("GET", "/v1/usage", token)
     expected = sum(len(k) + len(v) for k, v in acknowledged.items())
     assert status == 200 and f'"bytes_used":{expected}'.encode() in body
+
+
+def test_a_body_that_trickles_past_the_request_timeout_gets_408(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLUGINKV_REQUEST_TIMEOUT_SECONDS", "0.5")
+    service = Service(tmp_path / "slow")
+    service.start()
+    try:
+        token = service.token("--workspace", "w", "--plugin", "a/b")
+        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+            sock.sendall(
+                b"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                + f"Authorization: Bearer {token}\r\n\r\n".encode()
+                + b"only ten b"
+            )
+            reply = sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408")
+        assert b"PLUGINKV_REQUEST_TIMEOUT_SECONDS" in reply
+    finally:
+        service.stop(signal.SIGKILL)

@@ -75,7 +75,12 @@ async def _pluginkv_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    codes = {404: "no_such_route", 405: "method_not_allowed", 413: "value_too_large"}
+    codes = {
+        404: "no_such_route",
+        405: "method_not_allowed",
+        408: "request_timeout",
+        413: "value_too_large",
+    }
     code = codes.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers

@@ -13,7 +13,9 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import anyio
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -103,15 +105,25 @@ async def _body(request: Request, limit: int, setting: str) -> bytes:
             )
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ValueTooLarge(
-                f"body is over the limit of {limit} bytes (setting {setting})",
-                size=size,
-                limit=limit,
-            )
-        chunks.append(chunk)
+    timeout = request.app.state.settings.request_timeout_seconds
+    try:
+        # A client that trickles its body must not hold a worker forever.
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ValueTooLarge(
+                        f"body is over the limit of {limit} bytes (setting {setting})",
+                        size=size,
+                        limit=limit,
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(
+            408,
+            f"the body did not arrive within {timeout} s "
+            "(setting PLUGINKV_REQUEST_TIMEOUT_SECONDS)",
+        ) from None
     return b"".join(chunks)
 
 
