@@ -36,3 +36,13 @@ def test_storage_offers_the_documented_four_and_more() -> None:
         assert callable(getattr(pluginkv.Storage, verb))
     for verb in ["delete_many", "delete_prefix", "incr", "set_json", "get_json", "usage"]:
         assert callable(getattr(pluginkv.Storage, verb))
+
+
+def test_every_setting_is_documented() -> None:
+    from pathlib import Path
+
+    from pluginkv.config import env_name
+
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for field in pluginkv.Settings.model_fields:
+        assert f"`{field}`" in text and env_name(field) in text, field
