@@ -15,7 +15,7 @@ import pluginkv
 from pluginkv import Storage, Store
 from pluginkv.client import RemoteStorage
 
-BACKENDS = ["memory", "sqlite", "remote"]
+BACKENDS = ["memory", "sqlite", "remote", "remote-async"]
 SECRET = "test-secret-" + "x" * 40
 
 
@@ -72,23 +72,39 @@ class LiveService:
 
 
 class RemoteStore:
-    """A ``Store`` whose ``storage()`` goes over HTTP to the live service; the rest is local."""
+    """A ``Store`` whose ``storage()`` goes over HTTP to the live service; the rest is local.
 
-    def __init__(self, store: Store, service: LiveService) -> None:
+    With ``use_async``, ``storage()`` is an ``AsyncRemoteStorage`` driven from a
+    background event loop (``tests/client/sync_over_async.py``).
+    """
+
+    def __init__(self, store: Store, service: LiveService, *, use_async: bool = False) -> None:
         self._store = store
         self._service = service
-        self._clients: list[RemoteStorage] = []
+        self._clients: list[Any] = []
+        self._use_async = use_async
+        self._loop: Any = None
         service.app.state.store = store
 
-    def storage(self, *, workspace: str, plugin: str) -> RemoteStorage:
+    def storage(self, *, workspace: str, plugin: str) -> Any:
         token = self._service.tokens.issue(workspace=workspace, plugin=plugin)
-        client = RemoteStorage(self._service.url, token)
+        if self._use_async:
+            from pluginkv.client import AsyncRemoteStorage
+
+            from .client.sync_over_async import LoopThread, SyncAsyncStorage
+
+            self._loop = self._loop or LoopThread()
+            client: Any = SyncAsyncStorage(AsyncRemoteStorage(self._service.url, token), self._loop)
+        else:
+            client = RemoteStorage(self._service.url, token)
         self._clients.append(client)
         return client
 
     def close(self) -> None:
         for client in self._clients:
             client.close()
+        if self._loop is not None:
+            self._loop.stop()
         self._store.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -107,7 +123,8 @@ def _open_store(
     tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Store]]:
     """Open stores on a backend by name: ``"memory"``, ``"sqlite"``, or ``"remote"`` (a
-    memory store behind the live HTTP service, reached with ``RemoteStorage``).
+    memory store behind the live HTTP service, reached with ``RemoteStorage``) and
+    ``"remote-async"`` (the same, reached with ``AsyncRemoteStorage``).
     All are closed afterwards."""
     opened: list[Any] = []
 
@@ -115,8 +132,9 @@ def _open_store(
         url = "sqlite:///" + str(tmp_path / "pluginkv.db") if backend == "sqlite" else "memory://"
         settings.setdefault("clock", clock)
         store: Any = pluginkv.open_store(url, **settings)
-        if backend == "remote":
-            store = RemoteStore(store, request.getfixturevalue("live_service"))
+        if backend in ("remote", "remote-async"):
+            service = request.getfixturevalue("live_service")
+            store = RemoteStore(store, service, use_async=backend == "remote-async")
         opened.append(store)
         return store  # type: ignore[no-any-return]
 

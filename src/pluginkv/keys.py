@@ -155,6 +155,10 @@ def check_ttl(ttl: float | None) -> float | None:
     if ttl is None:
         return None
     number = isinstance(ttl, (int, float)) and not isinstance(ttl, bool)
-    if not number or not math.isfinite(ttl) or ttl <= 0:
+    try:
+        seconds = float(ttl) if number else math.nan
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}")
-    return float(ttl)
+    return seconds

@@ -138,9 +138,12 @@ class Store:
         A quota below the current usage refuses further growth but deletes nothing.
         """
         scope = check_scope(workspace, plugin)
-        if quota_bytes is not None and (type(quota_bytes) is not int or quota_bytes < 0):
+        # At most 2**63 - 1: what a SQLite INTEGER holds.
+        if quota_bytes is not None and (
+            type(quota_bytes) is not int or not 0 <= quota_bytes < 2**63
+        ):
             raise InvalidArgument(
-                f"quota_bytes must be a non-negative int or None, got {quota_bytes!r}"
+                f"quota_bytes must be a non-negative int (below 2**63) or None, got {quota_bytes!r}"
             )
         with self.backend.write() as tx:
             tx.set_quota_override(scope, quota_bytes)

@@ -183,3 +183,29 @@ def test_one_client_serves_many_threads(live_service: LiveService) -> None:
         for thread in threads:
             thread.join()
         assert client.usage().keys == 160
+
+
+def test_exist_on_a_wrong_url_prefix_is_an_error_not_false(live_service: LiveService) -> None:
+    token = live_service.tokens.issue(workspace="w", plugin="a/b")
+    with RemoteStorage(live_service.url + "/wrong", token, retries=0) as client:
+        with pytest.raises(PluginKVError):
+            client.exist("k")
+
+
+def test_a_redirect_is_an_error_not_a_value(stub: Stub) -> None:
+    stub.replies = [(302, b"<a href='https://elsewhere'>moved</a>")]
+    with RemoteStorage(stub.url, "t", retries=0) as client:
+        with pytest.raises(PluginKVError, match="302"):
+            client.get("k")
+
+
+def test_a_reply_that_is_not_json_is_unavailable(stub: Stub) -> None:
+    stub.replies = [(200, b"<html>captive portal</html>")]
+    with RemoteStorage(stub.url, "t", retries=0) as client:
+        with pytest.raises(BackendUnavailable, match="not JSON"):
+            client.usage()
+
+
+def test_a_port_out_of_range_is_refused() -> None:
+    with pytest.raises(InvalidArgument):
+        RemoteStorage("http://localhost:99999", "t")

@@ -42,3 +42,9 @@ def _auth(tokens: Tokens) -> Callable[..., dict[str, str]]:
 @pytest.fixture(name="admin")
 def _admin(tokens: Tokens) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens.issue(admin=True)}"}
+
+
+@pytest.fixture(name="backend", params=["memory", "sqlite"])
+def _backend(request: pytest.FixtureRequest) -> str:
+    """The service's own tests run it on the in-process stores only."""
+    return str(request.param)

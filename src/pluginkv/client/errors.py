@@ -50,15 +50,18 @@ def error_from_response(status: int, body: bytes) -> PluginKVError:
     except (ValueError, KeyError, TypeError):
         cls = _BY_STATUS.get(status, BackendUnavailable if status >= 500 else PluginKVError)
         return cls(f"HTTP {status}: {body[:200]!r}")
-    if code == QuotaExceeded.code:
-        return QuotaExceeded(
-            message, used=error["used"], limit=error["limit"], needed=error["needed"]
-        )
-    if code == ValueTooLarge.code:
-        return ValueTooLarge(message, size=error["size"], limit=error["limit"])
-    if code == VersionConflict.code:
-        return VersionConflict(
-            message, key=error["key"], expected=error["expected"], actual=error["actual"]
-        )
+    try:
+        if code == QuotaExceeded.code:
+            return QuotaExceeded(
+                message, used=error["used"], limit=error["limit"], needed=error["needed"]
+            )
+        if code == ValueTooLarge.code:
+            return ValueTooLarge(message, size=error["size"], limit=error["limit"])
+        if code == VersionConflict.code:
+            return VersionConflict(
+                message, key=error["key"], expected=error["expected"], actual=error["actual"]
+            )
+    except KeyError:
+        pass  # details missing (a foreign or older service): the message still says it all
     cls = _SIMPLE.get(code) or _BY_STATUS.get(status) or PluginKVError
     return cls(message)

@@ -10,33 +10,47 @@ writes and calls that return counts are sent once.
 
 from __future__ import annotations
 
-import base64
 import http.client
-import json
 import select
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlencode, urlsplit
 
 from tenacity import (
     RetryError,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_random_exponential,
 )
 
 from .. import __version__
-from ..errors import BackendUnavailable, InvalidArgument, PluginKVError
-from ..keys import check_conditions, check_key, check_prefix, check_ttl, check_value
-from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
-from .errors import error_from_response
+from ..errors import BackendUnavailable, PluginKVError
+from ..keys import check_key
+from ..models import Entry, JSONHelpers, Page, Usage
+from ._wire import (
+    JSON_HEADERS,
+    RETRY_STATUSES,
+    RETRY_WAIT,
+    delete_headers,
+    delete_prefix_path,
+    dumps,
+    entry_from_reply,
+    incr_request,
+    key_list,
+    keys_path,
+    kv_path,
+    page_from_json,
+    parse_json,
+    parse_service_url,
+    reply_error,
+    set_many_body,
+    set_request,
+    usage_from_json,
+    values_from_json,
+)
 
 __all__ = ["RemoteStorage"]
-
-_NO_LIMIT = 2**63  # the service enforces the value limit; it may differ from local settings
 
 
 class _Reply(NamedTuple):
@@ -64,16 +78,12 @@ class RemoteStorage(JSONHelpers):
     """
 
     def __init__(self, url: str, token: str, *, timeout: float = 30.0, retries: int = 3) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidArgument(
-                f"service URL must be http(s)://host[:port][/prefix], got {url!r}"
-            )
-        self.url = url.rstrip("/")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
-        self._prefix = parts.path.rstrip("/")
+        service = parse_service_url(url)
+        self.url = service.url
+        self._https = service.https
+        self._host = service.host
+        self._port = service.port
+        self._prefix = service.prefix
         self._timeout = timeout
         self._retries = retries
         self._headers = {
@@ -109,12 +119,12 @@ class RemoteStorage(JSONHelpers):
     # -- the documented four ---------------------------------------------------
     def get(self, key: str) -> bytes | None:
         check_key(key)
-        reply = self._call("GET", _kv(key), safe=True, absent_ok=True)
+        reply = self._call("GET", kv_path(key), safe=True, absent_ok=True)
         return None if reply.status == 404 else reply.body
 
     def exist(self, key: str) -> bool:
         check_key(key)
-        return self._call("HEAD", _kv(key), safe=True, absent_ok=True).status == 200
+        return self._call("HEAD", kv_path(key), safe=True, absent_ok=True).status == 200
 
     def set(
         self,
@@ -125,100 +135,54 @@ class RemoteStorage(JSONHelpers):
         if_version: int | None = None,
         if_absent: bool = False,
     ) -> None:
-        check_key(key)
-        data = check_value(val, _NO_LIMIT)
-        check_conditions(if_version, if_absent)
-        seconds = check_ttl(ttl)
-        headers = {"Content-Type": "application/octet-stream"}
-        if if_version is not None:
-            headers["If-Match"] = f'"{if_version}"'
-        if if_absent:
-            headers["If-None-Match"] = "*"
-        path = _kv(key) if seconds is None else f"{_kv(key)}?ttl={seconds!r}"
-        conditional = if_version is not None or if_absent
-        self._call("PUT", path, data, headers, safe=not conditional)
+        put = set_request(key, val, ttl, if_version, if_absent)
+        self._call("PUT", put.path, put.data, put.headers, safe=put.safe)
 
     def delete(self, key: str, *, if_version: int | None = None) -> None:
-        check_key(key)
-        check_conditions(if_version, False)
-        headers = {} if if_version is None else {"If-Match": f'"{if_version}"'}
-        self._call("DELETE", _kv(key), None, headers, safe=if_version is None)
+        headers = delete_headers(key, if_version)
+        self._call("DELETE", kv_path(key), None, headers, safe=if_version is None)
 
     # -- entries and listing -----------------------------------------------------
     def get_entry(self, key: str) -> Entry | None:
         check_key(key)
-        reply = self._call("GET", _kv(key), safe=True, absent_ok=True)
+        reply = self._call("GET", kv_path(key), safe=True, absent_ok=True)
         if reply.status == 404:
             return None
-        expires = reply.headers.get("X-Expires-At")
-        return Entry(
-            key=key,
-            value=reply.body,
-            version=int(reply.headers.get("ETag", "0").strip('"')),
-            size=len(key.encode("utf-8")) + len(reply.body),
-            created_at=float(reply.headers.get("X-Created-At", "0")),
-            updated_at=float(reply.headers.get("X-Updated-At", "0")),
-            expires_at=None if expires is None else float(expires),
-        )
+        return entry_from_reply(key, reply.body, reply.headers.get)
 
     def keys(self, prefix: str = "", *, limit: int = 100, cursor: str | None = None) -> Page:
-        check_prefix(prefix)
-        if type(limit) is not int:
-            raise InvalidArgument(
-                f"limit must be an int (setting PLUGINKV_MAX_PAGE_SIZE bounds it), got {limit!r}"
-            )
-        query: dict[str, str | int] = {"prefix": prefix, "limit": limit}
-        if cursor is not None:
-            query["cursor"] = cursor
-        page = self._json("GET", "/v1/keys?" + urlencode(query), safe=True)
-        entries = [EntryMeta(**item) for item in page["entries"]]
-        return Page(entries, page["next_cursor"])
+        return page_from_json(self._json("GET", keys_path(prefix, limit, cursor), safe=True))
 
     # -- batches -------------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        wanted = _key_list(keys)
-        found = self._json("POST", "/v1/batch/get", {"keys": wanted}, safe=True)["values"]
-        return {key: base64.b64decode(text) for key, text in found.items()}
+        wanted = key_list(keys)
+        return values_from_json(self._json("POST", "/v1/batch/get", {"keys": wanted}, safe=True))
 
     def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
-        if not isinstance(mapping, Mapping):
-            raise InvalidArgument(
-                f"set_many takes a mapping of key to bytes, not {type(mapping).__name__}"
-            )
-        items = {}
-        for key in _key_list(mapping.keys()):
-            data = check_value(mapping[key], _NO_LIMIT)
-            items[key] = base64.b64encode(data).decode("ascii")
-        body = {"items": items, "ttl": check_ttl(ttl)}
-        self._call("POST", "/v1/batch/set", _dumps(body), _JSON, safe=True)
+        body = set_many_body(mapping, ttl)
+        self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        wanted = _key_list(keys)
+        wanted = key_list(keys)
         return int(self._json("POST", "/v1/batch/delete", {"keys": wanted})["deleted"])
 
     def delete_prefix(self, prefix: str) -> int:
-        check_prefix(prefix)
-        return int(self._json("DELETE", "/v1/keys?" + urlencode({"prefix": prefix}))["deleted"])
+        return int(self._json("DELETE", delete_prefix_path(prefix))["deleted"])
 
     def incr(self, key: str, delta: int = 1) -> int:
-        check_key(key)
-        if type(delta) is not int:
-            raise InvalidArgument(f"incr delta must be an int, not {type(delta).__name__}")
-        path = "/v1/incr/" + quote(key, safe="")
-        return int(self._json("POST", path, {"delta": delta})["value"])
+        path, body = incr_request(key, delta)
+        return int(self._json("POST", path, body)["value"])
 
     def usage(self) -> Usage:
-        used = self._json("GET", "/v1/usage", safe=True)
-        return Usage(used["bytes_used"], used["keys"], used["quota_bytes"])
+        return usage_from_json(self._json("GET", "/v1/usage", safe=True))
 
     # -- the wire ------------------------------------------------------------------------
     def _json(
         self, method: str, path: str, body: Any = None, *, safe: bool = False
     ) -> dict[str, Any]:
-        payload = None if body is None else _dumps(body)
-        reply = self._call(method, path, payload, _JSON if payload else {}, safe=safe)
-        result: dict[str, Any] = json.loads(reply.body)
-        return result
+        payload = None if body is None else dumps(body)
+        reply = self._call(method, path, payload, JSON_HEADERS if payload else {}, safe=safe)
+        return parse_json(reply.body)
 
     def _call(
         self,
@@ -240,7 +204,7 @@ class RemoteStorage(JSONHelpers):
         # retry machinery costs nothing on the hot path.
         retrying = Retrying(
             stop=stop_after_attempt(self._retries),
-            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            wait=RETRY_WAIT,
             retry=retry_if_exception_type(_Retryable),
         )
         try:
@@ -275,10 +239,10 @@ class RemoteStorage(JSONHelpers):
             ) from None
         if response.will_close:
             self._discard(conn)
-        if reply.status < 400 or (absent_ok and reply.status == 404 and _absent(reply)):
+        error = reply_error(reply.status, reply.headers.get, reply.body, absent_ok)
+        if error is None:
             return reply
-        error = error_from_response(reply.status, reply.body)
-        if reply.status == 503:
+        if reply.status in RETRY_STATUSES:
             raise _Retryable(error)
         raise error
 
@@ -303,24 +267,6 @@ class RemoteStorage(JSONHelpers):
                 self._connections.remove(conn)
 
 
-_JSON = {"Content-Type": "application/json"}
-
-
-def _kv(key: str) -> str:
-    # Everything but unreserved characters is encoded, '/' included, so no
-    # HTTP layer can normalise the path ('a/./b' stays one opaque key).
-    return "/v1/kv/" + quote(key, safe="")
-
-
-def _dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
-
-
-def _absent(reply: _Reply) -> bool:
-    """A 404 that means "no such key" (HEAD has no body; any other 404 is an error)."""
-    return not reply.body or b'"not_found"' in reply.body
-
-
 def _dropped(conn: http.client.HTTPConnection) -> bool:
     """Whether the server closed an idle keep-alive connection (readable = EOF or junk)."""
     try:
@@ -328,12 +274,3 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
-
-
-def _key_list(keys: Iterable[str]) -> list[str]:
-    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
-        raise InvalidArgument(f"expected a collection of keys, not {type(keys).__name__}")
-    wanted = list(dict.fromkeys(keys))
-    for key in wanted:
-        check_key(key)
-    return wanted

@@ -27,7 +27,14 @@ from ..errors import (
     WrongValueType,
 )
 
-__all__ = ["STATUS", "error_body", "error_response", "exception_handlers", "not_found"]
+__all__ = [
+    "CODE_HEADER",
+    "STATUS",
+    "error_body",
+    "error_response",
+    "exception_handlers",
+    "not_found",
+]
 
 STATUS: dict[type[PluginKVError], int] = {
     InvalidKey: 400,
@@ -57,15 +64,23 @@ def _details(exc: PluginKVError) -> dict[str, Any]:
     return {}
 
 
+# Every error also names its code in a header: a HEAD response has no body, and
+# a client must tell "no such key" from "no such route" without one.
+CODE_HEADER = "X-Error-Code"
+
+
 def error_response(exc: PluginKVError) -> JSONResponse:
     status = STATUS.get(type(exc), 500)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {CODE_HEADER: exc.code}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     body = error_body(exc.code, str(exc), **_details(exc))
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def not_found(key: str) -> JSONResponse:
-    return JSONResponse(error_body("not_found", f"key {key!r} not found", key=key), 404)
+    body = error_body("not_found", f"key {key!r} not found", key=key)
+    return JSONResponse(body, 404, headers={CODE_HEADER: "not_found"})
 
 
 async def _pluginkv_error(request: Request, exc: Exception) -> Response:
@@ -82,9 +97,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         413: "value_too_large",
     }
     code = codes.get(exc.status_code, "http_error")
-    return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
+    headers = {**(exc.headers or {}), CODE_HEADER: code}
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
 
 
 exception_handlers = {PluginKVError: _pluginkv_error, HTTPException: _http_error}

@@ -12,6 +12,7 @@ filled in from the ``Settings`` the app runs with.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from starlette.requests import Request
@@ -77,6 +78,12 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
         "admin token on a key route, or a scope token on an admin route.",
     ),
     404: ("NotFoundError", ["not_found"], "The key holds no value."),
+    408: (
+        "RequestTimeoutError",
+        ["request_timeout"],
+        "The body did not arrive within the time allowed (setting "
+        "`PLUGINKV_REQUEST_TIMEOUT_SECONDS`).",
+    ),
     409: (
         "VersionConflictError",
         ["version_conflict"],
@@ -317,6 +324,7 @@ def _schemas(settings: Settings) -> Json:
                 "quota_bytes": {
                     "type": ["integer", "null"],
                     "minimum": 0,
+                    "maximum": _INT64_MAX,
                     "description": "The scope's quota override; null (or absent) returns it "
                     "to the settings.",
                 },
@@ -330,10 +338,15 @@ def _schemas(settings: Settings) -> Json:
                 "plugin": _ref("schemas", "Plugin"),
             },
         },
-        "Status": {
+        "Alive": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"type": "string", "enum": ["ok", "ready"]}},
+            "properties": {"status": {"const": "ok"}},
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"const": "ready"}},
         },
     }
     for status, (name, _, _) in _ERROR_CODES.items():
@@ -346,6 +359,14 @@ def _json_content(schema: Json) -> Json:
     return {"application/json": {"schema": schema}}
 
 
+def _code_header(codes: list[str]) -> Json:
+    return {
+        "description": "The error's code, as in the body: a HEAD answer has no body.",
+        "required": True,
+        "schema": {"type": "string", "enum": codes},
+    }
+
+
 def _responses() -> Json:
     responses: Json = {
         "NoContent": {"description": "Done."},
@@ -354,14 +375,15 @@ def _responses() -> Json:
             "content": _json_content(_ref("schemas", "Deleted")),
         },
     }
-    for status, (name, _, description) in _ERROR_CODES.items():
-        response: Json = {
+    for status, (name, codes, description) in _ERROR_CODES.items():
+        headers = {"X-Error-Code": _code_header(codes)}
+        if status == 401:
+            headers["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
+        responses[name] = {
             "description": description,
+            "headers": headers,
             "content": _json_content(_ref("schemas", name)),
         }
-        if status == 401:
-            response["headers"] = {"WWW-Authenticate": _ref("headers", "WWW-Authenticate")}
-        responses[name] = response
     return responses
 
 
@@ -374,7 +396,7 @@ def _errors(*statuses: int) -> Json:
 
 
 # -- parameters ----------------------------------------------------------------------------
-def _parameters(settings: Settings) -> Json:
+def _parameters() -> Json:
     return {
         "Key": {
             "name": "key",
@@ -398,19 +420,16 @@ def _parameters(settings: Settings) -> Json:
             "required": False,
             "description": "Compare-and-set: act only if the entry is at this version (the `ETag` "
             'of a GET, e.g. `"3"`; `W/` and the quotes are optional).',
-            "schema": {"type": "string", "pattern": r'^(W/)?"?[1-9][0-9]{0,17}"?$'},
+            "schema": {"type": "string", "pattern": r'^(W/)?"?[1-9][0-9]{0,18}"?$'},
         },
-    }
-
-
-def _if_none_match() -> Json:
-    return {
-        "name": "If-None-Match",
-        "in": "header",
-        "required": False,
-        "description": "`*`: store only if the key holds no value (else 409). Not combinable "
-        "with `If-Match`.",
-        "schema": {"type": "string", "enum": ["*"]},
+        "IfNoneMatch": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "`*`: store only if the key holds no value (else 409). Not "
+            "combinable with `If-Match` (400).",
+            "schema": {"type": "string", "enum": ["*"]},
+        },
     }
 
 
@@ -466,7 +485,7 @@ def _paths(settings: Settings) -> Json:
                         "forever, also when it replaces one that had a TTL.",
                     ),
                     _ref("parameters", "IfMatch"),
-                    _if_none_match(),
+                    _ref("parameters", "IfNoneMatch"),
                 ],
                 "requestBody": {
                     "required": True,
@@ -478,7 +497,7 @@ def _paths(settings: Settings) -> Json:
                 },
                 "responses": {
                     "204": _ref("responses", "NoContent"),
-                    **_errors(400, 409, 413, 507),
+                    **_errors(400, 408, 409, 413, 507),
                 },
             },
             "get": {
@@ -512,7 +531,10 @@ def _paths(settings: Settings) -> Json:
                 "security": _BEARER,
                 "responses": {
                     "200": {"description": "The key holds a value."},
-                    "404": {"description": "The key holds no value."},
+                    "404": {
+                        "description": "The key holds no value.",
+                        "headers": {"X-Error-Code": _code_header(["not_found"])},
+                    },
                     **_errors(400),
                 },
             },
@@ -545,7 +567,7 @@ def _paths(settings: Settings) -> Json:
                         "description": "The new value.",
                         "content": _json_content(_ref("schemas", "IncrResult")),
                     },
-                    **_errors(400, 413, 507),
+                    **_errors(400, 408, 413, 507),
                 },
             },
         },
@@ -569,7 +591,7 @@ def _paths(settings: Settings) -> Json:
                     ),
                     _query(
                         "cursor",
-                        {"type": "string"},
+                        {"type": "string", "minLength": 1},
                         "The `next_cursor` of the previous page; opaque.",
                     ),
                 ],
@@ -610,7 +632,7 @@ def _paths(settings: Settings) -> Json:
                         "description": "The present keys only.",
                         "content": _json_content(_ref("schemas", "BatchValues")),
                     },
-                    **_errors(400, 413),
+                    **_errors(400, 408, 413),
                 },
             },
         },
@@ -625,7 +647,7 @@ def _paths(settings: Settings) -> Json:
                 "requestBody": _json_body("BatchSetRequest", batch_limit),
                 "responses": {
                     "204": _ref("responses", "NoContent"),
-                    **_errors(400, 413, 507),
+                    **_errors(400, 408, 413, 507),
                 },
             },
         },
@@ -636,7 +658,7 @@ def _paths(settings: Settings) -> Json:
                 "summary": "Remove many keys",
                 "security": _BEARER,
                 "requestBody": _json_body("KeyList", batch_limit),
-                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 413)},
+                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 408, 413)},
             },
         },
         "/v1/usage": {
@@ -679,7 +701,7 @@ def _paths(settings: Settings) -> Json:
                 "refuses further growth but deletes nothing.",
                 "security": _BEARER,
                 "requestBody": _json_body("QuotaRequest", batch_limit),
-                "responses": {"204": _ref("responses", "NoContent"), **_errors(400, 413)},
+                "responses": {"204": _ref("responses", "NoContent"), **_errors(400, 408, 413)},
             },
         },
         "/v1/admin/purge": {
@@ -690,7 +712,7 @@ def _paths(settings: Settings) -> Json:
                 "description": "Needs an admin token. What an uninstall does.",
                 "security": _BEARER,
                 "requestBody": _json_body("ScopeRef", batch_limit),
-                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 413)},
+                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 408, 413)},
             },
         },
         "/healthz": {
@@ -702,7 +724,7 @@ def _paths(settings: Settings) -> Json:
                 "responses": {
                     "200": {
                         "description": '`{"status": "ok"}`',
-                        "content": _json_content(_ref("schemas", "Status")),
+                        "content": _json_content(_ref("schemas", "Alive")),
                     }
                 },
             },
@@ -716,7 +738,7 @@ def _paths(settings: Settings) -> Json:
                 "responses": {
                     "200": {
                         "description": '`{"status": "ready"}`',
-                        "content": _json_content(_ref("schemas", "Status")),
+                        "content": _json_content(_ref("schemas", "Ready")),
                     },
                     "503": _ref("responses", "BackendUnavailableError"),
                 },
@@ -757,8 +779,11 @@ def _paths(settings: Settings) -> Json:
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the service running with ``settings``."""
-    return {
+    """The OpenAPI 3.1 document of the service running with ``settings``.
+
+    A new document each call, sharing nothing, so a caller may change it freely.
+    """
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "pluginkv",
@@ -781,7 +806,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "components": {
             "schemas": _schemas(settings),
             "responses": _responses(),
-            "parameters": _parameters(settings),
+            "parameters": _parameters(),
             "headers": {
                 "ETag": {
                     "description": 'The entry\'s version, quoted: `"3"`. Send it back as '
@@ -823,6 +848,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    return copy.deepcopy(document)  # the module's constants stay out of the caller's reach
 
 
 async def _serve(request: Request) -> Response:

@@ -26,7 +26,7 @@ from ..models import EntryMeta
 from ..storage import Storage
 from ..store import Store
 from .auth import Grant, Tokens
-from .errors import error_body, not_found
+from .errors import CODE_HEADER, error_body, not_found
 
 __all__ = ["routes"]
 
@@ -80,7 +80,8 @@ def _conditions(request: Request) -> tuple[int | None, bool]:
     match = request.headers.get("if-match")
     if match is not None:
         tag = match.strip().removeprefix("W/").strip('"')
-        if not tag.isdigit():
+        # ASCII digits only ('²'.isdigit() is true, int('²') fails); 19 digits span int64.
+        if not (tag.isascii() and tag.isdigit() and len(tag) <= 19):
             raise InvalidArgument(
                 f"If-Match must be an entry version such as '\"3\"', got {match!r}"
             )
@@ -132,7 +133,7 @@ async def _json(request: Request) -> dict[str, Any]:
     raw = await _body(request, store.settings.max_batch_bytes, "PLUGINKV_MAX_BATCH_BYTES")
     try:
         body = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidArgument(f"request body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object")
@@ -214,7 +215,9 @@ async def head_value(request: Request) -> Response:
     storage = _storage(request, write=False)
     key = _key(request, KV_PREFIX)
     found = await run_in_threadpool(storage.exist, key)
-    return Response(status_code=200 if found else 404)
+    if found:
+        return Response(status_code=200)
+    return Response(status_code=404, headers={CODE_HEADER: "not_found"})
 
 
 async def delete_value(request: Request) -> Response:

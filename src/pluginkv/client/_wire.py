@@ -1,0 +1,253 @@
+"""What ``RemoteStorage`` and ``AsyncRemoteStorage`` share: validation, paths, bodies, replies.
+
+Pure functions only — no I/O — so the two clients differ in their transport
+and nothing else: the same arguments are refused locally with the same
+exceptions, the same requests go on the wire, the same replies come back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import quote, urlencode, urlsplit
+
+from tenacity import wait_random_exponential
+
+from ..errors import BackendUnavailable, InvalidArgument, PluginKVError
+from ..keys import check_conditions, check_key, check_prefix, check_ttl, check_value
+from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
+from .errors import error_from_response
+
+__all__ = [
+    "JSON_HEADERS",
+    "NO_LIMIT",
+    "RETRY_STATUSES",
+    "RETRY_WAIT",
+    "Put",
+    "Service",
+    "decode_json",
+    "delete_headers",
+    "delete_prefix_path",
+    "dumps",
+    "encode_json",
+    "entry_from_reply",
+    "incr_request",
+    "key_list",
+    "keys_path",
+    "kv_path",
+    "page_from_json",
+    "parse_json",
+    "parse_service_url",
+    "reply_error",
+    "set_many_body",
+    "set_request",
+    "usage_from_json",
+    "values_from_json",
+]
+
+NO_LIMIT = 2**63  # the service enforces the value limit; it may differ from local settings
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
+RETRY_WAIT = wait_random_exponential(multiplier=0.05, max=2.0)
+"""Backoff between attempts of a request that is safe to repeat."""
+
+
+class Service(NamedTuple):
+    """Where the service is: ``url`` as given (no trailing slash) and its parts."""
+
+    url: str
+    https: bool
+    host: str
+    port: int | None
+    prefix: str
+
+
+def parse_service_url(url: str) -> Service:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise InvalidArgument(f"service URL must be http(s)://host[:port][/prefix], got {url!r}")
+    return Service(
+        url.rstrip("/"), parts.scheme == "https", parts.hostname, port, parts.path.rstrip("/")
+    )
+
+
+# -- paths ---------------------------------------------------------------------------------
+def kv_path(key: str) -> str:
+    # Everything but unreserved characters is encoded, '/' included, so no
+    # HTTP layer can normalise the path ('a/./b' stays one opaque key).
+    return "/v1/kv/" + quote(key, safe="")
+
+
+def keys_path(prefix: str, limit: int, cursor: str | None) -> str:
+    check_prefix(prefix)
+    if type(limit) is not int:
+        raise InvalidArgument(
+            f"limit must be an int (setting PLUGINKV_MAX_PAGE_SIZE bounds it), got {limit!r}"
+        )
+    query: dict[str, str | int] = {"prefix": prefix, "limit": limit}
+    if cursor is not None:
+        query["cursor"] = cursor
+    return "/v1/keys?" + urlencode(query)
+
+
+def delete_prefix_path(prefix: str) -> str:
+    check_prefix(prefix)
+    return "/v1/keys?" + urlencode({"prefix": prefix})
+
+
+# -- requests --------------------------------------------------------------------------------
+class Put(NamedTuple):
+    """A checked ``set``: where to send which bytes, and whether repeating it is safe."""
+
+    path: str
+    data: bytes
+    headers: dict[str, str]
+    safe: bool
+
+
+def set_request(
+    key: str, val: bytes, ttl: float | None, if_version: int | None, if_absent: bool
+) -> Put:
+    check_key(key)
+    data = check_value(val, NO_LIMIT)
+    check_conditions(if_version, if_absent)
+    seconds = check_ttl(ttl)
+    headers = {"Content-Type": "application/octet-stream"}
+    if if_version is not None:
+        headers["If-Match"] = f'"{if_version}"'
+    if if_absent:
+        headers["If-None-Match"] = "*"
+    path = kv_path(key) if seconds is None else f"{kv_path(key)}?ttl={seconds!r}"
+    conditional = if_version is not None or if_absent
+    return Put(path, data, headers, not conditional)
+
+
+def delete_headers(key: str, if_version: int | None) -> dict[str, str]:
+    """The headers of a checked ``delete`` (safe to repeat only without ``if_version``)."""
+    check_key(key)
+    check_conditions(if_version, False)
+    return {} if if_version is None else {"If-Match": f'"{if_version}"'}
+
+
+def key_list(keys: Iterable[str]) -> list[str]:
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+        raise InvalidArgument(f"expected a collection of keys, not {type(keys).__name__}")
+    wanted = list(dict.fromkeys(keys))
+    for key in wanted:
+        check_key(key)
+    return wanted
+
+
+def set_many_body(mapping: Mapping[str, bytes], ttl: float | None) -> bytes:
+    if not isinstance(mapping, Mapping):
+        raise InvalidArgument(
+            f"set_many takes a mapping of key to bytes, not {type(mapping).__name__}"
+        )
+    items = {}
+    for key in key_list(mapping.keys()):
+        data = check_value(mapping[key], NO_LIMIT)
+        items[key] = base64.b64encode(data).decode("ascii")
+    return dumps({"items": items, "ttl": check_ttl(ttl)})
+
+
+def incr_request(key: str, delta: int) -> tuple[str, dict[str, int]]:
+    check_key(key)
+    if type(delta) is not int:
+        raise InvalidArgument(f"incr delta must be an int, not {type(delta).__name__}")
+    return "/v1/incr/" + quote(key, safe=""), {"delta": delta}
+
+
+def dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+# -- replies ---------------------------------------------------------------------------------
+RETRY_STATUSES = frozenset({502, 503, 504})  # the service or a proxy in front, briefly away
+
+
+def reply_error(
+    status: int, header: Callable[[str], str | None], body: bytes, absent_ok: bool
+) -> PluginKVError | None:
+    """``None`` when a reply is an answer, else the error it carries.
+
+    Only a 2xx is an answer — and a 404 whose ``X-Error-Code`` says the key is
+    absent, where absence is an answer (get, exist, get_entry).  A redirect or
+    any other 404 (a wrong URL prefix, say) is an error, never "absent".
+    """
+    if 200 <= status < 300:
+        return None
+    if absent_ok and status == 404 and header("X-Error-Code") == "not_found":
+        return None
+    return error_from_response(status, body)
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A JSON object the service answered, or ``BackendUnavailable`` for anything else."""
+    try:
+        result = json.loads(body)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        raise BackendUnavailable(f"the service answered with something not JSON: {body[:80]!r}")
+    return result
+
+
+def entry_from_reply(key: str, body: bytes, header: Callable[[str], str | None]) -> Entry:
+    """The ``Entry`` a ``GET /v1/kv/{key}`` answered; ``header`` looks a response header up."""
+    etag = header("ETag")
+    created = header("X-Created-At")
+    updated = header("X-Updated-At")
+    expires = header("X-Expires-At")
+    return Entry(
+        key=key,
+        value=body,
+        version=int(("0" if etag is None else etag).strip('"')),
+        size=len(key.encode("utf-8")) + len(body),
+        created_at=float("0" if created is None else created),
+        updated_at=float("0" if updated is None else updated),
+        expires_at=None if expires is None else float(expires),
+    )
+
+
+def page_from_json(page: Mapping[str, Any]) -> Page:
+    return Page([EntryMeta(**item) for item in page["entries"]], page["next_cursor"])
+
+
+def values_from_json(found: Mapping[str, Any]) -> dict[str, bytes]:
+    return {key: base64.b64decode(text) for key, text in found["values"].items()}
+
+
+def usage_from_json(used: Mapping[str, Any]) -> Usage:
+    return Usage(used["bytes_used"], used["keys"], used["quota_bytes"])
+
+
+# -- JSON values: exactly the encoding of ``JSONHelpers`` --------------------------------------
+class _Recorder(JSONHelpers):
+    """``JSONHelpers`` over one value held in memory, to reuse its encoding without I/O."""
+
+    def __init__(self, data: bytes | None = None) -> None:
+        self.data = data
+
+    def set(self, key: str, val: bytes, *, ttl: float | None = None) -> None:
+        self.data = val
+
+    def get(self, key: str) -> bytes | None:
+        return self.data
+
+
+def encode_json(key: str, obj: Any) -> bytes:
+    """``obj`` as ``set_json`` stores it (``InvalidValueType`` if it is not JSON-encodable)."""
+    recorder = _Recorder()
+    recorder.set_json(key, obj)
+    assert recorder.data is not None
+    return recorder.data
+
+
+def decode_json(key: str, data: bytes | None, default: Any) -> Any:
+    """What ``get_json`` returns for ``data`` (``WrongValueType`` if it is not JSON)."""
+    return _Recorder(data).get_json(key, default)

@@ -1,0 +1,60 @@
+"""``AsyncRemoteStorage`` behind a synchronous face, so the contract suite can run on it.
+
+Every method call runs the async client's own coroutine on one event loop in a
+background thread and waits for its result (or exception): the suite exercises
+the async client itself, ``set_json``/``get_json`` and validation included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from pluginkv.client import AsyncRemoteStorage
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+class SyncAsyncStorage:
+    """The ``Storage`` methods of an ``AsyncRemoteStorage``, called synchronously."""
+
+    def __init__(self, client: AsyncRemoteStorage, runner: LoopThread) -> None:
+        self.client = client
+        self._runner = runner
+
+    def __repr__(self) -> str:
+        return f"<SyncAsyncStorage {self.client!r}>"
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.client, name)
+        if not inspect.iscoroutinefunction(method):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._runner.run(method(*args, **kwargs))
+
+        call.__name__ = name
+        return call
+
+    def close(self) -> None:
+        self._runner.run(self.client.aclose())
