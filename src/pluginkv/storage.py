@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Storage"]
 
+DEFAULT_PAGE_SIZE = 100
 _INTEGER = re.compile(rb"-?[0-9]{1,19}")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -140,14 +141,19 @@ class Storage(JSONHelpers):
         check_key(key)
         return self._backend.get(self._scope, key, self._clock())
 
-    def keys(self, prefix: str = "", *, limit: int = 100, cursor: str | None = None) -> Page:
+    def keys(
+        self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Page:
         """One page of entries (metadata only) whose key starts with ``prefix``, in key order.
 
         Pass the page's ``next_cursor`` back for the next page; it is ``None``
-        on the last one.  ``limit`` is 1 to ``max_page_size`` (default 1000).
+        on the last one.  ``limit`` is 1 to ``max_page_size`` (1000 by
+        default); without it, a page holds up to 100 (or ``max_page_size`` if lower).
         """
         check_prefix(prefix)
         maximum = self._settings.max_page_size
+        if limit is None:
+            limit = min(DEFAULT_PAGE_SIZE, maximum)
         if type(limit) is not int or not 1 <= limit <= maximum:
             raise InvalidArgument(
                 f"limit must be an int from 1 to {maximum} (setting PLUGINKV_MAX_PAGE_SIZE), "

@@ -336,3 +336,27 @@ class TestHealth:
         response = client.get("/v2/nothing")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "no_such_route"
+
+
+class TestPathsAndBodies:
+    def test_a_percent_encoded_route_prefix_is_refused(
+        self, client: TestClient, auth: Auth, store: Store
+    ) -> None:
+        response = client.put("/v1/k%76/abc", content=b"v", headers=auth())
+        assert response.status_code == 400
+        assert store.storage(workspace="ws-1", plugin="acme/weather").keys().entries == []
+
+    def test_a_whole_number_float_is_an_int(self, client: TestClient, auth: Auth) -> None:
+        assert client.post("/v1/incr/n", json={"delta": 5.0}, headers=auth()).json() == {"value": 5}
+
+    def test_default_page_size_follows_a_lower_maximum(
+        self, open_store: Callable[..., Store], auth: Auth, tokens: object
+    ) -> None:
+        from pluginkv.server.app import create_app
+
+        store = open_store("memory", max_page_size=3)
+        storage = store.storage(workspace="ws-1", plugin="acme/weather")
+        storage.set_many({f"k{i}": b"" for i in range(5)})
+        with TestClient(create_app(store=store, tokens=tokens)) as client:  # type: ignore[arg-type]
+            page = client.get("/v1/keys", headers=auth()).json()
+        assert len(page["entries"]) == 3 and page["next_cursor"] is not None

@@ -83,13 +83,15 @@ def kv_path(key: str) -> str:
     return "/v1/kv/" + quote(key, safe="")
 
 
-def keys_path(prefix: str, limit: int, cursor: str | None) -> str:
+def keys_path(prefix: str, limit: int | None, cursor: str | None) -> str:
     check_prefix(prefix)
-    if type(limit) is not int:
+    if limit is not None and type(limit) is not int:
         raise InvalidArgument(
             f"limit must be an int (setting PLUGINKV_MAX_PAGE_SIZE bounds it), got {limit!r}"
         )
-    query: dict[str, str | int] = {"prefix": prefix, "limit": limit}
+    query: dict[str, str | int] = {"prefix": prefix}
+    if limit is not None:
+        query["limit"] = limit
     if cursor is not None:
         query["cursor"] = cursor
     return "/v1/keys?" + urlencode(query)

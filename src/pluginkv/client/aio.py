@@ -157,7 +157,9 @@ class AsyncRemoteStorage:
             return None
         return entry_from_reply(key, reply.body, reply.headers.get)
 
-    async def keys(self, prefix: str = "", *, limit: int = 100, cursor: str | None = None) -> Page:
+    async def keys(
+        self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Page:
         path = keys_path(prefix, limit, cursor)
         return page_from_json(await self._json("GET", path, safe=True))
 

@@ -150,7 +150,9 @@ class RemoteStorage(JSONHelpers):
             return None
         return entry_from_reply(key, reply.body, reply.headers.get)
 
-    def keys(self, prefix: str = "", *, limit: int = 100, cursor: str | None = None) -> Page:
+    def keys(
+        self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Page:
         return page_from_json(self._json("GET", keys_path(prefix, limit, cursor), safe=True))
 
     # -- batches -------------------------------------------------------------------

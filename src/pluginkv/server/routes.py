@@ -54,9 +54,14 @@ def _storage(request: Request, *, write: bool) -> Storage:
 
 def _key(request: Request, prefix: str) -> str:
     """The key exactly as the client percent-encoded it (the raw path, not a decoded one)."""
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    start = raw.find(prefix.encode())
-    encoded = raw[start + len(prefix) :]
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    root = request.scope.get("root_path", "").encode()
+    route = root + prefix.encode()
+    if not raw.startswith(route):
+        # The router matched a decoded path whose prefix was percent-encoded
+        # (/v1/k%76/x): where the key starts in the raw path is then ambiguous.
+        raise InvalidArgument(f"the path must start with {prefix} literally, not percent-encoded")
+    encoded = raw[len(route) :]
     try:
         key = unquote_to_bytes(encoded).decode("utf-8")
     except UnicodeDecodeError:
@@ -148,6 +153,8 @@ def _field(
             raise InvalidArgument(f"request body needs the field {name!r}")
         return None
     value = body[name]
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON does not tell 5 from 5.0
     if not isinstance(value, kind) or isinstance(value, bool):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidArgument(f"field {name!r} must be a {names}")
@@ -246,7 +253,7 @@ async def list_keys(request: Request) -> Response:
     page = await run_in_threadpool(
         storage.keys,
         request.query_params.get("prefix", ""),
-        limit=100 if limit is None else limit,
+        limit=limit,
         cursor=request.query_params.get("cursor"),
     )
     return JSONResponse(
