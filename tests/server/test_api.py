@@ -360,3 +360,9 @@ class TestPathsAndBodies:
         with TestClient(create_app(store=store, tokens=tokens)) as client:  # type: ignore[arg-type]
             page = client.get("/v1/keys", headers=auth()).json()
         assert len(page["entries"]) == 3 and page["next_cursor"] is not None
+
+
+def test_a_wrong_method_lists_every_allowed_one(client: TestClient, auth: Auth) -> None:
+    response = client.post(url("k"), content=b"v", headers=auth())
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "PUT", "DELETE"}

@@ -70,7 +70,7 @@ def _served_methods(routes: list[Any]) -> dict[str, set[str]]:
         assert isinstance(route, Route), f"{route!r}: describe this kind of route in openapi.py"
         assert route.methods is not None, f"{route.path} takes any method"
         methods = set(route.methods)
-        if "GET" in methods:
+        if "GET" in methods and not getattr(route.endpoint, "head_handler", False):
             methods.discard("HEAD")
         served.setdefault(_openapi_path(route.path), set()).update(methods)
     return served
