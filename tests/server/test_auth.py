@@ -1,0 +1,46 @@
+"""Tokens: what verifies, what expires, and that the verification cache changes neither."""
+
+from __future__ import annotations
+
+import pytest
+
+from pluginkv import Unauthorized
+from pluginkv.keys import Scope
+from pluginkv.server.auth import Tokens
+
+from ..conftest import FakeClock
+
+SECRET = "s" * 40
+
+
+def test_a_scope_token_grants_its_scope() -> None:
+    tokens = Tokens(SECRET, default_ttl=60)
+    grant = tokens.verify(tokens.issue(workspace="w", plugin="a/b", read_only=True))
+    assert grant.scope == Scope("w", "a/b") and grant.read_only
+
+
+def test_a_cached_token_still_expires_on_time() -> None:
+    clock = FakeClock()
+    tokens = Tokens(SECRET, default_ttl=60, clock=clock)
+    token = tokens.issue(workspace="w", plugin="a/b")
+    assert tokens.verify(token).scope == Scope("w", "a/b")
+    clock.advance(59)
+    assert tokens.verify(token).scope == Scope("w", "a/b")  # from the cache
+    clock.advance(1)
+    with pytest.raises(Unauthorized):
+        tokens.verify(token)
+
+
+def test_a_token_signed_with_another_secret_never_verifies() -> None:
+    token = Tokens("t" * 40, default_ttl=60).issue(workspace="w", plugin="a/b")
+    tokens = Tokens(SECRET, default_ttl=60)
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            tokens.verify(token)
+
+
+def test_the_cache_stays_bounded() -> None:
+    tokens = Tokens(SECRET, default_ttl=60, cache_size=3)
+    for i in range(10):
+        tokens.verify(tokens.issue(workspace=f"w{i}", plugin="a/b"))
+    assert len(tokens._verified) <= 3
