@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -35,9 +36,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = store is None
         app.state.store = Store(settings) if owned else store
+        app.state.writer = writer = _writer()
         try:
             yield
         finally:
+            writer.shutdown(wait=True)  # in-flight writes finish before the store closes
             if owned:
                 app.state.store.close()
 
@@ -50,8 +53,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.writer = _writer()  # replaced at each startup; serves apps run without lifespan
     app.state.settings = settings
     app.state.tokens = tokens
     if store is not None:
         app.state.store = store
     return app
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The one thread every write runs on (see ``routes._write``)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pluginkv-writer")

@@ -7,15 +7,15 @@ event loop must keep serving while it does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
-import anyio
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,9 +32,22 @@ from .errors import CODE_HEADER, error_body, not_found
 __all__ = ["routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 KV_PREFIX = "/v1/kv/"
 INCR_PREFIX = "/v1/incr/"
+
+
+# -- where storage calls run ----------------------------------------------------------------
+# Reads run inline on the event loop: a SQLite read of a small value takes
+# microseconds, a hop to a worker thread costs ten times that.  Writes wait for
+# fsync, so they go to one writer thread per app: off the loop, and one at a
+# time, which is what SQLite allows anyway — several threads would only queue
+# inside SQLite's busy handler, which sleeps in whole milliseconds.
+async def _write(request: Request, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    writer = request.app.state.writer
+    return await loop.run_in_executor(writer, functools.partial(call, *args, **kwargs))
 
 
 # -- request parsing -------------------------------------------------------------------------
@@ -117,7 +130,7 @@ async def _body(request: Request, limit: int, setting: str) -> bytes:
     timeout = request.app.state.settings.request_timeout_seconds
     try:
         # A client that trickles its body must not hold a worker forever.
-        with anyio.fail_after(timeout):
+        async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
@@ -199,8 +212,8 @@ async def put_value(request: Request) -> Response:
     if_version, if_absent = _conditions(request)
     store: Store = request.app.state.store
     value = await _body(request, store.settings.max_value_bytes, "PLUGINKV_MAX_VALUE_BYTES")
-    await run_in_threadpool(
-        storage.set, key, value, ttl=ttl, if_version=if_version, if_absent=if_absent
+    await _write(
+        request, storage.set, key, value, ttl=ttl, if_version=if_version, if_absent=if_absent
     )
     return Response(status_code=204)
 
@@ -208,7 +221,7 @@ async def put_value(request: Request) -> Response:
 async def get_value(request: Request) -> Response:
     storage = _storage(request, write=False)
     key = _key(request, KV_PREFIX)
-    entry = await run_in_threadpool(storage.get_entry, key)
+    entry = storage.get_entry(key)
     if entry is None:
         return not_found(key)
     headers = {
@@ -224,7 +237,7 @@ async def get_value(request: Request) -> Response:
 async def head_value(request: Request) -> Response:
     storage = _storage(request, write=False)
     key = _key(request, KV_PREFIX)
-    found = await run_in_threadpool(storage.exist, key)
+    found = storage.exist(key)
     if found:
         return Response(status_code=200)
     return Response(status_code=404, headers={CODE_HEADER: "not_found"})
@@ -236,7 +249,7 @@ async def delete_value(request: Request) -> Response:
     if_version, if_absent = _conditions(request)
     if if_absent:
         raise InvalidArgument("If-None-Match has no meaning on DELETE")
-    await run_in_threadpool(storage.delete, key, if_version=if_version)
+    await _write(request, storage.delete, key, if_version=if_version)
     return Response(status_code=204)
 
 
@@ -245,7 +258,7 @@ async def incr(request: Request) -> Response:
     key = _key(request, INCR_PREFIX)
     body = await _json(request)
     delta = _field(body, "delta", int, required=False)
-    value = await run_in_threadpool(storage.incr, key, 1 if delta is None else delta)
+    value = await _write(request, storage.incr, key, 1 if delta is None else delta)
     return JSONResponse({"value": value})
 
 
@@ -253,8 +266,7 @@ async def incr(request: Request) -> Response:
 async def list_keys(request: Request) -> Response:
     storage = _storage(request, write=False)
     limit = _query_number(request, "limit", int)
-    page = await run_in_threadpool(
-        storage.keys,
+    page = storage.keys(
         request.query_params.get("prefix", ""),
         limit=limit,
         cursor=request.query_params.get("cursor"),
@@ -269,14 +281,14 @@ async def delete_prefix(request: Request) -> Response:
     prefix = request.query_params.get("prefix")
     if prefix is None:
         raise InvalidArgument("DELETE /v1/keys needs ?prefix= (an empty prefix deletes all)")
-    deleted = await run_in_threadpool(storage.delete_prefix, prefix)
+    deleted = await _write(request, storage.delete_prefix, prefix)
     return JSONResponse({"deleted": deleted})
 
 
 async def batch_get(request: Request) -> Response:
     storage = _storage(request, write=False)
     keys = _key_list(await _json(request))
-    found = await run_in_threadpool(storage.get_many, keys)
+    found = storage.get_many(keys)
     values = {key: base64.b64encode(value).decode("ascii") for key, value in found.items()}
     return JSONResponse({"values": values})
 
@@ -287,20 +299,20 @@ async def batch_set(request: Request) -> Response:
     items = _field(body, "items", dict)
     ttl = _field(body, "ttl", (int, float), required=False)
     mapping = {key: _b64(key, text) for key, text in items.items()}
-    await run_in_threadpool(storage.set_many, mapping, ttl=ttl)
+    await _write(request, storage.set_many, mapping, ttl=ttl)
     return Response(status_code=204)
 
 
 async def batch_delete(request: Request) -> Response:
     storage = _storage(request, write=True)
     keys = _key_list(await _json(request))
-    deleted = await run_in_threadpool(storage.delete_many, keys)
+    deleted = await _write(request, storage.delete_many, keys)
     return JSONResponse({"deleted": deleted})
 
 
 async def usage(request: Request) -> Response:
     storage = _storage(request, write=False)
-    used = await run_in_threadpool(storage.usage)
+    used = storage.usage()
     return JSONResponse(
         {"bytes_used": used.bytes_used, "keys": used.keys, "quota_bytes": used.quota_bytes}
     )
@@ -310,7 +322,7 @@ async def usage(request: Request) -> Response:
 async def admin_scopes(request: Request) -> Response:
     _grant(request).require_admin()
     store: Store = request.app.state.store
-    listed = await run_in_threadpool(store.scopes)
+    listed = await _write(request, store.scopes)
     return JSONResponse(
         {
             "scopes": [
@@ -334,8 +346,8 @@ async def admin_quota(request: Request) -> Response:
     plugin = _field(body, "plugin", str)
     quota = _field(body, "quota_bytes", int, required=False)
     store: Store = request.app.state.store
-    await run_in_threadpool(
-        lambda: store.set_quota(workspace=workspace, plugin=plugin, quota_bytes=quota)
+    await _write(
+        request, lambda: store.set_quota(workspace=workspace, plugin=plugin, quota_bytes=quota)
     )
     return Response(status_code=204)
 
@@ -346,7 +358,7 @@ async def admin_purge(request: Request) -> Response:
     workspace = _field(body, "workspace", str)
     plugin = _field(body, "plugin", str)
     store: Store = request.app.state.store
-    deleted = await run_in_threadpool(lambda: store.purge(workspace=workspace, plugin=plugin))
+    deleted = await _write(request, lambda: store.purge(workspace=workspace, plugin=plugin))
     return JSONResponse({"deleted": deleted})
 
 
@@ -358,7 +370,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     store: Store = request.app.state.store
     try:
-        await run_in_threadpool(store.ping)
+        store.ping()
     except PluginKVError as exc:
         return JSONResponse(error_body(exc.code, str(exc)), status_code=503)
     return JSONResponse({"status": "ready"})
