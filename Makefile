@@ -30,6 +30,8 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_http_clients.py
+	$(PY) benchmarks/bench_server.py  # needs wrk: apt-get install wrk
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
