@@ -1,8 +1,7 @@
 """Thin handlers: authorise, parse, call ``Storage``, serialise.
 
 Single-key values travel as raw bytes bodies; batches as JSON with base64
-values.  Storage calls run in the thread pool: SQLite blocks (fsync), and the
-event loop must keep serving while it does.
+values.  Reads run on the event loop, writes on one writer thread (``_write``).
 """
 
 from __future__ import annotations
