@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import InvalidArgument, InvalidKey, InvalidValueType, ValueTooLarge
@@ -19,6 +20,7 @@ __all__ = [
     "Scope",
     "check_conditions",
     "check_key",
+    "check_keys",
     "check_prefix",
     "check_scope",
     "check_ttl",
@@ -67,6 +69,16 @@ def check_key(key: object) -> int:
         raise InvalidKey(f"key must be 1 to {MAX_KEY_BYTES} bytes of UTF-8, got {size} bytes")
     _check_characters(key, "key")
     return size
+
+
+def check_keys(keys: object) -> list[str]:
+    """The distinct keys of a collection, in order; ``InvalidKey``/``InvalidArgument`` if bad."""
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+        raise InvalidArgument(f"expected a collection of keys, not {type(keys).__name__}")
+    wanted = list(dict.fromkeys(keys))
+    for key in wanted:
+        check_key(key)
+    return wanted
 
 
 def check_prefix(prefix: object) -> str:

@@ -26,7 +26,15 @@ from .errors import (
     VersionConflict,
     WrongValueType,
 )
-from .keys import Scope, check_conditions, check_key, check_prefix, check_ttl, check_value
+from .keys import (
+    Scope,
+    check_conditions,
+    check_key,
+    check_keys,
+    check_prefix,
+    check_ttl,
+    check_value,
+)
 from .models import Entry, JSONHelpers, Page, Usage
 
 if TYPE_CHECKING:
@@ -305,17 +313,13 @@ class Storage(JSONHelpers):
             tx.put(self._scope, key, data, row, now)
 
     def _check_batch(self, keys: Iterable[str]) -> list[str]:
-        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
-            raise InvalidArgument(f"expected a collection of keys, not {type(keys).__name__}")
-        wanted = list(dict.fromkeys(keys))
+        wanted = check_keys(keys)
         maximum = self._settings.max_batch_items
         if len(wanted) > maximum:
             raise InvalidArgument(
                 f"a batch holds at most {maximum} keys (setting PLUGINKV_MAX_BATCH_ITEMS), "
                 f"got {len(wanted)}"
             )
-        for key in wanted:
-            check_key(key)
         return wanted
 
 

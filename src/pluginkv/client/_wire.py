@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
 from tenacity import wait_random_exponential
 
 from ..errors import BackendUnavailable, InvalidArgument, PluginKVError
-from ..keys import check_conditions, check_key, check_prefix, check_ttl, check_value
+from ..keys import check_conditions, check_key, check_keys, check_prefix, check_ttl, check_value
 from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
 from .errors import error_from_response
 
@@ -34,7 +34,6 @@ __all__ = [
     "encode_json",
     "entry_from_reply",
     "incr_request",
-    "key_list",
     "keys_path",
     "kv_path",
     "page_from_json",
@@ -136,22 +135,13 @@ def delete_headers(key: str, if_version: int | None) -> dict[str, str]:
     return {} if if_version is None else {"If-Match": f'"{if_version}"'}
 
 
-def key_list(keys: Iterable[str]) -> list[str]:
-    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
-        raise InvalidArgument(f"expected a collection of keys, not {type(keys).__name__}")
-    wanted = list(dict.fromkeys(keys))
-    for key in wanted:
-        check_key(key)
-    return wanted
-
-
 def set_many_body(mapping: Mapping[str, bytes], ttl: float | None) -> bytes:
     if not isinstance(mapping, Mapping):
         raise InvalidArgument(
             f"set_many takes a mapping of key to bytes, not {type(mapping).__name__}"
         )
     items = {}
-    for key in key_list(mapping.keys()):
+    for key in check_keys(mapping.keys()):
         data = check_value(mapping[key], NO_LIMIT)
         items[key] = base64.b64encode(data).decode("ascii")
     return dumps({"items": items, "ttl": check_ttl(ttl)})

@@ -28,7 +28,7 @@ from yarl import URL
 
 from .. import __version__
 from ..errors import BackendUnavailable, PluginKVError
-from ..keys import check_key
+from ..keys import check_key, check_keys
 from ..models import Entry, Page, Usage
 from ._wire import (
     JSON_HEADERS,
@@ -41,7 +41,6 @@ from ._wire import (
     encode_json,
     entry_from_reply,
     incr_request,
-    key_list,
     keys_path,
     kv_path,
     page_from_json,
@@ -165,7 +164,7 @@ class AsyncRemoteStorage:
 
     # -- batches -------------------------------------------------------------------
     async def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        body = {"keys": key_list(keys)}
+        body = {"keys": check_keys(keys)}
         return values_from_json(await self._json("POST", "/v1/batch/get", body, safe=True))
 
     async def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
@@ -173,7 +172,7 @@ class AsyncRemoteStorage:
         await self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
-        body = {"keys": key_list(keys)}
+        body = {"keys": check_keys(keys)}
         return int((await self._json("POST", "/v1/batch/delete", body))["deleted"])
 
     async def delete_prefix(self, prefix: str) -> int:

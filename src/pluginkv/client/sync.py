@@ -26,7 +26,7 @@ from tenacity import (
 
 from .. import __version__
 from ..errors import BackendUnavailable, PluginKVError
-from ..keys import check_key
+from ..keys import check_key, check_keys
 from ..models import Entry, JSONHelpers, Page, Usage
 from ._wire import (
     JSON_HEADERS,
@@ -37,7 +37,6 @@ from ._wire import (
     dumps,
     entry_from_reply,
     incr_request,
-    key_list,
     keys_path,
     kv_path,
     page_from_json,
@@ -157,7 +156,7 @@ class RemoteStorage(JSONHelpers):
 
     # -- batches -------------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        wanted = key_list(keys)
+        wanted = check_keys(keys)
         return values_from_json(self._json("POST", "/v1/batch/get", {"keys": wanted}, safe=True))
 
     def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
@@ -165,7 +164,7 @@ class RemoteStorage(JSONHelpers):
         self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        wanted = key_list(keys)
+        wanted = check_keys(keys)
         return int(self._json("POST", "/v1/batch/delete", {"keys": wanted})["deleted"])
 
     def delete_prefix(self, prefix: str) -> int:
