@@ -90,3 +90,8 @@ class Settings(BaseSettings):
     idle_timeout_seconds: int = Field(
         default=30, ge=1, description="How long an idle keep-alive connection stays open."
     )
+    write_group_max: int = Field(
+        default=128,
+        ge=1,
+        description="Most concurrent writes the service commits together (1: each alone).",
+    )

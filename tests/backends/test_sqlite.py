@@ -160,3 +160,39 @@ def test_values_of_many_mebibytes_round_trip(db: Path) -> None:
         assert storage.get("big") == value
         entry = storage.keys().entries[0]
         assert entry.size == len(value) + 3
+
+
+def test_a_group_commits_its_writes_together_and_each_write_fails_alone(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        store.set_quota(workspace="ws", plugin="acme/app", quota_bytes=100)
+        storage = store.storage(workspace="ws", plugin="acme/app")
+        other = SQLiteBackend(db)  # another connection sees only what is committed
+        scope = storage._scope
+        with store.backend.group():
+            storage.set("a", b"1")
+            with pytest.raises(pluginkv.VersionConflict):
+                storage.set("a", b"2", if_version=99)
+            with pytest.raises(pluginkv.QuotaExceeded):
+                storage.set_many({"b": b"2", "big": b"x" * 100})
+            storage.incr("n")
+            assert other.get_value(scope, "a", 0) is None  # not committed yet
+        assert other.get_value(scope, "a", 0) == b"1"
+        assert storage.get_many(["a", "b", "big", "n"]) == {"a": b"1", "n": b"1"}
+        assert storage.usage().bytes_used == len("a1") + len("n1")
+        other.close()
+
+
+def test_a_group_the_database_rolled_back_refuses_further_writes(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        storage = store.storage(workspace="ws", plugin="acme/app")
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        with pytest.raises(BackendUnavailable, match="rolled back"):
+            with backend.group():
+                storage.set("a", b"1")
+                backend._conn().execute("ROLLBACK")  # as SQLite does on an I/O error
+                with pytest.raises(BackendUnavailable, match="rolled back"):
+                    storage.set("b", b"2")  # would otherwise commit alone, outside the group
+        assert storage.get_many(["a", "b"]) == {}
+        storage.set("c", b"3")  # the next write works as usual
+        assert storage.get("c") == b"3"

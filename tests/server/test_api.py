@@ -8,8 +8,13 @@ from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import Message
 
 from pluginkv import Store
+from pluginkv.server.app import create_app
+from pluginkv.server.auth import Tokens
+
+from . import asgi
 
 Auth = Callable[..., dict[str, str]]
 
@@ -366,3 +371,24 @@ def test_a_wrong_method_lists_every_allowed_one(client: TestClient, auth: Auth) 
     response = client.post(url("k"), content=b"v", headers=auth())
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "PUT", "DELETE"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PUT", "/v1/kv/half"), ("POST", "/v1/batch/set")],
+)
+def test_a_client_that_leaves_mid_body_stores_nothing_and_gets_no_answer(
+    store: Store, tokens: Tokens, method: str, path: str
+) -> None:
+    app = create_app(store=store, tokens=tokens)
+    token = tokens.issue(workspace="ws-1", plugin="acme/weather")
+    incoming: list[Message] = [
+        {"type": "http.request", "body": b'{"items": {"half": "', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    headers = [(b"authorization", f"Bearer {token}".encode()), (b"content-length", b"99")]
+
+    sent = asgi.call(app, method, path, headers, incoming)
+
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] in ([], [499])
+    assert store.storage(workspace="ws-1", plugin="acme/weather").usage().keys == 0

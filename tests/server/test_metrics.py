@@ -170,6 +170,18 @@ class TestQuotaDenials:
         assert requests(text, KV, "PUT", 204) == 1
 
 
+class TestWriteGroups:
+    def test_every_committed_write_is_counted_in_a_group(
+        self, client: TestClient, auth: Auth
+    ) -> None:
+        for i in range(3):
+            assert client.put(url(f"k{i}"), content=b"v", headers=auth()).status_code == 204
+        assert client.delete(url("k0"), headers=auth()).status_code == 204
+        text = scrape(client)
+        assert value(text, "pluginkv_write_group_size_sum") == 4
+        assert value(text, "pluginkv_write_group_size_count") == 4  # one at a time: groups of 1
+
+
 class TestEndpoint:
     def test_served_without_a_token_in_the_text_format(self, client: TestClient) -> None:
         response = client.get("/metrics")

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import hypothesis
 import pytest
 import schemathesis
@@ -28,7 +27,7 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 
 import pluginkv
 from pluginkv import Store
@@ -37,6 +36,7 @@ from pluginkv.server.auth import Tokens
 from pluginkv.server.errors import STATUS
 from pluginkv.server.openapi import openapi_document
 
+from . import asgi
 from .conftest import SECRET
 
 Auth = Callable[..., dict[str, str]]
@@ -210,33 +210,7 @@ def _raw_asgi_status(
     app: ASGIApp, method: str, path: str, headers: list[tuple[bytes, bytes]]
 ) -> int:
     """The status of one request sent as raw ASGI: header bytes reach the app as sent."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("testclient", 50000),
-        "server": ("testserver", 80),
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"v", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def run() -> None:
-        await app(scope, receive, send)
-
-    anyio.run(run)
-    return int(sent[0]["status"])
+    return int(asgi.call(app, method, path, headers)[0]["status"])
 
 
 class TestNoServerError:

@@ -22,6 +22,11 @@ bookkeeping impossible to forget.
 The two ``*_now`` methods are single-step fast paths for the commonest writes
 (one statement, one round trip); ``Storage`` falls back to a transaction
 whenever they decline.
+
+``group()`` lets one thread run many writes in a single commit (the service's
+writer thread does, so concurrent requests share one fsync).  Inside it every
+write of that thread joins one transaction and ``write()`` becomes a nested
+savepoint, so each call still succeeds or fails alone.
 Every driver error leaves a backend as a ``BackendUnavailable`` (or another
 ``PluginKVError``), never as a driver exception and never as "absent".
 """
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -178,6 +183,18 @@ class Backend(ABC):
     @abstractmethod
     def write(self) -> AbstractContextManager[WriteTx]:
         """A serialised read-write transaction; commits on success, rolls back on error."""
+
+    def group(self) -> AbstractContextManager[None]:
+        """Run this thread's writes inside the block in one transaction, committed at its end.
+
+        Each write still succeeds or fails alone (``write()`` nests as a
+        savepoint; a ``*_now`` statement is atomic by itself), and nothing is
+        durable before the block ends.  When the block raises, or its commit
+        fails, none of its writes remain: the caller must not report any of
+        them as done.  The default runs each write as its own transaction,
+        which satisfies the same contract.
+        """
+        return nullcontext()
 
     @abstractmethod
     def close(self) -> None:

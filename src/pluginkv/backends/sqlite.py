@@ -22,7 +22,8 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -95,6 +96,9 @@ _SET_QUOTA = (
 )
 _REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
 _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
+_SAVEPOINT = "SAVEPOINT pluginkv_tx"
+_RELEASE = "RELEASE pluginkv_tx"
+_ROLLBACK_TO = "ROLLBACK TO pluginkv_tx"
 
 
 def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> BackendUnavailable:
@@ -250,19 +254,24 @@ class _SQLiteTx(WriteTx):
 class _Transaction:
     """BEGIN on enter; COMMIT on a normal exit, ROLLBACK on any exception.
 
+    Inside ``SQLiteBackend.group()`` the transaction is already open: this is
+    then a savepoint, released on success and rolled back to on error, so the
+    block still succeeds or fails alone.
+
     A class rather than a generator context manager: it is on every write's path.
     """
 
-    __slots__ = ("_backend", "_begin", "_conn")
+    __slots__ = ("_backend", "_begin", "_conn", "_nested")
 
     def __init__(self, backend: SQLiteBackend, begin: str) -> None:
         self._backend = backend
         self._begin = begin
 
     def __enter__(self) -> _SQLiteTx:
-        self._conn = conn = self._backend._conn()
+        self._conn = conn = self._backend._write_conn()
+        self._nested = conn.in_transaction
         try:
-            conn.execute(self._begin)
+            conn.execute(_SAVEPOINT if self._nested else self._begin)
         except sqlite3.Error as exc:
             raise self._backend._unavailable(exc) from exc
         return _SQLiteTx(conn)
@@ -276,12 +285,16 @@ class _Transaction:
         conn = self._conn
         if exc is None:
             try:
-                conn.execute("COMMIT")
+                conn.execute(_RELEASE if self._nested else "COMMIT")
                 return
             except sqlite3.Error as commit_error:
                 exc = commit_error
         try:
-            conn.execute("ROLLBACK")
+            if self._nested:
+                conn.execute(_ROLLBACK_TO)
+                conn.execute(_RELEASE)
+            else:
+                conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
         if isinstance(exc, sqlite3.Error):
@@ -323,6 +336,18 @@ class SQLiteBackend(Backend):
             conn: sqlite3.Connection = self._local.conn
         except AttributeError:
             conn = self._connect()
+        return conn
+
+    def _write_conn(self) -> sqlite3.Connection:
+        """This thread's connection for a write; refuses once a group's transaction is lost."""
+        conn = self._conn()
+        if self._local.__dict__.get("grouped") and not conn.in_transaction:
+            # SQLite rolled the group back (an I/O error, a full disk): a write
+            # now would commit on its own, outside the group, and a retry of
+            # the group would then apply it twice.
+            raise BackendUnavailable(
+                f"SQLite database {self.path} rolled back the transaction of this group of writes"
+            )
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -428,7 +453,7 @@ class SQLiteBackend(Backend):
     ) -> bool:
         params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
         try:
-            self._conn().execute(_PUT_NOW, params)
+            self._write_conn().execute(_PUT_NOW, params)
         except sqlite3.IntegrityError:
             return False  # the NULL version of a write that does not fit
         except sqlite3.Error as exc:
@@ -437,7 +462,7 @@ class SQLiteBackend(Backend):
 
     def delete_now(self, scope: Scope, key: str) -> None:
         try:
-            self._conn().execute(_REMOVE, (scope.workspace, scope.plugin, key))
+            self._write_conn().execute(_REMOVE, (scope.workspace, scope.plugin, key))
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
 
@@ -451,6 +476,36 @@ class SQLiteBackend(Backend):
 
     def read(self) -> _Transaction:
         return _Transaction(self, "BEGIN")
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        conn = self._write_conn()
+        if conn.in_transaction:  # inside another group: that one commits
+            yield
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        self._local.grouped = True
+        try:
+            yield
+            if not conn.in_transaction:
+                raise BackendUnavailable(
+                    f"SQLite database {self.path} rolled back the transaction of this group "
+                    "of writes"
+                )
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # already rolled back
+            if isinstance(exc, sqlite3.Error):
+                raise self._unavailable(exc) from exc
+            raise
+        finally:
+            self._local.grouped = False
 
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN IMMEDIATE")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -13,9 +12,11 @@ from ..config import Settings
 from ..store import Store
 from .auth import Tokens, load_secret
 from .errors import exception_handlers
+from .kv import KeyValueFront
 from .metrics import Metrics, MetricsMiddleware, metrics_route
 from .openapi import openapi_route
 from .routes import routes
+from .writer import WriteQueue
 
 __all__ = ["create_app"]
 
@@ -36,11 +37,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = store is None
         app.state.store = Store(settings) if owned else store
-        app.state.writer = writer = _writer()
+        app.state.writer = writer = _writer(settings, metrics)
         try:
             yield
         finally:
-            writer.shutdown(wait=True)  # in-flight writes finish before the store closes
+            writer.shutdown()  # queued writes finish before the store closes
             if owned:
                 app.state.store.close()
 
@@ -48,12 +49,18 @@ def create_app(
     metrics = Metrics(all_routes)  # a registry of its own per app
     app = Starlette(
         routes=all_routes,
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        # KeyValueFront serves single keys before the router and does its own
+        # metrics; both sit inside Starlette's ServerErrorMiddleware (500s).
+        middleware=[
+            Middleware(KeyValueFront, metrics=metrics),
+            Middleware(MetricsMiddleware, metrics=metrics),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    app.state.writer = _writer()  # replaced at each startup; serves apps run without lifespan
+    # Replaced at each startup; this one serves apps run without lifespan.
+    app.state.writer = _writer(settings, metrics)
     app.state.settings = settings
     app.state.tokens = tokens
     if store is not None:
@@ -61,6 +68,6 @@ def create_app(
     return app
 
 
-def _writer() -> ThreadPoolExecutor:
-    """The one thread every write runs on (see ``routes._write``)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pluginkv-writer")
+def _writer(settings: Settings, metrics: Metrics) -> WriteQueue:
+    """The one thread every write runs on (see ``writer.py``)."""
+    return WriteQueue(max_group=settings.write_group_max, on_group=metrics.write_groups.observe)

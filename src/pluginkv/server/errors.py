@@ -26,6 +26,7 @@ from ..errors import (
     VersionConflict,
     WrongValueType,
 )
+from .parsing import ClientGone
 
 __all__ = [
     "CODE_HEADER",
@@ -33,6 +34,7 @@ __all__ = [
     "error_body",
     "error_response",
     "exception_handlers",
+    "http_error_response",
     "not_found",
 ]
 
@@ -88,8 +90,7 @@ async def _pluginkv_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+def http_error_response(exc: HTTPException) -> JSONResponse:
     codes = {
         404: "no_such_route",
         405: "method_not_allowed",
@@ -101,4 +102,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
 
 
-exception_handlers = {PluginKVError: _pluginkv_error, HTTPException: _http_error}
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return http_error_response(exc)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client left mid-body: this answer reaches nobody, and metrics record
+    # it under nginx's "client closed request".
+    return Response(status_code=499)
+
+
+exception_handlers = {
+    PluginKVError: _pluginkv_error,
+    HTTPException: _http_error,
+    ClientGone: _client_gone,
+}

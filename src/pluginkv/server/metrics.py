@@ -69,6 +69,8 @@ DURATION_BUCKETS = (
     10.0,
 )
 
+WRITE_GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
 _Children = tuple[Counter, Histogram, Counter, Counter]
 
 
@@ -107,6 +109,12 @@ class Metrics:
         self.quota_denials = Counter(
             "pluginkv_quota_denials",
             "Writes refused because the scope's quota is full (status 507).",
+            registry=self.registry,
+        )
+        self.write_groups = Histogram(
+            "pluginkv_write_group_size",
+            "Writes committed together in one transaction (setting PLUGINKV_WRITE_GROUP_MAX).",
+            buckets=WRITE_GROUP_BUCKETS,
             registry=self.registry,
         )
         # Bounded: routes x METHODS x statuses the app sends.

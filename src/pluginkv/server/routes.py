@@ -1,64 +1,57 @@
 """Thin handlers: authorise, parse, call ``Storage``, serialise.
 
-Single-key values travel as raw bytes bodies; batches as JSON with base64
-values.  Reads run on the event loop, writes on one writer thread (``_write``).
+Batches travel as JSON with base64 values; single-key values as raw bytes
+bodies (``kv.py``).  Reads run on the event loop, writes on the writer thread
+(``_write``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import unquote_to_bytes
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import InvalidArgument, InvalidKey, PluginKVError, Unauthorized, ValueTooLarge
-from ..keys import check_key
+from ..errors import InvalidArgument, PluginKVError
 from ..models import EntryMeta
 from ..storage import Storage
 from ..store import Store
 from .auth import Grant, Tokens
-from .errors import CODE_HEADER, error_body, not_found
+from .errors import error_body
+from .kv import KV_ROUTE, key_value_endpoint
+from .kv import METHODS as KV_METHODS
+from .parsing import grant, key_from_path, query_number, read_body
+from .writer import WriteQueue
 
 __all__ = ["routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
-KV_PREFIX = "/v1/kv/"
 INCR_PREFIX = "/v1/incr/"
 
 
 # -- where storage calls run ----------------------------------------------------------------
 # Reads run inline on the event loop: a SQLite read of a small value takes
 # microseconds, a hop to a worker thread costs ten times that.  Writes wait for
-# fsync, so they go to one writer thread per app: off the loop, and one at a
-# time, which is what SQLite allows anyway — several threads would only queue
-# inside SQLite's busy handler, which sleeps in whole milliseconds.
+# fsync, so they go to the app's one writer thread, which commits the writes
+# that arrive together in one transaction (``writer.py``).
 async def _write(request: Request, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    loop = asyncio.get_running_loop()
-    writer = request.app.state.writer
-    return await loop.run_in_executor(writer, functools.partial(call, *args, **kwargs))
+    store: Store = request.app.state.store
+    writer: WriteQueue = request.app.state.writer
+    return await writer.run(store.backend, functools.partial(call, *args, **kwargs))
 
 
 # -- request parsing -------------------------------------------------------------------------
 def _grant(request: Request) -> Grant:
-    header = request.headers.get("authorization")
-    if header is None:
-        raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <token>'")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
     tokens: Tokens = request.app.state.tokens
-    return tokens.verify(token.strip())
+    return grant(tokens, request.headers.get("authorization"))
 
 
 def _storage(request: Request, *, write: bool) -> Storage:
@@ -67,90 +60,15 @@ def _storage(request: Request, *, write: bool) -> Storage:
     return store.storage(workspace=scope.workspace, plugin=scope.plugin)
 
 
-def _key(request: Request, prefix: str) -> str:
-    """The key exactly as the client percent-encoded it (the raw path, not a decoded one)."""
-    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    root = request.scope.get("root_path", "").encode()
-    route = root + prefix.encode()
-    if not raw.startswith(route):
-        # The router matched a decoded path whose prefix was percent-encoded
-        # (/v1/k%76/x): where the key starts in the raw path is then ambiguous.
-        raise InvalidArgument(f"the path must start with {prefix} literally, not percent-encoded")
-    encoded = raw[len(route) :]
-    try:
-        key = unquote_to_bytes(encoded).decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidKey("key is not valid UTF-8 once percent-decoded") from None
-    check_key(key)
-    return key
-
-
-def _query_number(request: Request, name: str, kind: type[int] | type[float]) -> Any:
-    text = request.query_params.get(name)
-    if text is None:
-        return None
-    try:
-        return kind(text)
-    except ValueError:
-        raise InvalidArgument(f"query parameter {name}={text!r} is not a number") from None
-
-
-def _conditions(request: Request) -> tuple[int | None, bool]:
-    if_version = None
-    match = request.headers.get("if-match")
-    if match is not None:
-        tag = match.strip().removeprefix("W/").strip('"')
-        # ASCII digits only ('²'.isdigit() is true, int('²') fails); 19 digits span int64.
-        if not (tag.isascii() and tag.isdigit() and len(tag) <= 19):
-            raise InvalidArgument(
-                f"If-Match must be an entry version such as '\"3\"', got {match!r}"
-            )
-        if_version = int(tag)
-    none_match = request.headers.get("if-none-match")
-    if none_match is not None and none_match.strip() != "*":
-        raise InvalidArgument("If-None-Match supports only '*' (set only if absent)")
-    return if_version, none_match is not None
-
-
-async def _body(request: Request, limit: int, setting: str) -> bytes:
-    """The request body, refused with 413 as soon as it is known to pass ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidArgument(f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise ValueTooLarge(
-                f"body of {declared} bytes is over the limit of {limit} bytes (setting {setting})",
-                size=int(declared),
-                limit=limit,
-            )
-    chunks = []
-    size = 0
-    timeout = request.app.state.settings.request_timeout_seconds
-    try:
-        # A client that trickles its body must not hold a worker forever.
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ValueTooLarge(
-                        f"body is over the limit of {limit} bytes (setting {setting})",
-                        size=size,
-                        limit=limit,
-                    )
-                chunks.append(chunk)
-    except TimeoutError:
-        raise HTTPException(
-            408,
-            f"the body did not arrive within {timeout} s "
-            "(setting PLUGINKV_REQUEST_TIMEOUT_SECONDS)",
-        ) from None
-    return b"".join(chunks)
-
-
 async def _json(request: Request) -> dict[str, Any]:
     store: Store = request.app.state.store
-    raw = await _body(request, store.settings.max_batch_bytes, "PLUGINKV_MAX_BATCH_BYTES")
+    raw = await read_body(
+        request.receive,
+        request.headers.get("content-length"),
+        store.settings.max_batch_bytes,
+        "PLUGINKV_MAX_BATCH_BYTES",
+        request.app.state.settings.request_timeout_seconds,
+    )
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
@@ -203,58 +121,10 @@ def _meta(entry: EntryMeta) -> dict[str, Any]:
     }
 
 
-# -- single keys -----------------------------------------------------------------------------
-async def put_value(request: Request) -> Response:
-    storage = _storage(request, write=True)
-    key = _key(request, KV_PREFIX)
-    ttl = _query_number(request, "ttl", float)
-    if_version, if_absent = _conditions(request)
-    store: Store = request.app.state.store
-    value = await _body(request, store.settings.max_value_bytes, "PLUGINKV_MAX_VALUE_BYTES")
-    await _write(
-        request, storage.set, key, value, ttl=ttl, if_version=if_version, if_absent=if_absent
-    )
-    return Response(status_code=204)
-
-
-async def get_value(request: Request) -> Response:
-    storage = _storage(request, write=False)
-    key = _key(request, KV_PREFIX)
-    entry = storage.get_entry(key)
-    if entry is None:
-        return not_found(key)
-    headers = {
-        "ETag": f'"{entry.version}"',
-        "X-Created-At": repr(entry.created_at),
-        "X-Updated-At": repr(entry.updated_at),
-    }
-    if entry.expires_at is not None:
-        headers["X-Expires-At"] = repr(entry.expires_at)
-    return Response(entry.value, media_type="application/octet-stream", headers=headers)
-
-
-async def head_value(request: Request) -> Response:
-    storage = _storage(request, write=False)
-    key = _key(request, KV_PREFIX)
-    found = storage.exist(key)
-    if found:
-        return Response(status_code=200)
-    return Response(status_code=404, headers={CODE_HEADER: "not_found"})
-
-
-async def delete_value(request: Request) -> Response:
-    storage = _storage(request, write=True)
-    key = _key(request, KV_PREFIX)
-    if_version, if_absent = _conditions(request)
-    if if_absent:
-        raise InvalidArgument("If-None-Match has no meaning on DELETE")
-    await _write(request, storage.delete, key, if_version=if_version)
-    return Response(status_code=204)
-
-
+# -- single keys (GET, HEAD, PUT and DELETE are in kv.py) ---------------------------------
 async def incr(request: Request) -> Response:
     storage = _storage(request, write=True)
-    key = _key(request, INCR_PREFIX)
+    key = key_from_path(request.scope, INCR_PREFIX)
     body = await _json(request)
     delta = _field(body, "delta", int, required=False)
     value = await _write(request, storage.incr, key, 1 if delta is None else delta)
@@ -264,7 +134,7 @@ async def incr(request: Request) -> Response:
 # -- listing, batches, usage ------------------------------------------------------------------
 async def list_keys(request: Request) -> Response:
     storage = _storage(request, write=False)
-    limit = _query_number(request, "limit", int)
+    limit = query_number(request.query_params, "limit", int)
     page = storage.keys(
         request.query_params.get("prefix", ""),
         limit=limit,
@@ -387,11 +257,8 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
 
 
 routes = [
-    Route(
-        "/v1/kv/{key:path}",
-        _by_method(GET=get_value, HEAD=head_value, PUT=put_value, DELETE=delete_value),
-        methods=["GET", "HEAD", "PUT", "DELETE"],
-    ),
+    # Served by kv.KeyValueFront before the router; here for 405s, metrics and OpenAPI.
+    Route(KV_ROUTE, key_value_endpoint, methods=sorted(KV_METHODS)),
     Route("/v1/incr/{key:path}", incr, methods=["POST"]),
     Route(
         "/v1/keys",

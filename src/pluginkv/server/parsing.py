@@ -1,0 +1,127 @@
+"""Reading a request: token, key, conditions and body, from plain ASGI values.
+
+Shared by the Starlette routes and the plain-ASGI single-key path
+(``kv.py``), so both accept and refuse exactly the same input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TypeVar
+from urllib.parse import unquote_to_bytes
+
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope
+
+from ..errors import InvalidArgument, InvalidKey, Unauthorized, ValueTooLarge
+from ..keys import check_key
+from .auth import Grant, Tokens
+
+N = TypeVar("N", int, float)
+
+__all__ = ["ClientGone", "conditions", "grant", "key_from_path", "query_number", "read_body"]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: nobody to answer."""
+
+
+def grant(tokens: Tokens, header: str | None) -> Grant:
+    """What the ``Authorization`` header's token allows."""
+    if header is None:
+        raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <token>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return tokens.verify(token.strip())
+
+
+def key_from_path(scope: Scope, prefix: str) -> str:
+    """The key exactly as the client percent-encoded it (the raw path, not a decoded one)."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    route = (scope.get("root_path", "") + prefix).encode()
+    if not raw.startswith(route):
+        # The router matched a decoded path whose prefix was percent-encoded
+        # (/v1/k%76/x): where the key starts in the raw path is then ambiguous.
+        raise InvalidArgument(f"the path must start with {prefix} literally, not percent-encoded")
+    try:
+        key = unquote_to_bytes(raw[len(route) :]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKey("key is not valid UTF-8 once percent-decoded") from None
+    check_key(key)
+    return key
+
+
+def query_number(params: Mapping[str, str], name: str, kind: type[N]) -> N | None:
+    """The query parameter ``name`` as a number, ``None`` when absent."""
+    text = params.get(name)
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InvalidArgument(f"query parameter {name}={text!r} is not a number") from None
+
+
+def conditions(if_match: str | None, if_none_match: str | None) -> tuple[int | None, bool]:
+    """``(if_version, if_absent)`` from the ``If-Match`` and ``If-None-Match`` headers."""
+    if_version = None
+    if if_match is not None:
+        tag = if_match.strip().removeprefix("W/").strip('"')
+        # ASCII digits only ('²'.isdigit() is true, int('²') fails); 19 digits span int64.
+        if not (tag.isascii() and tag.isdigit() and len(tag) <= 19):
+            raise InvalidArgument(
+                f"If-Match must be an entry version such as '\"3\"', got {if_match!r}"
+            )
+        if_version = int(tag)
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise InvalidArgument("If-None-Match supports only '*' (set only if absent)")
+    return if_version, if_none_match is not None
+
+
+async def read_body(
+    receive: Receive, declared: str | None, limit: int, setting: str, timeout: float
+) -> bytes:
+    """The request body, refused with 413 as soon as it is known to pass ``limit``.
+
+    ``declared`` is the ``Content-Length`` header: a body announced too large is
+    refused before any of it is read.  A body that takes longer than
+    ``timeout`` seconds to arrive gets 408.
+    """
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidArgument(f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            raise ValueTooLarge(
+                f"body of {declared} bytes is over the limit of {limit} bytes (setting {setting})",
+                size=int(declared),
+                limit=limit,
+            )
+    chunks = []
+    size = 0
+    try:
+        # A client that trickles its body must not hold a worker forever.
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise ValueTooLarge(
+                        f"body is over the limit of {limit} bytes (setting {setting})",
+                        size=size,
+                        limit=limit,
+                    )
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise HTTPException(
+            408,
+            f"the body did not arrive within {timeout} s "
+            "(setting PLUGINKV_REQUEST_TIMEOUT_SECONDS)",
+        ) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,174 @@
+"""The writer thread: every write of the service runs here, and concurrent ones share a commit.
+
+A durable commit costs one fsync (hundreds of microseconds on a real disk),
+far more than the write itself.  So the writer takes every write that queued
+up while it was busy and runs them in one ``Backend.group()``: one
+transaction, one fsync.  Each write still succeeds or fails on its own (its
+errors are its own; ``group()`` nests each transaction as a savepoint), and
+no request hears "done" before the commit that made its write durable.
+
+When a group as a whole fails after it started (the commit fails, or the
+database rolled the transaction back), none of its writes remain, so each is
+run again alone and answers for itself, as if there had been no group.  When
+it fails to start (the database is locked past its timeout, or down), every
+write of the group gets that error: running them one by one would only wait
+the same timeout again for each.
+
+Writes and nothing else come here: reads run on the event loop.  With one
+writer a single process never waits on SQLite's busy handler, which sleeps in
+whole milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..backends.base import Backend
+
+__all__ = ["WriteQueue"]
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+_Outcome = tuple[bool, Any]  # (succeeded, result or exception)
+
+
+class _Job:
+    __slots__ = ("backend", "call", "future", "loop")
+
+    def __init__(
+        self,
+        backend: Backend,
+        call: Callable[[], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.backend = backend
+        self.call = call
+        self.loop = loop
+        self.future = future
+
+
+class WriteQueue:
+    """One thread that runs the calls given to ``run``, many per commit.
+
+    ``max_group`` bounds how many calls share one transaction (setting
+    ``PLUGINKV_WRITE_GROUP_MAX``); 1 commits each call by itself.  Calls on
+    different backends never share a group.  ``on_group`` hears the size of
+    every group, for metrics.  The thread starts with the first call.
+    """
+
+    def __init__(self, *, max_group: int, on_group: Callable[[int], None] | None = None) -> None:
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1, got {max_group}")
+        self._max_group = max_group
+        self._on_group = on_group
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def run(self, backend: Backend, call: Callable[[], T]) -> T:
+        """Run ``call`` (a write on ``backend``) on the writer thread.
+
+        Returns its result, or raises its exception, once the commit that
+        holds its write is done.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the writer has shut down")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="pluginkv-writer", daemon=True
+                )
+                self._thread.start()
+            self._jobs.put(_Job(backend, call, loop, future))
+        return await future
+
+    def shutdown(self) -> None:
+        """Finish every queued write, then stop the thread (idempotent)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._jobs.put(None)
+        if thread is not None:
+            thread.join()
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        held: _Job | None = None  # the first job of the next group
+        stopping = False  # shutdown() was seen: run what is held, then end
+        while True:
+            job = held if held is not None else (None if stopping else self._jobs.get())
+            held = None
+            if job is None:
+                return
+            jobs = [job]
+            while len(jobs) < self._max_group:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                if more.backend is not job.backend:
+                    held = more
+                    break
+                jobs.append(more)
+            outcomes = self._run_group(job.backend, [each.call for each in jobs])
+            if self._on_group is not None:
+                self._on_group(len(jobs))
+            _deliver(jobs, outcomes)
+
+    def _run_group(self, backend: Backend, calls: list[Callable[[], Any]]) -> list[_Outcome]:
+        if len(calls) == 1:
+            return [_attempt(calls[0])]
+        started = False
+        try:
+            with backend.group():
+                started = True
+                outcomes = [_attempt(call) for call in calls]
+        except Exception as exc:
+            if not started:
+                return [(False, exc)] * len(calls)
+            logger.warning("a group of %d writes failed (%s); running each alone", len(calls), exc)
+            return [_attempt(call) for call in calls]
+        return outcomes
+
+
+def _attempt(call: Callable[[], Any]) -> _Outcome:
+    try:
+        return True, call()
+    except Exception as exc:
+        return False, exc
+
+
+def _deliver(jobs: list[_Job], outcomes: list[_Outcome]) -> None:
+    """Hand the outcomes to their event loops, one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+    for loop, results in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, results)
+        except RuntimeError:
+            pass  # that loop has closed: nobody is waiting any more
+
+
+def _settle(results: list[tuple[asyncio.Future[Any], _Outcome]]) -> None:
+    for future, (succeeded, value) in results:
+        if future.cancelled():
+            continue  # the client went away; the write stands
+        if succeeded:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
