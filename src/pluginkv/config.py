@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         default=10_000, ge=0, description="How long a write waits for the lock."
     )
+    sqlite_mmap_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="How much of the database file SQLite reads through mmap (0: none).",
+    )
     sweep_interval_seconds: float = Field(
         default=60.0, ge=0, description="How often writes reclaim expired rows."
     )

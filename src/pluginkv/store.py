@@ -74,6 +74,7 @@ def backend_for_url(settings: Settings) -> Backend:
         path,
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        mmap_bytes=settings.sqlite_mmap_bytes,
     )
 
 

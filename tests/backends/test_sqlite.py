@@ -63,6 +63,27 @@ def test_synchronous_setting_reaches_every_connection(db: Path, mode: str) -> No
         assert backend._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.parametrize("size", [0, 64 * 1024 * 1024])
+def test_mmap_setting_reaches_every_connection_and_values_read_back(db: Path, size: int) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}", sqlite_mmap_bytes=size) as store:
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        storage = store.storage(workspace="ws", plugin="acme/app")
+        value = os.urandom(3 * 1024 * 1024)
+        storage.set("big", value)
+        seen: list[int] = []
+
+        def probe() -> None:
+            seen.append(backend._conn().execute("PRAGMA mmap_size").fetchone()[0])
+            assert storage.get("big") == value
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        probe()
+        assert seen == [size, size]
+
+
 def test_default_synchronous_is_full() -> None:
     assert pluginkv.Settings().sqlite_synchronous == "FULL"
 
