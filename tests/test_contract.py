@@ -168,6 +168,20 @@ class TestValues:
         assert (info.value.size, info.value.limit) == (11, 10)
         assert storage.get("k") == b"x" * 10
 
+    # Around 256 KiB the SQLite backend changes how it reads a value.
+    @pytest.mark.parametrize("size", [256 * 1024 - 2, 256 * 1024 - 1, 256 * 1024 + 1, 3 << 20])
+    def test_values_of_every_size_read_back_exactly(self, storage: Storage, size: int) -> None:
+        value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        storage.set("k", value)
+        entry = storage.get_entry("k")
+        assert entry is not None
+        assert (entry.value, entry.size) == (value, size + 1)
+        assert storage.get("k") == value
+        assert storage.get_many(["k"]) == {"k": value}
+        storage.set("k", b"small")
+        assert storage.get("k") == b"small"
+        assert storage.get_entry("k").version == entry.version + 1  # type: ignore[union-attr]
+
     def test_default_value_limit_is_32_mib(self, store: Store) -> None:
         assert store.settings.max_value_bytes == 32 * 1024 * 1024
 
@@ -212,9 +226,18 @@ class TestIsolation:
             pytest.param("w", "acme/weather/x", id="three-parts"),
         ],
     )
-    def test_malformed_scope_is_refused(self, store: Store, workspace: str, plugin: str) -> None:
-        with pytest.raises(InvalidArgument):
-            store.storage(workspace=workspace, plugin=plugin)
+    def test_malformed_scope_is_refused_every_time(
+        self, store: Store, workspace: str, plugin: str
+    ) -> None:
+        for _ in range(2):
+            with pytest.raises(InvalidArgument):
+                store.storage(workspace=workspace, plugin=plugin)
+
+    def test_handles_of_one_scope_see_the_same_data(self, store: Store) -> None:
+        first = store.storage(workspace="w", plugin="a/b")
+        first.set("k", b"1")
+        assert store.storage(workspace="w", plugin="a/b").get("k") == b"1"
+        assert store.storage(workspace="w", plugin="a/c").get("k") is None
 
 
 class TestQuota:

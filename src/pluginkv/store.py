@@ -25,6 +25,7 @@ __all__ = ["Store", "backend_for_url", "load_settings", "open_store"]
 Clock = Callable[[], float]
 logger = logging.getLogger(__name__)
 _PING_SCOPE = Scope("pluginkv", "pluginkv/ping")
+_HANDLES_KEPT = 10_000  # scopes whose Storage handle is kept; past it the cache starts over
 
 
 def open_store(url: str | None = None, *, clock: Clock | None = None, **settings: Any) -> Store:
@@ -92,6 +93,7 @@ class Store:
         self.backend = backend if backend is not None else backend_for_url(self.settings)
         self.clock: Clock = clock if clock is not None else time.time
         self._next_sweep = self.clock() + self.settings.sweep_interval_seconds
+        self._handles: dict[tuple[str, str], Storage] = {}
 
     def __repr__(self) -> str:
         return f"<Store {self.settings.database_url!r} backend={self.backend.name}>"
@@ -113,6 +115,17 @@ class Store:
 
     def storage(self, *, workspace: str, plugin: str) -> Storage:
         """The storage of ``plugin`` (``author/name``, no version) in ``workspace``."""
+        # A handle holds nothing that changes, so one per scope serves every
+        # caller: the service asks for one per request, and validating the ids
+        # costs more than the SQLite read that follows.
+        if type(workspace) is str and type(plugin) is str:
+            handle = self._handles.get((workspace, plugin))
+            if handle is None:
+                handle = Storage(self, check_scope(workspace, plugin))
+                if len(self._handles) >= _HANDLES_KEPT:
+                    self._handles.clear()
+                self._handles[workspace, plugin] = handle
+            return handle
         return Storage(self, check_scope(workspace, plugin))
 
     def ping(self) -> None:

@@ -37,12 +37,23 @@ from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 __all__ = ["SQLiteBackend"]
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+# Values up to this size (with the key) come back from the query itself; a
+# larger one is read through the incremental blob API, which copies it once
+# straight into the result, where a column read copies it twice and, past
+# SQLite's page cache, page by page: about twice as fast for 10 MiB.
+_INLINE_MAX = 256 * 1024
+_META = "version, size, created_at, updated_at, expires_at, rowid"
 _GET = (
-    "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"SELECT CASE WHEN size <= {_INLINE_MAX} THEN value END, {_META} FROM pluginkv_entries "
     f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
 )
 _GET_VALUE = (
-    f"SELECT value FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
+    f"SELECT CASE WHEN size <= {_INLINE_MAX} THEN value END FROM pluginkv_entries "
+    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
+)
+_GET_LARGE = (
+    f"SELECT NULL, {_META} FROM pluginkv_entries "
+    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
 )
 _EXISTS = (
     f"SELECT 1 FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
@@ -434,19 +445,48 @@ class SQLiteBackend(Backend):
 
     # -- the contract ----------------------------------------------------------
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+        params = (scope.workspace, scope.plugin, key, now)
         try:
-            row = self._conn().execute(_GET, (scope.workspace, scope.plugin, key, now)).fetchone()
+            conn = self._conn()
+            row = conn.execute(_GET, params).fetchone()
+            if row is not None and row[0] is None:
+                row = self._read_large(conn, params)
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        return None if row is None else Entry(key, *row)
+        return None if row is None else Entry(key, *row[:6])
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         try:
-            cursor = self._conn().execute(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
-            row = cursor.fetchone()
+            row = (
+                self._conn()
+                .execute(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
+                .fetchone()
+            )
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        if row[0] is not None:
+            return row[0]  # type: ignore[no-any-return]
+        entry = self.get(scope, key, now)  # a large value
+        return None if entry is None else entry.value
+
+    def _read_large(
+        self, conn: sqlite3.Connection, params: tuple[object, ...]
+    ) -> tuple[object, ...] | None:
+        """The row with its value read through the blob API, all in one snapshot."""
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")
+        try:
+            row = conn.execute(_GET_LARGE, params).fetchone()  # again: it may have changed
+            if row is None:
+                return None
+            with conn.blobopen("pluginkv_entries", "value", row[-1], readonly=True) as blob:
+                return (blob.read(), *row[1:])
+        finally:
+            if own:
+                conn.execute("COMMIT")
 
     def put_now(
         self,

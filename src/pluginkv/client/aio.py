@@ -17,6 +17,7 @@ by measurement (``docs/benchmarks.md``): over one keep-alive connection it did
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -54,6 +55,8 @@ from ._wire import (
 )
 
 __all__ = ["AsyncRemoteStorage"]
+
+_STREAM_BODY_OVER = 1024 * 1024  # aiohttp's own threshold for its large-body warning
 
 
 class _Reply(NamedTuple):
@@ -246,9 +249,14 @@ class AsyncRemoteStorage:
         absent_ok: bool,
     ) -> _Reply:
         session = self._client()
+        # aiohttp writes a bytes body in one go and warns past 1 MiB; from a
+        # file-like object it streams it in chunks, yielding to the loop between.
+        data: bytes | io.BytesIO | None = body
+        if body is not None and len(body) > _STREAM_BODY_OVER:
+            data = io.BytesIO(body)
         try:
             async with session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method, url, data=data, headers=headers, allow_redirects=False
             ) as response:
                 reply = _Reply(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError

@@ -45,8 +45,9 @@ def key_from_path(scope: Scope, prefix: str) -> str:
         # The router matched a decoded path whose prefix was percent-encoded
         # (/v1/k%76/x): where the key starts in the raw path is then ambiguous.
         raise InvalidArgument(f"the path must start with {prefix} literally, not percent-encoded")
+    encoded = raw[len(route) :]
     try:
-        key = unquote_to_bytes(raw[len(route) :]).decode("utf-8")
+        key = (unquote_to_bytes(encoded) if b"%" in encoded else encoded).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidKey("key is not valid UTF-8 once percent-decoded") from None
     check_key(key)
