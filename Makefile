@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench clean
+.PHONY: install run test stress lint bench wrk clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,15 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
-bench: install
+# bench_server.py loads the service with wrk, a Debian package.
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
+		|| sudo apt-get install -y -qq wrk
+
+bench: install wrk
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_http_clients.py
-	$(PY) benchmarks/bench_server.py  # needs wrk: apt-get install wrk
+	$(PY) benchmarks/bench_server.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

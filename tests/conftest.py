@@ -15,7 +15,17 @@ import pluginkv
 from pluginkv import Storage, Store
 from pluginkv.client import RemoteStorage
 
-BACKENDS = ["memory", "sqlite", "remote", "remote-async"]
+from .postgres import TestDatabase, reset_tables
+
+POSTGRES_BACKENDS = ("postgres", "remote-postgres")
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    "remote",
+    "remote-async",
+    pytest.param("remote-postgres", marks=pytest.mark.postgres),
+]
 SECRET = "test-secret-" + "x" * 40
 
 
@@ -118,21 +128,43 @@ def _live_service() -> Iterator[LiveService]:
     service.stop()
 
 
+@pytest.fixture(name="postgres_url", scope="session")
+def _postgres_url() -> Iterator[str]:
+    """A database of this test run's own on the test PostgreSQL server, dropped at the end.
+
+    Skips when no server can be reached, except under ``CI=true``, where it fails.
+    """
+    database = TestDatabase.create()
+    yield database.url
+    database.drop()
+
+
 @pytest.fixture(name="open_store")
 def _open_store(
     tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Store]]:
-    """Open stores on a backend by name: ``"memory"``, ``"sqlite"``, or ``"remote"`` (a
-    memory store behind the live HTTP service, reached with ``RemoteStorage``) and
-    ``"remote-async"`` (the same, reached with ``AsyncRemoteStorage``).
-    All are closed afterwards."""
+    """Open stores on a backend by name: ``"memory"``, ``"sqlite"``, ``"postgres"`` (the
+    test run's database, emptied for each test), or ``"remote"`` (a memory store behind
+    the live HTTP service, reached with ``RemoteStorage``), ``"remote-async"`` (the same,
+    reached with ``AsyncRemoteStorage``) and ``"remote-postgres"`` (a PostgreSQL store
+    behind the live service).  All are closed afterwards."""
     opened: list[Any] = []
+    emptied = False
 
     def open_(backend: str, **settings: Any) -> Store:
-        url = "sqlite:///" + str(tmp_path / "pluginkv.db") if backend == "sqlite" else "memory://"
+        nonlocal emptied
+        if backend == "sqlite":
+            url = "sqlite:///" + str(tmp_path / "pluginkv.db")
+        elif backend in POSTGRES_BACKENDS:
+            url = request.getfixturevalue("postgres_url")
+        else:
+            url = "memory://"
         settings.setdefault("clock", clock)
         store: Any = pluginkv.open_store(url, **settings)
-        if backend in ("remote", "remote-async"):
+        if backend in POSTGRES_BACKENDS and not emptied:
+            reset_tables(store)  # once per test: a second store of the test sees the first's data
+            emptied = True
+        if backend in ("remote", "remote-async", "remote-postgres"):
             service = request.getfixturevalue("live_service")
             store = RemoteStore(store, service, use_async=backend == "remote-async")
         opened.append(store)

@@ -232,12 +232,12 @@ def test_multi_line_engine_error_is_shown_on_one_line(run: Run) -> None:
 
 def test_unsupported_database_url_is_an_error(run: Run) -> None:
     runner = CliRunner()
-    args = ["kv", "get", "--db", "postgres://h/db", "--workspace", "w", "--plugin", "a/b", "k"]
+    args = ["kv", "get", "--db", "mysql://h/db", "--workspace", "w", "--plugin", "a/b", "k"]
 
     result = runner.invoke(main, args)
 
     assert result.exit_code == EXIT_ERROR
-    assert "unsupported database URL scheme 'postgres'" in _one_error_line(result)
+    assert "unsupported database URL scheme 'mysql'" in _one_error_line(result)
 
 
 def test_missing_workspace_is_a_usage_error() -> None:

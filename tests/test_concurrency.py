@@ -36,7 +36,9 @@ RESULT_TIMEOUT = 120.0
 
 
 def open_db(db: Path | str, **settings: Any) -> Store:
-    return pluginkv.open_store(f"sqlite:///{db}", **settings)
+    """A store on the SQLite file ``db``, or on the database URL ``db`` (PostgreSQL)."""
+    url = str(db) if "://" in str(db) else f"sqlite:///{db}"
+    return pluginkv.open_store(url, **settings)
 
 
 def scoped(store: Store) -> Storage:
@@ -90,7 +92,7 @@ def _process_main(
     results.put((index, *outcome))
 
 
-def run_processes(count: int, work: Callable[..., Any], db: Path, *args: Any) -> list[Any]:
+def run_processes(count: int, work: Callable[..., Any], db: Path | str, *args: Any) -> list[Any]:
     """Run ``work(storage, index, barrier, *args)`` in ``count`` spawned processes.
 
     Each process opens its own store on ``db``; the results come back in index order.

@@ -19,6 +19,7 @@ import pluginkv
 from pluginkv import QuotaExceeded, Storage, VersionConflict, WrongValueType
 
 from .conftest import FakeClock
+from .postgres import reset_tables
 
 QUOTA = 200
 KEYS = st.sampled_from(["a", "b", "a/b", "a/c", "ab", "é", "zz/1"])
@@ -254,7 +255,24 @@ class SQLiteModel(StorageModel):
     url_template = "sqlite:///{dir}/model.db"
 
 
+class PostgresModel(StorageModel):
+    url_template = ""  # the test run's database, set by the postgres_model fixture
+
+    def __init__(self) -> None:
+        super().__init__()
+        reset_tables(self.store)
+
+
+@pytest.fixture(name="postgres_model")
+def _postgres_model(postgres_url: str) -> None:
+    PostgresModel.url_template = postgres_url
+
+
 MemoryModel.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 SQLiteModel.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+PostgresModel.TestCase.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)
 TestStorageOnMemoryMatchesTheModel = MemoryModel.TestCase
 TestStorageOnSQLiteMatchesTheModel = SQLiteModel.TestCase
+TestStorageOnPostgresMatchesTheModel = pytest.mark.postgres(
+    pytest.mark.usefixtures("postgres_model")(PostgresModel.TestCase)
+)

@@ -33,7 +33,8 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
-        description="sqlite:///relative.db, sqlite:////absolute.db or memory://",
+        description="sqlite:///relative.db, sqlite:////absolute.db, "
+        "postgresql://user@host/db or memory://",
     )
     default_quota_bytes: int = Field(
         default=100 * MiB, ge=0, description="Quota of each (workspace, plugin)."
@@ -66,6 +67,20 @@ class Settings(BaseSettings):
         default=256 * 1024 * 1024,
         ge=0,
         description="How much of the database file SQLite reads through mmap (0: none).",
+    )
+    postgres_pool_min_size: int = Field(
+        default=1, ge=0, description="PostgreSQL connections each process keeps open."
+    )
+    postgres_pool_max_size: int = Field(
+        default=10, ge=1, description="Most PostgreSQL connections each process opens."
+    )
+    postgres_pool_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a call waits for a PostgreSQL connection before BackendUnavailable.",
+    )
+    postgres_connect_timeout_seconds: int = Field(
+        default=5, ge=1, description="How long opening one PostgreSQL connection may take."
     )
     sweep_interval_seconds: float = Field(
         default=60.0, ge=0, description="How often writes reclaim expired rows."

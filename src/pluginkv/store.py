@@ -32,7 +32,8 @@ def open_store(url: str | None = None, *, clock: Clock | None = None, **settings
     """Open the store at ``url`` (default: the ``PLUGINKV_DATABASE_URL`` setting).
 
     ``url`` is ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-    a plain file path, or ``memory://``.  Keyword arguments override settings
+    a plain file path, ``postgresql://user@host:port/dbname`` (needs the
+    ``postgres`` extra), or ``memory://``.  Keyword arguments override settings
     by name, e.g. ``open_store(url, default_quota_bytes=1_000_000)``.
     """
     if url is not None:
@@ -59,13 +60,16 @@ def backend_for_url(settings: Settings) -> Backend:
     url = settings.database_url
     if url == "memory://":
         return MemoryBackend()
+    if url.startswith(("postgresql://", "postgres://")):
+        return _postgres_backend(settings)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
     elif "://" in url:
         scheme = url.split("://", 1)[0]
         raise InvalidArgument(
             f"unsupported database URL scheme {scheme!r} in {url!r} "
-            "(setting PLUGINKV_DATABASE_URL): use sqlite:///path.db or memory://"
+            "(setting PLUGINKV_DATABASE_URL): use sqlite:///path.db, "
+            "postgresql://user@host/dbname or memory://"
         )
     else:
         path = url
@@ -76,6 +80,30 @@ def backend_for_url(settings: Settings) -> Backend:
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         mmap_bytes=settings.sqlite_mmap_bytes,
+    )
+
+
+def _postgres_backend(settings: Settings) -> Backend:
+    # Imported here: psycopg is an optional extra, and SQLite users never need it.
+    try:
+        from .backends.postgres import PostgresBackend
+    except ImportError as exc:
+        raise InvalidArgument(
+            f"{settings.database_url.split('://', 1)[0]}:// URLs need the PostgreSQL driver: "
+            f"pip install 'pluginkv[postgres]' ({exc})"
+        ) from None
+    if settings.postgres_pool_max_size < settings.postgres_pool_min_size:
+        raise InvalidArgument(
+            f"postgres_pool_max_size ({env_name('postgres_pool_max_size')}) is "
+            f"{settings.postgres_pool_max_size}, below postgres_pool_min_size "
+            f"({env_name('postgres_pool_min_size')}) {settings.postgres_pool_min_size}"
+        )
+    return PostgresBackend(
+        settings.database_url,
+        min_size=settings.postgres_pool_min_size,
+        max_size=settings.postgres_pool_max_size,
+        pool_timeout=settings.postgres_pool_timeout_seconds,
+        connect_timeout=settings.postgres_connect_timeout_seconds,
     )
 
 

@@ -38,7 +38,7 @@ def test_plain_path_opens_sqlite(db: Path) -> None:
         assert store.backend.name == "sqlite"
 
 
-@pytest.mark.parametrize("url", ["postgres://x/y", "redis://localhost", "sqlite:///"])
+@pytest.mark.parametrize("url", ["mysql://x/y", "redis://localhost", "sqlite:///"])
 def test_unsupported_url_is_a_clear_error(url: str) -> None:
     with pytest.raises(pluginkv.InvalidArgument, match="PLUGINKV_DATABASE_URL"):
         pluginkv.open_store(url)

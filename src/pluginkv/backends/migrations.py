@@ -1,14 +1,21 @@
 """Named, recorded schema migrations, shared by every SQL backend.
 
-Each migration has a name and one statement list per SQL dialect.  A backend
-applies the ones not yet recorded in ``pluginkv_migrations``, in order, each in
-its own transaction together with its record, so a crash never leaves a
-half-applied step and two processes opening one database never both apply one.
+Each migration has a name and one statement list per SQL dialect (``sqlite``,
+``postgres``).  A backend applies the ones not yet recorded in
+``pluginkv_migrations``, in order, each in its own transaction together with
+its record, so a crash never leaves a half-applied step and two processes
+opening one database never both apply one (SQLite: ``BEGIN IMMEDIATE``;
+PostgreSQL: a transaction-scoped advisory lock).
 
 The workspace comes first in every primary key and index, so the tables can be
 distributed by workspace on a distributed PostgreSQL.  ``value`` is the last
 column: SQLite then finds every other column without walking a large value's
-overflow pages.
+overflow pages, and PostgreSQL reads the fixed-size columns without
+detoasting it.
+
+PostgreSQL specifics: text columns use the ``"C"`` collation, so keys compare
+and sort in UTF-8 byte order as in SQLite (the database must be UTF8); sizes
+and versions are ``BIGINT``, times ``DOUBLE PRECISION`` (a Python float, exactly).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ MIGRATIONS_TABLE = "pluginkv_migrations"
 class Migration:
     name: str
     sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -93,6 +101,74 @@ MIGRATIONS: tuple[Migration, ...] = (
                     key_count = key_count - 1
                 WHERE workspace = OLD.workspace AND plugin = OLD.plugin;
             END
+            """,
+        ),
+        postgres=(
+            """
+            CREATE TABLE pluginkv_entries (
+                workspace  TEXT COLLATE "C" NOT NULL,
+                plugin     TEXT COLLATE "C" NOT NULL,
+                key        TEXT COLLATE "C" NOT NULL,
+                size       BIGINT           NOT NULL,
+                version    BIGINT           NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION,
+                value      BYTEA            NOT NULL,
+                PRIMARY KEY (workspace, plugin, key)
+            )
+            """,
+            """
+            CREATE INDEX pluginkv_entries_expiry
+                ON pluginkv_entries (workspace, plugin, expires_at)
+                WHERE expires_at IS NOT NULL
+            """,
+            """
+            CREATE TABLE pluginkv_scopes (
+                workspace      TEXT COLLATE "C" NOT NULL,
+                plugin         TEXT COLLATE "C" NOT NULL,
+                bytes_used     BIGINT NOT NULL DEFAULT 0,
+                key_count      BIGINT NOT NULL DEFAULT 0,
+                last_version   BIGINT NOT NULL DEFAULT 0,
+                quota_override BIGINT,
+                PRIMARY KEY (workspace, plugin)
+            )
+            """,
+            # As SQLite's triggers: the counters follow every row change.  The
+            # insert of a scope's first row races with other first inserts, so
+            # it is an upsert; writers lock the scope row before touching its
+            # entries (see backends/postgres.py), so the updates never deadlock.
+            """
+            CREATE FUNCTION pluginkv_entries_count() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO pluginkv_scopes AS s
+                        (workspace, plugin, bytes_used, key_count, last_version)
+                    VALUES (NEW.workspace, NEW.plugin, NEW.size, 1, NEW.version)
+                    ON CONFLICT (workspace, plugin) DO UPDATE SET
+                        bytes_used = s.bytes_used + NEW.size,
+                        key_count = s.key_count + 1,
+                        last_version = greatest(s.last_version, NEW.version);
+                ELSIF TG_OP = 'UPDATE' THEN
+                    UPDATE pluginkv_scopes SET
+                        bytes_used = bytes_used + NEW.size - OLD.size,
+                        last_version = greatest(last_version, NEW.version)
+                    WHERE workspace = NEW.workspace AND plugin = NEW.plugin;
+                ELSE
+                    UPDATE pluginkv_scopes SET
+                        bytes_used = bytes_used - OLD.size,
+                        key_count = key_count - 1
+                    WHERE workspace = OLD.workspace AND plugin = OLD.plugin;
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER pluginkv_entries_counted
+                AFTER INSERT OR UPDATE OR DELETE ON pluginkv_entries
+                FOR EACH ROW EXECUTE FUNCTION pluginkv_entries_count()
             """,
         ),
     ),

@@ -1,0 +1,560 @@
+"""The PostgreSQL backend: psycopg 3 with a ``psycopg_pool`` connection pool.
+
+Any number of processes (``pluginkv serve`` replicas) may share one database.
+Why it looks the way it does:
+
+* **One lock per scope: its row in ``pluginkv_scopes``.**  Every write locks
+  the scope's row before it touches the scope's entries, so a read-check-write
+  (quota, compare-and-set, set-if-absent, incr) is atomic across processes, and
+  locks are always taken in the same order (scope, then entries): the triggers
+  that move the counters update a row the writer already holds, so writers
+  never deadlock.  A row lock rather than an advisory lock because it lives
+  with the data: on a distributed PostgreSQL (Citus) it sits on the shard of
+  the workspace.
+* **Transactions run in READ COMMITTED**: after the lock each statement takes
+  a fresh snapshot, so it sees everything committed by the writers that held
+  the lock before.  Reads of several statements (``read()``) run in one
+  REPEATABLE READ snapshot.
+* **The hot path is one statement, one round trip, in autocommit**: ``get``,
+  ``exist``, a plain ``set`` (``_PUT_NOW`` locks the scope row, checks the
+  quota and upserts in one statement) and a plain ``delete``.  They are
+  prepared on the server, values travel as binary ``bytea``.
+* **Driver errors become ``BackendUnavailable``**.  A connection that broke is
+  discarded by the pool when it comes back; on the first such error the pool
+  also checks its idle connections, so after the database restarted or killed
+  the sessions, later calls get fresh connections instead of dead ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from ..errors import BackendUnavailable
+from ..keys import Scope
+from ..models import Entry, EntryMeta
+from .base import Backend, ScopeState, Stored, WriteTx, prefix_upper_bound
+from .migrations import MIGRATIONS, MIGRATIONS_TABLE
+
+__all__ = ["PostgresBackend"]
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+# Taken (per database) while migrations are checked and applied, so that two
+# processes opening one fresh database never both apply one.
+_MIGRATION_LOCK = 0x706C7567696E6B76  # "pluginkv"
+
+_LIVE = "(expires_at IS NULL OR expires_at > %(now)s)"
+_KEY = "workspace = %(ws)s AND plugin = %(pl)s AND key = %(key)s"
+_GET = (
+    "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"WHERE {_KEY} AND {_LIVE}"
+)
+_GET_VALUE = f"SELECT value FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
+_EXISTS = f"SELECT 1 FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
+_STATE_COLUMNS = "bytes_used, key_count, last_version, quota_override"
+_STATE = f"SELECT {_STATE_COLUMNS} FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s"
+_LOCK = _STATE + " FOR UPDATE"
+# The scope's first write: create its row (another writer may be creating it
+# at the same moment, hence the upsert) and hold it, in one statement.
+_CREATE_AND_LOCK = (
+    "INSERT INTO pluginkv_scopes AS s (workspace, plugin) VALUES (%s, %s) "
+    "ON CONFLICT (workspace, plugin) DO UPDATE SET key_count = s.key_count "
+    f"RETURNING {_STATE_COLUMNS}"
+)
+# A transaction that locked a scope with no row and stored nothing leaves no row,
+# as on SQLite, where only a write or a quota override creates one.
+_DROP_IF_UNUSED = (
+    "DELETE FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s "
+    "AND key_count = 0 AND last_version = 0 AND quota_override IS NULL"
+)
+_COLUMNS = "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value)"
+_UPSERT = (
+    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
+    "version = excluded.version, created_at = {created_at}, "
+    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+)
+_PUT = (
+    f"INSERT INTO pluginkv_entries {_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %b) "
+    + _UPSERT.format(created_at="excluded.created_at")
+)
+# A plain set in one statement, like SQLite's _PUT_NOW: ``s`` locks the scope's
+# row (waiting for any writer of the scope; in READ COMMITTED the locked row is
+# its latest version), the quota check and the next version come from that
+# row, and the upsert writes the entry; the trigger then moves the counters of
+# the row this statement holds.  Nothing is written when the scope has no row
+# yet or the entry might not fit (the key counts as new, so an overwrite near
+# the quota may decline): Storage then takes the transactional path, which
+# creates the row and reclaims expired entries before refusing.
+_PUT_NOW = (
+    "WITH s AS (SELECT last_version, bytes_used, quota_override FROM pluginkv_scopes "
+    "WHERE workspace = %(ws)s AND plugin = %(pl)s FOR UPDATE) "
+    f"INSERT INTO pluginkv_entries AS e {_COLUMNS} "
+    "SELECT %(ws)s, %(pl)s, %(key)s, %(size)s, s.last_version + 1, %(now)s, %(now)s, "
+    "%(expires_at)s::double precision, %(value)b FROM s "
+    "WHERE s.bytes_used + %(size)s <= coalesce(s.quota_override, %(quota)s) "
+    + _UPSERT.format(
+        created_at="CASE WHEN e.expires_at IS NOT NULL AND e.expires_at <= excluded.updated_at "
+        "THEN excluded.created_at ELSE e.created_at END"
+    )
+)
+# A plain delete in one statement: the scope's row is locked first (the same
+# order as every other writer); a scope without a row has no entries.
+_DELETE_NOW = (
+    "WITH s AS (SELECT 1 FROM pluginkv_scopes WHERE workspace = %(ws)s AND plugin = %(pl)s "
+    f"FOR UPDATE) DELETE FROM pluginkv_entries WHERE {_KEY} AND EXISTS (SELECT 1 FROM s)"
+)
+_SET_QUOTA = (
+    "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (%s, %s, %s) "
+    "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
+)
+_EXPIRED = "expires_at IS NOT NULL AND expires_at <= %s"
+# The sweeper finds scopes with expired rows (a read across workspaces), then
+# works scope by scope: it locks the scope's row with SKIP LOCKED — a scope
+# another replica's sweeper or a writer holds is left for later, so sweepers
+# never wait for each other — and deletes in that scope.  A row is deleted by
+# one transaction only, and the trigger counts each deleted row once.
+_EXPIRED_SCOPES = (
+    "SELECT workspace, plugin, count(*) FROM (SELECT workspace, plugin FROM pluginkv_entries "
+    f"WHERE {_EXPIRED} LIMIT %s) AS expired GROUP BY workspace, plugin ORDER BY workspace, plugin"
+)
+_TRY_LOCK = (
+    "SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE SKIP LOCKED"
+)
+_SWEEP_SCOPE = (
+    "DELETE FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
+    "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s"
+)
+
+
+def _configure(conn: Connection) -> None:
+    # Every int as int8: one prepared statement per query, not one per
+    # combination of int2/int4/int8 that small and large numbers would pick.
+    conn.adapters.register_dumper(int, Int8Dumper)
+    conn.adapters.register_dumper(int, Int8BinaryDumper)
+
+
+def describe_url(url: str) -> str:
+    """``host:port/dbname`` of a database URL, for messages (never the password)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(an unparsable URL)"
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
+
+
+class _PostgresTx(WriteTx):
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._locked: set[Scope] = set()
+        self._created: set[Scope] = set()
+
+    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> psycopg.Cursor[Any]:
+        return self._conn.execute(sql, params, prepare=True, binary=True)
+
+    # -- reads -----------------------------------------------------------------
+    def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
+        cursor = self._execute(
+            "SELECT key, value, version, size, created_at, updated_at, expires_at "
+            "FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
+            f"AND key = ANY(%(keys)s) AND {_LIVE}",
+            {"ws": scope.workspace, "pl": scope.plugin, "keys": list(keys), "now": now},
+        )
+        return [Entry(*row) for row in cursor]
+
+    def scan(
+        self, scope: Scope, prefix: str, after: str | None, limit: int, now: float
+    ) -> list[EntryMeta]:
+        sql = (
+            "SELECT key, size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
+            "WHERE workspace = %s AND plugin = %s AND key >= %s"
+        )
+        params: list[object] = [scope.workspace, scope.plugin, prefix]
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            sql += " AND key < %s"
+            params.append(upper)
+        if after is not None:
+            sql += " AND key > %s"
+            params.append(after)
+        sql += " AND (expires_at IS NULL OR expires_at > %s) ORDER BY key LIMIT %s"
+        params += [now, limit]
+        return [EntryMeta(*row) for row in self._execute(sql, params)]
+
+    def scope_state(self, scope: Scope) -> ScopeState:
+        row = self._execute(_STATE, (scope.workspace, scope.plugin)).fetchone()
+        return ScopeState() if row is None else ScopeState(*row)
+
+    def expired_totals(self, scope: Scope, now: float) -> tuple[int, int]:
+        count, size = self._execute(
+            "SELECT count(*), coalesce(sum(size), 0)::bigint FROM pluginkv_entries "
+            f"WHERE workspace = %s AND plugin = %s AND {_EXPIRED}",
+            (scope.workspace, scope.plugin, now),
+        ).fetchone() or (0, 0)
+        return int(count), int(size)
+
+    def scopes(self) -> list[tuple[Scope, ScopeState]]:
+        cursor = self._execute(
+            f"SELECT workspace, plugin, {_STATE_COLUMNS} FROM pluginkv_scopes "
+            "ORDER BY workspace, plugin",
+            (),
+        )
+        return [(Scope(ws, plugin), ScopeState(*rest)) for ws, plugin, *rest in cursor]
+
+    # -- the scope lock --------------------------------------------------------
+    def _lock(self, scope: Scope) -> ScopeState:
+        """Lock the scope's row (creating it if needed) and return its state."""
+        params = (scope.workspace, scope.plugin)
+        row = self._execute(_LOCK, params).fetchone()
+        if row is None:
+            row = self._execute(_CREATE_AND_LOCK, params).fetchone()
+            assert row is not None, "an upsert with RETURNING returns its row"
+            self._created.add(scope)
+        self._locked.add(scope)
+        return ScopeState(*row)
+
+    def _ensure_locked(self, scope: Scope) -> None:
+        if scope not in self._locked:
+            self._lock(scope)
+
+    def finish(self) -> None:
+        """Before COMMIT: drop the scope rows this transaction created and left unused."""
+        for scope in self._created:
+            self._execute(_DROP_IF_UNUSED, (scope.workspace, scope.plugin))
+
+    # -- writes ----------------------------------------------------------------
+    def lookup(
+        self, scope: Scope, keys: Sequence[str], *, with_values: bool = False
+    ) -> tuple[ScopeState, dict[str, Stored]]:
+        state = self._lock(scope)
+        value_column = "value" if with_values else "NULL::bytea"
+        cursor = self._execute(
+            f"SELECT key, size, version, created_at, expires_at, {value_column} "
+            "FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)",
+            (scope.workspace, scope.plugin, list(keys)),
+        )
+        found = {
+            key: Stored(size, version, created_at, expires_at, value)
+            for key, size, version, created_at, expires_at, value in cursor
+        }
+        return state, found
+
+    def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
+        self._ensure_locked(scope)
+        self._execute(
+            _PUT,
+            (
+                scope.workspace,
+                scope.plugin,
+                key,
+                row.size,
+                row.version,
+                row.created_at,
+                updated_at,
+                row.expires_at,
+                value,
+            ),
+        )
+
+    def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        self._ensure_locked(scope)
+        self._execute(
+            "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)",
+            (scope.workspace, scope.plugin, list(keys)),
+        )
+
+    def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
+        self._ensure_locked(scope)
+        sql = "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key >= %s"
+        params: list[object] = [scope.workspace, scope.plugin, prefix]
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            sql += " AND key < %s"
+            params.append(upper)
+        rows = self._execute(sql + " RETURNING expires_at", params)
+        return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
+
+    def purge_expired(self, scope: Scope, now: float) -> int:
+        self._ensure_locked(scope)
+        return self._execute(
+            f"DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND {_EXPIRED}",
+            (scope.workspace, scope.plugin, now),
+        ).rowcount
+
+    def sweep_expired(self, now: float, limit: int) -> int:
+        swept = 0
+        for workspace, plugin, count in self._execute(_EXPIRED_SCOPES, (now, limit)).fetchall():
+            scope = Scope(workspace, plugin)
+            if scope not in self._locked:
+                if self._execute(_TRY_LOCK, (workspace, plugin)).fetchone() is None:
+                    continue  # busy: another sweeper or a writer has it; it is swept later
+                self._locked.add(scope)
+            params = {"ws": workspace, "pl": plugin, "now": now, "limit": count}
+            swept += self._execute(_SWEEP_SCOPE, params).rowcount
+        return swept
+
+    def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
+        self._execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
+
+    def drop_scope(self, scope: Scope) -> int:
+        self._ensure_locked(scope)
+        params = (scope.workspace, scope.plugin)
+        count = self._execute(
+            "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s", params
+        ).rowcount
+        self._execute("DELETE FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s", params)
+        self._locked.discard(scope)
+        self._created.discard(scope)
+        return count
+
+
+class _Transaction:
+    """BEGIN on enter; COMMIT on a normal exit, ROLLBACK on any exception.
+
+    Holds one pooled connection for the life of the block.
+    """
+
+    __slots__ = ("_backend", "_begin", "_conn", "_tx")
+
+    def __init__(self, backend: PostgresBackend, begin: str) -> None:
+        self._backend = backend
+        self._begin = begin
+
+    def __enter__(self) -> _PostgresTx:
+        backend = self._backend
+        self._conn = conn = backend._getconn()
+        try:
+            conn.execute(self._begin)
+        except psycopg.Error as exc:
+            backend._putconn(conn)
+            raise backend._unavailable(exc) from exc
+        self._tx = _PostgresTx(conn)
+        return self._tx
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        backend, conn = self._backend, self._conn
+        try:
+            if exc is None:
+                try:
+                    self._tx.finish()
+                    conn.execute("COMMIT")
+                    return
+                except psycopg.Error as commit_error:
+                    exc = commit_error
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # the connection is gone; the server rolled back already
+        finally:
+            backend._putconn(conn)
+        if isinstance(exc, psycopg.Error):
+            raise backend._unavailable(exc) from exc
+
+
+class PostgresBackend(Backend):
+    """Entries in one PostgreSQL database, shared by any number of processes."""
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        pool_timeout: float = 5.0,
+        connect_timeout: int = 5,
+    ) -> None:
+        self.url = url
+        self._where = describe_url(url)
+        self._pool_timeout = pool_timeout
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout}
+        try:
+            if "application_name" not in conninfo_to_dict(url):
+                kwargs["application_name"] = "pluginkv"
+        except psycopg.Error as exc:
+            raise BackendUnavailable(f"PostgreSQL URL {self._where} is not valid: {exc}") from exc
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=pool_timeout,
+            configure=_configure,
+            open=False,
+            name=f"pluginkv {self._where}",
+        )
+        self._pool.open(wait=False)
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- connections -----------------------------------------------------------
+    def _getconn(self) -> Connection:
+        try:
+            return self._pool.getconn()
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def _putconn(self, conn: Connection) -> None:
+        broken = conn.broken
+        self._pool.putconn(conn)  # the pool discards a broken connection and opens another
+        if broken:
+            # The others may be dead too (the server restarted, or killed the
+            # sessions): check the idle ones now rather than fail a call on each.
+            self._pool.check()
+
+    def _unavailable(self, exc: psycopg.Error) -> BackendUnavailable:
+        if isinstance(exc, PoolClosed):
+            return BackendUnavailable(f"the store on PostgreSQL {self._where} is closed")
+        if isinstance(exc, PoolTimeout):
+            return BackendUnavailable(
+                f"no connection to PostgreSQL {self._where} within {self._pool_timeout:g} s "
+                "(setting PLUGINKV_POSTGRES_POOL_TIMEOUT_SECONDS): the database is down, "
+                "unreachable or every connection is busy"
+            )
+        text = str(exc).strip() or type(exc).__name__
+        return BackendUnavailable(f"PostgreSQL {self._where} failed: {text}")
+
+    def _one(
+        self, sql: str, params: dict[str, Any], *, binary: bool = True
+    ) -> tuple[Any, ...] | None:
+        """One row of one prepared statement, in autocommit."""
+        conn = self._getconn()
+        try:
+            return conn.execute(sql, params, prepare=True, binary=binary).fetchone()
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            self._putconn(conn)
+
+    def _count(self, sql: str, params: dict[str, Any]) -> int:
+        """The rows one prepared writing statement changed, in autocommit."""
+        conn = self._getconn()
+        try:
+            return conn.execute(sql, params, prepare=True, binary=True).rowcount
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            self._putconn(conn)
+
+    # -- migrations ------------------------------------------------------------
+    def _migrate(self) -> None:
+        names = [migration.name for migration in MIGRATIONS]
+        conn = self._getconn()
+        try:
+            encoding = conn.execute("SHOW server_encoding").fetchone()
+            if encoding is None or encoding[0] != "UTF8":
+                raise BackendUnavailable(
+                    f"PostgreSQL database {self._where} is not UTF8 (server_encoding "
+                    f"{encoding and encoding[0]}): create it with ENCODING 'UTF8'"
+                )
+            if self._applied(conn) == names:
+                return
+            for migration in MIGRATIONS:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                        "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+                    )
+                    done = conn.execute(
+                        f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = %s", (migration.name,)
+                    ).fetchone()
+                    if done is None:
+                        for statement in migration.postgres:
+                            conn.execute(statement)
+                        conn.execute(
+                            f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (%s, %s)",
+                            (migration.name, time.time()),
+                        )
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            self._putconn(conn)
+
+    def _applied(self, conn: Connection) -> list[str]:
+        try:
+            rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+        return [name for (name,) in rows]
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in this database, in order applied."""
+        conn = self._getconn()
+        try:
+            return self._applied(conn)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            self._putconn(conn)
+
+    # -- the contract ----------------------------------------------------------
+    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+        params = {"ws": scope.workspace, "pl": scope.plugin, "key": key, "now": now}
+        row = self._one(_GET, params)
+        return None if row is None else Entry(key, *row)
+
+    def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
+        params = {"ws": scope.workspace, "pl": scope.plugin, "key": key, "now": now}
+        row = self._one(_GET_VALUE, params)
+        return None if row is None else row[0]
+
+    def exists(self, scope: Scope, key: str, now: float) -> bool:
+        params = {"ws": scope.workspace, "pl": scope.plugin, "key": key, "now": now}
+        return self._one(_EXISTS, params) is not None
+
+    def put_now(
+        self,
+        scope: Scope,
+        key: str,
+        value: bytes,
+        size: int,
+        now: float,
+        expires_at: float | None,
+        quota: int,
+    ) -> bool:
+        params = {
+            "ws": scope.workspace,
+            "pl": scope.plugin,
+            "key": key,
+            "size": size,
+            "now": now,
+            "expires_at": expires_at,
+            "value": value,
+            "quota": quota,
+        }
+        return self._count(_PUT_NOW, params) == 1
+
+    def delete_now(self, scope: Scope, key: str) -> None:
+        self._count(_DELETE_NOW, {"ws": scope.workspace, "pl": scope.plugin, "key": key})
+
+    def read(self) -> _Transaction:
+        return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def write(self) -> _Transaction:
+        return _Transaction(self, "BEGIN ISOLATION LEVEL READ COMMITTED")
+
+    def close(self) -> None:
+        self._pool.close()

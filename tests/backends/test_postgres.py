@@ -1,0 +1,522 @@
+"""What only the PostgreSQL backend has: migrations shared by processes, real
+concurrency from several processes and replicas, sweepers racing, and faults.
+
+Every test runs in the test run's own database (``postgres_url``), emptied first.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pluginkv
+from pluginkv import BackendUnavailable, Store
+from pluginkv.backends.migrations import MIGRATIONS
+from pluginkv.client import RemoteStorage
+from pluginkv.keys import Scope
+from pluginkv.server.auth import Tokens
+
+from ..postgres import LOCAL_CLUSTER, LOCAL_URL, connect, reset_tables, server_url, with_database
+from ..test_concurrency import (
+    PLUGIN,
+    QUOTA,
+    WORKSPACE,
+    check_increments,
+    check_quota_outcome,
+    incr_worker,
+    quota_worker,
+    run_processes,
+    run_threads,
+    scoped,
+)
+
+pytestmark = pytest.mark.postgres
+
+SECRET = "test-secret-" + "p" * 40
+
+
+@pytest.fixture(name="url")
+def _url(postgres_url: str) -> Iterator[str]:
+    """The test run's database, empty."""
+    with pluginkv.open_store(postgres_url) as store:
+        reset_tables(store)
+    yield postgres_url
+
+
+@pytest.fixture(name="open_pg")
+def _open_pg(url: str) -> Iterator[Callable[..., Store]]:
+    """Open stores on the database (closed afterwards); keywords are settings."""
+    opened: list[Store] = []
+
+    def open_(database_url: str = url, **settings: Any) -> Store:
+        store = pluginkv.open_store(database_url, **settings)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+def counters_match_rows(url: str) -> list[tuple[Any, ...]]:
+    """Scopes whose recorded counters differ from the rows they hold (none, if all is well)."""
+    with connect(url) as conn:
+        return conn.execute(
+            "SELECT s.workspace, s.plugin, s.bytes_used, s.key_count, e.bytes, e.keys "
+            "FROM pluginkv_scopes AS s LEFT JOIN (SELECT workspace, plugin, sum(size) AS bytes, "
+            "count(*) AS keys FROM pluginkv_entries GROUP BY workspace, plugin) AS e "
+            "USING (workspace, plugin) "
+            "WHERE s.bytes_used <> coalesce(e.bytes, 0) OR s.key_count <> coalesce(e.keys, 0)"
+        ).fetchall()
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+def test_opening_records_every_migration_once(url: str, open_pg: Callable[..., Store]) -> None:
+    store = open_pg()
+    assert store.backend.name == "postgres"
+    assert store.backend.applied_migrations() == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
+
+
+def test_processes_opening_a_fresh_database_at_once_apply_each_migration_once(
+    postgres_url: str,
+) -> None:
+    schema = f"fresh_{secrets.token_hex(4)}"
+    with connect(postgres_url) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    fresh = with_database(
+        postgres_url, postgres_url.rsplit("/", 1)[1], options=f"-csearch_path%3D{schema}"
+    )
+    try:
+        barrier = threading.Barrier(6)
+
+        def open_at_once(_: int) -> list[str]:
+            barrier.wait(timeout=30)
+            with pluginkv.open_store(fresh) as store:
+                store.storage(workspace="w", plugin="a/b").set("k", b"v")
+                return store.backend.applied_migrations()  # type: ignore[attr-defined,no-any-return]
+
+        with ThreadPoolExecutor(6) as pool:
+            applied = list(pool.map(open_at_once, range(6)))
+        assert applied == [[m.name for m in MIGRATIONS]] * 6
+        with connect(postgres_url) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,)
+            ).fetchone()
+        assert tables == (3,)
+    finally:
+        with connect(postgres_url) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_both_url_schemes_open_postgres(url: str, scheme: str) -> None:
+    with pluginkv.open_store(scheme + url[url.index("://") :]) as store:
+        assert store.backend.name == "postgres"
+
+
+def test_unreachable_server_is_backend_unavailable_without_the_password() -> None:
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="PLUGINKV_POSTGRES_POOL_TIMEOUT_SECONDS") as info:
+        pluginkv.open_store(
+            "postgresql://someone:hunter2@127.0.0.1:1/db", postgres_pool_timeout_seconds=0.5
+        )
+    assert "hunter2" not in str(info.value)
+    assert time.monotonic() - started < 10
+
+
+def test_pool_max_below_min_is_a_clear_error(url: str) -> None:
+    with pytest.raises(pluginkv.InvalidArgument, match="PLUGINKV_POSTGRES_POOL_MAX_SIZE"):
+        pluginkv.open_store(url, postgres_pool_min_size=5, postgres_pool_max_size=2)
+
+
+def test_a_scope_that_stored_nothing_leaves_no_state_row(open_pg: Callable[..., Store]) -> None:
+    store = open_pg()
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.delete_many(["x", "y"])
+    storage.delete("x", if_version=None)
+    with pytest.raises(pluginkv.VersionConflict):
+        storage.delete("x", if_version=3)
+    assert store.scopes() == []
+
+
+def test_keys_sort_in_utf8_byte_order(open_pg: Callable[..., Store]) -> None:
+    storage = open_pg().storage(workspace="w", plugin="a/b")
+    keys = ["b", "B", "a", "é", "z", "\u00ff", "\uffff", "\U0001f600", "a/b", "a b"]
+    for key in keys:
+        storage.set(key, b"")
+    assert [meta.key for meta in storage.keys()] == sorted(keys, key=str.encode)
+
+
+# -- concurrency: processes and replicas ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("processes", "ops"),
+    [pytest.param(8, 80, id="8x80"), pytest.param(8, 500, id="8x500", marks=pytest.mark.slow)],
+)
+def test_processes_never_push_usage_past_a_tight_quota(
+    url: str, open_pg: Callable[..., Store], processes: int, ops: int
+) -> None:
+    store = open_pg(default_quota_bytes=QUOTA)
+    reports = run_processes(processes, quota_worker, url, ops, 96 // processes)
+    check_quota_outcome(store, reports)
+    assert counters_match_rows(url) == []
+
+
+def test_incr_from_8_processes_x_500_ends_at_exactly_4000(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    results = run_processes(8, incr_worker, url, 500)
+    check_increments(scoped(open_pg()), results, 4000)
+
+
+class Replica:
+    """``python -m pluginkv serve --db <url>`` as a process of its own."""
+
+    def __init__(self, url: str, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "pluginkv", "serve", "--db", url]
+        command += ["--port", str(self.port), "--data-dir", str(data_dir)]
+        self.process = subprocess.Popen(
+            command,
+            env={**os.environ, "PLUGINKV_TOKEN_SECRET": SECRET, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(self.output())
+            if readyz(self.url) == 200:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the replica did not come up")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.output()
+
+    def output(self) -> str:
+        assert self.process.stdout is not None
+        text = self.process.stdout.read().decode(errors="replace")
+        self.process.stdout.close()
+        return text
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def readyz(base: str) -> int:
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+@pytest.fixture(name="replicas")
+def _replicas(url: str, tmp_path: Path) -> Iterator[list[Replica]]:
+    """Two ``pluginkv serve`` processes on the one database, with one token secret."""
+    started = [
+        Replica(url, tmp_path / f"replica-{n}", PLUGINKV_DEFAULT_QUOTA_BYTES=str(QUOTA))
+        for n in range(2)
+    ]
+    try:
+        for replica in started:
+            replica.wait_ready()
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+def test_two_replicas_over_http_never_push_usage_past_a_tight_quota(
+    url: str, open_pg: Callable[..., Store], replicas: list[Replica]
+) -> None:
+    token = Tokens(SECRET, default_ttl=3600).issue(workspace=WORKSPACE, plugin=PLUGIN)
+
+    def work(index: int, barrier: threading.Barrier) -> Any:
+        # Half the workers on each replica, as a load balancer would spread them.
+        with RemoteStorage(replicas[index % 2].url, token) as storage:
+            return quota_worker(storage, index, barrier, 60, 12)  # type: ignore[arg-type]
+
+    reports = run_threads(8, work)
+    check_quota_outcome(open_pg(default_quota_bytes=QUOTA), reports)
+    assert counters_match_rows(url) == []
+
+
+# -- the sweeper, on several replicas at once ---------------------------------------------------
+
+
+def test_sweepers_racing_on_replicas_count_every_freed_row_once(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    start = 1_800_000_000.0
+    writer = open_pg(clock=lambda: start)
+    scopes = [Scope("w", f"a/p{n}") for n in range(12)]
+    for scope in scopes:
+        storage = writer.storage(workspace=scope.workspace, plugin=scope.plugin)
+        storage.set_many({f"old/{i}": b"x" * 10 for i in range(60)}, ttl=5)
+        storage.set_many({f"keep/{i}": b"y" * 10 for i in range(5)})
+    expired = 60 * len(scopes)
+    later = start + 10
+
+    # Each replica is a store of its own (its own pool), all sweeping at once while
+    # a writer keeps writing into the same scopes.
+    sweepers = [open_pg(clock=lambda: later, sweep_batch_size=50) for _ in range(4)]
+    busy = open_pg(clock=lambda: later)
+    done = threading.Event()
+
+    def write_meanwhile() -> int:
+        writes = 0
+        while not done.is_set():
+            scope = scopes[writes % len(scopes)]
+            storage = busy.storage(workspace=scope.workspace, plugin=scope.plugin)
+            storage.set(f"new/{writes % 7}", b"z" * 10)
+            storage.delete(f"new/{(writes + 3) % 7}")
+            writes += 1
+        return writes
+
+    def sweep(store: Store) -> int:
+        swept = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            swept += store.sweep_expired()
+            with store.backend.read() as tx:
+                if not any(tx.expired_totals(scope, later)[0] for scope in scopes):
+                    return swept
+        raise AssertionError("expired rows are left after a minute of sweeping")
+
+    with ThreadPoolExecutor(len(sweepers) + 1) as pool:
+        writing = pool.submit(write_meanwhile)
+        counts = list(pool.map(sweep, sweepers))
+        done.set()
+        assert writing.result() > 0
+    assert sum(counts) == expired
+    assert counters_match_rows(url) == []
+    for scope in scopes:
+        storage = busy.storage(workspace=scope.workspace, plugin=scope.plugin)
+        assert [m.key for m in storage.keys("keep/")] == [f"keep/{i}" for i in range(5)]
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(name="app_name")
+def _app_name() -> str:
+    """An application_name of this test's own, to find (and kill) its sessions."""
+    return f"pluginkv_fault_{secrets.token_hex(4)}"
+
+
+def terminate(application_name: str) -> int:
+    with connect(server_url()) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return len(rows)
+
+
+def wait_for_lock_wait(application_name: str) -> None:
+    deadline = time.monotonic() + 10
+    with connect(server_url()) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s "
+                "AND wait_event_type = 'Lock'",
+                (application_name,),
+            ).fetchone()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the call never waited for the lock")
+
+
+def test_a_killed_connection_fails_the_call_in_flight_then_the_pool_recovers(
+    url: str, open_pg: Callable[..., Store], app_name: str
+) -> None:
+    store = open_pg(with_database(url, url.rsplit("/", 1)[1], application_name=app_name))
+    storage = store.storage(workspace="w", plugin="a/b")
+    acknowledged = {f"k{i}": f"v{i}".encode() for i in range(50)}
+    for key, value in acknowledged.items():
+        storage.set(key, value)
+
+    # Hold the scope's lock from outside so that a set is in flight, waiting for it.
+    with connect(url) as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute(
+            "SELECT 1 FROM pluginkv_scopes WHERE workspace = 'w' AND plugin = 'a/b' FOR UPDATE"
+        )
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(storage.set, "blocked", b"never acknowledged")
+            wait_for_lock_wait(app_name)
+            assert terminate(app_name) >= 1
+            with pytest.raises(BackendUnavailable, match="terminat"):
+                in_flight.result(timeout=30)
+        blocker.execute("ROLLBACK")
+
+    # Later calls succeed on fresh connections, and every acknowledged write is there.
+    assert storage.get_many(list(acknowledged)) == acknowledged
+    storage.set("after", b"ok")
+    assert storage.get("after") == b"ok"
+    assert storage.get("blocked") is None
+    assert counters_match_rows(url) == []
+
+
+def test_killed_idle_connections_never_make_a_key_look_absent(
+    url: str, open_pg: Callable[..., Store], app_name: str
+) -> None:
+    store = open_pg(
+        with_database(url, url.rsplit("/", 1)[1], application_name=app_name),
+        postgres_pool_min_size=3,
+    )
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    with ThreadPoolExecutor(3) as pool:  # several connections in the pool
+        assert list(pool.map(lambda _: storage.get("k"), range(30))) == [b"v"] * 30
+    assert terminate(app_name) >= 1
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(storage.get("k"))
+        except BackendUnavailable:
+            outcomes.append("unavailable")
+    assert None not in outcomes
+    assert outcomes[-1] == b"v", outcomes  # the pool has replaced its dead connections
+    assert [storage.get("k") for _ in range(20)] == [b"v"] * 20
+
+
+@pytest.fixture(name="refusing")
+def _refusing(url: str) -> Iterator[Callable[[bool], None]]:
+    """Make the test database refuse (True) or accept (False) new connections."""
+    name = url.rsplit("/", 1)[1]
+
+    def refuse(flag: bool) -> None:
+        with connect(server_url()) as conn:
+            conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {str(not flag).lower()}")
+
+    yield refuse
+    refuse(False)
+
+
+def test_readyz_reports_an_outage_and_the_recovery(
+    url: str,
+    open_pg: Callable[..., Store],
+    app_name: str,
+    refusing: Callable[[bool], None],
+) -> None:
+    from starlette.testclient import TestClient
+
+    from pluginkv.server.app import create_app
+
+    store = open_pg(
+        with_database(url, url.rsplit("/", 1)[1], application_name=app_name),
+        postgres_pool_timeout_seconds=0.5,
+    )
+    store.storage(workspace="w", plugin="a/b").set("k", b"v")
+    with TestClient(create_app(store=store, tokens=Tokens(SECRET, default_ttl=60))) as client:
+        assert client.get("/readyz").status_code == 200
+        refusing(True)
+        terminate(app_name)
+        down = client.get("/readyz")
+        assert down.status_code == 503
+        assert down.json()["error"]["code"] == "backend_unavailable"
+        with pytest.raises(BackendUnavailable):
+            store.storage(workspace="w", plugin="a/b").get("k")
+        refusing(False)
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "readyz never recovered"
+            time.sleep(0.1)
+    assert store.storage(workspace="w", plugin="a/b").get("k") == b"v"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    server_url() != LOCAL_URL or shutil.which(LOCAL_CLUSTER[0]) is None,
+    reason="restarts the local cluster only",
+)
+def test_a_server_restart_fails_calls_during_it_and_loses_no_acknowledged_write(
+    open_pg: Callable[..., Store],
+) -> None:
+    store = open_pg(postgres_pool_timeout_seconds=1)
+    storage = store.storage(workspace="w", plugin="a/b")
+    acknowledged: dict[str, bytes] = {}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            key, value = f"k{n}", f"v{n}".encode()
+            try:
+                storage.set(key, value)
+            except BackendUnavailable:
+                pass
+            except BaseException as exc:  # anything else is a bug
+                errors.append(exc)
+                return
+            else:
+                acknowledged[key] = value
+            try:
+                got = storage.get(key)
+            except BackendUnavailable:
+                continue
+            if key in acknowledged and got != value:
+                errors.append(AssertionError(f"{key}: {got!r}"))
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        subprocess.run([*LOCAL_CLUSTER, "restart"], check=True, timeout=120)
+        time.sleep(1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                storage.get("probe")
+                break
+            except BackendUnavailable:
+                assert time.monotonic() < deadline, "the pool never recovered"
+                time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert errors == []
+    assert len(acknowledged) > 0
+    keys = list(acknowledged)
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        assert storage.get_many(chunk) == {key: acknowledged[key] for key in chunk}
