@@ -28,7 +28,8 @@ per-round ratios** measured side by side, with the lowest and highest in bracket
 1. Load: ``wrk -t2 -c16 -d<duration>s --latency`` with a Lua script (headers, a key per
    request, a 100-byte body for PUT), once per server and workload per round. A run with a
    non-2xx answer or a socket error aborts the benchmark. Targets: pluginkv FULL GET >= 0.6x
-   echo, PUT >= 0.4x.
+   echo, PUT >= 0.4x. Also shown: the server process's CPU time per request (user + system,
+   from /proc, all its threads), which other load on a shared machine moves less than req/s.
 2. One Python thread, one keep-alive connection, 100 B values: ``RemoteStorage`` get/set
    against pluginkv FULL; bare ``http.client`` and ``httpx.Client`` with the same request
    shapes against echo; ``http.client`` against pluginkv FULL as a reference (the service
@@ -349,6 +350,17 @@ class WrkRun:
     p50: float  # seconds
     p99: float
     requests: int
+    server_cpu: float | None = None  # the server process's CPU seconds per request
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
@@ -399,9 +411,14 @@ def load_round(
 ) -> None:
     for method in ("GET", "PUT"):
         for name in rotated(list(servers), round_):
+            pid = servers[name].process.pid
+            before = process_cpu(pid)
             run = run_wrk(
                 servers[name].url, scripts[name, method], plan.duration, plan.connections, 2
             )
+            after = process_cpu(pid)
+            if before is not None and after is not None and run.requests:
+                run.server_cpu = (after - before) / run.requests
             results[name, method].append(run)
 
 
@@ -667,7 +684,7 @@ def report_load(results: LoadResults, servers: Sequence[str], plan: Plan, v: Ver
         "round(s); req/s and latency: median of rounds; ratio: / echo, median per round"
     )
     head = (
-        f"{'workload':<11}{'server':<17}{'req/s':>10}{'p50':>11}{'p99':>11}"
+        f"{'workload':<11}{'server':<17}{'req/s':>10}{'p50':>11}{'p99':>11}{'CPU/req':>9}"
         f"{'ratio':>8}{'(rounds)':>12}{'target':>9}  result"
     )
     print(head)
@@ -680,8 +697,11 @@ def report_load(results: LoadResults, servers: Sequence[str], plan: Plan, v: Ver
             rate = statistics.median(r.rate for r in runs)
             p50 = statistics.median(r.p50 for r in runs)
             p99 = statistics.median(r.p99 for r in runs)
+            cpu = [r.server_cpu for r in runs if r.server_cpu is not None]
+            cpu_cell = f"{statistics.median(cpu) * 1e6:,.0f} us" if cpu else "-"
             cells = (
                 f"{method + ' 100 B':<11}{name:<17}{rate:>10,.0f}{fmt_ms(p50):>11}{fmt_ms(p99):>11}"
+                f"{cpu_cell:>9}"
             )
             if name == ECHO:
                 print(cells + f"{'1.00x':>8}{'':>12}{'ceiling':>9}")

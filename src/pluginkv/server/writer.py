@@ -7,6 +7,12 @@ transaction, one fsync.  Each write still succeeds or fails on its own (its
 errors are its own; ``group()`` nests each transaction as a savepoint), and
 no request hears "done" before the commit that made its write durable.
 
+While the previous group carried several writes, the writer waits briefly
+(a quarter of that group's time, at most 1 ms) for as many to arrive: their
+clients answer and write again at about the same time, and without the wait
+groups alternate small and large.  Measured with wrk, 16 connections, FULL:
+9.5 writes per group instead of 7.3, and 10-15% more writes per second.
+
 When a group as a whole fails after it started (the commit fails, or the
 database rolled the transaction back), none of its writes remain, so each is
 run again alone and answers for itself, as if there had been no group.  When
@@ -25,6 +31,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,6 +42,7 @@ __all__ = ["WriteQueue"]
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
+_GATHER_MAX = 0.001  # seconds a group may wait for more writes
 _Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 
 
@@ -106,15 +114,25 @@ class WriteQueue:
     def _work(self) -> None:
         held: _Job | None = None  # the first job of the next group
         stopping = False  # shutdown() was seen: run what is held, then end
+        expected = 1  # writes the last group carried: their clients are likely to write again
+        commit_time = 0.0  # seconds the last group took
         while True:
             job = held if held is not None else (None if stopping else self._jobs.get())
             held = None
             if job is None:
                 return
             jobs = [job]
+            # Wait a little for the rest of a busy workload's next group: up to a
+            # quarter of the last group's time (at most _GATHER_MAX), and only
+            # while fewer writes have come than the last group held.  Without it
+            # groups alternate small and large; one client alone never waits.
+            deadline = time.monotonic() + min(commit_time / 4, _GATHER_MAX)
             while len(jobs) < self._max_group:
                 try:
-                    more = self._jobs.get_nowait()
+                    if len(jobs) < expected:
+                        more = self._jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+                    else:
+                        more = self._jobs.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
@@ -124,7 +142,10 @@ class WriteQueue:
                     held = more
                     break
                 jobs.append(more)
+            started = time.monotonic()
             outcomes = self._run_group(job.backend, [each.call for each in jobs])
+            commit_time = time.monotonic() - started
+            expected = len(jobs)
             if self._on_group is not None:
                 self._on_group(len(jobs))
             _deliver(jobs, outcomes)
