@@ -33,7 +33,8 @@ per-round ratios** measured side by side, with the lowest and highest in bracket
 2. One Python thread, one keep-alive connection, 100 B values: ``RemoteStorage`` get/set
    against pluginkv FULL; bare ``http.client`` and ``httpx.Client`` with the same request
    shapes against echo; ``http.client`` against pluginkv FULL as a reference (the service
-   without the SDK). Targets: RemoteStorage >= 0.8x http.client against echo; http.client
+   without the SDK); ``RemoteStorage`` against pluginkv NORMAL for information (a set
+   without an fsync per commit: at FULL one thread's set waits for the disk). Targets: RemoteStorage >= 0.8x http.client against echo; http.client
    >= 2x httpx.Client against echo.
 3. 10 MiB values, one thread: ``RemoteStorage.set``/``get`` against pluginkv FULL vs
    ``http.client`` upload/download against echo (MB/s = 10^6 bytes of value per second);
@@ -571,11 +572,13 @@ SDK = f"RemoteStorage -> {FULL}"
 BARE = f"http.client -> {ECHO}"
 HTTPX = f"httpx.Client -> {ECHO}"
 BARE_PK = f"http.client -> {FULL}"
+SDK_NORMAL = f"RemoteStorage -> {NORMAL}"
 
 
 def client_makers(servers: dict[str, Server]) -> dict[str, Callable[[], Client]]:
     return {
         SDK: functools.partial(SDKClient, servers[FULL]),
+        SDK_NORMAL: functools.partial(SDKClient, servers[NORMAL]),
         BARE_PK: functools.partial(HTTPClient, servers[FULL]),
         BARE: functools.partial(HTTPClient, servers[ECHO]),
         HTTPX: functools.partial(HttpxClient, servers[ECHO]),
@@ -750,6 +753,14 @@ def report_clients(results: ClientResults, names: Sequence[str], v: Verdicts) ->
             [s.rate for s in results[SDK, label]], [s.rate for s in results[BARE_PK, label]]
         )
         print(f"  (info) {SDK} / {BARE_PK}, {label}: {ratio:.2f}x ({spread}): the SDK's own cost")
+    for label, _, _ in SMALL_WORKLOADS:
+        ratio, spread = per_round(
+            [s.rate for s in results[SDK_NORMAL, label]], [s.rate for s in results[BARE, label]]
+        )
+        print(
+            f"  (info) {SDK_NORMAL} / {BARE}, {label}: {ratio:.2f}x ({spread}): "
+            "without an fsync per commit"
+        )
 
 
 def report_large(results: ClientResults, v: Verdicts) -> None:
@@ -903,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         order = [spec.name for spec in specs]
         verdicts = Verdicts()
         report_load(results.load, order, plan, verdicts)
-        report_clients(results.clients, [SDK, BARE_PK, BARE, HTTPX], verdicts)
+        report_clients(results.clients, [SDK, SDK_NORMAL, BARE_PK, BARE, HTTPX], verdicts)
         report_large(results.large, verdicts)
         if args.verbose:
             print_rounds(results, order)
