@@ -83,7 +83,9 @@ async def key_value_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     except HTTPException as exc:
         await http_error_response(exc)(scope, receive, send)
     except ClientGone:
-        pass  # nobody is left to answer
+        # As errors.py answers it on the other routes: nobody reads this, and
+        # metrics count it as nginx's "client closed request", not as a 500.
+        await Response(status_code=499)(scope, receive, send)
 
 
 # Read by the OpenAPI test: HEAD has a handler of its own here.
