@@ -167,13 +167,53 @@ def describe_url(url: str) -> str:
 
 
 class _PostgresTx(WriteTx):
-    def __init__(self, conn: Connection) -> None:
+    """One transaction on one connection, sparing round trips where it can.
+
+    ``BEGIN`` travels with the first statement, and rows to store wait until
+    the next statement or the ``COMMIT`` and travel with it (pipeline mode):
+    a conditional set or an ``incr`` is three round trips, not five, and
+    the scope's lock is held for two of them.
+    """
+
+    def __init__(self, conn: Connection, begin: str) -> None:
         self._conn = conn
+        self._begin: str | None = begin  # None once sent
+        self._pending: list[tuple[Any, ...]] = []  # rows to store
         self._locked: set[Scope] = set()
         self._created: set[Scope] = set()
 
     def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> psycopg.Cursor[Any]:
-        return self._conn.execute(sql, params, prepare=True, binary=True)
+        conn = self._conn
+        if self._begin is None and not self._pending:
+            return conn.execute(sql, params, prepare=True, binary=True)
+        with conn.pipeline():  # one round trip; the results are read at the end of the block
+            self._send_queued()
+            cursor = conn.execute(sql, params, prepare=True, binary=True)
+        return cursor
+
+    def _send_queued(self) -> None:
+        conn = self._conn
+        if self._begin is not None:
+            conn.execute(self._begin)
+            self._begin = None
+        for params in self._pending:
+            conn.execute(_PUT, params, prepare=True)
+        self._pending.clear()
+
+    def commit(self) -> None:
+        """Store the pending rows, drop unused scope rows and COMMIT, in one round trip."""
+        if self._begin is not None and not self._pending:
+            return  # nothing was sent: there is no transaction to commit
+        conn = self._conn
+        with conn.pipeline():
+            self._send_queued()
+            for scope in self._created:
+                conn.execute(_DROP_IF_UNUSED, (scope.workspace, scope.plugin), prepare=True)
+            conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._begin is None:
+            self._conn.execute("ROLLBACK")
 
     # -- reads -----------------------------------------------------------------
     def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
@@ -240,11 +280,6 @@ class _PostgresTx(WriteTx):
         if scope not in self._locked:
             self._lock(scope)
 
-    def finish(self) -> None:
-        """Before COMMIT: drop the scope rows this transaction created and left unused."""
-        for scope in self._created:
-            self._execute(_DROP_IF_UNUSED, (scope.workspace, scope.plugin))
-
     # -- writes ----------------------------------------------------------------
     def lookup(
         self, scope: Scope, keys: Sequence[str], *, with_values: bool = False
@@ -264,8 +299,7 @@ class _PostgresTx(WriteTx):
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
         self._ensure_locked(scope)
-        self._execute(
-            _PUT,
+        self._pending.append(
             (
                 scope.workspace,
                 scope.plugin,
@@ -276,7 +310,7 @@ class _PostgresTx(WriteTx):
                 updated_at,
                 row.expires_at,
                 value,
-            ),
+            )
         )
 
     def remove(self, scope: Scope, keys: Sequence[str]) -> None:
@@ -334,7 +368,7 @@ class _PostgresTx(WriteTx):
 
 
 class _Transaction:
-    """BEGIN on enter; COMMIT on a normal exit, ROLLBACK on any exception.
+    """A transaction over the block: COMMIT on a normal exit, ROLLBACK on any exception.
 
     Holds one pooled connection for the life of the block.
     """
@@ -346,14 +380,8 @@ class _Transaction:
         self._begin = begin
 
     def __enter__(self) -> _PostgresTx:
-        backend = self._backend
-        self._conn = conn = backend._getconn()
-        try:
-            conn.execute(self._begin)
-        except psycopg.Error as exc:
-            backend._putconn(conn)
-            raise backend._unavailable(exc) from exc
-        self._tx = _PostgresTx(conn)
+        self._conn = conn = self._backend._getconn()
+        self._tx = _PostgresTx(conn, self._begin)
         return self._tx
 
     def __exit__(
@@ -362,21 +390,20 @@ class _Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        backend, conn = self._backend, self._conn
+        backend, tx = self._backend, self._tx
         try:
             if exc is None:
                 try:
-                    self._tx.finish()
-                    conn.execute("COMMIT")
+                    tx.commit()
                     return
                 except psycopg.Error as commit_error:
                     exc = commit_error
             try:
-                conn.execute("ROLLBACK")
+                tx.rollback()
             except psycopg.Error:
                 pass  # the connection is gone; the server rolled back already
         finally:
-            backend._putconn(conn)
+            backend._putconn(self._conn)
         if isinstance(exc, psycopg.Error):
             raise backend._unavailable(exc) from exc
 
