@@ -162,6 +162,28 @@ def test_keys_sort_in_utf8_byte_order(open_pg: Callable[..., Store]) -> None:
     assert [meta.key for meta in storage.keys()] == sorted(keys, key=str.encode)
 
 
+def test_a_forked_child_opens_connections_of_its_own(open_pg: Callable[..., Store]) -> None:
+    store = open_pg(postgres_pool_min_size=2)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("parent", b"1")
+    pid = os.fork()
+    if pid == 0:  # the child: use the inherited store, close it, leave without cleanup
+        code = 1
+        try:
+            if storage.get("parent") == b"1":
+                storage.set("child", b"2")
+                store.close()
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connections were neither used nor closed by the child.
+    assert [storage.get("child") for _ in range(5)] == [b"2"] * 5
+    storage.set("parent", b"3")
+    assert storage.get("parent") == b"3"
+
+
 # -- concurrency: processes and replicas ------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ Why it looks the way it does:
   ``exist``, a plain ``set`` (``_PUT_NOW`` locks the scope row, checks the
   quota and upserts in one statement) and a plain ``delete``.  They are
   prepared on the server, values travel as binary ``bytea``.
+* **Fork-safe**: a forked child opens a pool of its own and never touches
+  (nor closes) the parent's connections.
 * **Driver errors become ``BackendUnavailable``**.  A connection that broke is
   discarded by the pool when it comes back; on the first such error the pool
   also checks its idle connections, so after the database restarted or killed
@@ -27,6 +29,8 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -431,17 +435,15 @@ class PostgresBackend(Backend):
                 kwargs["application_name"] = "pluginkv"
         except psycopg.Error as exc:
             raise BackendUnavailable(f"PostgreSQL URL {self._where} is not valid: {exc}") from exc
-        self._pool: ConnectionPool[Connection] = ConnectionPool(
-            url,
-            connection_class=Connection,
-            kwargs=kwargs,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=pool_timeout,
-            configure=_configure,
-            open=False,
-            name=f"pluginkv {self._where}",
-        )
+        self._pool_settings: dict[str, Any] = {
+            "kwargs": kwargs,
+            "min_size": min_size,
+            "max_size": max_size,
+            "timeout": pool_timeout,
+        }
+        self._pid = os.getpid()
+        self._fork_lock = threading.Lock()
+        self._pool = self._new_pool()
         self._pool.open(wait=False)
         try:
             self._migrate()
@@ -451,10 +453,33 @@ class PostgresBackend(Backend):
 
     # -- connections -----------------------------------------------------------
     def _getconn(self) -> Connection:
+        if self._pid != os.getpid():
+            self._after_fork()
         try:
             return self._pool.getconn()
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
+
+    def _after_fork(self) -> None:
+        """In a forked child: leave the parent's connections alone, open our own.
+
+        The parent's sockets are shared with the child; a query, or even the
+        goodbye message libpq sends when a connection is closed or collected,
+        would corrupt or end the parent's session.  So the inherited idle
+        connections get their socket pointed at /dev/null (in this process
+        only), the inherited pool is kept referenced and never closed, and a
+        new pool is opened.
+        """
+        with self._fork_lock:
+            if self._pid == os.getpid():
+                return
+            inherited = self._pool
+            _INHERITED_POOLS.append(inherited)
+            for conn in list(getattr(inherited, "_pool", ())):  # its idle connections
+                _detach(conn)
+            self._pool = self._new_pool()
+            self._pool.open(wait=False)
+            self._pid = os.getpid()
 
     def _putconn(self, conn: Connection) -> None:
         broken = conn.broken
@@ -589,5 +614,33 @@ class PostgresBackend(Backend):
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN ISOLATION LEVEL READ COMMITTED")
 
+    def _new_pool(self) -> ConnectionPool[Connection]:
+        return ConnectionPool(
+            self.url,
+            connection_class=Connection,
+            configure=_configure,
+            open=False,
+            name=f"pluginkv {self._where}",
+            **self._pool_settings,
+        )
+
     def close(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()  # never close the parent's connections from a child
         self._pool.close()
+
+
+_INHERITED_POOLS: list[ConnectionPool[Connection]] = []
+
+
+def _detach(conn: Connection) -> None:
+    """Point this process's copy of an inherited connection's socket at /dev/null."""
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:
+        return  # already closed
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
