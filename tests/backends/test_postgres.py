@@ -123,6 +123,73 @@ def test_processes_opening_a_fresh_database_at_once_apply_each_migration_once(
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_the_workspace_leads_every_primary_key_and_index(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    """What distributing the tables by workspace (Citus) needs."""
+    open_pg()
+    with connect(url) as conn:
+        indexes = conn.execute(
+            "SELECT i.indexrelid::regclass::text, a.attname FROM pg_index AS i "
+            "JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            "WHERE i.indrelid IN ('pluginkv_entries'::regclass, 'pluginkv_scopes'::regclass)"
+        ).fetchall()
+    assert len(indexes) == 3
+    assert {column for _, column in indexes} == {"workspace"}, indexes
+
+
+def test_every_data_statement_names_the_workspace(
+    open_pg: Callable[..., Store], clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each statement of the data path filters by workspace, so on Citus it routes to one
+    shard; only listing every scope and the sweeper's search for expired rows span them."""
+    import psycopg
+
+    store = open_pg(clock=clock, default_quota_bytes=10_000)
+    seen: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def recording(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    storage.set("t", b"v", ttl=1)
+    storage.get("k"), storage.exist("k"), storage.get_entry("k")
+    storage.set("k", b"w", if_version=storage.get_entry("k").version)  # type: ignore[union-attr]
+    storage.set("n", b"1", if_absent=True)
+    storage.incr("n")
+    storage.set_many({"a": b"1", "b": b"2"})
+    storage.get_many(["a", "b"])
+    storage.keys("a")
+    storage.delete_many(["a"])
+    storage.delete("b", if_version=storage.get_entry("b").version)  # type: ignore[union-attr]
+    storage.delete_prefix("k")
+    storage.delete("missing")
+    storage.usage()
+    clock.advance(2)
+    with pytest.raises(pluginkv.QuotaExceeded):  # reclaims the expired row, then refuses
+        storage.set("huge", b"x" * 20_000)
+    store.set_quota(workspace="w", plugin="a/b", quota_bytes=20_000)
+    storage.set("t", b"v", ttl=1)
+    clock.advance(2)
+    store.sweep_expired()
+    store.scopes()
+    store.purge(workspace="w", plugin="a/b")
+
+    spanning = ("FROM pluginkv_scopes ORDER BY", "FROM (SELECT workspace, plugin FROM")
+    control = ("BEGIN", "COMMIT", "ROLLBACK")
+    data = [sql for sql in seen if not sql.startswith(control)]
+    assert len(set(data)) >= 15
+    for sql in data:
+        if not any(part in sql for part in spanning):
+            # An INSERT routes by the workspace it inserts (the first value).
+            inserts = sql.startswith("INSERT INTO pluginkv_") and "VALUES (%s" in sql
+            assert "workspace = %s" in sql or "workspace = %(ws)s" in sql or inserts, sql
+
+
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_both_url_schemes_open_postgres(url: str, scheme: str) -> None:
     with pluginkv.open_store(scheme + url[url.index("://") :]) as store:
