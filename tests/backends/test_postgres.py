@@ -34,8 +34,12 @@ from ..test_concurrency import (
     PLUGIN,
     QUOTA,
     WORKSPACE,
+    cas_worker,
+    check_cas,
+    check_if_absent,
     check_increments,
     check_quota_outcome,
+    if_absent_worker,
     incr_worker,
     quota_worker,
     run_processes,
@@ -272,6 +276,22 @@ def test_incr_from_8_processes_x_500_ends_at_exactly_4000(
 ) -> None:
     results = run_processes(8, incr_worker, url, 500)
     check_increments(scoped(open_pg()), results, 4000)
+
+
+def test_compare_and_set_from_processes_loses_no_update(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    storage = scoped(open_pg())
+    storage.set_json("counter", {"count": 0})
+    reports = run_processes(4, cas_worker, url, 30)
+    check_cas(storage, reports, 120)
+
+
+def test_set_if_absent_race_from_processes_has_exactly_one_winner(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    outcomes = run_processes(4, if_absent_worker, url, 20)
+    check_if_absent(scoped(open_pg()), outcomes, 20)
 
 
 class Replica:
