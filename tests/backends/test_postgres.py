@@ -233,6 +233,30 @@ def test_keys_sort_in_utf8_byte_order(open_pg: Callable[..., Store]) -> None:
     assert [meta.key for meta in storage.keys()] == sorted(keys, key=str.encode)
 
 
+def test_a_full_pool_is_backend_unavailable_after_the_timeout(
+    open_pg: Callable[..., Store],
+) -> None:
+    store = open_pg(postgres_pool_max_size=1, postgres_pool_timeout_seconds=0.3)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    with store.backend.write() as tx:  # holds the only connection
+        tx.lookup(Scope("w", "a/b"), ["k"])
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(storage.get, "k")
+            with pytest.raises(BackendUnavailable, match="every connection is busy"):
+                waiting.result(timeout=10)
+    assert storage.get("k") == b"v"
+
+
+def test_a_closed_store_is_backend_unavailable(open_pg: Callable[..., Store]) -> None:
+    store = open_pg()
+    storage = store.storage(workspace="w", plugin="a/b")
+    store.close()
+    with pytest.raises(BackendUnavailable, match="closed"):
+        storage.get("k")
+    store.close()  # idempotent
+
+
 def test_a_forked_child_opens_connections_of_its_own(open_pg: Callable[..., Store]) -> None:
     store = open_pg(postgres_pool_min_size=2)
     storage = store.storage(workspace="w", plugin="a/b")
