@@ -29,7 +29,15 @@ from pluginkv.client import RemoteStorage
 from pluginkv.keys import Scope
 from pluginkv.server.auth import Tokens
 
-from ..postgres import LOCAL_CLUSTER, LOCAL_URL, connect, reset_tables, server_url, with_database
+from ..postgres import (
+    LOCAL_CLUSTER,
+    LOCAL_URL,
+    connect,
+    reset_tables,
+    server_url,
+    terminate_sessions,
+    with_database,
+)
 from ..test_concurrency import (
     PLUGIN,
     QUOTA,
@@ -472,12 +480,7 @@ def _app_name() -> str:
 
 
 def terminate(application_name: str) -> int:
-    with connect(server_url()) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (application_name,),
-        ).fetchall()
-    return len(rows)
+    return terminate_sessions(server_url(), application_name)
 
 
 def wait_for_lock_wait(application_name: str) -> None:
