@@ -35,6 +35,7 @@ wrk:
 
 bench: install wrk
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_postgres.py  # PostgreSQL on 127.0.0.1:5432, or --url / PLUGINKV_BENCH_POSTGRES_URL
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
 

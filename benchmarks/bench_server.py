@@ -34,8 +34,9 @@ per-round ratios** measured side by side, with the lowest and highest in bracket
    against pluginkv FULL; bare ``http.client`` and ``httpx.Client`` with the same request
    shapes against echo; ``http.client`` against pluginkv FULL as a reference (the service
    without the SDK); ``RemoteStorage`` against pluginkv NORMAL for information (a set
-   without an fsync per commit: at FULL one thread's set waits for the disk). Targets: RemoteStorage >= 0.8x http.client against echo; http.client
-   >= 2x httpx.Client against echo.
+   without an fsync per commit: at FULL one thread's set waits for the disk). Targets:
+   RemoteStorage >= 0.8x http.client against echo; http.client >= 2x httpx.Client against
+   echo.
 3. 10 MiB values, one thread: ``RemoteStorage.set``/``get`` against pluginkv FULL vs
    ``http.client`` upload/download against echo (MB/s = 10^6 bytes of value per second);
    ``http.client`` against pluginkv as a reference. Target >= 0.7x echo.

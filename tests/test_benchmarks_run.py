@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_engine.py"
 OPERATIONS = [
     "set 100 B",
@@ -41,3 +43,29 @@ def test_bench_engine_quick_prints_a_ratio_per_operation(tmp_path: Path) -> None
         )
         assert len(row.findall(out)) == len(MODES), f"no ratio line for {operation!r}:\n{out}"
     assert list(tmp_path.iterdir()) == [], "the benchmark left files behind"
+
+
+PG_SCRIPT = SCRIPT.parent / "bench_postgres.py"
+PG_OPERATIONS = [*OPERATIONS[:4], "set 1 MiB", "get 1 MiB", "set x8 thr"]
+
+
+@pytest.mark.postgres
+def test_bench_postgres_quick_prints_a_ratio_per_operation(postgres_url: str) -> None:
+    from .postgres import server_url
+
+    result = subprocess.run(
+        [sys.executable, str(PG_SCRIPT), "--quick", "--url", server_url()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for operation in PG_OPERATIONS:
+        row = re.compile(
+            rf"^{re.escape(operation)}\s+[\d,.]+ (ops|MB)/s\s+[\d,.]+ (ops|MB)/s\s+"
+            rf"\d+\.\d\dx\s+\S+\s+>=\d\.\d\s+(PASS|MISS)$",
+            re.MULTILINE,
+        )
+        assert len(row.findall(result.stdout)) == 1, f"no line for {operation!r}:\n{result.stdout}"
+    assert "set x8 1scope" in result.stdout

@@ -238,6 +238,7 @@ def test_unsupported_database_url_is_an_error(run: Run) -> None:
 
     assert result.exit_code == EXIT_ERROR
     assert "unsupported database URL scheme 'mysql'" in _one_error_line(result)
+    assert "postgresql://" in _one_error_line(result)
 
 
 def test_missing_workspace_is_a_usage_error() -> None:

@@ -46,3 +46,36 @@ def test_every_setting_is_documented() -> None:
     text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     for field in pluginkv.Settings.model_fields:
         assert f"`{field}`" in text and env_name(field) in text, field
+
+
+def test_pluginkv_works_without_the_postgres_driver() -> None:
+    """psycopg is an optional extra: importing pluginkv and SQLite need none of it,
+    and a postgresql:// URL without it says what to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['psycopg'] = sys.modules['psycopg_pool'] = None\n"
+        "import pluginkv\n"
+        "pluginkv.open_store('memory://').storage(workspace='w', plugin='a/b').set('k', b'v')\n"
+        "try:\n"
+        "    pluginkv.open_store('postgresql://127.0.0.1/x')\n"
+        "except pluginkv.InvalidArgument as exc:\n"
+        "    print(exc)\n"
+        "assert 'psycopg' not in sys.modules or sys.modules['psycopg'] is None\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'pluginkv[postgres]'" in result.stdout
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    from pluginkv.config import redact_url
+
+    assert redact_url("postgresql://u:hunter2@h:5432/db?sslmode=require") == (
+        "postgresql://u:***@h:5432/db?sslmode=require"
+    )
+    assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact_url("sqlite:///data/pluginkv.db") == "sqlite:///data/pluginkv.db"

@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from . import __version__
-from .config import Settings
+from .config import Settings, redact_url
 from .errors import PluginKVError, VersionConflict
 from .keys import check_scope
 from .models import EntryMeta
@@ -61,7 +61,8 @@ def scope_options(func: F) -> F:
             envvar="PLUGINKV_DATABASE_URL",
             show_envvar=True,
             metavar="URL",
-            help="sqlite:///relative.db, sqlite:////absolute.db or a file path "
+            help="sqlite:///relative.db, sqlite:////absolute.db, a file path or "
+            "postgresql://user@host/dbname "
             "[default: the database_url setting, sqlite:///pluginkv-data/pluginkv.db].",
         ),
         click.option(
@@ -289,7 +290,11 @@ def service_settings(data_dir: Path, db: str | None = None, **overrides: Any) ->
 
 @main.command("serve")
 @data_dir_option
-@click.option("--db", metavar="URL", help="Database URL [default: <data-dir>/pluginkv.db].")
+@click.option(
+    "--db",
+    metavar="URL",
+    help="Database URL, e.g. postgresql://user@host/dbname [default: <data-dir>/pluginkv.db].",
+)
 @click.option(
     "--host",
     envvar="PLUGINKV_HOST",
@@ -320,7 +325,8 @@ def serve(data_dir: Path, db: str | None, host: str, port: int) -> None:
         app = create_app(settings)
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
-    click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({settings.database_url})")
+    database = redact_url(settings.database_url)
+    click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({database})")
     click.echo(f"listening on http://{host}:{port}  (API under /v1, health at /healthz)")
     click.echo(
         f"a token for a plugin: pluginkv token create --data-dir {data_dir} "

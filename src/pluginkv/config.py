@@ -7,16 +7,26 @@ takes the same names as keywords; the CLI's flags map onto them.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_URL", "MiB", "Settings", "env_name"]
+__all__ = ["DEFAULT_DATABASE_URL", "MiB", "Settings", "env_name", "redact_url"]
 
 MiB = 1024 * 1024
 DEFAULT_DATABASE_URL = "sqlite:///pluginkv-data/pluginkv.db"
 
 SyncMode = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: fit for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
 
 
 def env_name(field: str) -> str:

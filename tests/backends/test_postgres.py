@@ -29,13 +29,25 @@ from pluginkv.client import RemoteStorage
 from pluginkv.keys import Scope
 from pluginkv.server.auth import Tokens
 
-from ..postgres import LOCAL_CLUSTER, LOCAL_URL, connect, reset_tables, server_url, with_database
+from ..postgres import (
+    LOCAL_CLUSTER,
+    LOCAL_URL,
+    connect,
+    reset_tables,
+    server_url,
+    terminate_sessions,
+    with_database,
+)
 from ..test_concurrency import (
     PLUGIN,
     QUOTA,
     WORKSPACE,
+    cas_worker,
+    check_cas,
+    check_if_absent,
     check_increments,
     check_quota_outcome,
+    if_absent_worker,
     incr_worker,
     quota_worker,
     run_processes,
@@ -123,6 +135,73 @@ def test_processes_opening_a_fresh_database_at_once_apply_each_migration_once(
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_the_workspace_leads_every_primary_key_and_index(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    """What distributing the tables by workspace (Citus) needs."""
+    open_pg()
+    with connect(url) as conn:
+        indexes = conn.execute(
+            "SELECT i.indexrelid::regclass::text, a.attname FROM pg_index AS i "
+            "JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            "WHERE i.indrelid IN ('pluginkv_entries'::regclass, 'pluginkv_scopes'::regclass)"
+        ).fetchall()
+    assert len(indexes) == 3
+    assert {column for _, column in indexes} == {"workspace"}, indexes
+
+
+def test_every_data_statement_names_the_workspace(
+    open_pg: Callable[..., Store], clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each statement of the data path filters by workspace, so on Citus it routes to one
+    shard; only listing every scope and the sweeper's search for expired rows span them."""
+    import psycopg
+
+    store = open_pg(clock=clock, default_quota_bytes=10_000)
+    seen: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def recording(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    storage.set("t", b"v", ttl=1)
+    storage.get("k"), storage.exist("k"), storage.get_entry("k")
+    storage.set("k", b"w", if_version=storage.get_entry("k").version)  # type: ignore[union-attr]
+    storage.set("n", b"1", if_absent=True)
+    storage.incr("n")
+    storage.set_many({"a": b"1", "b": b"2"})
+    storage.get_many(["a", "b"])
+    storage.keys("a")
+    storage.delete_many(["a"])
+    storage.delete("b", if_version=storage.get_entry("b").version)  # type: ignore[union-attr]
+    storage.delete_prefix("k")
+    storage.delete("missing")
+    storage.usage()
+    clock.advance(2)
+    with pytest.raises(pluginkv.QuotaExceeded):  # reclaims the expired row, then refuses
+        storage.set("huge", b"x" * 20_000)
+    store.set_quota(workspace="w", plugin="a/b", quota_bytes=20_000)
+    storage.set("t", b"v", ttl=1)
+    clock.advance(2)
+    store.sweep_expired()
+    store.scopes()
+    store.purge(workspace="w", plugin="a/b")
+
+    spanning = ("FROM pluginkv_scopes ORDER BY", "FROM (SELECT workspace, plugin FROM")
+    control = ("BEGIN", "COMMIT", "ROLLBACK")
+    data = [sql for sql in seen if not sql.startswith(control)]
+    assert len(set(data)) >= 15
+    for sql in data:
+        if not any(part in sql for part in spanning):
+            # An INSERT routes by the workspace it inserts (the first value).
+            inserts = sql.startswith("INSERT INTO pluginkv_") and "VALUES (%s" in sql
+            assert "workspace = %s" in sql or "workspace = %(ws)s" in sql or inserts, sql
+
+
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_both_url_schemes_open_postgres(url: str, scheme: str) -> None:
     with pluginkv.open_store(scheme + url[url.index("://") :]) as store:
@@ -162,6 +241,52 @@ def test_keys_sort_in_utf8_byte_order(open_pg: Callable[..., Store]) -> None:
     assert [meta.key for meta in storage.keys()] == sorted(keys, key=str.encode)
 
 
+def test_a_full_pool_is_backend_unavailable_after_the_timeout(
+    open_pg: Callable[..., Store],
+) -> None:
+    store = open_pg(postgres_pool_max_size=1, postgres_pool_timeout_seconds=0.3)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    with store.backend.write() as tx:  # holds the only connection
+        tx.lookup(Scope("w", "a/b"), ["k"])
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(storage.get, "k")
+            with pytest.raises(BackendUnavailable, match="every connection is busy"):
+                waiting.result(timeout=10)
+    assert storage.get("k") == b"v"
+
+
+def test_a_closed_store_is_backend_unavailable(open_pg: Callable[..., Store]) -> None:
+    store = open_pg()
+    storage = store.storage(workspace="w", plugin="a/b")
+    store.close()
+    with pytest.raises(BackendUnavailable, match="closed"):
+        storage.get("k")
+    store.close()  # idempotent
+
+
+def test_a_forked_child_opens_connections_of_its_own(open_pg: Callable[..., Store]) -> None:
+    store = open_pg(postgres_pool_min_size=2)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("parent", b"1")
+    pid = os.fork()
+    if pid == 0:  # the child: use the inherited store, close it, leave without cleanup
+        code = 1
+        try:
+            if storage.get("parent") == b"1":
+                storage.set("child", b"2")
+                store.close()
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's connections were neither used nor closed by the child.
+    assert [storage.get("child") for _ in range(5)] == [b"2"] * 5
+    storage.set("parent", b"3")
+    assert storage.get("parent") == b"3"
+
+
 # -- concurrency: processes and replicas ------------------------------------------------------
 
 
@@ -183,6 +308,22 @@ def test_incr_from_8_processes_x_500_ends_at_exactly_4000(
 ) -> None:
     results = run_processes(8, incr_worker, url, 500)
     check_increments(scoped(open_pg()), results, 4000)
+
+
+def test_compare_and_set_from_processes_loses_no_update(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    storage = scoped(open_pg())
+    storage.set_json("counter", {"count": 0})
+    reports = run_processes(4, cas_worker, url, 30)
+    check_cas(storage, reports, 120)
+
+
+def test_set_if_absent_race_from_processes_has_exactly_one_winner(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    outcomes = run_processes(4, if_absent_worker, url, 20)
+    check_if_absent(scoped(open_pg()), outcomes, 20)
 
 
 class Replica:
@@ -339,12 +480,7 @@ def _app_name() -> str:
 
 
 def terminate(application_name: str) -> int:
-    with connect(server_url()) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (application_name,),
-        ).fetchall()
-    return len(rows)
+    return terminate_sessions(server_url(), application_name)
 
 
 def wait_for_lock_wait(application_name: str) -> None:
