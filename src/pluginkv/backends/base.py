@@ -139,6 +139,11 @@ class Backend(ABC):
     """A database holding every scope's entries."""
 
     name: str
+    # True when a read waits on another machine (a database server): the
+    # service then runs reads on worker threads, so a slow or unreachable
+    # database never stalls its event loop.  An embedded database answers a
+    # point read in microseconds, less than a hop to a thread costs.
+    reads_block: bool = False
 
     @abstractmethod
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:

@@ -416,6 +416,7 @@ class PostgresBackend(Backend):
     """Entries in one PostgreSQL database, shared by any number of processes."""
 
     name = "postgres"
+    reads_block = True
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from .errors import exception_handlers
 from .kv import KeyValueFront
 from .metrics import Metrics, MetricsMiddleware, metrics_route
 from .openapi import openapi_route
+from .readers import Readers
 from .routes import routes
 from .writer import WriteQueue
 
@@ -38,9 +39,11 @@ def create_app(
         owned = store is None
         app.state.store = Store(settings) if owned else store
         app.state.writer = writer = _writer(settings, metrics)
+        app.state.readers = readers = _readers(settings)
         try:
             yield
         finally:
+            readers.shutdown()
             writer.shutdown()  # queued writes finish before the store closes
             if owned:
                 app.state.store.close()
@@ -59,13 +62,19 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    # Replaced at each startup; this one serves apps run without lifespan.
+    # Replaced at each startup; these serve apps run without lifespan.
     app.state.writer = _writer(settings, metrics)
+    app.state.readers = _readers(settings)
     app.state.settings = settings
     app.state.tokens = tokens
     if store is not None:
         app.state.store = store
     return app
+
+
+def _readers(settings: Settings) -> Readers:
+    """Threads for reads that wait on a database server: one per pooled connection."""
+    return Readers(threads=settings.postgres_pool_max_size)
 
 
 def _writer(settings: Settings, metrics: Metrics) -> WriteQueue:

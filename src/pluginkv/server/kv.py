@@ -28,6 +28,7 @@ from ..store import Store
 from .errors import CODE_HEADER, error_response, http_error_response, not_found
 from .metrics import Metrics
 from .parsing import ClientGone, conditions, grant, key_from_path, query_number, read_body
+from .readers import Readers
 from .writer import WriteQueue
 
 __all__ = ["KV_PREFIX", "KV_ROUTE", "KeyValueFront", "key_value_endpoint"]
@@ -156,7 +157,8 @@ def _storage(state: Any, headers: _Headers, *, write: bool) -> Storage:
 async def _get(state: Any, scope: Scope, headers: _Headers, send: Send) -> None:
     storage = _storage(state, headers, write=False)
     key = key_from_path(scope, KV_PREFIX)
-    entry = storage.get_entry(key)
+    readers: Readers = state.readers
+    entry = await readers.run(state.store.backend, storage.get_entry, key)
     if entry is None:
         await not_found(key)(scope, _no_body, send)
         return
@@ -180,7 +182,8 @@ def _entry_headers(entry: Entry) -> list[tuple[bytes, bytes]]:
 async def _head(state: Any, scope: Scope, headers: _Headers, send: Send) -> None:
     storage = _storage(state, headers, write=False)
     key = key_from_path(scope, KV_PREFIX)
-    if storage.exist(key):
+    readers: Readers = state.readers
+    if await readers.run(state.store.backend, storage.exist, key):
         response = Response(status_code=200)
     else:
         response = Response(status_code=404, headers={CODE_HEADER: "not_found"})

@@ -27,6 +27,7 @@ from .errors import error_body
 from .kv import KV_ROUTE, key_value_endpoint
 from .kv import METHODS as KV_METHODS
 from .parsing import grant, key_from_path, query_number, read_body
+from .readers import Readers
 from .writer import WriteQueue
 
 __all__ = ["routes"]
@@ -38,10 +39,16 @@ INCR_PREFIX = "/v1/incr/"
 
 
 # -- where storage calls run ----------------------------------------------------------------
-# Reads run inline on the event loop: a SQLite read of a small value takes
-# microseconds, a hop to a worker thread costs ten times that.  Writes wait for
-# fsync, so they go to the app's one writer thread, which commits the writes
-# that arrive together in one transaction (``writer.py``).
+# Reads run inline on the event loop for an embedded database, on threads for
+# a database server (``readers.py``).  Writes wait for fsync, so they go to
+# the app's one writer thread, which commits the writes that arrive together
+# in one transaction (``writer.py``).
+async def _read(request: Request, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    store: Store = request.app.state.store
+    readers: Readers = request.app.state.readers
+    return await readers.run(store.backend, functools.partial(call, *args, **kwargs))
+
+
 async def _write(request: Request, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     store: Store = request.app.state.store
     writer: WriteQueue = request.app.state.writer
@@ -135,7 +142,9 @@ async def incr(request: Request) -> Response:
 async def list_keys(request: Request) -> Response:
     storage = _storage(request, write=False)
     limit = query_number(request.query_params, "limit", int)
-    page = storage.keys(
+    page = await _read(
+        request,
+        storage.keys,
         request.query_params.get("prefix", ""),
         limit=limit,
         cursor=request.query_params.get("cursor"),
@@ -157,7 +166,7 @@ async def delete_prefix(request: Request) -> Response:
 async def batch_get(request: Request) -> Response:
     storage = _storage(request, write=False)
     keys = _key_list(await _json(request))
-    found = storage.get_many(keys)
+    found = await _read(request, storage.get_many, keys)
     values = {key: base64.b64encode(value).decode("ascii") for key, value in found.items()}
     return JSONResponse({"values": values})
 
@@ -181,7 +190,7 @@ async def batch_delete(request: Request) -> Response:
 
 async def usage(request: Request) -> Response:
     storage = _storage(request, write=False)
-    used = storage.usage()
+    used = await _read(request, storage.usage)
     return JSONResponse(
         {"bytes_used": used.bytes_used, "keys": used.keys, "quota_bytes": used.quota_bytes}
     )
@@ -191,7 +200,7 @@ async def usage(request: Request) -> Response:
 async def admin_scopes(request: Request) -> Response:
     _grant(request).require_admin()
     store: Store = request.app.state.store
-    listed = await _write(request, store.scopes)
+    listed = await _read(request, store.scopes)
     return JSONResponse(
         {
             "scopes": [
@@ -239,7 +248,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     store: Store = request.app.state.store
     try:
-        store.ping()
+        await _read(request, store.ping)
     except PluginKVError as exc:
         return JSONResponse(error_body(exc.code, str(exc)), status_code=503)
     return JSONResponse({"status": "ready"})
