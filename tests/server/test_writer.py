@@ -12,6 +12,7 @@ import pytest
 
 import pluginkv
 from pluginkv import BackendUnavailable, QuotaExceeded, Store, VersionConflict
+from pluginkv.backends.memory import MemoryBackend
 from pluginkv.server.writer import WriteQueue
 
 
@@ -209,3 +210,36 @@ def test_shutdown_finishes_queued_writes_then_refuses_more(store: Store) -> None
 
     assert asyncio.run(main()) == [None] * 10
     assert storage.usage().keys == 10
+
+
+class ServerLike(MemoryBackend):
+    """A memory backend that says, as a database server does, that it orders concurrent writes."""
+
+    concurrent_writes = True
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.together = threading.Barrier(parties, timeout=10)
+
+    def put_now(self, *args: Any, **kwargs: Any) -> bool:
+        self.together.wait()  # returns only once every party is inside a write at once
+        return super().put_now(*args, **kwargs)
+
+
+def test_a_database_server_gets_its_writes_concurrently() -> None:
+    backend = ServerLike(parties=4)
+    store = Store(pluginkv.Settings(database_url="memory://"), backend=backend)
+    storage = store.storage(workspace="ws", plugin="acme/app")
+    sizes: list[int] = []
+    queue = WriteQueue(max_group=128, threads=4, on_group=sizes.append)
+
+    async def main() -> list[Any]:
+        calls = [queue.run(backend, lambda i=i: storage.set(f"k{i}", b"v")) for i in range(4)]
+        return await asyncio.gather(*calls)
+
+    try:
+        assert asyncio.run(main()) == [None] * 4  # one writer thread would break the barrier
+    finally:
+        queue.shutdown()
+    assert sizes == [1, 1, 1, 1]
+    assert storage.usage().keys == 4

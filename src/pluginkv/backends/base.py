@@ -144,6 +144,11 @@ class Backend(ABC):
     # database never stalls its event loop.  An embedded database answers a
     # point read in microseconds, less than a hop to a thread costs.
     reads_block: bool = False
+    # True when the database itself orders concurrent writes from several
+    # connections (a server with row locks): the service then runs writes on
+    # several threads.  An embedded file admits one writer at a time, so there
+    # they go to one thread, which commits the writes that queue up together.
+    concurrent_writes: bool = False
 
     @abstractmethod
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:

@@ -417,6 +417,7 @@ class PostgresBackend(Backend):
 
     name = "postgres"
     reads_block = True
+    concurrent_writes = True
 
     def __init__(
         self,

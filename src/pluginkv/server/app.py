@@ -78,5 +78,9 @@ def _readers(settings: Settings) -> Readers:
 
 
 def _writer(settings: Settings, metrics: Metrics) -> WriteQueue:
-    """The one thread every write runs on (see ``writer.py``)."""
-    return WriteQueue(max_group=settings.write_group_max, on_group=metrics.write_groups.observe)
+    """Where writes run: one thread for SQLite, several for a database server (``writer.py``)."""
+    return WriteQueue(
+        max_group=settings.write_group_max,
+        threads=settings.postgres_pool_max_size,  # for a database server's writes
+        on_group=metrics.write_groups.observe,
+    )

@@ -33,6 +33,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..backends.base import Backend
@@ -69,13 +70,24 @@ class WriteQueue:
     ``PLUGINKV_WRITE_GROUP_MAX``); 1 commits each call by itself.  Calls on
     different backends never share a group.  ``on_group`` hears the size of
     every group, for metrics.  The thread starts with the first call.
+
+    A backend with ``concurrent_writes`` (a database server, which orders
+    concurrent writes with its own locks) skips the queue: its writes run on
+    up to ``threads`` threads at once, each committed alone.
     """
 
-    def __init__(self, *, max_group: int, on_group: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_group: int,
+        threads: int = 1,
+        on_group: Callable[[int], None] | None = None,
+    ) -> None:
         if max_group < 1:
             raise ValueError(f"max_group must be at least 1, got {max_group}")
         self._max_group = max_group
         self._on_group = on_group
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pluginkv-write")
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -88,6 +100,8 @@ class WriteQueue:
         holds its write is done.
         """
         loop = asyncio.get_running_loop()
+        if backend.concurrent_writes:
+            return await self._run_alone(loop, call)
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._closed:
@@ -100,8 +114,19 @@ class WriteQueue:
             self._jobs.put(_Job(backend, call, loop, future))
         return await future
 
+    async def _run_alone(self, loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> T:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the writer has shut down")
+            done = loop.run_in_executor(self._pool, call)
+        try:
+            return await done
+        finally:
+            if self._on_group is not None:
+                self._on_group(1)
+
     def shutdown(self) -> None:
-        """Finish every queued write, then stop the thread (idempotent)."""
+        """Finish every queued and running write, then stop the threads (idempotent)."""
         with self._lock:
             self._closed = True
             thread = self._thread
@@ -109,6 +134,7 @@ class WriteQueue:
                 self._jobs.put(None)
         if thread is not None:
             thread.join()
+        self._pool.shutdown(wait=True)
 
     # -- the thread ----------------------------------------------------------------------------
     def _work(self) -> None:
