@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench clean
+.PHONY: install run test stress lint bench clean dify-sdk
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 run: install
 	$(VENV)/bin/pluginkv serve
+
+# dify_plugin in a virtual environment of its own (never in .venv: it monkey-patches
+# its process with gevent); the tests under tests/dify build it too, on first use.
+dify-sdk: install
+	$(PY) tests/dify/sdk_venv.py
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -34,4 +39,4 @@ bench: install
 	$(PY) benchmarks/bench_server.py  # needs wrk: apt-get install wrk
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
