@@ -107,6 +107,30 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
     ),
 }
 
+# The plugin host's errors: (status, schema name, code, description).  404 shares its
+# status with `not_found`, so these sit beside the table keyed by status.
+_HOST_ERRORS: list[tuple[int, str, str, str]] = [
+    (
+        404,
+        "PluginNotFoundError",
+        "plugin_not_found",
+        "No running plugin serves this plugin for the workspace, or it declares no such "
+        "tool provider or tool.",
+    ),
+    (
+        502,
+        "PluginError",
+        "plugin_error",
+        "The plugin answered with an error; the message carries its type and text.",
+    ),
+    (
+        504,
+        "PluginTimeoutError",
+        "plugin_timeout",
+        "The plugin did not finish within `PLUGINKV_SESSION_TIMEOUT_SECONDS`.",
+    ),
+]
+
 _ERROR_DETAILS: dict[int, Json] = {
     404: {"key": {"type": "string"}},
     409: {
@@ -132,9 +156,9 @@ _ERROR_DETAILS: dict[int, Json] = {
 }
 
 
-def _error_schema(status: int) -> Json:
-    _, codes, _ = _ERROR_CODES[status]
-    details = _ERROR_DETAILS.get(status, {})
+def _error_schema(status: int, codes: list[str] | None = None) -> Json:
+    details = _ERROR_DETAILS.get(status, {}) if codes is None else {}
+    codes = _ERROR_CODES[status][1] if codes is None else codes
     return {
         "type": "object",
         "required": ["error"],
@@ -338,6 +362,66 @@ def _schemas(settings: Settings) -> Json:
                 "plugin": _ref("schemas", "Plugin"),
             },
         },
+        "ToolInvokeRequest": {
+            "type": "object",
+            "required": ["workspace", "plugin", "provider", "tool"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                "provider": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The tool provider's `identity.name` (not `author/name`).",
+                },
+                "tool": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The tool's `identity.name`.",
+                },
+                "parameters": {
+                    "type": ["object", "null"],
+                    "description": "The tool's parameters, as they reach `_invoke`; the "
+                    "YAML defaults are not applied.",
+                },
+                "user": {
+                    "type": ["string", "null"],
+                    "description": "The user id the plugin sees (`self.runtime.user_id`).",
+                },
+            },
+        },
+        "PluginList": {
+            "type": "object",
+            "required": ["plugins"],
+            "properties": {
+                "plugins": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            "plugin",
+                            "version",
+                            "transport",
+                            "workspace",
+                            "peer",
+                            "since",
+                            "last_heartbeat",
+                        ],
+                        "properties": {
+                            "plugin": _ref("schemas", "Plugin"),
+                            "version": {"type": "string"},
+                            "transport": {"type": "string", "enum": ["tcp", "stdio"]},
+                            "workspace": _ref("schemas", "Workspace"),
+                            "peer": {"type": "string"},
+                            "since": {"type": "number", "description": "Unix time, seconds."},
+                            "last_heartbeat": {
+                                "type": "number",
+                                "description": "Unix time, seconds.",
+                            },
+                        },
+                    },
+                }
+            },
+        },
         "Alive": {
             "type": "object",
             "required": ["status"],
@@ -351,6 +435,8 @@ def _schemas(settings: Settings) -> Json:
     }
     for status, (name, _, _) in _ERROR_CODES.items():
         schemas[name] = _error_schema(status)
+    for status, name, code, _ in _HOST_ERRORS:
+        schemas[name] = _error_schema(status, [code])
     return schemas
 
 
@@ -382,6 +468,12 @@ def _responses() -> Json:
         responses[name] = {
             "description": description,
             "headers": headers,
+            "content": _json_content(_ref("schemas", name)),
+        }
+    for _, name, code, description in _HOST_ERRORS:
+        responses[name] = {
+            "description": description,
+            "headers": {"X-Error-Code": _code_header([code])},
             "content": _json_content(_ref("schemas", name)),
         }
     return responses
@@ -715,6 +807,46 @@ def _paths(settings: Settings) -> Json:
                 "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 408, 413)},
             },
         },
+        "/v1/admin/plugins": {
+            "get": {
+                "operationId": "adminPlugins",
+                "tags": ["plugins"],
+                "summary": "The Dify plugins the host runs",
+                "description": "Needs an admin token. One entry per plugin and workspace: a "
+                "remote-debug connection serves the workspace of its debug key.",
+                "security": _BEARER,
+                "responses": {
+                    "200": {
+                        "description": "By plugin, then workspace.",
+                        "content": _json_content(_ref("schemas", "PluginList")),
+                    },
+                    **_errors(),
+                },
+            },
+        },
+        "/v1/admin/tools/invoke": {
+            "post": {
+                "operationId": "adminInvokeTool",
+                "tags": ["plugins"],
+                "summary": "Invoke a tool of a running Dify plugin for a workspace",
+                "description": "Needs an admin token. The plugin's storage calls during the "
+                "call reach the workspace's storage of that plugin. The answer comes once the "
+                "tool has finished: one `ToolInvokeMessage` JSON object per line, as the "
+                "plugin sent them.",
+                "security": _BEARER,
+                "requestBody": _json_body("ToolInvokeRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The tool's messages, one JSON object per line.",
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                    "502": _ref("responses", "PluginError"),
+                    "504": _ref("responses", "PluginTimeoutError"),
+                },
+            },
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -800,6 +932,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             {"name": "keys", "description": "Single keys, listing, counters and usage."},
             {"name": "batches", "description": "Many keys in one call; values in base64."},
             {"name": "admin", "description": "Administration; needs an admin token."},
+            {
+                "name": "plugins",
+                "description": "The Dify plugin host; needs an admin token.",
+            },
             {"name": "health", "description": "Unauthenticated probes."},
         ],
         "paths": _paths(settings),

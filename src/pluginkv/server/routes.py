@@ -29,7 +29,7 @@ from .kv import METHODS as KV_METHODS
 from .parsing import grant, key_from_path, query_number, read_body
 from .writer import WriteQueue
 
-__all__ = ["routes"]
+__all__ = ["admin_json", "field", "routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -92,6 +92,15 @@ def _field(
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidArgument(f"field {name!r} must be a {names}")
     return value
+
+
+field = _field
+
+
+async def admin_json(request: Request, *, body: bool = True) -> dict[str, Any]:
+    """Refuse all but the admin token; then the JSON body (``{}`` with ``body=False``)."""
+    _grant(request).require_admin()
+    return await _json(request) if body else {}
 
 
 def _key_list(body: dict[str, Any]) -> list[str]:

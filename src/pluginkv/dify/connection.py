@@ -1,0 +1,165 @@
+"""One running plugin's channel: the events it sends, the sessions open on it.
+
+Transport-agnostic: a TCP connection (remote debugging) and, later, a child's
+stdin/stdout carry the same events once registration is over.  One task reads
+(``serve``); each backwards invocation is answered in a task of its own, so a
+write waiting for its commit never holds up the other sessions on the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import PluginNotFound
+from . import messages
+from .framing import encode
+from .invocations import Invocations
+from .manifest import Manifest
+from .sessions import Session
+
+__all__ = ["PluginConnection"]
+
+logger = logging.getLogger("pluginkv.dify")
+
+
+class PluginConnection:
+    """A registered plugin, reachable through ``request``.
+
+    ``workspace`` is the one workspace a remote-debug connection serves (its
+    debug key's); ``declarations`` are the expanded ``*_declaration`` arrays
+    the plugin sent, by kind (``tool``, ``endpoint``, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        manifest: Manifest,
+        declarations: dict[str, list[Any]],
+        transport: str,
+        workspace: str,
+        events: AsyncIterator[dict[str, Any]],
+        writer: asyncio.StreamWriter,
+        invocations: Invocations,
+        peer: str,
+    ) -> None:
+        self.manifest = manifest
+        self.declarations = declarations
+        self.transport = transport
+        self.workspace = workspace
+        self.peer = peer
+        self.connected_at = time.time()
+        self.last_heartbeat = self.connected_at
+        self._events = events
+        self._writer = writer
+        self._invocations = invocations
+        self._sessions: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<PluginConnection {self.manifest.plugin_id} {self.manifest.version} "
+            f"{self.transport} workspace={self.workspace!r} peer={self.peer}>"
+        )
+
+    @property
+    def plugin_id(self) -> str:
+        return self.manifest.plugin_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- requests ----------------------------------------------------------------------------
+    async def request(self, data: dict[str, Any], *, timeout: float, what: str) -> list[Any]:
+        """Open a session with ``data``, return its stream chunks once it ends."""
+        if self._closed:
+            raise PluginNotFound(f"{self.plugin_id} has disconnected")
+        session = Session(self.workspace)
+        self._sessions[session.id] = session
+        try:
+            await self._send(messages.request(session.id, data))
+            return await session.result(timeout, what)
+        finally:
+            self._sessions.pop(session.id, None)
+
+    async def _send(self, *lines: dict[str, Any]) -> None:
+        self._writer.write(b"".join(encode(line) for line in lines))
+        await self._writer.drain()
+
+    # -- the reader --------------------------------------------------------------------------
+    async def serve(self) -> None:
+        """Read the plugin's events until the channel closes, then fail what is still open."""
+        try:
+            async for event in self._events:
+                self._on_event(event)
+        finally:
+            self.close()
+            for session in list(self._sessions.values()):
+                session.on_lost(f"{self.plugin_id} disconnected")
+            for task in list(self._tasks):
+                task.cancel()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "heartbeat":
+            self.last_heartbeat = time.time()
+        elif kind == "session":
+            self._on_session(event.get("session_id"), event.get("data"))
+        elif kind == "log":
+            data = event.get("data")
+            text = data.get("message") if isinstance(data, dict) else data
+            logger.info("%s: %s", self.plugin_id, text)
+        elif kind == "error":
+            logger.warning("%s: error event: %r", self.plugin_id, event.get("data"))
+        else:
+            logger.warning("%s: ignored an event of unknown kind: %r", self.plugin_id, event)
+
+    def _on_session(self, session_id: object, message: object) -> None:
+        if not isinstance(session_id, str) or not isinstance(message, dict):
+            logger.warning("%s: malformed session event", self.plugin_id)
+            return
+        session = self._sessions.get(session_id)
+        kind, data = message.get("type"), message.get("data")
+        if kind == "invoke":
+            workspace = session.workspace if session is not None else None
+            task = asyncio.create_task(self._answer(session_id, data, workspace))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif session is None:
+            logger.debug("%s: %s for a session no longer open", self.plugin_id, kind)
+        elif kind == "stream":
+            session.on_stream(data)
+        elif kind == "end":
+            session.on_end()
+        elif kind == "error":
+            session.on_error(data)
+        else:
+            logger.warning("%s: ignored a session message of type %r", self.plugin_id, kind)
+
+    async def _answer(self, session_id: str, invoke: object, workspace: str | None) -> None:
+        try:
+            lines = await self._invocations.answer(
+                session_id, invoke, workspace=workspace, manifest=self.manifest
+            )
+        except Exception as exc:  # never leave the plugin waiting out its timeout
+            logger.exception("%s: answering a backwards invocation failed", self.plugin_id)
+            request_id = invoke.get("backwards_request_id") if isinstance(invoke, dict) else None
+            if not isinstance(request_id, str):
+                return
+            lines = messages.backwards_error(session_id, request_id, f"host error: {exc}")
+        if lines and not self._closed:
+            try:
+                await self._send(*lines)
+            except (ConnectionError, RuntimeError):
+                pass  # the channel closed meanwhile; the reader cleans up
+
+    def close(self) -> None:
+        """Close the channel (idempotent); ``serve`` then ends."""
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
