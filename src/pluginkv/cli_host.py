@@ -1,0 +1,167 @@
+"""The ``pluginkv`` commands of the Dify plugin host: debug keys, plugins, tool calls.
+
+Imported by ``cli.py``, which owns the command group.  The commands that talk
+to a running service take ``--url`` and ``--data-dir`` and sign a short-lived
+admin token with that data directory's secret themselves, as ``token create``
+does; a command that prints one thing to use next prints it alone on the last
+line.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import PluginKVFailure, data_dir_option, main, service_settings
+from .errors import InvalidArgument, PluginKVError
+
+__all__: list[str] = []
+
+_ADMIN_TOKEN_TTL = 300  # seconds: one command's worth
+
+
+def url_option(func: Any) -> Any:
+    return click.option(
+        "--url",
+        envvar="PLUGINKV_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="The running service [default: http://<host setting>:<port setting>, "
+        "http://127.0.0.1:8787].",
+    )(func)
+
+
+def _call(url: str | None, data_dir: Path, method: str, path: str, body: Any = None) -> bytes:
+    """One admin call to the service of ``data_dir``; errors become one-line exits."""
+    from .client.errors import error_from_response
+    from .server.auth import Tokens, load_secret
+
+    settings = service_settings(data_dir)
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    try:
+        token = Tokens(load_secret(settings), default_ttl=_ADMIN_TOKEN_TTL).issue(admin=True)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    request = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=settings.session_timeout_seconds + 30) as r:
+            data: bytes = r.read()
+            return data
+    except urllib.error.HTTPError as exc:
+        raise PluginKVFailure(error_from_response(exc.code, exc.read())) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise click.ClickException(
+            f"cannot reach the service at {base}: {reason} (is `pluginkv serve` running?)"
+        ) from None
+
+
+# -- debug keys ---------------------------------------------------------------------------------
+@main.group("debug-key")
+def debug_key() -> None:
+    """Keys with which remote-debug Dify plugins connect to the service."""
+
+
+@debug_key.command("create")
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the plugin's calls serve.")
+@click.option("--ttl", type=float, metavar="SECONDS", help="Lifetime [default: 30 days].")
+def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
+    """Print a key for REMOTE_INSTALL_KEY; a plugin connecting with it serves WORKSPACE."""
+    from .server.auth import Tokens, load_secret
+
+    settings = service_settings(data_dir)
+    try:
+        tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+        key = tokens.issue_debug_key(workspace=workspace, ttl=ttl)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    click.echo(
+        f"# INSTALL_METHOD=remote REMOTE_INSTALL_URL={settings.debug_host}:{settings.debug_port}"
+        " REMOTE_INSTALL_KEY=<this key> python -m main",
+        err=True,
+    )
+    click.echo(key)
+
+
+# -- plugins ------------------------------------------------------------------------------------
+@main.command("plugins")
+@url_option
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per plugin.")
+def plugins(url: str | None, data_dir: Path, as_json: bool) -> None:
+    """List the running Dify plugins: id, version, transport, workspace, since, last heartbeat."""
+    listed = json.loads(_call(url, data_dir, "GET", "/v1/admin/plugins"))["plugins"]
+    for info in listed:
+        if as_json:
+            click.echo(json.dumps(info))
+            continue
+        fields = [
+            info["plugin"],
+            info["version"],
+            info["transport"],
+            info["workspace"],
+            _moment(info["since"]),
+            _moment(info["last_heartbeat"]),
+        ]
+        click.echo("\t".join(fields))
+
+
+def _moment(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
+# -- tools --------------------------------------------------------------------------------------
+@main.group()
+def tool() -> None:
+    """Call the tools of running Dify plugins."""
+
+
+@tool.command("invoke")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the call is made for.")
+@click.option("--plugin", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+@click.option("--provider", required=True, help="The tool provider's name (identity.name).")
+@click.option("--tool", "tool_name", required=True, help="The tool's name (identity.name).")
+@click.option("--params", default="{}", metavar="JSON", help="The tool's parameters, an object.")
+@click.option("--user", default="", help="The user id the plugin sees.")
+def tool_invoke(
+    url: str | None,
+    data_dir: Path,
+    workspace: str,
+    plugin: str,
+    provider: str,
+    tool_name: str,
+    params: str,
+    user: str,
+) -> None:
+    """Invoke a tool through the running service; print its messages as JSON lines."""
+    try:
+        parameters = json.loads(params)
+    except ValueError as exc:
+        raise PluginKVFailure(InvalidArgument(f"--params is not JSON: {exc}")) from None
+    if not isinstance(parameters, dict):
+        raise PluginKVFailure(InvalidArgument("--params must be a JSON object"))
+    body = {
+        "workspace": workspace,
+        "plugin": plugin,
+        "provider": provider,
+        "tool": tool_name,
+        "parameters": parameters,
+        "user": user,
+    }
+    click.echo(_call(url, data_dir, "POST", "/v1/admin/tools/invoke", body), nl=False)
