@@ -1,0 +1,45 @@
+"""One storage operation per call, answered as a JSON message.
+
+Errors raised by ``self.session.storage`` are caught and reported in the
+message (``error`` and ``error_type``), so a caller sees exactly what plugin
+code saw.
+"""
+
+from collections.abc import Generator
+from typing import Any
+
+from dify_plugin import Tool
+from dify_plugin.entities.tool import ToolInvokeMessage
+
+
+class KvTool(Tool):
+    def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
+        op = tool_parameters["op"]
+        key = tool_parameters.get("key", "")
+        storage = self.session.storage
+        result: dict[str, Any] = {"op": op, "key": key}
+        try:
+            if op == "set":
+                storage.set(key, tool_parameters.get("value", "").encode("utf-8"))
+            elif op == "get":
+                result["value"] = storage.get(key).decode("utf-8")
+            elif op == "exist":
+                result["exist"] = storage.exist(key)
+            elif op == "delete":
+                storage.delete(key)
+            elif op == "count":
+                # The documented pattern: guard get with exist.
+                count = int(storage.get(key)) if storage.exist(key) else 0
+                storage.set(key, str(count + 1).encode("ascii"))
+                result["count"] = count + 1
+            elif op == "call_other_tool":
+                # A backwards invocation that is not storage.
+                result["messages"] = len(
+                    list(self.session.tool.invoke_builtin_tool("time", "current_time", {}))
+                )
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except Exception as exc:
+            result["error"] = str(exc)
+            result["error_type"] = type(exc).__name__
+        yield self.create_json_message(result)
