@@ -101,7 +101,7 @@ def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per plugin.")
 def plugins(url: str | None, data_dir: Path, as_json: bool) -> None:
-    """List the running Dify plugins: id, version, transport, workspace, since, last heartbeat."""
+    """List the running Dify plugins: id, version, transport, workspaces, since, heartbeat."""
     listed = json.loads(_call(url, data_dir, "GET", "/v1/admin/plugins"))["plugins"]
     for info in listed:
         if as_json:
@@ -111,7 +111,7 @@ def plugins(url: str | None, data_dir: Path, as_json: bool) -> None:
             info["plugin"],
             info["version"],
             info["transport"],
-            info["workspace"],
+            ",".join(info["workspaces"]),
             _moment(info["since"]),
             _moment(info["last_heartbeat"]),
         ]

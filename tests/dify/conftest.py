@@ -49,7 +49,7 @@ def _sdk_python() -> Path:
 class HostService:
     """``pluginkv serve``'s app with the plugin host, under uvicorn in a thread."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
         import uvicorn
 
         self.data_dir = data_dir
@@ -60,6 +60,7 @@ class HostService:
             port=port,
             debug_port=0,  # any free port; the host says which
             sqlite_synchronous="NORMAL",
+            **settings,
         )
         self.tokens = Tokens(load_secret(self.settings), default_ttl=3600)
         self.app = create_app(self.settings, tokens=self.tokens, listen_for_plugins=True)
@@ -112,7 +113,7 @@ class HostService:
             time.sleep(0.05)
 
     def registered(self, plugin: str, workspace: str) -> bool:
-        return any(p["plugin"] == plugin and p["workspace"] == workspace for p in self.plugins())
+        return any(p["plugin"] == plugin and workspace in p["workspaces"] for p in self.plugins())
 
     def stop(self) -> None:
         self.server.should_exit = True

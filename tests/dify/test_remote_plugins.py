@@ -30,7 +30,7 @@ class TestRegistration:
         self, service: HostService
     ) -> None:
         """A plugin that connected with a ws-1 debug key is listed for ws-1, over tcp."""
-        (entry,) = [p for p in service.plugins() if p["workspace"] == "ws-1"]
+        (entry,) = [p for p in service.plugins() if p["workspaces"] == ["ws-1"]]
         assert entry["plugin"] == PLUGIN_ID
         assert (entry["transport"], entry["version"]) == ("tcp", "0.1.0")
         assert entry["since"] <= entry["last_heartbeat"] <= time.time()
@@ -127,6 +127,18 @@ class TestStorage:
         with ThreadPoolExecutor(20) as pool:
             assert list(pool.map(one, range(20))) == [f"value-{i}" for i in range(20)]
 
+    def test_a_one_mib_value_round_trips_through_the_channel(
+        self, kv: Kv, ws2_plugin: PluginProcess, service: HostService
+    ) -> None:
+        """2 MiB of hex on one line each way; ws-2 gets room for it beyond the manifest's."""
+        service.store.set_quota(workspace="ws-2", plugin=PLUGIN_ID, quota_bytes=4 * 2**20)
+        value = "v" * 2**20
+        assert "error" not in kv("ws-2", "set", "big", value)
+        assert kv("ws-2", "get", "big")["value"] == value
+        assert service.store.storage(workspace="ws-2", plugin=PLUGIN_ID).get("big") == (
+            value.encode()
+        )
+
 
 class TestOtherInvocations:
     def test_an_unsupported_invocation_is_refused_at_once(self, kv: Kv) -> None:
@@ -195,6 +207,25 @@ class TestToolInvoke:
         error = json.loads(answer)["error"]
         assert error["code"] == "plugin_error"
         assert "KeyError" in error["message"] and "op" in error["message"]
+
+    def test_a_tool_past_the_session_timeout_is_504(self, service: HostService) -> None:
+        body = {
+            "workspace": "ws-1",
+            "plugin": PLUGIN_ID,
+            "provider": "storage_tool",
+            "tool": "kv",
+            "parameters": {"op": "sleep", "value": "2"},
+        }
+        saved = service.settings.session_timeout_seconds
+        service.settings.session_timeout_seconds = 0.3
+        try:
+            status, answer = service.call("POST", "/v1/admin/tools/invoke", body)
+        finally:
+            service.settings.session_timeout_seconds = saved
+        assert status == 504
+        error = json.loads(answer)["error"]
+        assert error["code"] == "plugin_timeout"
+        assert "PLUGINKV_SESSION_TIMEOUT_SECONDS" in error["message"]
 
     def test_cli_reports_an_error_on_one_line(self, tmp_path: Path, service: HostService) -> None:
         args = ["--url", service.url, "--data-dir", str(service.data_dir), "--workspace", "ws-x"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +53,7 @@ def test_a_reconnecting_plugin_replaces_its_old_registration(service: HostServic
             second.register(key)
             service.wait_for(lambda: _entry(service)["since"] > since, "the second")
             assert first.closed_by_host()
-            assert [p["workspace"] for p in service.plugins()].count("ws-fake") == 1
+            assert [p["workspaces"] for p in service.plugins()].count(["ws-fake"]) == 1
         service.wait_for(lambda: not service.registered("fake/plugin", "ws-fake"), "drop")
 
 
@@ -71,5 +73,25 @@ def test_non_json_lines_are_logged_and_the_plugin_stays(
 
 
 def _entry(service: HostService) -> dict[str, float]:
-    (entry,) = [p for p in service.plugins() if p["workspace"] == "ws-fake"]
+    (entry,) = [p for p in service.plugins() if p["workspaces"] == ["ws-fake"]]
     return entry
+
+
+@pytest.fixture(name="impatient_service")
+def _impatient_service(tmp_path: Path) -> Iterator[HostService]:
+    """A service of its own that drops plugins silent for half a second."""
+    service = HostService(tmp_path / "data", heartbeat_timeout_seconds=0.5)
+    yield service
+    service.stop()
+
+
+def test_a_plugin_that_stops_sending_heartbeats_is_dropped(
+    impatient_service: HostService,
+) -> None:
+    service = impatient_service
+    key = service.tokens.issue_debug_key(workspace="ws-fake")
+    with FakePlugin(service.debug_port) as plugin:
+        plugin.register(key)
+        service.wait_for(lambda: service.registered("fake/plugin", "ws-fake"), "registration")
+        service.wait_for(lambda: not service.registered("fake/plugin", "ws-fake"), "the drop", 5)
+        assert plugin.closed_by_host()

@@ -5,6 +5,7 @@ message (``error`` and ``error_type``), so a caller sees exactly what plugin
 code saw.
 """
 
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -32,6 +33,8 @@ class KvTool(Tool):
                 count = int(storage.get(key)) if storage.exist(key) else 0
                 storage.set(key, str(count + 1).encode("ascii"))
                 result["count"] = count + 1
+            elif op == "sleep":
+                time.sleep(float(tool_parameters.get("value", "1")))
             elif op == "call_other_tool":
                 # A backwards invocation that is not storage.
                 result["messages"] = len(

@@ -1,7 +1,7 @@
 """One running plugin's channel: the events it sends, the sessions open on it.
 
-Transport-agnostic: a TCP connection (remote debugging) and, later, a child's
-stdin/stdout carry the same events once registration is over.  One task reads
+Transport-agnostic: a TCP connection (remote debugging) and a child's
+stdin/stdout (a local plugin) carry the same events once start-up is over.  One task reads
 (``serve``); each backwards invocation is answered in a task of its own, so a
 write waiting for its commit never holds up the other sessions on the channel.
 """
@@ -27,11 +27,13 @@ logger = logging.getLogger("pluginkv.dify")
 
 
 class PluginConnection:
-    """A registered plugin, reachable through ``request``.
+    """A running plugin, reachable through ``request``.
 
-    ``workspace`` is the one workspace a remote-debug connection serves (its
-    debug key's); ``declarations`` are the expanded ``*_declaration`` arrays
-    the plugin sent, by kind (``tool``, ``endpoint``, ...).
+    ``workspaces`` are those it serves: the one of a remote-debug
+    connection's debug key, or those that installed a local plugin.
+    ``declarations`` are the expanded ``*_declaration`` arrays, by kind
+    (``tool``, ``endpoint``, ...): sent by a remote plugin, read from the
+    YAML files of a local one.
     """
 
     def __init__(
@@ -40,7 +42,7 @@ class PluginConnection:
         manifest: Manifest,
         declarations: dict[str, list[Any]],
         transport: str,
-        workspace: str,
+        workspaces: set[str],
         events: AsyncIterator[dict[str, Any]],
         writer: asyncio.StreamWriter,
         invocations: Invocations,
@@ -49,7 +51,7 @@ class PluginConnection:
         self.manifest = manifest
         self.declarations = declarations
         self.transport = transport
-        self.workspace = workspace
+        self.workspaces = workspaces
         self.peer = peer
         self.connected_at = time.time()
         self.last_heartbeat = self.connected_at
@@ -63,7 +65,7 @@ class PluginConnection:
     def __repr__(self) -> str:
         return (
             f"<PluginConnection {self.manifest.plugin_id} {self.manifest.version} "
-            f"{self.transport} workspace={self.workspace!r} peer={self.peer}>"
+            f"{self.transport} workspaces={sorted(self.workspaces)} peer={self.peer}>"
         )
 
     @property
@@ -75,11 +77,17 @@ class PluginConnection:
         return self._closed
 
     # -- requests ----------------------------------------------------------------------------
-    async def request(self, data: dict[str, Any], *, timeout: float, what: str) -> list[Any]:
-        """Open a session with ``data``, return its stream chunks once it ends."""
+    async def request(
+        self, data: dict[str, Any], *, workspace: str, timeout: float, what: str
+    ) -> list[Any]:
+        """Open a session for ``workspace`` with ``data``; its stream chunks once it ends.
+
+        The workspace stays here: the plugin never sees it, and its storage
+        calls on the session are served in it.
+        """
         if self._closed:
             raise PluginNotFound(f"{self.plugin_id} has disconnected")
-        session = Session(self.workspace)
+        session = Session(workspace)
         self._sessions[session.id] = session
         try:
             await self._send(messages.request(session.id, data))

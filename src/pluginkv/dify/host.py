@@ -1,9 +1,9 @@
 """``PluginHost``: the running Dify plugins of a service, and the requests it sends them.
 
 One host per service (``app.state.host``), running in the service's event
-loop.  Plugins are registered by ``(author/name, workspace)``: a
-remote-debug connection serves the one workspace of its debug key, and a
-plugin that registers again replaces its old registration.
+loop.  Remote-debug plugins are registered by ``(author/name, workspace)``:
+a connection serves the one workspace of its debug key, and a plugin that
+registers again replaces its old registration.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class PluginInfo:
     plugin: str
     version: str
     transport: str
-    workspace: str
+    workspaces: list[str]
     peer: str
     since: float
     last_heartbeat: float
@@ -97,9 +97,9 @@ class PluginHost:
             self._listener = None
 
     async def _watch_heartbeats(self) -> None:
-        limit = self._settings.heartbeat_timeout_seconds
         while True:
-            await asyncio.sleep(min(5.0, limit / 4))
+            limit = self._settings.heartbeat_timeout_seconds
+            await asyncio.sleep(min(1.0, limit / 4))
             now = time.time()
             for connection in list(self._connections.values()):
                 if now - connection.last_heartbeat > limit:
@@ -120,7 +120,8 @@ class PluginHost:
             manifest.storage_bytes,
             f"the manifest of {manifest.plugin_id} (resource.permission.storage.size)",
         )
-        slot = (manifest.plugin_id, connection.workspace)
+        (workspace,) = connection.workspaces
+        slot = (manifest.plugin_id, workspace)
         old = self._connections.get(slot)
         self._connections[slot] = connection
         if old is not None and old is not connection:
@@ -129,10 +130,11 @@ class PluginHost:
         logger.info("registered %r", connection)
 
     def unregister(self, connection: PluginConnection) -> None:
-        slot = (connection.plugin_id, connection.workspace)
-        if self._connections.get(slot) is connection:
-            del self._connections[slot]
-            logger.info("unregistered %r", connection)
+        for workspace in connection.workspaces:
+            slot = (connection.plugin_id, workspace)
+            if self._connections.get(slot) is connection:
+                del self._connections[slot]
+                logger.info("unregistered %r", connection)
 
     def plugins(self) -> list[PluginInfo]:
         return [
@@ -140,12 +142,12 @@ class PluginHost:
                 plugin=c.plugin_id,
                 version=c.manifest.version,
                 transport=c.transport,
-                workspace=c.workspace,
+                workspaces=sorted(c.workspaces),
                 peer=c.peer,
                 since=c.connected_at,
                 last_heartbeat=c.last_heartbeat,
             )
-            for c in sorted(self._connections.values(), key=lambda c: (c.plugin_id, c.workspace))
+            for c in sorted(self._connections.values(), key=lambda c: (c.plugin_id, c.peer))
         ]
 
     def find(self, plugin: str, workspace: str) -> PluginConnection:
@@ -181,6 +183,7 @@ class PluginHost:
         }
         return await connection.request(
             data,
+            workspace=workspace,
             timeout=self._settings.session_timeout_seconds,
             what=f"tool {provider}/{tool} of {plugin}",
         )

@@ -101,7 +101,7 @@ class DebugListener:
                 manifest=manifest,
                 declarations=declarations,
                 transport="tcp",
-                workspace=workspace,
+                workspaces={workspace},
                 events=events,
                 writer=writer,
                 invocations=self._host.invocations,

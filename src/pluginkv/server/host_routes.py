@@ -28,7 +28,7 @@ async def list_plugins(request: Request) -> Response:
                     "plugin": info.plugin,
                     "version": info.version,
                     "transport": info.transport,
-                    "workspace": info.workspace,
+                    "workspaces": info.workspaces,
                     "peer": info.peer,
                     "since": info.since,
                     "last_heartbeat": info.last_heartbeat,

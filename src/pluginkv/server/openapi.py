@@ -401,7 +401,7 @@ def _schemas(settings: Settings) -> Json:
                             "plugin",
                             "version",
                             "transport",
-                            "workspace",
+                            "workspaces",
                             "peer",
                             "since",
                             "last_heartbeat",
@@ -410,8 +410,17 @@ def _schemas(settings: Settings) -> Json:
                             "plugin": _ref("schemas", "Plugin"),
                             "version": {"type": "string"},
                             "transport": {"type": "string", "enum": ["tcp", "stdio"]},
-                            "workspace": _ref("schemas", "Workspace"),
-                            "peer": {"type": "string"},
+                            "workspaces": {
+                                "type": "array",
+                                "items": _ref("schemas", "Workspace"),
+                                "description": "The workspaces it serves: a remote-debug "
+                                "plugin the one of its key, a local one those that "
+                                "installed it.",
+                            },
+                            "peer": {
+                                "type": "string",
+                                "description": "host:port of a remote plugin, pid of a local one.",
+                            },
                             "since": {"type": "number", "description": "Unix time, seconds."},
                             "last_heartbeat": {
                                 "type": "number",
@@ -812,8 +821,8 @@ def _paths(settings: Settings) -> Json:
                 "operationId": "adminPlugins",
                 "tags": ["plugins"],
                 "summary": "The Dify plugins the host runs",
-                "description": "Needs an admin token. One entry per plugin and workspace: a "
-                "remote-debug connection serves the workspace of its debug key.",
+                "description": "Needs an admin token. One entry per running plugin process "
+                "or remote-debug connection.",
                 "security": _BEARER,
                 "responses": {
                     "200": {
