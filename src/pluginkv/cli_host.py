@@ -23,7 +23,8 @@ from .errors import InvalidArgument, PluginKVError
 
 __all__: list[str] = []
 
-_ADMIN_TOKEN_TTL = 300  # seconds: one command's worth
+_ADMIN_TOKEN_TTL = 900  # seconds: one command's worth, an install included
+_INSTALL_TIMEOUT = 900  # building an environment downloads and installs packages
 
 
 def url_option(func: Any) -> Any:
@@ -37,7 +38,15 @@ def url_option(func: Any) -> Any:
     )(func)
 
 
-def _call(url: str | None, data_dir: Path, method: str, path: str, body: Any = None) -> bytes:
+def _call(
+    url: str | None,
+    data_dir: Path,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float | None = None,
+) -> bytes:
     """One admin call to the service of ``data_dir``; errors become one-line exits."""
     from .client.errors import error_from_response
     from .server.auth import Tokens, load_secret
@@ -55,7 +64,8 @@ def _call(url: str | None, data_dir: Path, method: str, path: str, body: Any = N
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=settings.session_timeout_seconds + 30) as r:
+        wait = timeout if timeout is not None else settings.session_timeout_seconds + 30
+        with urllib.request.urlopen(request, timeout=wait) as r:
             data: bytes = r.read()
             return data
     except urllib.error.HTTPError as exc:
@@ -122,6 +132,51 @@ def _moment(timestamp: float) -> str:
     return (
         datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
+
+
+# -- installed plugins ----------------------------------------------------------------------
+@main.group()
+def plugin() -> None:
+    """Install Dify plugin folders for workspaces; the service runs them over stdio."""
+
+
+@plugin.command("install")
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, resolve_path=True, path_type=Path)
+)
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace to install it for.")
+def plugin_install(directory: Path, url: str | None, data_dir: Path, workspace: str) -> None:
+    """Install the plugin in DIRECTORY for a workspace and wait until it runs.
+
+    The first install builds the plugin's virtual environment from its
+    requirements.txt, which takes a while; installing it for more workspaces
+    reuses the running process.
+    """
+    body = {"directory": str(directory), "workspace": workspace}
+    info = json.loads(
+        _call(url, data_dir, "POST", "/v1/admin/plugins/install", body, timeout=_INSTALL_TIMEOUT)
+    )
+    click.echo(
+        f"{info['plugin']} {info['version']} runs ({info['transport']}, {info['peer']}) "
+        f"for {', '.join(info['workspaces'])}"
+    )
+
+
+@plugin.command("uninstall")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace to uninstall it from.")
+@click.option("--plugin", "plugin_id", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+def plugin_uninstall(url: str | None, data_dir: Path, workspace: str, plugin_id: str) -> None:
+    """Stop serving a plugin in a workspace; its data there stays until purged."""
+    body = {"plugin": plugin_id, "workspace": workspace}
+    left = json.loads(_call(url, data_dir, "POST", "/v1/admin/plugins/uninstall", body))
+    if left["workspaces"]:
+        click.echo(f"{plugin_id} still serves {', '.join(left['workspaces'])}")
+    else:
+        click.echo(f"{plugin_id} serves no workspace any more and was stopped")
 
 
 # -- tools --------------------------------------------------------------------------------------

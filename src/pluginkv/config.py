@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         le=65535,
         description="Port remote-debug plugins connect to (0: any free port).",
     )
+    plugin_envs_dir: str = Field(
+        default="",
+        description="Where installed plugins' virtual environments go "
+        "(empty: <data_dir>/plugin-envs).",
+    )
     session_timeout_seconds: float = Field(
         default=300.0, gt=0, description="Longest a plugin may take to answer one request."
     )

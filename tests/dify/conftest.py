@@ -31,7 +31,10 @@ from pluginkv.store import load_settings
 
 from . import sdk_venv
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+# Installed plugins' environments, kept between runs like the SDK's own (git-ignored).
+PLUGIN_ENVS = ROOT / ".cache" / "plugin-envs"
 STORAGE_TOOL = EXAMPLES / "storage_tool"
 PLUGIN_ID = "pluginkv/storage_tool"
 
@@ -86,7 +89,9 @@ class HostService:
         assert isinstance(port, int)
         return port
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    def call(
+        self, method: str, path: str, body: Any = None, timeout: float = 60
+    ) -> tuple[int, bytes]:
         request = urllib.request.Request(
             self.url + path,
             data=None if body is None else json.dumps(body).encode(),
@@ -94,7 +99,7 @@ class HostService:
             headers={"Authorization": f"Bearer {self.admin}"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             with exc:
@@ -114,6 +119,14 @@ class HostService:
 
     def registered(self, plugin: str, workspace: str) -> bool:
         return any(p["plugin"] == plugin and workspace in p["workspaces"] for p in self.plugins())
+
+    def install(self, workspace: str, directory: Path = STORAGE_TOOL) -> dict[str, Any]:
+        """Install a plugin folder for a workspace (the first time builds its environment)."""
+        body = {"directory": str(directory), "workspace": workspace}
+        status, answer = self.call("POST", "/v1/admin/plugins/install", body, timeout=900)
+        assert status == 200, answer
+        info: dict[str, Any] = json.loads(answer)
+        return info
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -154,7 +167,9 @@ def free_port() -> int:
 
 @pytest.fixture(name="service", scope="session")
 def _service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
-    service = HostService(tmp_path_factory.mktemp("host") / "data")
+    service = HostService(
+        tmp_path_factory.mktemp("host") / "data", plugin_envs_dir=str(PLUGIN_ENVS)
+    )
     yield service
     service.stop()
 
@@ -221,7 +236,22 @@ def _denied_plugin(
     return start_remote("ws-denied", directory=directory)
 
 
-Invoke = Callable[..., list[dict[str, Any]]]
+@pytest.fixture(name="local_plugin", scope="session")
+def _local_plugin(sdk_python: Path, service: HostService) -> dict[str, Any]:
+    """The example installed for ls-1 and ls-2: one process over stdio, serving both."""
+    service.install("ls-1")
+    return service.install("ls-2")
+
+
+@pytest.fixture(name="workspaces", params=["tcp", "stdio"])
+def _workspaces(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Two workspaces the example serves, over the transport the parameter names."""
+    if request.param == "tcp":
+        request.getfixturevalue("ws1_plugin")
+        request.getfixturevalue("ws2_plugin")
+        return "ws-1", "ws-2"
+    request.getfixturevalue("local_plugin")
+    return "ls-1", "ls-2"
 
 
 @pytest.fixture(name="kv")

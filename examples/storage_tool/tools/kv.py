@@ -33,6 +33,9 @@ class KvTool(Tool):
                 count = int(storage.get(key)) if storage.exist(key) else 0
                 storage.set(key, str(count + 1).encode("ascii"))
                 result["count"] = count + 1
+            elif op == "print":
+                # Lands in the protocol stream of a local plugin: the host must skip it.
+                print("a line from plugin code, not JSON")
             elif op == "sleep":
                 time.sleep(float(tool_parameters.get("value", "1")))
             elif op == "call_other_tool":

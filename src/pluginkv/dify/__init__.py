@@ -13,6 +13,10 @@ The wire protocol is the one Dify's plugin daemon speaks (see
 ``invocations``     answering backwards invocations (storage; an error for the rest)
 ``storage_handler`` the storage verbs of a backwards invocation, served from the ``Store``
 ``remote``          the TCP listener for remote-debug plugins: handshake, registration
+``plugin_dir``      reading a plugin folder: manifest and declarations from its YAML
+``envs``            the virtual environments of installed plugins
+``local``           one installed plugin's process over stdio, restarted when it dies
+``installs``        which folders are installed for which workspaces, on disk
 ``host``            the registry of running plugins, and the calls the service makes
 ==================  =================================================================
 """

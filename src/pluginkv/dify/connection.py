@@ -55,6 +55,7 @@ class PluginConnection:
         self.peer = peer
         self.connected_at = time.time()
         self.last_heartbeat = self.connected_at
+        self.alive = asyncio.Event()  # set by the first heartbeat: a local plugin is ready
         self._events = events
         self._writer = writer
         self._invocations = invocations
@@ -116,6 +117,7 @@ class PluginConnection:
         kind = event.get("event")
         if kind == "heartbeat":
             self.last_heartbeat = time.time()
+            self.alive.set()
         elif kind == "session":
             self._on_session(event.get("session_id"), event.get("data"))
         elif kind == "log":

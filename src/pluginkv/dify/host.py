@@ -3,7 +3,10 @@
 One host per service (``app.state.host``), running in the service's event
 loop.  Remote-debug plugins are registered by ``(author/name, workspace)``:
 a connection serves the one workspace of its debug key, and a plugin that
-registers again replaces its old registration.
+registers again replaces its old registration.  Installed (local) plugins
+run one process per ``author/name``, serving every workspace that installed
+them.  Where both serve a workspace, the remote-debug one answers, as a
+plugin under debugging should.
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import PluginNotFound
+from ..errors import PluginKVError, PluginNotFound
 from ..keys import check_scope
 from ..server.auth import Tokens
 from ..server.writer import WriteQueue
 from ..store import Store
 from .connection import PluginConnection
+from .envs import Environments
 from .framing import line_limit
+from .installs import Install, Installs
 from .invocations import Invocations
+from .local import LocalPlugin
+from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
 
 __all__ = ["PluginHost", "PluginInfo"]
@@ -63,6 +71,13 @@ class PluginHost:
         self._connections: dict[tuple[str, str], PluginConnection] = {}
         self._listener: DebugListener | None = None
         self._monitor: asyncio.Task[None] | None = None
+        data_dir = Path(settings.data_dir)
+        self._installs = Installs(data_dir)
+        envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
+        self._envs = Environments(Path(envs))
+        self._local: dict[str, LocalPlugin] = {}
+        self._install_lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
 
     @property
     def debug_port(self) -> int | None:
@@ -71,7 +86,8 @@ class PluginHost:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, *, listen: bool) -> None:
-        """Start the heartbeat monitor and, with ``listen``, the remote-debug listener."""
+        """Start the heartbeat monitor; with ``listen``, also the remote-debug listener and
+        (in the background, so the service answers meanwhile) the installed plugins."""
         if listen:
             listener = DebugListener(
                 self,
@@ -82,14 +98,18 @@ class PluginHost:
             )
             await listener.start()
             self._listener = listener
+            self._starting = asyncio.create_task(self._start_installed())
         self._monitor = asyncio.create_task(self._watch_heartbeats())
 
     async def stop(self) -> None:
-        """Stop listening and disconnect every plugin."""
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        """Stop listening, disconnect every plugin and kill every process the host started."""
+        for task in (self._monitor, self._starting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await asyncio.gather(*(local.stop() for local in self._local.values()))
+        self._local.clear()
         for connection in list(self._connections.values()):
             connection.close()
         if self._listener is not None:
@@ -101,6 +121,11 @@ class PluginHost:
             limit = self._settings.heartbeat_timeout_seconds
             await asyncio.sleep(min(1.0, limit / 4))
             now = time.time()
+            for local in self._local.values():
+                running = local.connection
+                if running is not None and now - running.last_heartbeat > limit:
+                    logger.warning("%r sent no heartbeat for %.0f s: restarting it", local, limit)
+                    local.restart()
             for connection in list(self._connections.values()):
                 if now - connection.last_heartbeat > limit:
                     logger.warning(
@@ -137,25 +162,126 @@ class PluginHost:
                 logger.info("unregistered %r", connection)
 
     def plugins(self) -> list[PluginInfo]:
+        running = [*self._connections.values()]
+        running += [local.connection for local in self._local.values() if local.connection]
         return [
-            PluginInfo(
-                plugin=c.plugin_id,
-                version=c.manifest.version,
-                transport=c.transport,
-                workspaces=sorted(c.workspaces),
-                peer=c.peer,
-                since=c.connected_at,
-                last_heartbeat=c.last_heartbeat,
-            )
-            for c in sorted(self._connections.values(), key=lambda c: (c.plugin_id, c.peer))
+            self._info(c) for c in sorted(running, key=lambda c: (c.plugin_id, c.transport, c.peer))
         ]
+
+    @staticmethod
+    def _info(c: PluginConnection) -> PluginInfo:
+        return PluginInfo(
+            plugin=c.plugin_id,
+            version=c.manifest.version,
+            transport=c.transport,
+            workspaces=sorted(c.workspaces),
+            peer=c.peer,
+            since=c.connected_at,
+            last_heartbeat=c.last_heartbeat,
+        )
 
     def find(self, plugin: str, workspace: str) -> PluginConnection:
         check_scope(workspace, plugin)
         connection = self._connections.get((plugin, workspace))
-        if connection is None or connection.closed:
-            raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
-        return connection
+        if connection is not None and not connection.closed:
+            return connection
+        local = self._local.get(plugin)
+        if local is not None and workspace in local.workspaces:
+            if local.connection is not None and not local.connection.closed:
+                return local.connection
+            raise PluginNotFound(
+                f"{plugin} is installed for workspace {workspace} but not running right now "
+                "(starting or restarting; see the service's log)"
+            )
+        raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
+
+    # -- installed plugins --------------------------------------------------------------------
+    async def install(self, directory: str, workspace: str) -> PluginInfo:
+        """Install the plugin in ``directory`` for ``workspace`` and have it running.
+
+        The first install builds its environment and starts it; installing it
+        for another workspace reuses the running process; a directory with
+        another version (or another place) replaces it.
+        """
+        plugin_dir = read_plugin_directory(directory)
+        plugin = plugin_dir.manifest.plugin_id
+        check_scope(workspace, plugin)
+        async with self._install_lock:
+            local = self._local.get(plugin)
+            same = local is not None and (
+                local.directory.path == plugin_dir.path
+                and local.directory.manifest.version == plugin_dir.manifest.version
+            )
+            if local is not None and same and local.connection is not None:
+                local.workspaces.add(workspace)
+            else:
+                workspaces = {workspace} | (local.workspaces if local is not None else set())
+                python = await self._envs.ensure(plugin_dir.requirements)
+                fresh = self._local_plugin(plugin_dir, python, workspaces)
+                if local is not None:
+                    await local.stop()
+                    del self._local[plugin]
+                await fresh.start()
+                self._local[plugin] = fresh
+                local = fresh
+            self._save_installs()
+            assert local.connection is not None
+            return self._info(local.connection)
+
+    async def uninstall(self, plugin: str, workspace: str) -> list[str]:
+        """Stop serving ``plugin`` in ``workspace`` (its data stays); the workspaces left.
+
+        The process stops with the last workspace.
+        """
+        check_scope(workspace, plugin)
+        async with self._install_lock:
+            local = self._local.get(plugin)
+            if local is None or workspace not in local.workspaces:
+                raise PluginNotFound(f"{plugin} is not installed for workspace {workspace}")
+            local.workspaces.discard(workspace)
+            if not local.workspaces:
+                del self._local[plugin]
+                await local.stop()
+            self._save_installs()
+            return sorted(local.workspaces)
+
+    def _local_plugin(
+        self, plugin_dir: PluginDirectory, python: Path, workspaces: set[str]
+    ) -> LocalPlugin:
+        manifest = plugin_dir.manifest
+        self._store().declare_quota(
+            manifest.plugin_id,
+            manifest.storage_bytes,
+            f"the manifest of {manifest.plugin_id} (resource.permission.storage.size)",
+        )
+        return LocalPlugin(
+            plugin_dir,
+            python,
+            workspaces,
+            invocations=self.invocations,
+            line_limit=line_limit(self._settings.max_value_bytes),
+        )
+
+    def _save_installs(self) -> None:
+        self._installs.save(
+            [
+                Install(plugin, str(local.directory.path), tuple(sorted(local.workspaces)))
+                for plugin, local in self._local.items()
+            ]
+        )
+
+    async def _start_installed(self) -> None:
+        """Start the plugins the data directory lists; one that fails is logged and skipped."""
+        for install in self._installs.load():
+            try:
+                plugin_dir = read_plugin_directory(install.directory)
+                python = await self._envs.ensure(plugin_dir.requirements)
+                local = self._local_plugin(plugin_dir, python, set(install.workspaces))
+                await local.start()
+            except PluginKVError as exc:
+                logger.error("could not start the installed plugin %s: %s", install.plugin, exc)
+                continue
+            self._local[plugin_dir.manifest.plugin_id] = local
 
     # -- requests -----------------------------------------------------------------------------
     async def invoke_tool(

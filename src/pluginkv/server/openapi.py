@@ -389,46 +389,80 @@ def _schemas(settings: Settings) -> Json:
                 },
             },
         },
+        "InstallRequest": {
+            "type": "object",
+            "required": ["directory", "workspace"],
+            "properties": {
+                "directory": {
+                    "type": "string",
+                    "description": "Absolute path, on the service's machine, of a plugin "
+                    "folder: manifest.yaml, requirements.txt, _assets/, the YAML and Python "
+                    "files. The plugin runs from there.",
+                },
+                "workspace": _ref("schemas", "Workspace"),
+            },
+        },
+        "UninstallRequest": {
+            "type": "object",
+            "required": ["plugin", "workspace"],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "workspace": _ref("schemas", "Workspace"),
+            },
+        },
+        "Uninstalled": {
+            "type": "object",
+            "required": ["plugin", "workspaces"],
+            "properties": {
+                "plugin": {"type": "string"},
+                "workspaces": {
+                    "type": "array",
+                    "items": _ref("schemas", "Workspace"),
+                    "description": "The workspaces it still serves; none: it was stopped.",
+                },
+            },
+        },
         "PluginList": {
             "type": "object",
             "required": ["plugins"],
             "properties": {
                 "plugins": {
                     "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": [
-                            "plugin",
-                            "version",
-                            "transport",
-                            "workspaces",
-                            "peer",
-                            "since",
-                            "last_heartbeat",
-                        ],
-                        "properties": {
-                            "plugin": _ref("schemas", "Plugin"),
-                            "version": {"type": "string"},
-                            "transport": {"type": "string", "enum": ["tcp", "stdio"]},
-                            "workspaces": {
-                                "type": "array",
-                                "items": _ref("schemas", "Workspace"),
-                                "description": "The workspaces it serves: a remote-debug "
-                                "plugin the one of its key, a local one those that "
-                                "installed it.",
-                            },
-                            "peer": {
-                                "type": "string",
-                                "description": "host:port of a remote plugin, pid of a local one.",
-                            },
-                            "since": {"type": "number", "description": "Unix time, seconds."},
-                            "last_heartbeat": {
-                                "type": "number",
-                                "description": "Unix time, seconds.",
-                            },
-                        },
-                    },
+                    "items": _ref("schemas", "PluginInfo"),
                 }
+            },
+        },
+        "PluginInfo": {
+            "type": "object",
+            "required": [
+                "plugin",
+                "version",
+                "transport",
+                "workspaces",
+                "peer",
+                "since",
+                "last_heartbeat",
+            ],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "version": {"type": "string"},
+                "transport": {"type": "string", "enum": ["tcp", "stdio"]},
+                "workspaces": {
+                    "type": "array",
+                    "items": _ref("schemas", "Workspace"),
+                    "description": "The workspaces it serves: a remote-debug "
+                    "plugin the one of its key, a local one those that "
+                    "installed it.",
+                },
+                "peer": {
+                    "type": "string",
+                    "description": "host:port of a remote plugin, pid of a local one.",
+                },
+                "since": {"type": "number", "description": "Unix time, seconds."},
+                "last_heartbeat": {
+                    "type": "number",
+                    "description": "Unix time, seconds.",
+                },
             },
         },
         "Alive": {
@@ -830,6 +864,49 @@ def _paths(settings: Settings) -> Json:
                         "content": _json_content(_ref("schemas", "PluginList")),
                     },
                     **_errors(),
+                },
+            },
+        },
+        "/v1/admin/plugins/install": {
+            "post": {
+                "operationId": "adminInstallPlugin",
+                "tags": ["plugins"],
+                "summary": "Install a plugin folder for a workspace and run it over stdio",
+                "description": "Needs an admin token. The first install builds the plugin's "
+                "virtual environment from its requirements.txt (shared by plugins with the same "
+                "requirements) and starts it; installing it for more workspaces shares the "
+                "running process; a folder with another version replaces it. Answers once the "
+                "plugin is running. Installs are kept in the data directory and started with "
+                "the service.",
+                "security": _BEARER,
+                "requestBody": _json_body("InstallRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The running plugin.",
+                        "content": _json_content(_ref("schemas", "PluginInfo")),
+                    },
+                    **_errors(400, 408, 413),
+                    "502": _ref("responses", "PluginError"),
+                },
+            },
+        },
+        "/v1/admin/plugins/uninstall": {
+            "post": {
+                "operationId": "adminUninstallPlugin",
+                "tags": ["plugins"],
+                "summary": "Stop serving an installed plugin in a workspace",
+                "description": "Needs an admin token. The workspace's data of the plugin "
+                "stays (`POST /v1/admin/purge` deletes it); the process stops with its last "
+                "workspace.",
+                "security": _BEARER,
+                "requestBody": _json_body("UninstallRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The workspaces it still serves.",
+                        "content": _json_content(_ref("schemas", "Uninstalled")),
+                    },
+                    **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
                 },
             },
         },

@@ -1,7 +1,9 @@
-"""Real ``dify_plugin`` plugins over TCP (remote debugging) against a live service.
+"""Real ``dify_plugin`` plugins against a live service, over TCP and over stdio.
 
 The example under ``examples/storage_tool`` runs unchanged on the SDK's own
-interpreter; its ``self.session.storage`` calls land in the service's store.
+interpreter, as a remote-debug plugin (one process per workspace) and as an
+installed one (one process for two workspaces); its ``self.session.storage``
+calls land in the service's store.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pluginkv.cli import main
 from .conftest import PLUGIN_ID, HostService, PluginProcess, RemoteStarter
 
 Kv = Callable[..., dict[str, Any]]
+Ws = tuple[str, str]
 
 pytestmark = pytest.mark.usefixtures("ws1_plugin")
 
@@ -58,58 +61,67 @@ class TestRegistration:
 
 
 class TestStorage:
-    def test_set_get_exist_delete_round_trip(self, kv: Kv) -> None:
+    """On both transports: a remote-debug plugin per workspace, one local plugin for both."""
+
+    def test_set_get_exist_delete_round_trip(self, kv: Kv, workspaces: Ws) -> None:
         """The four documented verbs, called by plugin code, as Dify documents them."""
-        assert "error" not in kv("ws-1", "set", "greeting", "hello")
-        assert kv("ws-1", "get", "greeting")["value"] == "hello"
-        assert kv("ws-1", "exist", "greeting")["exist"] is True
-        assert "error" not in kv("ws-1", "delete", "greeting")
-        assert kv("ws-1", "exist", "greeting")["exist"] is False
+        ws, _ = workspaces
+        assert "error" not in kv(ws, "set", "greeting", "hello")
+        assert kv(ws, "get", "greeting")["value"] == "hello"
+        assert kv(ws, "exist", "greeting")["exist"] is True
+        assert "error" not in kv(ws, "delete", "greeting")
+        assert kv(ws, "exist", "greeting")["exist"] is False
 
     def test_what_the_plugin_stores_is_in_the_store_and_the_reverse(
-        self, kv: Kv, service: HostService
+        self, kv: Kv, workspaces: Ws, service: HostService
     ) -> None:
         """Scope (workspace of the session, author/name): the same the HTTP API and CLI see."""
-        kv("ws-1", "set", "city", "Berlin")
-        storage = service.store.storage(workspace="ws-1", plugin=PLUGIN_ID)
+        ws, _ = workspaces
+        kv(ws, "set", "city", "Berlin")
+        storage = service.store.storage(workspace=ws, plugin=PLUGIN_ID)
         assert storage.get("city") == b"Berlin"
         storage.set("from-outside", b"hi")
-        assert kv("ws-1", "get", "from-outside")["value"] == "hi"
+        assert kv(ws, "get", "from-outside")["value"] == "hi"
 
     def test_workspaces_keep_separate_keys(
-        self, kv: Kv, ws2_plugin: PluginProcess, service: HostService
+        self, kv: Kv, workspaces: Ws, service: HostService
     ) -> None:
         """The same plugin in two workspaces: two independent counters."""
+        first, second = workspaces
         for _ in range(2):
-            kv("ws-1", "count", "visits")
-        assert kv("ws-2", "count", "visits")["count"] == 1
-        assert kv("ws-1", "count", "visits")["count"] == 3
-        assert service.store.storage(workspace="ws-2", plugin=PLUGIN_ID).get("visits") == b"1"
+            kv(first, "count", "visits")
+        assert kv(second, "count", "visits")["count"] == 1
+        assert kv(first, "count", "visits")["count"] == 3
+        assert service.store.storage(workspace=second, plugin=PLUGIN_ID).get("visits") == b"1"
 
-    def test_get_of_a_missing_key_raises_the_daemons_error(self, kv: Kv) -> None:
+    def test_get_of_a_missing_key_raises_the_daemons_error(self, kv: Kv, workspaces: Ws) -> None:
         """As on Dify: a plain Exception with the daemon's text; exist is False."""
-        answer = kv("ws-1", "get", "never-set")
+        ws, _ = workspaces
+        answer = kv(ws, "get", "never-set")
         assert answer["error_type"] == "Exception"
         assert answer["error"].startswith("load data failed, please check if the key is correct")
-        assert kv("ws-1", "exist", "never-set")["exist"] is False
+        assert kv(ws, "exist", "never-set")["exist"] is False
 
-    def test_delete_of_a_missing_key_is_ok(self, kv: Kv) -> None:
-        assert "error" not in kv("ws-1", "delete", "never-set")
+    def test_delete_of_a_missing_key_is_ok(self, kv: Kv, workspaces: Ws) -> None:
+        assert "error" not in kv(workspaces[0], "delete", "never-set")
 
-    def test_an_invalid_key_reaches_plugin_code_as_an_exception(self, kv: Kv) -> None:
-        answer = kv("ws-1", "set", "a..b", "x")
+    def test_an_invalid_key_reaches_plugin_code_as_an_exception(
+        self, kv: Kv, workspaces: Ws
+    ) -> None:
+        answer = kv(workspaces[0], "set", "a..b", "x")
         assert answer["error_type"] == "Exception"
         assert "'..'" in answer["error"]
 
     def test_the_manifest_storage_size_is_the_quota_and_its_error_names_it(
-        self, kv: Kv, service: HostService
+        self, kv: Kv, workspaces: Ws, service: HostService
     ) -> None:
         """The example declares 64 KiB; a write past it fails and stores nothing."""
-        answer = kv("ws-1", "set", "big", "x" * 70_000)
+        ws, _ = workspaces
+        answer = kv(ws, "set", "big", "x" * 70_000)
         assert answer["error_type"] == "Exception"
         assert "65536" in answer["error"]
         assert "resource.permission.storage.size" in answer["error"]
-        assert service.store.storage(workspace="ws-1", plugin=PLUGIN_ID).get("big") is None
+        assert service.store.storage(workspace=ws, plugin=PLUGIN_ID).get("big") is None
 
     def test_storage_disabled_in_the_manifest_is_permission_denied(
         self, kv: Kv, denied_plugin: PluginProcess
@@ -119,32 +131,33 @@ class TestStorage:
             "permission denied, you need to enable storage access in plugin manifest"
         )
 
-    def test_twenty_concurrent_sessions_on_one_plugin(self, kv: Kv) -> None:
+    def test_twenty_concurrent_sessions_on_one_plugin(self, kv: Kv, workspaces: Ws) -> None:
+        ws, _ = workspaces
+
         def one(i: int) -> str:
-            kv("ws-1", "set", f"c/{i}", f"value-{i}")
-            return str(kv("ws-1", "get", f"c/{i}")["value"])
+            kv(ws, "set", f"c/{i}", f"value-{i}")
+            return str(kv(ws, "get", f"c/{i}")["value"])
 
         with ThreadPoolExecutor(20) as pool:
             assert list(pool.map(one, range(20))) == [f"value-{i}" for i in range(20)]
 
     def test_a_one_mib_value_round_trips_through_the_channel(
-        self, kv: Kv, ws2_plugin: PluginProcess, service: HostService
+        self, kv: Kv, workspaces: Ws, service: HostService
     ) -> None:
-        """2 MiB of hex on one line each way; ws-2 gets room for it beyond the manifest's."""
-        service.store.set_quota(workspace="ws-2", plugin=PLUGIN_ID, quota_bytes=4 * 2**20)
+        """2 MiB of hex on one line each way; the workspace gets room beyond the manifest's."""
+        _, ws = workspaces
+        service.store.set_quota(workspace=ws, plugin=PLUGIN_ID, quota_bytes=4 * 2**20)
         value = "v" * 2**20
-        assert "error" not in kv("ws-2", "set", "big", value)
-        assert kv("ws-2", "get", "big")["value"] == value
-        assert service.store.storage(workspace="ws-2", plugin=PLUGIN_ID).get("big") == (
-            value.encode()
-        )
+        assert "error" not in kv(ws, "set", "big", value)
+        assert kv(ws, "get", "big")["value"] == value
+        assert service.store.storage(workspace=ws, plugin=PLUGIN_ID).get("big") == (value.encode())
 
 
 class TestOtherInvocations:
-    def test_an_unsupported_invocation_is_refused_at_once(self, kv: Kv) -> None:
+    def test_an_unsupported_invocation_is_refused_at_once(self, kv: Kv, workspaces: Ws) -> None:
         """Not the SDK's 250-second wait: an error naming the type, straight away."""
         started = time.monotonic()
-        answer = kv("ws-1", "call_other_tool")
+        answer = kv(workspaces[0], "call_other_tool")
         assert time.monotonic() - started < 5
         assert answer["error"] == (
             "backwards invocation 'tool' is not supported by this host "
