@@ -179,6 +179,39 @@ def plugin_uninstall(url: str | None, data_dir: Path, workspace: str, plugin_id:
         click.echo(f"{plugin_id} serves no workspace any more and was stopped")
 
 
+# -- endpoints ----------------------------------------------------------------------------------
+@main.group()
+def endpoint() -> None:
+    """Public URLs whose requests a running Dify plugin answers."""
+
+
+@endpoint.command("create")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the endpoint serves.")
+@click.option("--plugin", "plugin_id", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+@click.option(
+    "--settings", default="{}", metavar="JSON", help="The endpoint's settings, an object."
+)
+def endpoint_create(
+    url: str | None, data_dir: Path, workspace: str, plugin_id: str, settings: str
+) -> None:
+    """Create an endpoint; print its base URL, http://HOST:PORT/e/<hook_id>, alone on a line.
+
+    Any request under the URL goes to the plugin, which routes it by the path
+    after the hook id against its endpoint declarations.
+    """
+    try:
+        parsed = json.loads(settings)
+    except ValueError as exc:
+        raise PluginKVFailure(InvalidArgument(f"--settings is not JSON: {exc}")) from None
+    if not isinstance(parsed, dict):
+        raise PluginKVFailure(InvalidArgument("--settings must be a JSON object"))
+    body = {"workspace": workspace, "plugin": plugin_id, "settings": parsed}
+    created = json.loads(_call(url, data_dir, "POST", "/v1/admin/endpoints", body))
+    click.echo(created["url"])
+
+
 # -- tools --------------------------------------------------------------------------------------
 @main.group()
 def tool() -> None:

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
         description="Where installed plugins' virtual environments go "
         "(empty: <data_dir>/plugin-envs).",
     )
+    endpoint_max_body_bytes: int = Field(
+        default=10 * MiB, ge=0, description="Largest request body an endpoint passes on."
+    )
     session_timeout_seconds: float = Field(
         default=300.0, gt=0, description="Longest a plugin may take to answer one request."
     )

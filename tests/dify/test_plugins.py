@@ -89,10 +89,11 @@ class TestStorage:
         """The same plugin in two workspaces: two independent counters."""
         first, second = workspaces
         for _ in range(2):
-            kv(first, "count", "visits")
-        assert kv(second, "count", "visits")["count"] == 1
-        assert kv(first, "count", "visits")["count"] == 3
-        assert service.store.storage(workspace=second, plugin=PLUGIN_ID).get("visits") == b"1"
+            kv(first, "count", "tool-counter")
+        assert kv(second, "count", "tool-counter")["count"] == 1
+        assert kv(first, "count", "tool-counter")["count"] == 3
+        stored = service.store.storage(workspace=second, plugin=PLUGIN_ID).get("tool-counter")
+        assert stored == b"1"
 
     def test_get_of_a_missing_key_raises_the_daemons_error(self, kv: Kv, workspaces: Ws) -> None:
         """As on Dify: a plain Exception with the daemon's text; exist is False."""

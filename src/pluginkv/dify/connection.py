@@ -9,9 +9,10 @@ write waiting for its commit never holds up the other sessions on the channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..errors import PluginNotFound
@@ -86,13 +87,28 @@ class PluginConnection:
         The workspace stays here: the plugin never sees it, and its storage
         calls on the session are served in it.
         """
+        stream = self.stream(data, workspace=workspace, timeout=timeout, what=what)
+        async with contextlib.aclosing(stream):
+            return [chunk async for chunk in stream]
+
+    async def stream(
+        self,
+        data: dict[str, Any],
+        *,
+        workspace: str,
+        timeout: float,
+        what: str,
+        endpoint_id: str | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Like ``request``, but each chunk as it arrives (close it to stop listening)."""
         if self._closed:
             raise PluginNotFound(f"{self.plugin_id} has disconnected")
         session = Session(workspace)
         self._sessions[session.id] = session
         try:
-            await self._send(messages.request(session.id, data))
-            return await session.result(timeout, what)
+            await self._send(messages.request(session.id, data, endpoint_id=endpoint_id))
+            async for chunk in session.chunks(timeout, what):
+                yield chunk
         finally:
             self._sessions.pop(session.id, None)
 

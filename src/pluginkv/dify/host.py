@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ..server.auth import Tokens
 from ..server.writer import WriteQueue
 from ..store import Store
 from .connection import PluginConnection
+from .endpoints import Endpoint, Endpoints
 from .envs import Environments
 from .framing import line_limit
 from .installs import Install, Installs
@@ -73,6 +74,7 @@ class PluginHost:
         self._monitor: asyncio.Task[None] | None = None
         data_dir = Path(settings.data_dir)
         self._installs = Installs(data_dir)
+        self.endpoints = Endpoints(data_dir)
         envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
         self._envs = Environments(Path(envs))
         self._local: dict[str, LocalPlugin] = {}
@@ -313,6 +315,36 @@ class PluginHost:
             timeout=self._settings.session_timeout_seconds,
             what=f"tool {provider}/{tool} of {plugin}",
         )
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def create_endpoint(self, *, workspace: str, plugin: str, settings: dict[str, Any]) -> Endpoint:
+        """A new endpoint of ``plugin`` for ``workspace``; the plugin must run and have some."""
+        connection = self.find(plugin, workspace)
+        if not connection.declarations.get("endpoint"):
+            raise PluginNotFound(f"{plugin} declares no endpoints")
+        return self.endpoints.create(workspace, plugin, settings)
+
+    async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
+        """Send a request to the endpoint's plugin; the response chunks as they arrive."""
+        endpoint = self.endpoints.get(hook_id)
+        connection = self.find(endpoint.plugin, endpoint.workspace)
+        data = {
+            "user_id": "",
+            "type": "endpoint",
+            "action": "invoke_endpoint",
+            "settings": endpoint.settings,
+            "raw_http_request": raw_http_request.hex(),
+        }
+        stream = connection.stream(
+            data,
+            workspace=endpoint.workspace,
+            timeout=self._settings.session_timeout_seconds,
+            what=f"endpoint {hook_id} of {endpoint.plugin}",
+            endpoint_id=hook_id,
+        )
+        async with contextlib.aclosing(stream):
+            async for chunk in stream:
+                yield chunk
 
 
 def _check_tool(connection: PluginConnection, provider: str, tool: str) -> None:

@@ -402,6 +402,30 @@ def _schemas(settings: Settings) -> Json:
                 "workspace": _ref("schemas", "Workspace"),
             },
         },
+        "EndpointRequest": {
+            "type": "object",
+            "required": ["workspace", "plugin"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                "settings": {
+                    "type": ["object", "null"],
+                    "description": "The endpoint's settings (the endpoint group's `settings` "
+                    "schema), passed to the plugin with every request.",
+                },
+            },
+        },
+        "EndpointCreated": {
+            "type": "object",
+            "required": ["hook_id", "url"],
+            "properties": {
+                "hook_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "url": {
+                    "type": "string",
+                    "description": "The base URL, `<service>/e/<hook_id>`; requests go under it.",
+                },
+            },
+        },
         "UninstallRequest": {
             "type": "object",
             "required": ["plugin", "workspace"],
@@ -933,6 +957,76 @@ def _paths(settings: Settings) -> Json:
                 },
             },
         },
+        "/v1/admin/endpoints": {
+            "post": {
+                "operationId": "adminCreateEndpoint",
+                "tags": ["plugins"],
+                "summary": "Create an endpoint of a running plugin for a workspace",
+                "description": "Needs an admin token. The plugin must be running for the "
+                "workspace and declare endpoints. Endpoints are kept in the data directory.",
+                "security": _BEARER,
+                "requestBody": _json_body("EndpointRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The new endpoint.",
+                        "content": _json_content(_ref("schemas", "EndpointCreated")),
+                    },
+                    **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
+        "/e/{hook_id}/{path}": {
+            "parameters": [
+                {
+                    "name": "hook_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "The endpoint's hook id, from `POST /v1/admin/endpoints`.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "description": "The path the plugin routes, after the hook id.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            **{
+                method: {
+                    "operationId": f"endpoint{method.capitalize()}",
+                    "tags": ["endpoints"],
+                    "summary": f"{method.upper()} a plugin endpoint",
+                    "description": "Public: no token. The request goes to the endpoint's "
+                    "plugin as the raw HTTP request Dify's daemon sends (path after the hook id, "
+                    "`Dify-Hook-Id` and `Dify-Hook-Url` set, forwarding headers stripped, exact "
+                    "`Content-Length`), and the plugin's response comes back, streamed as it "
+                    "produces it.",
+                    "security": [],
+                    "requestBody": {
+                        "required": False,
+                        "description": f"Passed on; at most {settings.endpoint_max_body_bytes} "
+                        "bytes (setting `PLUGINKV_ENDPOINT_MAX_BODY_BYTES`).",
+                        "content": {"*/*": {"schema": {}}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The plugin's response, with its own status, "
+                            "headers and body.",
+                            "content": {"*/*": {"schema": {}}},
+                        },
+                        "400": _ref("responses", "BadRequestError"),
+                        "404": _ref("responses", "PluginNotFoundError"),
+                        "408": _ref("responses", "RequestTimeoutError"),
+                        "413": _ref("responses", "ValueTooLargeError"),
+                        "502": _ref("responses", "PluginError"),
+                        "504": _ref("responses", "PluginTimeoutError"),
+                    },
+                }
+                for method in ("get", "post", "put", "patch", "delete", "options")
+            },
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -1022,6 +1116,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "name": "plugins",
                 "description": "The Dify plugin host; needs an admin token.",
             },
+            {"name": "endpoints", "description": "Plugin endpoints: public, no token."},
             {"name": "health", "description": "Unauthenticated probes."},
         ],
         "paths": _paths(settings),
