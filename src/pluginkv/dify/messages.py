@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["backwards_error", "backwards_reply", "request"]
+__all__ = ["LOAD_FAILED", "PERMISSION_DENIED", "backwards_error", "backwards_reply", "request"]
 
 Message = dict[str, Any]
+
+# The daemon's texts, which plugins written for Dify may match on.
+PERMISSION_DENIED = "permission denied, you need to enable storage access in plugin manifest"
+LOAD_FAILED = "load data failed, please check if the key is correct or you have not set it"
 
 
 def request(session_id: str, data: Message, *, endpoint_id: str | None = None) -> Message:

@@ -22,12 +22,9 @@ from ..errors import PluginKVError
 from ..server.writer import WriteQueue
 from ..store import Store
 from .manifest import Manifest
+from .messages import LOAD_FAILED, PERMISSION_DENIED
 
 __all__ = ["LOAD_FAILED", "PERMISSION_DENIED", "StorageRefused", "serve_storage"]
-
-# The daemon's texts, which plugins written for Dify may match on.
-PERMISSION_DENIED = "permission denied, you need to enable storage access in plugin manifest"
-LOAD_FAILED = "load data failed, please check if the key is correct or you have not set it"
 
 
 class StorageRefused(Exception):
