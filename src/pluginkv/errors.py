@@ -15,7 +15,8 @@
     ├── Forbidden                                a valid token that does not allow this call
     ├── PluginNotFound                           no running plugin serves it for the workspace
     ├── PluginFailed                             a plugin answered a request with an error
-    └── PluginTimeout                            a plugin did not finish a request in time
+    ├── PluginTimeout                            a plugin did not finish a request in time
+    └── NotSupported                             the plugin host does not offer this operation
 
 Driver errors (sqlite3, psycopg, HTTP) are translated into these at the backend
 boundary, once.  An absent key is never an error on ``get``: it returns
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidKey",
     "InvalidValueType",
+    "NotSupported",
     "PluginFailed",
     "PluginKVError",
     "PluginNotFound",
@@ -149,3 +151,9 @@ class PluginTimeout(PluginKVError):
     """The plugin did not finish the request within the session timeout."""
 
     code = "plugin_timeout"
+
+
+class NotSupported(PluginKVError):
+    """The plugin host answers only Dify's four storage verbs, not this operation."""
+
+    code = "not_supported"

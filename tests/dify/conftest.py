@@ -196,6 +196,8 @@ def _start_remote(
             key = service.tokens.issue_debug_key(workspace=workspace)
         log = tmp_path_factory.mktemp("plugin") / "plugin.log"
         env = {
+            # pluginkv.dify.storage(session) in the example's incr, cas and batch ops.
+            "PYTHONPATH": str(ROOT / "src"),
             "INSTALL_METHOD": "remote",
             "REMOTE_INSTALL_URL": f"127.0.0.1:{service.debug_port}",
             "REMOTE_INSTALL_KEY": key,

@@ -154,6 +154,27 @@ class TestStorage:
         assert service.store.storage(workspace=ws, plugin=PLUGIN_ID).get("big") == (value.encode())
 
 
+class TestFullStorageApi:
+    """pluginkv.dify.storage(self.session): the whole Storage API over the plugin channel."""
+
+    def test_incr_is_atomic_under_concurrency(self, kv: Kv, service: HostService) -> None:
+        with ThreadPoolExecutor(10) as pool:
+            counts = sorted(pool.map(lambda _: kv("ws-1", "incr", "hits")["count"], range(10)))
+        assert counts == list(range(1, 11))
+        assert service.store.storage(workspace="ws-1", plugin=PLUGIN_ID).get("hits") == b"10"
+
+    def test_a_failed_condition_raises_version_conflict_in_plugin_code(self, kv: Kv) -> None:
+        answer = kv("ws-1", "cas", "lock")
+        assert "already holds a value" in answer["conflict"] and answer["version"] >= 1
+
+    def test_batches_listing_and_ttl(self, kv: Kv, service: HostService) -> None:
+        answer = kv("ws-1", "batch", "b")
+        assert answer["keys"] == ["b/a", "b/b"]
+        assert answer["values"] == {"b/a": "1", "b/b": "2"}
+        entry = service.store.storage(workspace="ws-1", plugin=PLUGIN_ID).get_entry("b/a")
+        assert entry is not None and entry.expires_at is not None
+
+
 class TestOtherInvocations:
     def test_an_unsupported_invocation_is_refused_at_once(self, kv: Kv, workspaces: Ws) -> None:
         """Not the SDK's 250-second wait: an error naming the type, straight away."""

@@ -33,6 +33,8 @@ class KvTool(Tool):
                 count = int(storage.get(key)) if storage.exist(key) else 0
                 storage.set(key, str(count + 1).encode("ascii"))
                 result["count"] = count + 1
+            elif op in ("incr", "cas", "batch"):
+                result.update(_beyond_dify(self.session, op, key))
             elif op == "print":
                 # Lands in the protocol stream of a local plugin: the host must skip it.
                 print("a line from plugin code, not JSON")
@@ -49,3 +51,23 @@ class KvTool(Tool):
             result["error"] = str(exc)
             result["error_type"] = type(exc).__name__
         yield self.create_json_message(result)
+
+
+def _beyond_dify(session: Any, op: str, key: str) -> dict[str, Any]:
+    """The full Storage API: needs the pluginkv package beside dify_plugin."""
+    import pluginkv.dify
+    from pluginkv import VersionConflict
+
+    full = pluginkv.dify.storage(session)
+    if op == "incr":
+        return {"count": full.incr(key)}
+    if op == "cas":
+        full.set(key, b"first", if_absent=True)
+        try:
+            full.set(key, b"second", if_absent=True)
+        except VersionConflict as exc:
+            return {"conflict": str(exc), "version": full.get_entry(key).version}
+        return {"conflict": None}
+    full.set_many({f"{key}/a": b"1", f"{key}/b": b"2"}, ttl=3600)
+    listed = [entry.key for entry in full.keys(f"{key}/")]
+    return {"keys": listed, "values": {k: v.decode() for k, v in full.get_many(listed).items()}}

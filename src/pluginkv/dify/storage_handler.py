@@ -21,10 +21,14 @@ from typing import Any
 from ..errors import PluginKVError
 from ..server.writer import WriteQueue
 from ..store import Store
+from .extended_storage import serve_extended
 from .manifest import Manifest
 from .messages import LOAD_FAILED, PERMISSION_DENIED
 
 __all__ = ["LOAD_FAILED", "PERMISSION_DENIED", "StorageRefused", "serve_storage"]
+
+
+EXTENDED_OPT = "pluginkv"  # pluginkv's own operations (extended_storage.py)
 
 
 class StorageRefused(Exception):
@@ -40,6 +44,9 @@ async def serve_storage(
     if not isinstance(request, dict):
         raise StorageRefused("storage request is not an object")
     opt, key = request.get("opt"), request.get("key")
+    if opt == EXTENDED_OPT:
+        storage = store.storage(workspace=workspace, plugin=manifest.plugin_id)
+        return await serve_extended(request, storage=storage, store=store, writer=writer)
     if not isinstance(key, str):
         raise StorageRefused(f"storage request needs a string key, got {key!r}")
     try:
