@@ -5,6 +5,7 @@ message (``error`` and ``error_type``), so a caller sees exactly what plugin
 code saw.
 """
 
+import json
 import time
 from collections.abc import Generator
 from typing import Any
@@ -35,6 +36,8 @@ class KvTool(Tool):
                 result["count"] = count + 1
             elif op in ("incr", "cas", "batch"):
                 result.update(_beyond_dify(self.session, op, key))
+            elif op == "bench":
+                result.update(_bench(self.session, json.loads(tool_parameters["value"])))
             elif op == "print":
                 # Lands in the protocol stream of a local plugin: the host must skip it.
                 print("a line from plugin code, not JSON")
@@ -71,3 +74,24 @@ def _beyond_dify(session: Any, op: str, key: str) -> dict[str, Any]:
     full.set_many({f"{key}/a": b"1", f"{key}/b": b"2"}, ttl=3600)
     listed = [entry.key for entry in full.keys(f"{key}/")]
     return {"keys": listed, "values": {k: v.decode() for k, v in full.get_many(listed).items()}}
+
+
+def _bench(session: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """Time ``n`` storage calls, or no-op round trips, from inside the plugin (bench_host.py)."""
+    from dify_plugin.core.entities.invocation import InvokeType
+
+    storage, call, size, n = session.storage, spec["call"], spec["size"], spec["n"]
+    value = b"x" * size
+    if call == "get":
+        storage.set("bench", value)
+    noop = {"opt": "pluginkv", "call": "noop", "args": {"payload": value.hex()}}
+    zeros = {"opt": "pluginkv", "call": "zeros", "args": {"size": size}}
+    started = time.perf_counter()
+    for _ in range(n):
+        if call == "set":
+            storage.set("bench", value)
+        elif call == "get":
+            storage.get("bench")
+        else:  # the same channel, no storage: up like set, or down like get
+            list(storage._backwards_invoke(InvokeType.Storage, dict, noop if call == "up" else zeros))
+    return {"seconds": time.perf_counter() - started, "n": n}

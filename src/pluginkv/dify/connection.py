@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from ..errors import PluginNotFound
@@ -48,6 +48,7 @@ class PluginConnection:
         writer: asyncio.StreamWriter,
         invocations: Invocations,
         peer: str,
+        after_send: Callable[[], None] | None = None,
     ) -> None:
         self.manifest = manifest
         self.declarations = declarations
@@ -60,6 +61,7 @@ class PluginConnection:
         self._events = events
         self._writer = writer
         self._invocations = invocations
+        self._after_send = after_send
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -115,6 +117,8 @@ class PluginConnection:
     async def _send(self, *lines: dict[str, Any]) -> None:
         self._writer.write(b"".join(encode(line) for line in lines))
         await self._writer.drain()
+        if self._after_send is not None:
+            self._after_send()
 
     # -- the reader --------------------------------------------------------------------------
     async def serve(self) -> None:

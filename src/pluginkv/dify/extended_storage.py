@@ -108,6 +108,10 @@ CALLS: dict[str, tuple[bool, _Call]] = {
     "delete_many": (True, lambda s, a: s.delete_many(a["keys"])),
     "delete_prefix": (True, lambda s, a: s.delete_prefix(a["prefix"])),
     "incr": (True, lambda s, a: s.incr(a["key"], a.get("delta", 1))),
+    # Diagnostics: a round trip that touches no storage, carrying a payload up
+    # (noop ignores its args) or down (zeros); benchmarks/bench_host.py's baseline.
+    "noop": (False, lambda s, a: None),
+    "zeros": (False, lambda s, a: "00" * int(a.get("size", 0))),
 }
 
 

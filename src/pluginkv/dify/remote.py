@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidArgument, Unauthorized
 from ..server.auth import Tokens
 from .connection import PluginConnection
-from .framing import read_messages
+from .framing import quick_ack, read_messages
 from .manifest import Manifest, parse_manifest
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class DebugListener:
         assert task is not None
         self._handlers.add(task)
         peer = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
-        events = read_messages(reader, f"remote plugin at {peer}")
+        rearm = quick_ack(writer)
+        events = read_messages(reader, f"remote plugin at {peer}", rearm)
         try:
             try:
                 workspace = await self._handshake(events)
@@ -106,6 +107,7 @@ class DebugListener:
                 writer=writer,
                 invocations=self._host.invocations,
                 peer=peer,
+                after_send=rearm,
             )
             self._host.register(connection)
             try:
