@@ -84,7 +84,6 @@ def _bench(session: Any, spec: dict[str, Any]) -> dict[str, Any]:
     value = b"x" * size
     if call == "get":
         storage.set("bench", value)
-    noop = {"opt": "pluginkv", "call": "noop", "args": {"payload": value.hex()}}
     zeros = {"opt": "pluginkv", "call": "zeros", "args": {"size": size}}
     started = time.perf_counter()
     for _ in range(n):
@@ -92,6 +91,10 @@ def _bench(session: Any, spec: dict[str, Any]) -> dict[str, Any]:
             storage.set("bench", value)
         elif call == "get":
             storage.get("bench")
-        else:  # the same channel, no storage: up like set, or down like get
-            list(storage._backwards_invoke(InvokeType.Storage, dict, noop if call == "up" else zeros))
+        elif call == "up":  # the same channel, no storage; bytes travel as hex, as in set
+            noop = {"opt": "pluginkv", "call": "noop", "args": {"payload": value.hex()}}
+            list(storage._backwards_invoke(InvokeType.Storage, dict, noop))
+        else:  # down, like get: hex back, decoded
+            for data in storage._backwards_invoke(InvokeType.Storage, dict, zeros):
+                bytes.fromhex(data["result"])
     return {"seconds": time.perf_counter() - started, "n": n}
