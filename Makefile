@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py  # needs wrk: apt-get install wrk
+	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

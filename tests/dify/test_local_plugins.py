@@ -140,3 +140,19 @@ def _count(service: HostService) -> int:
     status, answer = service.call("POST", "/v1/admin/tools/invoke", body)
     assert status == 200, answer
     return int(json.loads(answer)["message"]["json_object"]["count"])
+
+
+def test_a_local_plugin_that_goes_silent_is_restarted(tmp_path: Path, sdk_python: Path) -> None:
+    """No heartbeat within the timeout (the SDK beats every 10 s): killed and started again."""
+    service = HostService(
+        tmp_path / "data", plugin_envs_dir=str(PLUGIN_ENVS), heartbeat_timeout_seconds=2
+    )
+    try:
+        service.install("ws-h")
+        first = _pid(service)
+        service.wait_for(
+            lambda: bool(service.plugins()) and _pid(service) != first, "the restart", 20
+        )
+        assert service.registered(PLUGIN_ID, "ws-h")
+    finally:
+        service.stop()

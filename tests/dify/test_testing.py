@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,19 @@ class TestFakeSession:
         second = FakeSession(workspace="ws-2", store=first.store)
         first.storage.set("k", b"1")
         assert not second.storage.exist("k")
+
+
+def test_plugin_side_modules_need_none_of_the_servers_dependencies() -> None:
+    """What a plugin imports (pluginkv.dify.storage, pluginkv.testing) pulls in no server code."""
+    code = (
+        "import sys, pluginkv.dify, pluginkv.dify.plugin_storage, pluginkv.testing\n"
+        "server = ('starlette', 'uvicorn', 'jwt', 'yaml', 'prometheus_client', 'aiohttp')\n"
+        "print(sorted(m for m in server if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_examples_unit_tests_pass_on_the_real_sdk(sdk_python: Path) -> None:
