@@ -74,6 +74,8 @@ class PluginHost:
         self._monitor: asyncio.Task[None] | None = None
         data_dir = Path(settings.data_dir)
         self._installs = Installs(data_dir)
+        # What is installed (the file's list, kept current); _local is what runs of it.
+        self._wanted: dict[str, Install] | None = None
         self.endpoints = Endpoints(data_dir)
         envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
         self._envs = Environments(Path(envs))
@@ -209,6 +211,8 @@ class PluginHost:
         plugin = plugin_dir.manifest.plugin_id
         check_scope(workspace, plugin)
         async with self._install_lock:
+            wanted = self._wanted_installs()
+            before = set(wanted[plugin].workspaces) if plugin in wanted else set()
             local = self._local.get(plugin)
             same = local is not None and (
                 local.directory.path == plugin_dir.path
@@ -217,7 +221,7 @@ class PluginHost:
             if local is not None and same and local.connection is not None:
                 local.workspaces.add(workspace)
             else:
-                workspaces = {workspace} | (local.workspaces if local is not None else set())
+                workspaces = {workspace} | before
                 python = await self._envs.ensure(plugin_dir.requirements)
                 fresh = self._local_plugin(plugin_dir, python, workspaces)
                 if local is not None:
@@ -226,7 +230,8 @@ class PluginHost:
                 await fresh.start()
                 self._local[plugin] = fresh
                 local = fresh
-            self._save_installs()
+            wanted[plugin] = Install(plugin, str(plugin_dir.path), tuple(sorted(local.workspaces)))
+            self._installs.save(list(wanted.values()))
             assert local.connection is not None
             return self._info(local.connection)
 
@@ -237,15 +242,23 @@ class PluginHost:
         """
         check_scope(workspace, plugin)
         async with self._install_lock:
-            local = self._local.get(plugin)
-            if local is None or workspace not in local.workspaces:
+            wanted = self._wanted_installs()
+            install = wanted.get(plugin)
+            if install is None or workspace not in install.workspaces:
                 raise PluginNotFound(f"{plugin} is not installed for workspace {workspace}")
-            local.workspaces.discard(workspace)
-            if not local.workspaces:
-                del self._local[plugin]
-                await local.stop()
-            self._save_installs()
-            return sorted(local.workspaces)
+            left = tuple(w for w in install.workspaces if w != workspace)
+            local = self._local.get(plugin)
+            if local is not None:
+                local.workspaces.discard(workspace)
+            if left:
+                wanted[plugin] = Install(plugin, install.directory, left)
+            else:
+                del wanted[plugin]
+                if local is not None:
+                    del self._local[plugin]
+                    await local.stop()
+            self._installs.save(list(wanted.values()))
+            return list(left)
 
     def _local_plugin(
         self, plugin_dir: PluginDirectory, python: Path, workspaces: set[str]
@@ -264,26 +277,27 @@ class PluginHost:
             line_limit=line_limit(self._settings.max_value_bytes),
         )
 
-    def _save_installs(self) -> None:
-        self._installs.save(
-            [
-                Install(plugin, str(local.directory.path), tuple(sorted(local.workspaces)))
-                for plugin, local in self._local.items()
-            ]
-        )
+    def _wanted_installs(self) -> dict[str, Install]:
+        if self._wanted is None:
+            self._wanted = {install.plugin: install for install in self._installs.load()}
+        return self._wanted
 
     async def _start_installed(self) -> None:
         """Start the plugins the data directory lists; one that fails is logged and skipped."""
-        for install in self._installs.load():
-            try:
-                plugin_dir = read_plugin_directory(install.directory)
-                python = await self._envs.ensure(plugin_dir.requirements)
-                local = self._local_plugin(plugin_dir, python, set(install.workspaces))
-                await local.start()
-            except PluginKVError as exc:
-                logger.error("could not start the installed plugin %s: %s", install.plugin, exc)
-                continue
-            self._local[plugin_dir.manifest.plugin_id] = local
+        for plugin in list(self._wanted_installs()):
+            async with self._install_lock:  # install requests may have come meanwhile
+                install = self._wanted_installs().get(plugin)
+                if install is None or plugin in self._local:
+                    continue
+                try:
+                    plugin_dir = read_plugin_directory(install.directory)
+                    python = await self._envs.ensure(plugin_dir.requirements)
+                    local = self._local_plugin(plugin_dir, python, set(install.workspaces))
+                    await local.start()
+                except PluginKVError as exc:
+                    logger.error("could not start the installed plugin %s: %s", plugin, exc)
+                    continue
+                self._local[plugin] = local
 
     # -- requests -----------------------------------------------------------------------------
     async def invoke_tool(

@@ -124,9 +124,16 @@ class LocalPlugin:
         )
         serving = asyncio.create_task(connection.serve())
         ready = asyncio.create_task(connection.alive.wait())
-        done, _ = await asyncio.wait(
-            {serving, ready}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
+        try:
+            done, _ = await asyncio.wait(
+                {serving, ready}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:  # cancelled (the service stops): leave no process behind
+            ready.cancel()
+            serving.cancel()
+            stderr.cancel()
+            await asyncio.shield(self._kill())
+            raise
         if ready not in done:
             ready.cancel()
             serving.cancel()
