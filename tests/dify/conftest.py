@@ -57,11 +57,11 @@ class HostService:
 
         self.data_dir = data_dir
         port = free_port()
+        settings.setdefault("debug_port", 0)  # any free port; the host says which
         self.settings = load_settings(
             data_dir=str(data_dir),
             database_url=f"sqlite:///{data_dir / 'pluginkv.db'}",
             port=port,
-            debug_port=0,  # any free port; the host says which
             sqlite_synchronous="NORMAL",
             **settings,
         )

@@ -268,3 +268,49 @@ class TestToolInvoke:
         result = CliRunner().invoke(main, ["tool", "invoke", *args])
         assert result.exit_code == 3
         assert result.stderr.startswith("error: no running plugin pluginkv/storage_tool")
+
+
+@pytest.mark.slow
+def test_a_remote_plugin_reconnects_to_a_restarted_host_and_finds_its_data(
+    tmp_path: Path, sdk_python: Path
+) -> None:
+    """The SDK reconnects by itself (after about 15 s); the data was on disk all along."""
+    from .conftest import free_port
+
+    debug_port = free_port()
+    first = HostService(tmp_path / "data", debug_port=debug_port)
+    body = {
+        "workspace": "ws-p",
+        "plugin": PLUGIN_ID,
+        "provider": "storage_tool",
+        "tool": "kv",
+        "parameters": {"op": "count", "key": "n"},
+    }
+    key = first.tokens.issue_debug_key(workspace="ws-p")
+    plugin = _remote_for(first, sdk_python, key, tmp_path)
+    try:
+        first.wait_for(lambda: first.registered(PLUGIN_ID, "ws-p"), "registration")
+        assert first.call("POST", "/v1/admin/tools/invoke", body)[0] == 200
+        first.stop()
+        second = HostService(tmp_path / "data", debug_port=debug_port)
+        try:
+            second.wait_for(lambda: second.registered(PLUGIN_ID, "ws-p"), "the reconnect", 90)
+            status, answer = second.call("POST", "/v1/admin/tools/invoke", body)
+            assert status == 200
+            assert json.loads(answer)["message"]["json_object"]["count"] == 2
+        finally:
+            second.stop()
+    finally:
+        plugin.stop()
+
+
+def _remote_for(service: HostService, python: Path, key: str, tmp_path: Path) -> PluginProcess:
+    from .conftest import ROOT, STORAGE_TOOL
+
+    env = {
+        "PYTHONPATH": str(ROOT / "src"),
+        "INSTALL_METHOD": "remote",
+        "REMOTE_INSTALL_URL": f"127.0.0.1:{service.debug_port}",
+        "REMOTE_INSTALL_KEY": key,
+    }
+    return PluginProcess(python, STORAGE_TOOL, env, tmp_path / "plugin.log")
