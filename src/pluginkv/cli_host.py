@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,6 +211,28 @@ def endpoint_create(
     body = {"workspace": workspace, "plugin": plugin_id, "settings": parsed}
     created = json.loads(_call(url, data_dir, "POST", "/v1/admin/endpoints", body))
     click.echo(created["url"])
+
+
+@endpoint.command("list")
+@url_option
+@data_dir_option
+@click.option("--workspace", help="Only this workspace's endpoints.")
+def endpoint_list(url: str | None, data_dir: Path, workspace: str | None) -> None:
+    """List endpoints: URL, workspace, plugin, created (tab-separated), oldest first."""
+    path = "/v1/admin/endpoints"
+    if workspace is not None:
+        path += "?" + urllib.parse.urlencode({"workspace": workspace})
+    for e in json.loads(_call(url, data_dir, "GET", path))["endpoints"]:
+        click.echo("\t".join([e["url"], e["workspace"], e["plugin"], _moment(e["created_at"])]))
+
+
+@endpoint.command("delete")
+@click.argument("hook_id")
+@url_option
+@data_dir_option
+def endpoint_delete(hook_id: str, url: str | None, data_dir: Path) -> None:
+    """Delete the endpoint HOOK_ID (the last part of its URL); its URL answers 404 after."""
+    _call(url, data_dir, "DELETE", f"/v1/admin/endpoints/{urllib.parse.quote(hook_id, safe='')}")
 
 
 # -- tools --------------------------------------------------------------------------------------

@@ -161,3 +161,21 @@ def test_raw_request_frames_as_the_daemon_does() -> None:
         b"\r\n"
         b"hello"
     )
+
+
+@pytest.mark.usefixtures("ws1_plugin")
+def test_endpoints_are_listed_and_deleted_from_the_cli(service: HostService) -> None:
+    options = ["--url", service.url, "--data-dir", str(service.data_dir)]
+    runner = CliRunner()
+    created = runner.invoke(
+        main, ["endpoint", "create", *options, "--workspace", "ws-1", "--plugin", PLUGIN_ID]
+    )
+    url = created.stdout.splitlines()[-1]
+    listed = runner.invoke(main, ["endpoint", "list", *options, "--workspace", "ws-1"])
+    assert listed.exit_code == 0, listed.output
+    assert [url, "ws-1", PLUGIN_ID] in [line.split("\t")[:3] for line in listed.stdout.splitlines()]
+    deleted = runner.invoke(main, ["endpoint", "delete", url.rsplit("/", 1)[1], *options])
+    assert deleted.exit_code == 0, deleted.output
+    assert _request(url + "/visits")[0] == 404
+    again = runner.invoke(main, ["endpoint", "delete", url.rsplit("/", 1)[1], *options])
+    assert again.exit_code == 3 and "no endpoint" in again.stderr

@@ -82,6 +82,18 @@ class Endpoints:
         self._save(endpoints.values())
         return endpoint
 
+    def list(self, workspace: str | None = None) -> list[Endpoint]:
+        """Every endpoint (of ``workspace``), oldest first."""
+        found = [e for e in self._all().values() if workspace is None or e.workspace == workspace]
+        return sorted(found, key=lambda e: e.created_at)
+
+    def delete(self, hook_id: str) -> None:
+        """Remove an endpoint: its URL answers 404 from now on."""
+        endpoints = self._all()
+        if endpoints.pop(hook_id, None) is None:
+            raise PluginNotFound(f"no endpoint {hook_id!r}")
+        self._save(endpoints.values())
+
     def get(self, hook_id: str) -> Endpoint:
         endpoint = self._all().get(hook_id)
         if endpoint is None:

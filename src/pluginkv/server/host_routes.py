@@ -18,7 +18,7 @@ from ..dify.endpoints import raw_request
 from ..dify.host import PluginHost, PluginInfo
 from ..errors import InvalidArgument, PluginFailed, PluginKVError
 from .parsing import read_body
-from .routes import admin_json, field
+from .routes import admin_json, by_method, field
 
 __all__ = ["ENDPOINT_METHODS", "NDJSON", "host_routes"]
 
@@ -89,6 +89,34 @@ async def create_endpoint(request: Request) -> Response:
     )
     url = f"{str(request.base_url).rstrip('/')}/e/{endpoint.hook_id}"
     return JSONResponse({"hook_id": endpoint.hook_id, "url": url})
+
+
+async def list_endpoints(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    base = str(request.base_url).rstrip("/")
+    workspace = request.query_params.get("workspace")
+    return JSONResponse(
+        {
+            "endpoints": [
+                {
+                    "hook_id": e.hook_id,
+                    "url": f"{base}/e/{e.hook_id}",
+                    "workspace": e.workspace,
+                    "plugin": e.plugin,
+                    "created_at": e.created_at,
+                }
+                for e in host.endpoints.list(workspace)
+            ]
+        }
+    )
+
+
+async def delete_endpoint(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    host.endpoints.delete(request.path_params["hook_id"])
+    return Response(status_code=204)
 
 
 # Hop-by-hop and framing headers of the plugin's response: the server frames it anew.
@@ -195,6 +223,11 @@ host_routes: list[Any] = [
     Route("/v1/admin/plugins/install", install_plugin, methods=["POST"]),
     Route("/v1/admin/plugins/uninstall", uninstall_plugin, methods=["POST"]),
     Route("/v1/admin/tools/invoke", invoke_tool, methods=["POST"]),
-    Route("/v1/admin/endpoints", create_endpoint, methods=["POST"]),
+    Route(
+        "/v1/admin/endpoints",
+        by_method(GET=list_endpoints, POST=create_endpoint),
+        methods=["GET", "POST"],
+    ),
+    Route("/v1/admin/endpoints/{hook_id}", delete_endpoint, methods=["DELETE"]),
     Route("/e/{hook_id}/{path:anything}", endpoint, methods=ENDPOINT_METHODS),
 ]

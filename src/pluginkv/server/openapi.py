@@ -426,6 +426,26 @@ def _schemas(settings: Settings) -> Json:
                 },
             },
         },
+        "EndpointList": {
+            "type": "object",
+            "required": ["endpoints"],
+            "properties": {
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["hook_id", "url", "workspace", "plugin", "created_at"],
+                        "properties": {
+                            "hook_id": {"type": "string"},
+                            "url": {"type": "string"},
+                            "workspace": _ref("schemas", "Workspace"),
+                            "plugin": _ref("schemas", "Plugin"),
+                            "created_at": {"type": "number", "description": "Unix time."},
+                        },
+                    },
+                }
+            },
+        },
         "UninstallRequest": {
             "type": "object",
             "required": ["plugin", "workspace"],
@@ -957,7 +977,46 @@ def _paths(settings: Settings) -> Json:
                 },
             },
         },
+        "/v1/admin/endpoints/{hook_id}": {
+            "delete": {
+                "operationId": "adminDeleteEndpoint",
+                "tags": ["plugins"],
+                "summary": "Delete an endpoint",
+                "description": "Needs an admin token. Its URL answers 404 from then on.",
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "hook_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "204": _ref("responses", "NoContent"),
+                    **_errors(),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
         "/v1/admin/endpoints": {
+            "get": {
+                "operationId": "adminEndpoints",
+                "tags": ["plugins"],
+                "summary": "The endpoints, oldest first",
+                "description": "Needs an admin token.",
+                "security": _BEARER,
+                "parameters": [
+                    _query("workspace", _ref("schemas", "Workspace"), "Only this workspace's.")
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The endpoints.",
+                        "content": _json_content(_ref("schemas", "EndpointList")),
+                    },
+                    **_errors(),
+                },
+            },
             "post": {
                 "operationId": "adminCreateEndpoint",
                 "tags": ["plugins"],

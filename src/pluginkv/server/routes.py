@@ -29,7 +29,7 @@ from .kv import METHODS as KV_METHODS
 from .parsing import grant, key_from_path, query_number, read_body
 from .writer import WriteQueue
 
-__all__ = ["admin_json", "field", "routes"]
+__all__ = ["admin_json", "by_method", "field", "routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -264,6 +264,8 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
     dispatch.head_handler = handlers.get("HEAD") not in (None, handlers.get("GET"))  # type: ignore[attr-defined]
     return dispatch
 
+
+by_method = _by_method
 
 routes = [
     # Served by kv.KeyValueFront before the router; here for 405s, metrics and OpenAPI.
