@@ -234,6 +234,7 @@ def _denied_plugin(
     directory = tmp_path_factory.mktemp("denied") / "storage_tool"
     shutil.copytree(STORAGE_TOOL, directory)
     manifest = directory / "manifest.yaml"
+    # Both permissions, storage and endpoint, switched off.
     manifest.write_text(manifest.read_text().replace("enabled: true", "enabled: false"))
     return start_remote("ws-denied", directory=directory)
 

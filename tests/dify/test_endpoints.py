@@ -125,6 +125,16 @@ def test_cli_prints_the_url_alone_on_the_last_line(service: HostService) -> None
     assert _request(url + "/visits")[0] == 200
 
 
+def test_a_plugin_without_the_endpoint_permission_gets_none(
+    service: HostService, denied_plugin: Any
+) -> None:
+    """The ws-denied copy of the example: its manifest also lacks the endpoint permission."""
+    body = {"workspace": "ws-denied", "plugin": PLUGIN_ID}
+    status, answer = service.call("POST", "/v1/admin/endpoints", body)
+    assert status == 403
+    assert "resource.permission.endpoint" in json.loads(answer)["error"]["message"]
+
+
 @pytest.mark.usefixtures("ws1_plugin")
 def test_an_endpoint_of_a_plugin_not_running_for_the_workspace_is_refused(
     service: HostService,

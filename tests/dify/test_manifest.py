@@ -21,6 +21,13 @@ def test_storage_permission_and_size() -> None:
     assert not parse_manifest(manifest(storage=False)).storage_enabled
 
 
+def test_the_endpoint_permission() -> None:
+    data = manifest()
+    assert not parse_manifest(data).endpoint_enabled
+    data["resource"]["permission"]["endpoint"] = {"enabled": True}
+    assert parse_manifest(data).endpoint_enabled
+
+
 def test_no_storage_permission_means_denied_with_the_sdk_default_size() -> None:
     data = manifest()
     del data["resource"]["permission"]

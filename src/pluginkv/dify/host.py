@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import PluginKVError, PluginNotFound
+from ..errors import Forbidden, PluginKVError, PluginNotFound
 from ..keys import check_scope
 from ..server.auth import Tokens
 from ..server.writer import WriteQueue
@@ -336,6 +336,12 @@ class PluginHost:
         connection = self.find(plugin, workspace)
         if not connection.declarations.get("endpoint"):
             raise PluginNotFound(f"{plugin} declares no endpoints")
+        if not connection.manifest.endpoint_enabled:
+            # As the daemon: endpoints need the manifest's permission.
+            raise Forbidden(
+                f"permission denied: {plugin} needs resource.permission.endpoint.enabled: true "
+                "in its manifest to have endpoints"
+            )
         return self.endpoints.create(workspace, plugin, settings)
 
     async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:

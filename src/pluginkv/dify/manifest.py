@@ -24,6 +24,7 @@ class Manifest:
     version: str
     storage_enabled: bool
     storage_bytes: int
+    endpoint_enabled: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -55,6 +56,7 @@ def parse_manifest(data: object) -> Manifest:
         version=version if isinstance(version, str) else "",
         storage_enabled=enabled,
         storage_bytes=size,
+        endpoint_enabled=_object(permission.get("endpoint")).get("enabled") is True,
         raw=data,
     )
 

@@ -1022,7 +1022,9 @@ def _paths(settings: Settings) -> Json:
                 "tags": ["plugins"],
                 "summary": "Create an endpoint of a running plugin for a workspace",
                 "description": "Needs an admin token. The plugin must be running for the "
-                "workspace and declare endpoints. Endpoints are kept in the data directory.",
+                "workspace and declare endpoints (else 404), and its manifest must enable "
+                "`resource.permission.endpoint` (else 403). Endpoints are kept in the data "
+                "directory.",
                 "security": _BEARER,
                 "requestBody": _json_body("EndpointRequest", batch_limit),
                 "responses": {
