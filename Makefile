@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean
+.PHONY: install run test stress lint bench wrk clean dify-sdk
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 run: install
 	$(VENV)/bin/pluginkv serve
+
+# dify_plugin in a virtual environment of its own (never in .venv: it monkey-patches
+# its process with gevent); the tests under tests/dify build it too, on first use.
+dify-sdk: install
+	$(PY) tests/dify/sdk_venv.py
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -38,6 +43,7 @@ bench: install wrk
 	$(PY) benchmarks/bench_postgres.py  # PostgreSQL on 127.0.0.1:5432, or --url / PLUGINKV_BENCH_POSTGRES_URL
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
+	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

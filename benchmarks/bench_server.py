@@ -276,6 +276,8 @@ def default_specs(tmp: Path) -> list[ServerSpec]:
         argv = (
             *(sys.executable, "-m", "pluginkv", "serve", "--data-dir", str(data_dir)),
             *("--host", HOST, "--port", "{port}"),
+            # Two services run at once: each takes any free port for Dify plugins.
+            *("--debug-port", "0"),
         )
         specs.append(ServerSpec(name, argv, (("PLUGINKV_SQLITE_SYNCHRONOUS", mode),), data_dir))
     return specs

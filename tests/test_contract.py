@@ -233,6 +233,13 @@ class TestIsolation:
             with pytest.raises(InvalidArgument):
                 store.storage(workspace=workspace, plugin=plugin)
 
+    def test_a_declared_quota_reaches_handles_made_before_it(self, store: Store) -> None:
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("k", b"x")
+        store.declare_quota("a/b", 10, "the manifest of a/b")
+        with pytest.raises(QuotaExceeded, match="manifest of a/b"):
+            store.storage(workspace="w", plugin="a/b").set("k", b"x" * 20)
+
     def test_handles_of_one_scope_see_the_same_data(self, store: Store) -> None:
         first = store.storage(workspace="w", plugin="a/b")
         first.set("k", b"1")

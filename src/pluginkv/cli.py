@@ -7,6 +7,7 @@ or false (``kv exist``); 2 usage error (click's); 3 pluginkv refused or failed
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -310,8 +311,16 @@ def service_settings(data_dir: Path, db: str | None = None, **overrides: Any) ->
     show_default=True,
     help="Port to bind.",
 )
-def serve(data_dir: Path, db: str | None, host: str, port: int) -> None:
-    """Run the storage service (HTTP API under /v1) until SIGTERM or Ctrl-C."""
+@click.option(
+    "--debug-port",
+    envvar="PLUGINKV_DEBUG_PORT",
+    type=int,
+    default=5003,
+    show_default=True,
+    help="Port remote-debug Dify plugins connect to (on PLUGINKV_DEBUG_HOST, 127.0.0.1).",
+)
+def serve(data_dir: Path, db: str | None, host: str, port: int, debug_port: int) -> None:
+    """Run the storage service (HTTP API under /v1) and the Dify plugin host until SIGTERM."""
     try:
         import uvicorn
 
@@ -320,9 +329,9 @@ def serve(data_dir: Path, db: str | None, host: str, port: int) -> None:
         raise click.ClickException(
             f"the service needs the server extra: pip install 'pluginkv[server]' ({exc})"
         ) from None
-    settings = service_settings(data_dir, db, host=host, port=port)
+    settings = service_settings(data_dir, db, host=host, port=port, debug_port=debug_port)
     try:
-        app = create_app(settings)
+        app = create_app(settings, listen_for_plugins=True)
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
     database = redact_url(settings.database_url)
@@ -332,8 +341,16 @@ def serve(data_dir: Path, db: str | None, host: str, port: int) -> None:
         f"a token for a plugin: pluginkv token create --data-dir {data_dir} "
         "--workspace WS --plugin AUTHOR/NAME"
     )
+    click.echo(
+        f"remote-debug Dify plugins: {settings.debug_host}:{settings.debug_port}, with a key "
+        f"from pluginkv debug-key create --data-dir {data_dir} --workspace WS"
+    )
+    # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["pluginkv"] = {"handlers": ["default"], "level": "INFO"}
     uvicorn.run(
         app,
+        log_config=log_config,
         host=host,
         port=port,
         loop="uvloop",
@@ -382,3 +399,7 @@ def token_create(
         )
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
+
+
+# The Dify plugin host's commands register themselves on ``main``.
+from . import cli_host  # noqa: E402, F401

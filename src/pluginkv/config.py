@@ -125,3 +125,30 @@ class Settings(BaseSettings):
         ge=1,
         description="Most concurrent writes the service commits together (1: each alone).",
     )
+
+    # -- the Dify plugin host (`pluginkv serve`) ---------------------------------------------
+    debug_host: str = Field(
+        default="127.0.0.1", description="Address remote-debug plugins connect to."
+    )
+    debug_port: int = Field(
+        default=5003,
+        ge=0,
+        le=65535,
+        description="Port remote-debug plugins connect to (0: any free port).",
+    )
+    plugin_envs_dir: str = Field(
+        default="",
+        description="Where installed plugins' virtual environments go "
+        "(empty: <data_dir>/plugin-envs).",
+    )
+    endpoint_max_body_bytes: int = Field(
+        default=10 * MiB, ge=0, description="Largest request body an endpoint passes on."
+    )
+    session_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="Longest a plugin may take to answer one request."
+    )
+    heartbeat_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A plugin silent (no heartbeat) this long is dropped as dead.",
+    )

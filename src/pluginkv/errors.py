@@ -12,7 +12,11 @@
     ├── VersionConflict                          a compare-and-set or set-if-absent that failed
     ├── BackendUnavailable                       the database cannot be reached or used
     ├── Unauthorized                             no token, or a bad, expired or foreign one
-    └── Forbidden                                a valid token that does not allow this call
+    ├── Forbidden                                a valid token that does not allow this call
+    ├── PluginNotFound                           no running plugin serves it for the workspace
+    ├── PluginFailed                             a plugin answered a request with an error
+    ├── PluginTimeout                            a plugin did not finish a request in time
+    └── NotSupported                             the plugin host does not offer this operation
 
 Driver errors (sqlite3, psycopg, HTTP) are translated into these at the backend
 boundary, once.  An absent key is never an error on ``get``: it returns
@@ -27,7 +31,11 @@ __all__ = [
     "InvalidArgument",
     "InvalidKey",
     "InvalidValueType",
+    "NotSupported",
+    "PluginFailed",
     "PluginKVError",
+    "PluginNotFound",
+    "PluginTimeout",
     "QuotaExceeded",
     "Unauthorized",
     "ValueTooLarge",
@@ -125,3 +133,27 @@ class Forbidden(PluginKVError):
     """The token is valid but does not allow this call (read-only, not admin)."""
 
     code = "forbidden"
+
+
+class PluginNotFound(PluginKVError):
+    """No running plugin serves this ``author/name`` for this workspace."""
+
+    code = "plugin_not_found"
+
+
+class PluginFailed(PluginKVError):
+    """The plugin answered the request with an error (its type and message are in the text)."""
+
+    code = "plugin_error"
+
+
+class PluginTimeout(PluginKVError):
+    """The plugin did not finish the request within the session timeout."""
+
+    code = "plugin_timeout"
+
+
+class NotSupported(PluginKVError):
+    """The plugin host answers only Dify's four storage verbs, not this operation."""
+
+    code = "not_supported"

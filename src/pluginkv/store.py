@@ -122,6 +122,7 @@ class Store:
         self.clock: Clock = clock if clock is not None else time.time
         self._next_sweep = self.clock() + self.settings.sweep_interval_seconds
         self._handles: dict[tuple[str, str], Storage] = {}
+        self._declared_quotas: dict[str, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         return f"<Store {self.settings.database_url!r} backend={self.backend.name}>"
@@ -168,11 +169,26 @@ class Store:
         return self.settings_quota(scope.plugin)
 
     def settings_quota(self, plugin: str) -> tuple[int, str]:
-        """The quota the settings give ``plugin``, and which setting that is."""
+        """The quota the settings give ``plugin`` (or its own, if lower), and what sets it."""
         plugin_quota = self.settings.plugin_quotas.get(plugin)
         if plugin_quota is not None:
-            return plugin_quota, f"setting {env_name('plugin_quotas')}[{plugin!r}]"
-        return self.settings.default_quota_bytes, f"setting {env_name('default_quota_bytes')}"
+            quota, source = plugin_quota, f"setting {env_name('plugin_quotas')}[{plugin!r}]"
+        else:
+            quota = self.settings.default_quota_bytes
+            source = f"setting {env_name('default_quota_bytes')}"
+        declared = self._declared_quotas.get(plugin)
+        if declared is not None and declared[0] < quota:
+            return declared
+        return quota, source
+
+    def declare_quota(self, plugin: str, quota_bytes: int, source: str) -> None:
+        """A quota ``plugin`` asks for itself (a Dify manifest's storage size), in memory.
+
+        It applies in every workspace, only where it is below what the settings
+        give; a scope's own override still wins.  ``source`` names it in errors.
+        """
+        self._declared_quotas[plugin] = (quota_bytes, source)
+        self._handles.clear()  # handles hold the quota they were made with
 
     def set_quota(self, *, workspace: str, plugin: str, quota_bytes: int | None) -> None:
         """Override the quota of one scope; ``None`` returns it to the settings.

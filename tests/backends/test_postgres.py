@@ -333,7 +333,7 @@ class Replica:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "pluginkv", "serve", "--db", url]
-        command += ["--port", str(self.port), "--data-dir", str(data_dir)]
+        command += ["--port", str(self.port), "--data-dir", str(data_dir), "--debug-port", "0"]
         self.process = subprocess.Popen(
             command,
             env={**os.environ, "PLUGINKV_TOKEN_SECRET": SECRET, **env},

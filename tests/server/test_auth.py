@@ -44,3 +44,29 @@ def test_the_cache_stays_bounded() -> None:
     for i in range(10):
         tokens.verify(tokens.issue(workspace=f"w{i}", plugin="a/b"))
     assert len(tokens._verified) <= 3
+
+
+def test_a_debug_key_names_its_workspace() -> None:
+    tokens = Tokens(SECRET, default_ttl=60)
+    assert tokens.debug_workspace(tokens.issue_debug_key(workspace="ws-9")) == "ws-9"
+
+
+def test_a_debug_key_is_no_bearer_token_and_a_token_no_debug_key() -> None:
+    tokens = Tokens(SECRET, default_ttl=60)
+    with pytest.raises(Unauthorized):
+        tokens.verify(tokens.issue_debug_key(workspace="ws-9"))
+    with pytest.raises(Unauthorized, match="not a debug key"):
+        tokens.debug_workspace(tokens.issue(admin=True))
+    with pytest.raises(Unauthorized):
+        tokens.debug_workspace(
+            Tokens("another-" + "s" * 40, default_ttl=60).issue_debug_key(workspace="ws-9")
+        )
+
+
+def test_an_expired_debug_key_is_refused() -> None:
+    clock = FakeClock()
+    tokens = Tokens(SECRET, default_ttl=60, clock=clock)
+    key = tokens.issue_debug_key(workspace="ws-9", ttl=10)
+    clock.advance(11)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.debug_workspace(key)

@@ -29,6 +29,7 @@ class Service:
         self.data_dir = data_dir
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     @property
     def url(self) -> str:
@@ -36,7 +37,18 @@ class Service:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [PLUGINKV, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [
+                PLUGINKV,
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                # A free port: another service on this machine may hold the default 5003.
+                "--debug-port",
+                str(free_port()),
+                *self.extra_args,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )

@@ -9,9 +9,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ..config import Settings
+from ..dify.host import PluginHost
 from ..store import Store
 from .auth import Tokens, load_secret
 from .errors import exception_handlers
+from .host_routes import host_routes
 from .kv import KeyValueFront
 from .metrics import Metrics, MetricsMiddleware, metrics_route
 from .openapi import openapi_route
@@ -23,12 +25,19 @@ __all__ = ["create_app"]
 
 
 def create_app(
-    settings: Settings | None = None, *, store: Store | None = None, tokens: Tokens | None = None
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    tokens: Tokens | None = None,
+    listen_for_plugins: bool = False,
 ) -> Starlette:
     """The service on ``settings`` (default: from the environment).
 
     A ``store`` passed in is used as is and left open; otherwise the app opens
-    the settings' database at startup and closes it at shutdown.
+    the settings' database at startup and closes it at shutdown.  With
+    ``listen_for_plugins`` (what ``pluginkv serve`` does) the app also accepts
+    remote-debug Dify plugins on the ``debug_host:debug_port`` setting while it
+    runs; without it, it only tracks plugins that something else connects.
     """
     settings = settings if settings is not None else (store.settings if store else Settings())
     if tokens is None:
@@ -40,15 +49,18 @@ def create_app(
         app.state.store = Store(settings) if owned else store
         app.state.writer = writer = _writer(settings, metrics)
         app.state.readers = readers = _readers(settings)
+        host: PluginHost = app.state.host
+        await host.start(listen=listen_for_plugins)
         try:
             yield
         finally:
+            await host.stop()  # plugins go before the threads their storage calls use
             readers.shutdown()
             writer.shutdown()  # queued writes finish before the store closes
             if owned:
                 app.state.store.close()
 
-    all_routes = [*routes, metrics_route, openapi_route]
+    all_routes = [*routes, *host_routes, metrics_route, openapi_route]
     metrics = Metrics(all_routes)  # a registry of its own per app
     app = Starlette(
         routes=all_routes,
@@ -67,6 +79,9 @@ def create_app(
     app.state.readers = _readers(settings)
     app.state.settings = settings
     app.state.tokens = tokens
+    app.state.host = PluginHost(
+        settings, tokens, store=lambda: app.state.store, writer=lambda: app.state.writer
+    )
     if store is not None:
         app.state.store = store
     return app

@@ -1,7 +1,11 @@
-"""Bearer tokens: JWTs (HS256) scoped to one (workspace, plugin), or admin tokens.
+"""Bearer tokens: JWTs (HS256) scoped to one (workspace, plugin), or admin tokens; debug keys.
 
-Claims: ``iss`` = ``pluginkv``, ``typ`` = ``scope`` or ``admin``, ``iat``,
-``exp``; scope tokens add ``ws``, ``plugin`` and ``ro`` (read-only).  The
+Claims: ``iss`` = ``pluginkv``, ``typ`` = ``scope``, ``admin`` or ``debug``,
+``iat``, ``exp``; scope tokens add ``ws``, ``plugin`` and ``ro`` (read-only).
+A debug key (``typ`` = ``debug``, ``ws``) is what a remote-debug Dify plugin
+sends as ``REMOTE_INSTALL_KEY``: it binds the connection to one workspace, as
+Dify's keys do, and is no bearer token (``verify`` refuses it).  Being signed,
+it needs no table and survives restarts; it lapses at ``exp``.  The
 signing secret comes from the ``token_secret`` setting or is generated on first
 use into ``<data_dir>/token-secret`` with mode 0600.
 """
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -23,6 +28,8 @@ from ..errors import Forbidden, InvalidArgument, Unauthorized
 from ..keys import Scope, check_scope
 
 __all__ = ["SECRET_FILE", "Grant", "Tokens", "load_secret"]
+
+_WORKSPACE_ONLY_PLUGIN = "pluginkv/debug"  # check_scope wants a plugin; any valid one does
 
 SECRET_FILE = "token-secret"
 _ISSUER = "pluginkv"
@@ -95,6 +102,32 @@ class Tokens:
             claims.update(typ="scope", ws=scope.workspace, plugin=scope.plugin, ro=read_only)
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
+    def issue_debug_key(self, *, workspace: str, ttl: float | None = None) -> str:
+        """A key a remote-debug plugin connects with; its connection serves ``workspace``."""
+        lifetime = self._default_ttl if ttl is None else ttl
+        if lifetime <= 0:
+            raise InvalidArgument(f"debug key ttl must be positive, got {lifetime!r}")
+        scope = check_scope(workspace, _WORKSPACE_ONLY_PLUGIN)
+        now = int(self._clock())
+        claims = {
+            "iss": _ISSUER,
+            "iat": now,
+            "exp": now + int(lifetime),
+            "typ": "debug",
+            "ws": scope.workspace,
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def debug_workspace(self, key: str) -> str:
+        """The workspace a valid debug key is bound to; ``Unauthorized`` for anything else."""
+        claims = self._claims(key)
+        if claims["typ"] != "debug":
+            raise Unauthorized("not a debug key")
+        try:
+            return check_scope(claims.get("ws"), _WORKSPACE_ONLY_PLUGIN).workspace
+        except InvalidArgument:
+            raise Unauthorized("invalid debug key: malformed workspace") from None
+
     def verify(self, token: str) -> Grant:
         """The grant of a valid token; ``Unauthorized`` for anything else."""
         cached = self._verified.get(token)
@@ -110,6 +143,20 @@ class Tokens:
         return grant
 
     def _decode(self, token: str) -> tuple[Grant, float]:
+        claims = self._claims(token)
+        expires = float(claims["exp"])
+        if claims["typ"] == "admin":
+            return Grant(None), expires
+        if claims["typ"] != "scope":
+            raise Unauthorized(f"invalid token: unknown type {claims['typ']!r}")
+        try:
+            scope = check_scope(claims.get("ws"), claims.get("plugin"))
+        except InvalidArgument:
+            raise Unauthorized("invalid token: malformed scope") from None
+        return Grant(scope, read_only=claims.get("ro") is True), expires
+
+    def _claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token signed with this secret and not expired."""
         try:
             claims = jwt.decode(
                 token,
@@ -132,15 +179,7 @@ class Tokens:
             raise Unauthorized("invalid token: exp is not a number") from None
         if expires <= self._clock():
             raise Unauthorized("the token has expired; create a new one")
-        if claims["typ"] == "admin":
-            return Grant(None), expires
-        if claims["typ"] != "scope":
-            raise Unauthorized(f"invalid token: unknown type {claims['typ']!r}")
-        try:
-            scope = check_scope(claims.get("ws"), claims.get("plugin"))
-        except InvalidArgument:
-            raise Unauthorized("invalid token: malformed scope") from None
-        return Grant(scope, read_only=claims.get("ro") is True), expires
+        return claims
 
 
 def load_secret(settings: Settings) -> str:

@@ -19,7 +19,10 @@ from ..errors import (
     InvalidArgument,
     InvalidKey,
     InvalidValueType,
+    PluginFailed,
     PluginKVError,
+    PluginNotFound,
+    PluginTimeout,
     QuotaExceeded,
     Unauthorized,
     ValueTooLarge,
@@ -49,6 +52,9 @@ STATUS: dict[type[PluginKVError], int] = {
     ValueTooLarge: 413,
     QuotaExceeded: 507,
     BackendUnavailable: 503,
+    PluginNotFound: 404,
+    PluginFailed: 502,
+    PluginTimeout: 504,
 }
 
 

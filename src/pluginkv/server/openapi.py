@@ -107,6 +107,30 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
     ),
 }
 
+# The plugin host's errors: (status, schema name, code, description).  404 shares its
+# status with `not_found`, so these sit beside the table keyed by status.
+_HOST_ERRORS: list[tuple[int, str, str, str]] = [
+    (
+        404,
+        "PluginNotFoundError",
+        "plugin_not_found",
+        "No running plugin serves this plugin for the workspace, or it declares no such "
+        "tool provider or tool.",
+    ),
+    (
+        502,
+        "PluginError",
+        "plugin_error",
+        "The plugin answered with an error; the message carries its type and text.",
+    ),
+    (
+        504,
+        "PluginTimeoutError",
+        "plugin_timeout",
+        "The plugin did not finish within `PLUGINKV_SESSION_TIMEOUT_SECONDS`.",
+    ),
+]
+
 _ERROR_DETAILS: dict[int, Json] = {
     404: {"key": {"type": "string"}},
     409: {
@@ -132,9 +156,9 @@ _ERROR_DETAILS: dict[int, Json] = {
 }
 
 
-def _error_schema(status: int) -> Json:
-    _, codes, _ = _ERROR_CODES[status]
-    details = _ERROR_DETAILS.get(status, {})
+def _error_schema(status: int, codes: list[str] | None = None) -> Json:
+    details = _ERROR_DETAILS.get(status, {}) if codes is None else {}
+    codes = _ERROR_CODES[status][1] if codes is None else codes
     return {
         "type": "object",
         "required": ["error"],
@@ -338,6 +362,153 @@ def _schemas(settings: Settings) -> Json:
                 "plugin": _ref("schemas", "Plugin"),
             },
         },
+        "ToolInvokeRequest": {
+            "type": "object",
+            "required": ["workspace", "plugin", "provider", "tool"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                "provider": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The tool provider's `identity.name` (not `author/name`).",
+                },
+                "tool": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The tool's `identity.name`.",
+                },
+                "parameters": {
+                    "type": ["object", "null"],
+                    "description": "The tool's parameters, as they reach `_invoke`; the "
+                    "YAML defaults are not applied.",
+                },
+                "user": {
+                    "type": ["string", "null"],
+                    "description": "The user id the plugin sees (`self.runtime.user_id`).",
+                },
+            },
+        },
+        "InstallRequest": {
+            "type": "object",
+            "required": ["directory", "workspace"],
+            "properties": {
+                "directory": {
+                    "type": "string",
+                    "description": "Absolute path, on the service's machine, of a plugin "
+                    "folder: manifest.yaml, requirements.txt, _assets/, the YAML and Python "
+                    "files. The plugin runs from there.",
+                },
+                "workspace": _ref("schemas", "Workspace"),
+            },
+        },
+        "EndpointRequest": {
+            "type": "object",
+            "required": ["workspace", "plugin"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                "settings": {
+                    "type": ["object", "null"],
+                    "description": "The endpoint's settings (the endpoint group's `settings` "
+                    "schema), passed to the plugin with every request.",
+                },
+            },
+        },
+        "EndpointCreated": {
+            "type": "object",
+            "required": ["hook_id", "url"],
+            "properties": {
+                "hook_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "url": {
+                    "type": "string",
+                    "description": "The base URL, `<service>/e/<hook_id>`; requests go under it.",
+                },
+            },
+        },
+        "EndpointList": {
+            "type": "object",
+            "required": ["endpoints"],
+            "properties": {
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["hook_id", "url", "workspace", "plugin", "created_at"],
+                        "properties": {
+                            "hook_id": {"type": "string"},
+                            "url": {"type": "string"},
+                            "workspace": _ref("schemas", "Workspace"),
+                            "plugin": _ref("schemas", "Plugin"),
+                            "created_at": {"type": "number", "description": "Unix time."},
+                        },
+                    },
+                }
+            },
+        },
+        "UninstallRequest": {
+            "type": "object",
+            "required": ["plugin", "workspace"],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "workspace": _ref("schemas", "Workspace"),
+            },
+        },
+        "Uninstalled": {
+            "type": "object",
+            "required": ["plugin", "workspaces"],
+            "properties": {
+                "plugin": {"type": "string"},
+                "workspaces": {
+                    "type": "array",
+                    "items": _ref("schemas", "Workspace"),
+                    "description": "The workspaces it still serves; none: it was stopped.",
+                },
+            },
+        },
+        "PluginList": {
+            "type": "object",
+            "required": ["plugins"],
+            "properties": {
+                "plugins": {
+                    "type": "array",
+                    "items": _ref("schemas", "PluginInfo"),
+                }
+            },
+        },
+        "PluginInfo": {
+            "type": "object",
+            "required": [
+                "plugin",
+                "version",
+                "transport",
+                "workspaces",
+                "peer",
+                "since",
+                "last_heartbeat",
+            ],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "version": {"type": "string"},
+                "transport": {"type": "string", "enum": ["tcp", "stdio"]},
+                "workspaces": {
+                    "type": "array",
+                    "items": _ref("schemas", "Workspace"),
+                    "description": "The workspaces it serves: a remote-debug "
+                    "plugin the one of its key, a local one those that "
+                    "installed it.",
+                },
+                "peer": {
+                    "type": "string",
+                    "description": "host:port of a remote plugin, pid of a local one.",
+                },
+                "since": {"type": "number", "description": "Unix time, seconds."},
+                "last_heartbeat": {
+                    "type": "number",
+                    "description": "Unix time, seconds.",
+                },
+            },
+        },
         "Alive": {
             "type": "object",
             "required": ["status"],
@@ -351,6 +522,8 @@ def _schemas(settings: Settings) -> Json:
     }
     for status, (name, _, _) in _ERROR_CODES.items():
         schemas[name] = _error_schema(status)
+    for status, name, code, _ in _HOST_ERRORS:
+        schemas[name] = _error_schema(status, [code])
     return schemas
 
 
@@ -382,6 +555,12 @@ def _responses() -> Json:
         responses[name] = {
             "description": description,
             "headers": headers,
+            "content": _json_content(_ref("schemas", name)),
+        }
+    for _, name, code, description in _HOST_ERRORS:
+        responses[name] = {
+            "description": description,
+            "headers": {"X-Error-Code": _code_header([code])},
             "content": _json_content(_ref("schemas", name)),
         }
     return responses
@@ -715,6 +894,200 @@ def _paths(settings: Settings) -> Json:
                 "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 408, 413)},
             },
         },
+        "/v1/admin/plugins": {
+            "get": {
+                "operationId": "adminPlugins",
+                "tags": ["plugins"],
+                "summary": "The Dify plugins the host runs",
+                "description": "Needs an admin token. One entry per running plugin process "
+                "or remote-debug connection.",
+                "security": _BEARER,
+                "responses": {
+                    "200": {
+                        "description": "By plugin, then workspace.",
+                        "content": _json_content(_ref("schemas", "PluginList")),
+                    },
+                    **_errors(),
+                },
+            },
+        },
+        "/v1/admin/plugins/install": {
+            "post": {
+                "operationId": "adminInstallPlugin",
+                "tags": ["plugins"],
+                "summary": "Install a plugin folder for a workspace and run it over stdio",
+                "description": "Needs an admin token. The first install builds the plugin's "
+                "virtual environment from its requirements.txt (shared by plugins with the same "
+                "requirements) and starts it; installing it for more workspaces shares the "
+                "running process; a folder with another version replaces it. Answers once the "
+                "plugin is running. Installs are kept in the data directory and started with "
+                "the service.",
+                "security": _BEARER,
+                "requestBody": _json_body("InstallRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The running plugin.",
+                        "content": _json_content(_ref("schemas", "PluginInfo")),
+                    },
+                    **_errors(400, 408, 413),
+                    "502": _ref("responses", "PluginError"),
+                },
+            },
+        },
+        "/v1/admin/plugins/uninstall": {
+            "post": {
+                "operationId": "adminUninstallPlugin",
+                "tags": ["plugins"],
+                "summary": "Stop serving an installed plugin in a workspace",
+                "description": "Needs an admin token. The workspace's data of the plugin "
+                "stays (`POST /v1/admin/purge` deletes it); the process stops with its last "
+                "workspace.",
+                "security": _BEARER,
+                "requestBody": _json_body("UninstallRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The workspaces it still serves.",
+                        "content": _json_content(_ref("schemas", "Uninstalled")),
+                    },
+                    **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
+        "/v1/admin/tools/invoke": {
+            "post": {
+                "operationId": "adminInvokeTool",
+                "tags": ["plugins"],
+                "summary": "Invoke a tool of a running Dify plugin for a workspace",
+                "description": "Needs an admin token. The plugin's storage calls during the "
+                "call reach the workspace's storage of that plugin. The answer comes once the "
+                "tool has finished: one `ToolInvokeMessage` JSON object per line, as the "
+                "plugin sent them.",
+                "security": _BEARER,
+                "requestBody": _json_body("ToolInvokeRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The tool's messages, one JSON object per line.",
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                    "502": _ref("responses", "PluginError"),
+                    "504": _ref("responses", "PluginTimeoutError"),
+                },
+            },
+        },
+        "/v1/admin/endpoints/{hook_id}": {
+            "delete": {
+                "operationId": "adminDeleteEndpoint",
+                "tags": ["plugins"],
+                "summary": "Delete an endpoint",
+                "description": "Needs an admin token. Its URL answers 404 from then on.",
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "hook_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "204": _ref("responses", "NoContent"),
+                    **_errors(),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
+        "/v1/admin/endpoints": {
+            "get": {
+                "operationId": "adminEndpoints",
+                "tags": ["plugins"],
+                "summary": "The endpoints, oldest first",
+                "description": "Needs an admin token.",
+                "security": _BEARER,
+                "parameters": [
+                    _query("workspace", _ref("schemas", "Workspace"), "Only this workspace's.")
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The endpoints.",
+                        "content": _json_content(_ref("schemas", "EndpointList")),
+                    },
+                    **_errors(),
+                },
+            },
+            "post": {
+                "operationId": "adminCreateEndpoint",
+                "tags": ["plugins"],
+                "summary": "Create an endpoint of a running plugin for a workspace",
+                "description": "Needs an admin token. The plugin must be running for the "
+                "workspace and declare endpoints (else 404), and its manifest must enable "
+                "`resource.permission.endpoint` (else 403). Endpoints are kept in the data "
+                "directory.",
+                "security": _BEARER,
+                "requestBody": _json_body("EndpointRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The new endpoint.",
+                        "content": _json_content(_ref("schemas", "EndpointCreated")),
+                    },
+                    **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
+        "/e/{hook_id}/{path}": {
+            "parameters": [
+                {
+                    "name": "hook_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "The endpoint's hook id, from `POST /v1/admin/endpoints`.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "description": "The path the plugin routes, after the hook id.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            **{
+                method: {
+                    "operationId": f"endpoint{method.capitalize()}",
+                    "tags": ["endpoints"],
+                    "summary": f"{method.upper()} a plugin endpoint",
+                    "description": "Public: no token. The request goes to the endpoint's "
+                    "plugin as the raw HTTP request Dify's daemon sends (path after the hook id, "
+                    "`Dify-Hook-Id` and `Dify-Hook-Url` set, forwarding headers stripped, exact "
+                    "`Content-Length`), and the plugin's response comes back, streamed as it "
+                    "produces it.",
+                    "security": [],
+                    "requestBody": {
+                        "required": False,
+                        "description": f"Passed on; at most {settings.endpoint_max_body_bytes} "
+                        "bytes (setting `PLUGINKV_ENDPOINT_MAX_BODY_BYTES`).",
+                        "content": {"*/*": {"schema": {}}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The plugin's response, with its own status, "
+                            "headers and body.",
+                            "content": {"*/*": {"schema": {}}},
+                        },
+                        "400": _ref("responses", "BadRequestError"),
+                        "404": _ref("responses", "PluginNotFoundError"),
+                        "408": _ref("responses", "RequestTimeoutError"),
+                        "413": _ref("responses", "ValueTooLargeError"),
+                        "502": _ref("responses", "PluginError"),
+                        "504": _ref("responses", "PluginTimeoutError"),
+                    },
+                }
+                for method in ("get", "post", "put", "patch", "delete", "options")
+            },
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -800,6 +1173,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             {"name": "keys", "description": "Single keys, listing, counters and usage."},
             {"name": "batches", "description": "Many keys in one call; values in base64."},
             {"name": "admin", "description": "Administration; needs an admin token."},
+            {
+                "name": "plugins",
+                "description": "The Dify plugin host; needs an admin token.",
+            },
+            {"name": "endpoints", "description": "Plugin endpoints: public, no token."},
             {"name": "health", "description": "Unauthenticated probes."},
         ],
         "paths": _paths(settings),

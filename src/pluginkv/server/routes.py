@@ -30,7 +30,7 @@ from .parsing import grant, key_from_path, query_number, read_body
 from .readers import Readers
 from .writer import WriteQueue
 
-__all__ = ["routes"]
+__all__ = ["admin_json", "by_method", "field", "routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -99,6 +99,15 @@ def _field(
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidArgument(f"field {name!r} must be a {names}")
     return value
+
+
+field = _field
+
+
+async def admin_json(request: Request, *, body: bool = True) -> dict[str, Any]:
+    """Refuse all but the admin token; then the JSON body (``{}`` with ``body=False``)."""
+    _grant(request).require_admin()
+    return await _json(request) if body else {}
 
 
 def _key_list(body: dict[str, Any]) -> list[str]:
@@ -264,6 +273,8 @@ def _by_method(**handlers: Endpoint) -> Endpoint:
     dispatch.head_handler = handlers.get("HEAD") not in (None, handlers.get("GET"))  # type: ignore[attr-defined]
     return dispatch
 
+
+by_method = _by_method
 
 routes = [
     # Served by kv.KeyValueFront before the router; here for 405s, metrics and OpenAPI.

@@ -1,0 +1,100 @@
+"""One storage operation per call, answered as a JSON message.
+
+Errors raised by ``self.session.storage`` are caught and reported in the
+message (``error`` and ``error_type``), so a caller sees exactly what plugin
+code saw.
+"""
+
+import json
+import time
+from collections.abc import Generator
+from typing import Any
+
+from dify_plugin import Tool
+from dify_plugin.entities.tool import ToolInvokeMessage
+
+
+class KvTool(Tool):
+    def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
+        op = tool_parameters["op"]
+        key = tool_parameters.get("key", "")
+        storage = self.session.storage
+        result: dict[str, Any] = {"op": op, "key": key}
+        try:
+            if op == "set":
+                storage.set(key, tool_parameters.get("value", "").encode("utf-8"))
+            elif op == "get":
+                result["value"] = storage.get(key).decode("utf-8")
+            elif op == "exist":
+                result["exist"] = storage.exist(key)
+            elif op == "delete":
+                storage.delete(key)
+            elif op == "count":
+                # The documented pattern: guard get with exist.
+                count = int(storage.get(key)) if storage.exist(key) else 0
+                storage.set(key, str(count + 1).encode("ascii"))
+                result["count"] = count + 1
+            elif op in ("incr", "cas", "batch"):
+                result.update(_beyond_dify(self.session, op, key))
+            elif op == "bench":
+                result.update(_bench(self.session, json.loads(tool_parameters["value"])))
+            elif op == "print":
+                # Lands in the protocol stream of a local plugin: the host must skip it.
+                print("a line from plugin code, not JSON")
+            elif op == "sleep":
+                time.sleep(float(tool_parameters.get("value", "1")))
+            elif op == "call_other_tool":
+                # A backwards invocation that is not storage.
+                result["messages"] = len(
+                    list(self.session.tool.invoke_builtin_tool("time", "current_time", {}))
+                )
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except Exception as exc:
+            result["error"] = str(exc)
+            result["error_type"] = type(exc).__name__
+        yield self.create_json_message(result)
+
+
+def _beyond_dify(session: Any, op: str, key: str) -> dict[str, Any]:
+    """The full Storage API: needs the pluginkv package beside dify_plugin."""
+    import pluginkv.dify
+    from pluginkv import VersionConflict
+
+    full = pluginkv.dify.storage(session)
+    if op == "incr":
+        return {"count": full.incr(key)}
+    if op == "cas":
+        full.set(key, b"first", if_absent=True)
+        try:
+            full.set(key, b"second", if_absent=True)
+        except VersionConflict as exc:
+            return {"conflict": str(exc), "version": full.get_entry(key).version}
+        return {"conflict": None}
+    full.set_many({f"{key}/a": b"1", f"{key}/b": b"2"}, ttl=3600)
+    listed = [entry.key for entry in full.keys(f"{key}/")]
+    return {"keys": listed, "values": {k: v.decode() for k, v in full.get_many(listed).items()}}
+
+
+def _bench(session: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """Time ``n`` storage calls, or no-op round trips, from inside the plugin (bench_host.py)."""
+    from dify_plugin.core.entities.invocation import InvokeType
+
+    storage, call, size, n = session.storage, spec["call"], spec["size"], spec["n"]
+    value = b"x" * size
+    if call == "get":
+        storage.set("bench", value)
+    zeros = {"opt": "pluginkv", "call": "zeros", "args": {"size": size}}
+    started = time.perf_counter()
+    for _ in range(n):
+        if call == "set":
+            storage.set("bench", value)
+        elif call == "get":
+            storage.get("bench")
+        elif call == "up":  # the same channel, no storage; bytes travel as hex, as in set
+            noop = {"opt": "pluginkv", "call": "noop", "args": {"payload": value.hex()}}
+            list(storage._backwards_invoke(InvokeType.Storage, dict, noop))
+        else:  # down, like get: hex back, decoded
+            for data in storage._backwards_invoke(InvokeType.Storage, dict, zeros):
+                bytes.fromhex(data["result"])
+    return {"seconds": time.perf_counter() - started, "n": n}

@@ -1,0 +1,278 @@
+"""The ``pluginkv`` commands of the Dify plugin host: debug keys, plugins, tool calls.
+
+Imported by ``cli.py``, which owns the command group.  The commands that talk
+to a running service take ``--url`` and ``--data-dir`` and sign a short-lived
+admin token with that data directory's secret themselves, as ``token create``
+does; a command that prints one thing to use next prints it alone on the last
+line.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import PluginKVFailure, data_dir_option, main, service_settings
+from .errors import InvalidArgument, PluginKVError
+
+__all__: list[str] = []
+
+_ADMIN_TOKEN_TTL = 900  # seconds: one command's worth, an install included
+_INSTALL_TIMEOUT = 900  # building an environment downloads and installs packages
+
+
+def url_option(func: Any) -> Any:
+    return click.option(
+        "--url",
+        envvar="PLUGINKV_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="The running service [default: http://<host setting>:<port setting>, "
+        "http://127.0.0.1:8787].",
+    )(func)
+
+
+def _call(
+    url: str | None,
+    data_dir: Path,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float | None = None,
+) -> bytes:
+    """One admin call to the service of ``data_dir``; errors become one-line exits."""
+    from .client.errors import error_from_response
+    from .server.auth import Tokens, load_secret
+
+    settings = service_settings(data_dir)
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    try:
+        token = Tokens(load_secret(settings), default_ttl=_ADMIN_TOKEN_TTL).issue(admin=True)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    request = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        wait = timeout if timeout is not None else settings.session_timeout_seconds + 30
+        with urllib.request.urlopen(request, timeout=wait) as r:
+            data: bytes = r.read()
+            return data
+    except urllib.error.HTTPError as exc:
+        raise PluginKVFailure(error_from_response(exc.code, exc.read())) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise click.ClickException(
+            f"cannot reach the service at {base}: {reason} (is `pluginkv serve` running?)"
+        ) from None
+
+
+# -- debug keys ---------------------------------------------------------------------------------
+@main.group("debug-key")
+def debug_key() -> None:
+    """Keys with which remote-debug Dify plugins connect to the service."""
+
+
+@debug_key.command("create")
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the plugin's calls serve.")
+@click.option("--ttl", type=float, metavar="SECONDS", help="Lifetime [default: 30 days].")
+def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
+    """Print a key for REMOTE_INSTALL_KEY; a plugin connecting with it serves WORKSPACE."""
+    from .server.auth import Tokens, load_secret
+
+    settings = service_settings(data_dir)
+    try:
+        tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+        key = tokens.issue_debug_key(workspace=workspace, ttl=ttl)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    click.echo(
+        f"# INSTALL_METHOD=remote REMOTE_INSTALL_URL={settings.debug_host}:{settings.debug_port}"
+        " REMOTE_INSTALL_KEY=<this key> python -m main",
+        err=True,
+    )
+    click.echo(key)
+
+
+# -- plugins ------------------------------------------------------------------------------------
+@main.command("plugins")
+@url_option
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per plugin.")
+def plugins(url: str | None, data_dir: Path, as_json: bool) -> None:
+    """List the running Dify plugins: id, version, transport, workspaces, since, heartbeat."""
+    listed = json.loads(_call(url, data_dir, "GET", "/v1/admin/plugins"))["plugins"]
+    for info in listed:
+        if as_json:
+            click.echo(json.dumps(info))
+            continue
+        fields = [
+            info["plugin"],
+            info["version"],
+            info["transport"],
+            ",".join(info["workspaces"]),
+            _moment(info["since"]),
+            _moment(info["last_heartbeat"]),
+        ]
+        click.echo("\t".join(fields))
+
+
+def _moment(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
+# -- installed plugins ----------------------------------------------------------------------
+@main.group()
+def plugin() -> None:
+    """Install Dify plugin folders for workspaces; the service runs them over stdio."""
+
+
+@plugin.command("install")
+@click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, resolve_path=True, path_type=Path)
+)
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace to install it for.")
+def plugin_install(directory: Path, url: str | None, data_dir: Path, workspace: str) -> None:
+    """Install the plugin in DIRECTORY for a workspace and wait until it runs.
+
+    The first install builds the plugin's virtual environment from its
+    requirements.txt, which takes a while; installing it for more workspaces
+    reuses the running process.
+    """
+    body = {"directory": str(directory), "workspace": workspace}
+    info = json.loads(
+        _call(url, data_dir, "POST", "/v1/admin/plugins/install", body, timeout=_INSTALL_TIMEOUT)
+    )
+    click.echo(
+        f"{info['plugin']} {info['version']} runs ({info['transport']}, {info['peer']}) "
+        f"for {', '.join(info['workspaces'])}"
+    )
+
+
+@plugin.command("uninstall")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace to uninstall it from.")
+@click.option("--plugin", "plugin_id", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+def plugin_uninstall(url: str | None, data_dir: Path, workspace: str, plugin_id: str) -> None:
+    """Stop serving a plugin in a workspace; its data there stays until purged."""
+    body = {"plugin": plugin_id, "workspace": workspace}
+    left = json.loads(_call(url, data_dir, "POST", "/v1/admin/plugins/uninstall", body))
+    if left["workspaces"]:
+        click.echo(f"{plugin_id} still serves {', '.join(left['workspaces'])}")
+    else:
+        click.echo(f"{plugin_id} serves no workspace any more and was stopped")
+
+
+# -- endpoints ----------------------------------------------------------------------------------
+@main.group()
+def endpoint() -> None:
+    """Public URLs whose requests a running Dify plugin answers."""
+
+
+@endpoint.command("create")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the endpoint serves.")
+@click.option("--plugin", "plugin_id", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+@click.option(
+    "--settings", default="{}", metavar="JSON", help="The endpoint's settings, an object."
+)
+def endpoint_create(
+    url: str | None, data_dir: Path, workspace: str, plugin_id: str, settings: str
+) -> None:
+    """Create an endpoint; print its base URL, http://HOST:PORT/e/<hook_id>, alone on a line.
+
+    Any request under the URL goes to the plugin, which routes it by the path
+    after the hook id against its endpoint declarations.
+    """
+    try:
+        parsed = json.loads(settings)
+    except ValueError as exc:
+        raise PluginKVFailure(InvalidArgument(f"--settings is not JSON: {exc}")) from None
+    if not isinstance(parsed, dict):
+        raise PluginKVFailure(InvalidArgument("--settings must be a JSON object"))
+    body = {"workspace": workspace, "plugin": plugin_id, "settings": parsed}
+    created = json.loads(_call(url, data_dir, "POST", "/v1/admin/endpoints", body))
+    click.echo(created["url"])
+
+
+@endpoint.command("list")
+@url_option
+@data_dir_option
+@click.option("--workspace", help="Only this workspace's endpoints.")
+def endpoint_list(url: str | None, data_dir: Path, workspace: str | None) -> None:
+    """List endpoints: URL, workspace, plugin, created (tab-separated), oldest first."""
+    path = "/v1/admin/endpoints"
+    if workspace is not None:
+        path += "?" + urllib.parse.urlencode({"workspace": workspace})
+    for e in json.loads(_call(url, data_dir, "GET", path))["endpoints"]:
+        click.echo("\t".join([e["url"], e["workspace"], e["plugin"], _moment(e["created_at"])]))
+
+
+@endpoint.command("delete")
+@click.argument("hook_id")
+@url_option
+@data_dir_option
+def endpoint_delete(hook_id: str, url: str | None, data_dir: Path) -> None:
+    """Delete the endpoint HOOK_ID (the last part of its URL); its URL answers 404 after."""
+    _call(url, data_dir, "DELETE", f"/v1/admin/endpoints/{urllib.parse.quote(hook_id, safe='')}")
+
+
+# -- tools --------------------------------------------------------------------------------------
+@main.group()
+def tool() -> None:
+    """Call the tools of running Dify plugins."""
+
+
+@tool.command("invoke")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the call is made for.")
+@click.option("--plugin", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+@click.option("--provider", required=True, help="The tool provider's name (identity.name).")
+@click.option("--tool", "tool_name", required=True, help="The tool's name (identity.name).")
+@click.option("--params", default="{}", metavar="JSON", help="The tool's parameters, an object.")
+@click.option("--user", default="", help="The user id the plugin sees.")
+def tool_invoke(
+    url: str | None,
+    data_dir: Path,
+    workspace: str,
+    plugin: str,
+    provider: str,
+    tool_name: str,
+    params: str,
+    user: str,
+) -> None:
+    """Invoke a tool through the running service; print its messages as JSON lines."""
+    try:
+        parameters = json.loads(params)
+    except ValueError as exc:
+        raise PluginKVFailure(InvalidArgument(f"--params is not JSON: {exc}")) from None
+    if not isinstance(parameters, dict):
+        raise PluginKVFailure(InvalidArgument("--params must be a JSON object"))
+    body = {
+        "workspace": workspace,
+        "plugin": plugin,
+        "provider": provider,
+        "tool": tool_name,
+        "parameters": parameters,
+        "user": user,
+    }
+    click.echo(_call(url, data_dir, "POST", "/v1/admin/tools/invoke", body), nl=False)

@@ -1,0 +1,388 @@
+"""``PluginHost``: the running Dify plugins of a service, and the requests it sends them.
+
+One host per service (``app.state.host``), running in the service's event
+loop.  Remote-debug plugins are registered by ``(author/name, workspace)``:
+a connection serves the one workspace of its debug key, and a plugin that
+registers again replaces its old registration.  Installed (local) plugins
+run one process per ``author/name``, serving every workspace that installed
+them.  Where both serve a workspace, the remote-debug one answers, as a
+plugin under debugging should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import Forbidden, PluginKVError, PluginNotFound
+from ..keys import check_scope
+from ..server.auth import Tokens
+from ..server.writer import WriteQueue
+from ..store import Store
+from .connection import PluginConnection
+from .endpoints import Endpoint, Endpoints
+from .envs import Environments
+from .framing import line_limit
+from .installs import Install, Installs
+from .invocations import Invocations
+from .local import LocalPlugin
+from .plugin_dir import PluginDirectory, read_plugin_directory
+from .remote import DebugListener
+
+__all__ = ["PluginHost", "PluginInfo"]
+
+logger = logging.getLogger("pluginkv.dify")
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """One registered plugin, as ``pluginkv plugins`` lists it."""
+
+    plugin: str
+    version: str
+    transport: str
+    workspaces: list[str]
+    peer: str
+    since: float
+    last_heartbeat: float
+
+
+class PluginHost:
+    """Registry of running plugins; serves their backwards invocations from the store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: Tokens,
+        *,
+        store: Callable[[], Store],
+        writer: Callable[[], WriteQueue],
+    ) -> None:
+        self._settings = settings
+        self._tokens = tokens
+        self._store = store
+        self.invocations = Invocations(store, writer)
+        self._connections: dict[tuple[str, str], PluginConnection] = {}
+        self._listener: DebugListener | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        data_dir = Path(settings.data_dir)
+        self._installs = Installs(data_dir)
+        # What is installed (the file's list, kept current); _local is what runs of it.
+        self._wanted: dict[str, Install] | None = None
+        self.endpoints = Endpoints(data_dir)
+        envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
+        self._envs = Environments(Path(envs))
+        self._local: dict[str, LocalPlugin] = {}
+        self._install_lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
+
+    @property
+    def debug_port(self) -> int | None:
+        """The port remote-debug plugins connect to, while the listener runs."""
+        return self._listener.port if self._listener is not None else None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self, *, listen: bool) -> None:
+        """Start the heartbeat monitor; with ``listen``, also the remote-debug listener and
+        (in the background, so the service answers meanwhile) the installed plugins."""
+        if listen:
+            listener = DebugListener(
+                self,
+                self._tokens,
+                self._settings.debug_host,
+                self._settings.debug_port,
+                line_limit(self._settings.max_value_bytes),
+            )
+            await listener.start()
+            self._listener = listener
+            self._starting = asyncio.create_task(self._start_installed())
+        self._monitor = asyncio.create_task(self._watch_heartbeats())
+
+    async def stop(self) -> None:
+        """Stop listening, disconnect every plugin and kill every process the host started."""
+        for task in (self._monitor, self._starting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await asyncio.gather(*(local.stop() for local in self._local.values()))
+        self._local.clear()
+        for connection in list(self._connections.values()):
+            connection.close()
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+
+    async def _watch_heartbeats(self) -> None:
+        while True:
+            limit = self._settings.heartbeat_timeout_seconds
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.time()
+            for local in self._local.values():
+                running = local.connection
+                if running is not None and now - running.last_heartbeat > limit:
+                    logger.warning("%r sent no heartbeat for %.0f s: restarting it", local, limit)
+                    local.restart()
+            for connection in list(self._connections.values()):
+                if now - connection.last_heartbeat > limit:
+                    logger.warning(
+                        "%r sent no heartbeat for %.0f s (setting "
+                        "PLUGINKV_HEARTBEAT_TIMEOUT_SECONDS): disconnected",
+                        connection,
+                        now - connection.last_heartbeat,
+                    )
+                    connection.close()
+                    self.unregister(connection)
+
+    # -- the registry -------------------------------------------------------------------------
+    def register(self, connection: PluginConnection) -> None:
+        manifest = connection.manifest
+        self._store().declare_quota(
+            manifest.plugin_id,
+            manifest.storage_bytes,
+            f"the manifest of {manifest.plugin_id} (resource.permission.storage.size)",
+        )
+        (workspace,) = connection.workspaces
+        slot = (manifest.plugin_id, workspace)
+        old = self._connections.get(slot)
+        self._connections[slot] = connection
+        if old is not None and old is not connection:
+            logger.info("%r replaces %r", connection, old)
+            old.close()
+        logger.info("registered %r", connection)
+
+    def unregister(self, connection: PluginConnection) -> None:
+        for workspace in connection.workspaces:
+            slot = (connection.plugin_id, workspace)
+            if self._connections.get(slot) is connection:
+                del self._connections[slot]
+                logger.info("unregistered %r", connection)
+
+    def plugins(self) -> list[PluginInfo]:
+        running = [*self._connections.values()]
+        running += [local.connection for local in self._local.values() if local.connection]
+        return [
+            self._info(c) for c in sorted(running, key=lambda c: (c.plugin_id, c.transport, c.peer))
+        ]
+
+    @staticmethod
+    def _info(c: PluginConnection) -> PluginInfo:
+        return PluginInfo(
+            plugin=c.plugin_id,
+            version=c.manifest.version,
+            transport=c.transport,
+            workspaces=sorted(c.workspaces),
+            peer=c.peer,
+            since=c.connected_at,
+            last_heartbeat=c.last_heartbeat,
+        )
+
+    def find(self, plugin: str, workspace: str) -> PluginConnection:
+        check_scope(workspace, plugin)
+        connection = self._connections.get((plugin, workspace))
+        if connection is not None and not connection.closed:
+            return connection
+        local = self._local.get(plugin)
+        if local is not None and workspace in local.workspaces:
+            if local.connection is not None and not local.connection.closed:
+                return local.connection
+            raise PluginNotFound(
+                f"{plugin} is installed for workspace {workspace} but not running right now "
+                "(starting or restarting; see the service's log)"
+            )
+        raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
+
+    # -- installed plugins --------------------------------------------------------------------
+    async def install(self, directory: str, workspace: str) -> PluginInfo:
+        """Install the plugin in ``directory`` for ``workspace`` and have it running.
+
+        The first install builds its environment and starts it; installing it
+        for another workspace reuses the running process; a directory with
+        another version (or another place) replaces it.
+        """
+        plugin_dir = read_plugin_directory(directory)
+        plugin = plugin_dir.manifest.plugin_id
+        check_scope(workspace, plugin)
+        async with self._install_lock:
+            wanted = self._wanted_installs()
+            before = set(wanted[plugin].workspaces) if plugin in wanted else set()
+            local = self._local.get(plugin)
+            same = local is not None and (
+                local.directory.path == plugin_dir.path
+                and local.directory.manifest.version == plugin_dir.manifest.version
+            )
+            if local is not None and same and local.connection is not None:
+                local.workspaces.add(workspace)
+            else:
+                workspaces = {workspace} | before
+                python = await self._envs.ensure(plugin_dir.requirements)
+                fresh = self._local_plugin(plugin_dir, python, workspaces)
+                if local is not None:
+                    await local.stop()
+                    del self._local[plugin]
+                await fresh.start()
+                self._local[plugin] = fresh
+                local = fresh
+            wanted[plugin] = Install(plugin, str(plugin_dir.path), tuple(sorted(local.workspaces)))
+            self._installs.save(list(wanted.values()))
+            assert local.connection is not None
+            return self._info(local.connection)
+
+    async def uninstall(self, plugin: str, workspace: str) -> list[str]:
+        """Stop serving ``plugin`` in ``workspace`` (its data stays); the workspaces left.
+
+        The process stops with the last workspace.
+        """
+        check_scope(workspace, plugin)
+        async with self._install_lock:
+            wanted = self._wanted_installs()
+            install = wanted.get(plugin)
+            if install is None or workspace not in install.workspaces:
+                raise PluginNotFound(f"{plugin} is not installed for workspace {workspace}")
+            left = tuple(w for w in install.workspaces if w != workspace)
+            local = self._local.get(plugin)
+            if local is not None:
+                local.workspaces.discard(workspace)
+            if left:
+                wanted[plugin] = Install(plugin, install.directory, left)
+            else:
+                del wanted[plugin]
+                if local is not None:
+                    del self._local[plugin]
+                    await local.stop()
+            self._installs.save(list(wanted.values()))
+            return list(left)
+
+    def _local_plugin(
+        self, plugin_dir: PluginDirectory, python: Path, workspaces: set[str]
+    ) -> LocalPlugin:
+        manifest = plugin_dir.manifest
+        self._store().declare_quota(
+            manifest.plugin_id,
+            manifest.storage_bytes,
+            f"the manifest of {manifest.plugin_id} (resource.permission.storage.size)",
+        )
+        return LocalPlugin(
+            plugin_dir,
+            python,
+            workspaces,
+            invocations=self.invocations,
+            line_limit=line_limit(self._settings.max_value_bytes),
+        )
+
+    def _wanted_installs(self) -> dict[str, Install]:
+        if self._wanted is None:
+            self._wanted = {install.plugin: install for install in self._installs.load()}
+        return self._wanted
+
+    async def _start_installed(self) -> None:
+        """Start the plugins the data directory lists; one that fails is logged and skipped."""
+        for plugin in list(self._wanted_installs()):
+            async with self._install_lock:  # install requests may have come meanwhile
+                install = self._wanted_installs().get(plugin)
+                if install is None or plugin in self._local:
+                    continue
+                try:
+                    plugin_dir = read_plugin_directory(install.directory)
+                    python = await self._envs.ensure(plugin_dir.requirements)
+                    local = self._local_plugin(plugin_dir, python, set(install.workspaces))
+                    await local.start()
+                except PluginKVError as exc:
+                    logger.error("could not start the installed plugin %s: %s", plugin, exc)
+                    continue
+                self._local[plugin] = local
+
+    # -- requests -----------------------------------------------------------------------------
+    async def invoke_tool(
+        self,
+        *,
+        workspace: str,
+        plugin: str,
+        provider: str,
+        tool: str,
+        parameters: dict[str, Any],
+        user: str = "",
+        credentials: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """Invoke a tool for ``workspace``; returns its messages (``ToolInvokeMessage`` dicts)."""
+        connection = self.find(plugin, workspace)
+        _check_tool(connection, provider, tool)
+        data = {
+            "user_id": user,
+            "type": "tool",
+            "action": "invoke_tool",
+            "provider": provider,
+            "tool": tool,
+            "credentials": credentials or {},
+            "tool_parameters": parameters,
+        }
+        return await connection.request(
+            data,
+            workspace=workspace,
+            timeout=self._settings.session_timeout_seconds,
+            what=f"tool {provider}/{tool} of {plugin}",
+        )
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def create_endpoint(self, *, workspace: str, plugin: str, settings: dict[str, Any]) -> Endpoint:
+        """A new endpoint of ``plugin`` for ``workspace``; the plugin must run and have some."""
+        connection = self.find(plugin, workspace)
+        if not connection.declarations.get("endpoint"):
+            raise PluginNotFound(f"{plugin} declares no endpoints")
+        if not connection.manifest.endpoint_enabled:
+            # As the daemon: endpoints need the manifest's permission.
+            raise Forbidden(
+                f"permission denied: {plugin} needs resource.permission.endpoint.enabled: true "
+                "in its manifest to have endpoints"
+            )
+        return self.endpoints.create(workspace, plugin, settings)
+
+    async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
+        """Send a request to the endpoint's plugin; the response chunks as they arrive."""
+        endpoint = self.endpoints.get(hook_id)
+        connection = self.find(endpoint.plugin, endpoint.workspace)
+        data = {
+            "user_id": "",
+            "type": "endpoint",
+            "action": "invoke_endpoint",
+            "settings": endpoint.settings,
+            "raw_http_request": raw_http_request.hex(),
+        }
+        stream = connection.stream(
+            data,
+            workspace=endpoint.workspace,
+            timeout=self._settings.session_timeout_seconds,
+            what=f"endpoint {hook_id} of {endpoint.plugin}",
+            endpoint_id=hook_id,
+        )
+        async with contextlib.aclosing(stream):
+            async for chunk in stream:
+                yield chunk
+
+
+def _check_tool(connection: PluginConnection, provider: str, tool: str) -> None:
+    """Refuse a provider or tool the plugin did not declare: its SDK would answer only ``end``."""
+    providers = connection.declarations.get("tool", [])
+    for entry in providers:
+        identity = entry.get("identity", {}) if isinstance(entry, dict) else {}
+        if identity.get("name") != provider:
+            continue
+        names = [t.get("identity", {}).get("name") for t in entry.get("tools", [])]
+        if tool in names:
+            return
+        raise PluginNotFound(
+            f"{connection.plugin_id} has no tool {tool!r} in provider {provider!r} "
+            f"(it has {', '.join(map(repr, names)) or 'none'})"
+        )
+    declared = [e.get("identity", {}).get("name") for e in providers if isinstance(e, dict)]
+    raise PluginNotFound(
+        f"{connection.plugin_id} has no tool provider {provider!r} "
+        f"(it has {', '.join(map(repr, declared)) or 'none'})"
+    )

@@ -1,0 +1,227 @@
+"""The full ``Storage`` API for plugin code, over the ``dify_plugin`` session's storage channel.
+
+Runs inside the plugin's process.  Every call is a storage backwards
+invocation; on pluginkv's host the operations beyond Dify's four arrive as
+``opt: "pluginkv"`` (``extended_storage.py``) and errors come back as the
+engine's own exceptions.  On a host without them (Dify's daemon), the four
+documented verbs still work through Dify's own operations and the rest raise
+``NotSupported``.  Imports nothing of the SDK at module level: the SDK is
+only where the plugin runs.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import (
+    BackendUnavailable,
+    Forbidden,
+    InvalidArgument,
+    InvalidKey,
+    InvalidValueType,
+    NotSupported,
+    PluginKVError,
+    QuotaExceeded,
+    ValueTooLarge,
+    VersionConflict,
+    WrongValueType,
+)
+from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
+from .messages import LOAD_FAILED, PERMISSION_DENIED
+
+__all__ = ["ChannelStorage"]
+
+_SIMPLE = {
+    cls.code: cls
+    for cls in (BackendUnavailable, InvalidArgument, InvalidKey, InvalidValueType, WrongValueType)
+}
+
+
+class ChannelStorage(JSONHelpers):
+    """``Storage``'s methods for a plugin, over ``session.storage``'s channel.
+
+    Get one with ``pluginkv.dify.storage(self.session)``.
+    """
+
+    def __init__(self, invocation: Any) -> None:
+        self._invocation = invocation  # the SDK's StorageInvocation (session.storage)
+        self._extended: bool | None = None  # unknown until the first call
+
+    def __repr__(self) -> str:
+        return "<ChannelStorage over the plugin session's storage>"
+
+    # -- the documented four, on any host ----------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        """The value of ``key``, or ``None`` when it is absent."""
+        if self._has_extended():
+            found = self._call("get", key=key)
+            return None if found is None else binascii.unhexlify(found)
+        try:
+            value: bytes = self._invocation.get(key)
+        except Exception as exc:
+            if str(exc) == LOAD_FAILED:
+                return None
+            raise _dify_error(exc) from None
+        return value
+
+    def set(
+        self,
+        key: str,
+        val: bytes,
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+        if_absent: bool = False,
+    ) -> None:
+        """Store ``val`` under ``key``; ``ttl``, ``if_version`` and ``if_absent`` need pluginkv."""
+        if not isinstance(val, (bytes, bytearray, memoryview)):
+            raise InvalidValueType(f"value must be bytes, not {type(val).__name__}")
+        extra = ttl is not None or if_version is not None or if_absent
+        if extra or self._has_extended():
+            self._call(
+                "set",
+                key=key,
+                value=bytes(val).hex(),
+                ttl=ttl,
+                if_version=if_version,
+                if_absent=if_absent,
+            )
+            return
+        try:
+            self._invocation.set(key, bytes(val))
+        except Exception as exc:
+            raise _dify_error(exc) from None
+
+    def delete(self, key: str, *, if_version: int | None = None) -> None:
+        """Remove ``key``; removing an absent key is not an error."""
+        if if_version is not None or self._has_extended():
+            self._call("delete", key=key, if_version=if_version)
+            return
+        try:
+            self._invocation.delete(key)
+        except Exception as exc:
+            raise _dify_error(exc) from None
+
+    def exist(self, key: str) -> bool:
+        if self._has_extended():
+            return bool(self._call("exist", key=key))
+        try:
+            return bool(self._invocation.exist(key))
+        except Exception as exc:
+            raise _dify_error(exc) from None
+
+    # -- beyond Dify --------------------------------------------------------------------------
+    def get_entry(self, key: str) -> Entry | None:
+        found = self._call("get_entry", key=key)
+        if found is None:
+            return None
+        return Entry(
+            key=found["key"],
+            value=binascii.unhexlify(found["value"]),
+            version=found["version"],
+            size=found["size"],
+            created_at=found["created_at"],
+            updated_at=found["updated_at"],
+            expires_at=found["expires_at"],
+        )
+
+    def keys(
+        self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Page:
+        page = self._call("keys", prefix=prefix, limit=limit, cursor=cursor)
+        return Page([EntryMeta(**meta) for meta in page["entries"]], page["next_cursor"])
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        found = self._call("get_many", keys=list(keys))
+        return {key: binascii.unhexlify(value) for key, value in found.items()}
+
+    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+        items = {key: bytes(value).hex() for key, value in mapping.items()}
+        self._call("set_many", items=items, ttl=ttl)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        return int(self._call("delete_many", keys=list(keys)))
+
+    def delete_prefix(self, prefix: str) -> int:
+        return int(self._call("delete_prefix", prefix=prefix))
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        return int(self._call("incr", key=key, delta=delta))
+
+    def usage(self) -> Usage:
+        used = self._call("usage")
+        return Usage(used["bytes_used"], used["keys"], used["quota_bytes"])
+
+    # -- the channel --------------------------------------------------------------------------
+    def _has_extended(self) -> bool:
+        if self._extended is None:
+            try:
+                self._call("usage")
+            except NotSupported:
+                pass
+        return bool(self._extended)
+
+    def _call(self, name: str, **args: Any) -> Any:
+        if self._extended is False:
+            raise _not_supported(name)
+        request = {"opt": "pluginkv", "call": name, "args": args}
+        try:
+            answers = list(self._invocation._backwards_invoke(_storage_type(), dict, request))
+        except Exception as exc:
+            if str(exc) == PERMISSION_DENIED:
+                raise Forbidden(PERMISSION_DENIED) from None
+            # Dify's daemon: an error event for an operation it does not know.
+            self._extended = False
+            raise _not_supported(name, str(exc)) from None
+        self._extended = True
+        if not answers or not isinstance(answers[0], dict):
+            raise PluginKVError(f"the host sent no answer to {name}")
+        answer = answers[0]
+        if answer.get("data") == "error":
+            raise _error(answer.get("error") or {})
+        return answer.get("result")
+
+
+def _storage_type() -> Any:
+    try:
+        from dify_plugin.core.entities.invocation import (  # type: ignore[import-not-found]
+            InvokeType,
+        )
+    except ImportError:  # a stand-in invocation in tests, say
+        return "storage"
+    return InvokeType.Storage
+
+
+def _not_supported(name: str, detail: str = "") -> NotSupported:
+    why = f" ({detail})" if detail else ""
+    return NotSupported(
+        f"{name} is not supported by this host: it serves only Dify's set, get, exist and "
+        f"delete{why}"
+    )
+
+
+def _error(body: dict[str, Any]) -> PluginKVError:
+    code, message = str(body.get("code")), str(body.get("message"))
+    try:
+        if code == QuotaExceeded.code:
+            return QuotaExceeded(
+                message, used=body["used"], limit=body["limit"], needed=body["needed"]
+            )
+        if code == ValueTooLarge.code:
+            return ValueTooLarge(message, size=body["size"], limit=body["limit"])
+        if code == VersionConflict.code:
+            return VersionConflict(
+                message, key=body["key"], expected=body["expected"], actual=body["actual"]
+            )
+    except KeyError:
+        pass
+    return _SIMPLE.get(code, PluginKVError)(message)
+
+
+def _dify_error(exc: Exception) -> PluginKVError:
+    """An error of Dify's own verbs: the text is all there is."""
+    if str(exc) == PERMISSION_DENIED:
+        return Forbidden(PERMISSION_DENIED)
+    return PluginKVError(str(exc))

@@ -1,0 +1,233 @@
+"""Admin routes of the Dify plugin host: the plugins it runs, and tool calls to them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..config import Settings
+from ..dify.endpoints import raw_request
+from ..dify.host import PluginHost, PluginInfo
+from ..errors import InvalidArgument, PluginFailed, PluginKVError
+from .parsing import read_body
+from .routes import admin_json, by_method, field
+
+__all__ = ["ENDPOINT_METHODS", "NDJSON", "host_routes"]
+
+NDJSON = "application/x-ndjson"
+ENDPOINT_METHODS = ["DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"]  # HEAD comes with GET
+logger = logging.getLogger("pluginkv.dify")
+
+
+def _info(info: PluginInfo) -> dict[str, Any]:
+    return {
+        "plugin": info.plugin,
+        "version": info.version,
+        "transport": info.transport,
+        "workspaces": info.workspaces,
+        "peer": info.peer,
+        "since": info.since,
+        "last_heartbeat": info.last_heartbeat,
+    }
+
+
+async def list_plugins(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    return JSONResponse({"plugins": [_info(info) for info in host.plugins()]})
+
+
+async def install_plugin(request: Request) -> Response:
+    body = await admin_json(request)
+    host: PluginHost = request.app.state.host
+    info = await host.install(field(body, "directory", str), field(body, "workspace", str))
+    return JSONResponse(_info(info))
+
+
+async def uninstall_plugin(request: Request) -> Response:
+    body = await admin_json(request)
+    host: PluginHost = request.app.state.host
+    plugin = field(body, "plugin", str)
+    left = await host.uninstall(plugin, field(body, "workspace", str))
+    return JSONResponse({"plugin": plugin, "workspaces": left})
+
+
+async def invoke_tool(request: Request) -> Response:
+    body = await admin_json(request)
+    parameters = field(body, "parameters", dict, required=False) or {}
+    user = field(body, "user", str, required=False) or ""
+    host: PluginHost = request.app.state.host
+    messages = await host.invoke_tool(
+        workspace=field(body, "workspace", str),
+        plugin=field(body, "plugin", str),
+        provider=_name(field(body, "provider", str), "provider"),
+        tool=_name(field(body, "tool", str), "tool"),
+        parameters=parameters,
+        user=user,
+    )
+    lines = b"".join(
+        json.dumps(message, separators=(",", ":")).encode() + b"\n" for message in messages
+    )
+    return Response(lines, media_type=NDJSON)
+
+
+async def create_endpoint(request: Request) -> Response:
+    body = await admin_json(request)
+    host: PluginHost = request.app.state.host
+    endpoint = host.create_endpoint(
+        workspace=field(body, "workspace", str),
+        plugin=field(body, "plugin", str),
+        settings=field(body, "settings", dict, required=False) or {},
+    )
+    url = f"{str(request.base_url).rstrip('/')}/e/{endpoint.hook_id}"
+    return JSONResponse({"hook_id": endpoint.hook_id, "url": url})
+
+
+async def list_endpoints(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    base = str(request.base_url).rstrip("/")
+    workspace = request.query_params.get("workspace")
+    return JSONResponse(
+        {
+            "endpoints": [
+                {
+                    "hook_id": e.hook_id,
+                    "url": f"{base}/e/{e.hook_id}",
+                    "workspace": e.workspace,
+                    "plugin": e.plugin,
+                    "created_at": e.created_at,
+                }
+                for e in host.endpoints.list(workspace)
+            ]
+        }
+    )
+
+
+async def delete_endpoint(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    host.endpoints.delete(request.path_params["hook_id"])
+    return Response(status_code=204)
+
+
+# Hop-by-hop and framing headers of the plugin's response: the server frames it anew.
+_NOT_PASSED = {"transfer-encoding", "connection", "keep-alive"}
+
+
+async def endpoint(request: Request) -> Response:
+    """A request under ``/e/<hook_id>/``, answered by the endpoint's plugin."""
+    host: PluginHost = request.app.state.host
+    hook_id = request.path_params["hook_id"]
+    host.endpoints.get(hook_id)  # an unknown hook is 404 before the body is read
+    settings: Settings = request.app.state.settings
+    body = await read_body(
+        request.receive,
+        request.headers.get("content-length"),
+        settings.endpoint_max_body_bytes,
+        "PLUGINKV_ENDPOINT_MAX_BODY_BYTES",
+        settings.request_timeout_seconds,
+    )
+    raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    prefix = f"/e/{hook_id}".encode()
+    target = raw_path[len(prefix) :] if raw_path.startswith(prefix) else b"/"
+    query: bytes = request.scope.get("query_string", b"")
+    if query:
+        target += b"?" + query
+    base = str(request.base_url).rstrip("/")
+    raw = raw_request(
+        method=request.method,
+        target=target or b"/",
+        headers=request.scope["headers"],
+        body=body,
+        default_host=request.url.netloc.encode(),
+        hook_id=hook_id,
+        hook_url=base + raw_path.decode("latin-1"),
+    )
+    stream = host.endpoint_stream(hook_id, raw)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        raise PluginFailed(f"the plugin sent no response for endpoint {hook_id}") from None
+    status, headers, opening = _response_head(first)
+
+    async def rest() -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(stream):
+            if opening:
+                yield opening
+            try:
+                async for chunk in stream:
+                    yield _result(chunk)
+            except PluginKVError as exc:  # the head has gone out: all that can be done is stop
+                logger.warning("endpoint %s broke off: %s", hook_id, exc)
+
+    return StreamingResponse(rest(), status_code=status, headers=headers)
+
+
+def _response_head(chunk: object) -> tuple[int, dict[str, str], bytes]:
+    if not isinstance(chunk, dict):
+        raise PluginFailed("the plugin's endpoint response is not an object")
+    status = chunk.get("status", 200)
+    headers = chunk.get("headers") or {}
+    if type(status) is not int or not 100 <= status <= 599 or not isinstance(headers, dict):
+        raise PluginFailed(f"the plugin's endpoint response head is malformed: {chunk!r}")
+    kept = {
+        str(name): str(value)
+        for name, value in headers.items()
+        if str(name).lower() not in _NOT_PASSED
+    }
+    return status, kept, _result(chunk)
+
+
+def _result(chunk: object) -> bytes:
+    text = chunk.get("result") if isinstance(chunk, dict) else None
+    if not text:
+        return b""
+    try:
+        return bytes.fromhex(str(text))
+    except ValueError:
+        raise PluginFailed("the plugin's endpoint response body is not hex") from None
+
+
+class _Anything(Convertor[str]):
+    """Starlette's ``path`` convertor, line breaks included: a plugin routes any path."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anything", _Anything())
+
+
+def _name(text: str, what: str) -> str:
+    if not text:
+        raise InvalidArgument(f"{what} must not be empty")
+    return text
+
+
+host_routes: list[Any] = [
+    Route("/v1/admin/plugins", list_plugins, methods=["GET"]),
+    Route("/v1/admin/plugins/install", install_plugin, methods=["POST"]),
+    Route("/v1/admin/plugins/uninstall", uninstall_plugin, methods=["POST"]),
+    Route("/v1/admin/tools/invoke", invoke_tool, methods=["POST"]),
+    Route(
+        "/v1/admin/endpoints",
+        by_method(GET=list_endpoints, POST=create_endpoint),
+        methods=["GET", "POST"],
+    ),
+    Route("/v1/admin/endpoints/{hook_id}", delete_endpoint, methods=["DELETE"]),
+    Route("/e/{hook_id}/{path:anything}", endpoint, methods=ENDPOINT_METHODS),
+]

@@ -1,0 +1,282 @@
+"""A live service with the plugin host, and the example plugin on the real ``dify_plugin`` SDK.
+
+The SDK lives in its own virtual environment (``sdk_venv.py``), never in this
+interpreter: it monkey-patches its process with gevent.  One service and one
+plugin process per workspace serve the whole session; starting a plugin takes
+about a second.  Without the SDK environment (no network, say) these tests
+skip, except under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pluginkv import Store
+from pluginkv.server.app import create_app
+from pluginkv.server.auth import Tokens, load_secret
+from pluginkv.store import load_settings
+
+from . import sdk_venv
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+# Installed plugins' environments, kept between runs like the SDK's own (git-ignored).
+PLUGIN_ENVS = ROOT / ".cache" / "plugin-envs"
+STORAGE_TOOL = EXAMPLES / "storage_tool"
+PLUGIN_ID = "pluginkv/storage_tool"
+
+
+@pytest.fixture(name="sdk_python", scope="session")
+def _sdk_python() -> Path:
+    try:
+        return sdk_venv.ensure()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"could not build the dify_plugin environment: {exc}")
+        pytest.skip(f"no dify_plugin environment ({exc}); run `make dify-sdk`")
+
+
+class HostService:
+    """``pluginkv serve``'s app with the plugin host, under uvicorn in a thread."""
+
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        import uvicorn
+
+        self.data_dir = data_dir
+        port = free_port()
+        settings.setdefault("debug_port", 0)  # any free port; the host says which
+        self.settings = load_settings(
+            data_dir=str(data_dir),
+            database_url=f"sqlite:///{data_dir / 'pluginkv.db'}",
+            port=port,
+            sqlite_synchronous="NORMAL",
+            **settings,
+        )
+        self.tokens = Tokens(load_secret(self.settings), default_ttl=3600)
+        self.app = create_app(self.settings, tokens=self.tokens, listen_for_plugins=True)
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "no service"
+            time.sleep(0.01)
+        self.admin = self.tokens.issue(admin=True)
+
+    @property
+    def store(self) -> Store:
+        store: Store = self.app.state.store
+        return store
+
+    @property
+    def debug_port(self) -> int:
+        port = self.app.state.host.debug_port
+        assert isinstance(port, int)
+        return port
+
+    def call(
+        self, method: str, path: str, body: Any = None, timeout: float = 60
+    ) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            self.url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {self.admin}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read()
+
+    def plugins(self) -> list[dict[str, Any]]:
+        status, body = self.call("GET", "/v1/admin/plugins")
+        assert status == 200, body
+        listed: list[dict[str, Any]] = json.loads(body)["plugins"]
+        return listed
+
+    def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    def registered(self, plugin: str, workspace: str) -> bool:
+        return any(p["plugin"] == plugin and workspace in p["workspaces"] for p in self.plugins())
+
+    def install(self, workspace: str, directory: Path = STORAGE_TOOL) -> dict[str, Any]:
+        """Install a plugin folder for a workspace (the first time builds its environment)."""
+        body = {"directory": str(directory), "workspace": workspace}
+        status, answer = self.call("POST", "/v1/admin/plugins/install", body, timeout=900)
+        assert status == 200, answer
+        info: dict[str, Any] = json.loads(answer)
+        return info
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+class PluginProcess:
+    """A plugin directory run with ``python -m main`` on the SDK's interpreter."""
+
+    def __init__(self, python: Path, directory: Path, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("PLUGINKV_")}
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            [str(python), "-m", "main"],
+            cwd=directory,
+            env={**clean, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        # A remote plugin never exits by itself, not even when the host is gone.
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log_file.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(name="service", scope="session")
+def _service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
+    service = HostService(
+        tmp_path_factory.mktemp("host") / "data", plugin_envs_dir=str(PLUGIN_ENVS)
+    )
+    yield service
+    service.stop()
+
+
+RemoteStarter = Callable[..., PluginProcess]
+
+
+@pytest.fixture(name="start_remote", scope="session")
+def _start_remote(
+    sdk_python: Path, service: HostService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RemoteStarter]:
+    """Start a plugin in remote mode: ``start_remote(workspace)`` waits until it registered."""
+    started: list[PluginProcess] = []
+
+    def start(
+        workspace: str,
+        *,
+        directory: Path = STORAGE_TOOL,
+        key: str | None = None,
+        wait: bool = True,
+        plugin: str = PLUGIN_ID,
+    ) -> PluginProcess:
+        if key is None:
+            key = service.tokens.issue_debug_key(workspace=workspace)
+        log = tmp_path_factory.mktemp("plugin") / "plugin.log"
+        env = {
+            # pluginkv.dify.storage(session) in the example's incr, cas and batch ops.
+            "PYTHONPATH": str(ROOT / "src"),
+            "INSTALL_METHOD": "remote",
+            "REMOTE_INSTALL_URL": f"127.0.0.1:{service.debug_port}",
+            "REMOTE_INSTALL_KEY": key,
+        }
+        process = PluginProcess(sdk_python, directory, env, log)
+        started.append(process)
+        if wait:
+            try:
+                service.wait_for(lambda: service.registered(plugin, workspace), "registration")
+            except AssertionError:
+                raise AssertionError(process.output()) from None
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(name="ws1_plugin", scope="session")
+def _ws1_plugin(start_remote: RemoteStarter) -> PluginProcess:
+    return start_remote("ws-1")
+
+
+@pytest.fixture(name="ws2_plugin", scope="session")
+def _ws2_plugin(start_remote: RemoteStarter) -> PluginProcess:
+    return start_remote("ws-2")
+
+
+@pytest.fixture(name="denied_plugin", scope="session")
+def _denied_plugin(
+    start_remote: RemoteStarter, tmp_path_factory: pytest.TempPathFactory
+) -> PluginProcess:
+    """The example with storage switched off in its manifest, for workspace ws-denied."""
+    directory = tmp_path_factory.mktemp("denied") / "storage_tool"
+    shutil.copytree(STORAGE_TOOL, directory)
+    manifest = directory / "manifest.yaml"
+    # Both permissions, storage and endpoint, switched off.
+    manifest.write_text(manifest.read_text().replace("enabled: true", "enabled: false"))
+    return start_remote("ws-denied", directory=directory)
+
+
+@pytest.fixture(name="local_plugin", scope="session")
+def _local_plugin(sdk_python: Path, service: HostService) -> dict[str, Any]:
+    """The example installed for ls-1 and ls-2: one process over stdio, serving both."""
+    service.install("ls-1")
+    return service.install("ls-2")
+
+
+@pytest.fixture(name="workspaces", params=["tcp", "stdio"])
+def _workspaces(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Two workspaces the example serves, over the transport the parameter names."""
+    if request.param == "tcp":
+        request.getfixturevalue("ws1_plugin")
+        request.getfixturevalue("ws2_plugin")
+        return "ws-1", "ws-2"
+    request.getfixturevalue("local_plugin")
+    return "ls-1", "ls-2"
+
+
+@pytest.fixture(name="kv")
+def _kv(service: HostService) -> Callable[..., dict[str, Any]]:
+    """``kv(workspace, op, key, value)``: the example tool's one JSON answer, through HTTP."""
+
+    def call(workspace: str, op: str, key: str = "", value: str | None = None) -> dict[str, Any]:
+        parameters = {"op": op, "key": key}
+        if value is not None:
+            parameters["value"] = value
+        body = {
+            "workspace": workspace,
+            "plugin": PLUGIN_ID,
+            "provider": "storage_tool",
+            "tool": "kv",
+            "parameters": parameters,
+        }
+        status, answer = service.call("POST", "/v1/admin/tools/invoke", body)
+        assert status == 200, answer
+        lines = [json.loads(line) for line in answer.splitlines()]
+        assert len(lines) == 1 and lines[0]["type"] == "json", lines
+        result: dict[str, Any] = lines[0]["message"]["json_object"]
+        return result
+
+    return call

@@ -1,0 +1,123 @@
+"""``pluginkv.dify.storage(session)`` on pluginkv's host, and on one with only Dify's four verbs.
+
+The SDK's side of the channel is played by stand-ins here (its
+``StorageInvocation``); ``test_plugins.py`` runs the same through the real SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import pluginkv
+import pluginkv.dify
+from pluginkv import NotSupported, QuotaExceeded, Store, VersionConflict
+from pluginkv.dify.extended_storage import serve_extended
+from pluginkv.dify.messages import LOAD_FAILED
+from pluginkv.dify.plugin_storage import ChannelStorage
+from pluginkv.server.writer import WriteQueue
+from pluginkv.testing import FakeSession
+
+
+class PluginkvHost:
+    """What the SDK's StorageInvocation does on pluginkv's host, for extended requests."""
+
+    def __init__(self, store: Store) -> None:
+        self.storage = store.storage(workspace="ws-1", plugin="acme/plus")
+        self.store = store
+
+    def _backwards_invoke(self, kind: Any, data_type: Any, request: dict[str, Any]) -> Any:
+        async def serve() -> Any:
+            writer = WriteQueue(max_group=1)
+            try:
+                return await serve_extended(
+                    request, storage=self.storage, store=self.store, writer=writer
+                )
+            finally:
+                writer.shutdown()
+
+        yield asyncio.run(serve())
+
+
+class DifyDaemon:
+    """A host with Dify's four verbs only: an error for anything else."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def _backwards_invoke(self, kind: Any, data_type: Any, request: dict[str, Any]) -> Any:
+        raise Exception(f"unsupported storage operation: {request['opt']}")
+
+    def set(self, key: str, val: bytes) -> None:
+        self.data[key] = val
+
+    def get(self, key: str) -> bytes:
+        if key not in self.data:
+            raise Exception(LOAD_FAILED)
+        return self.data[key]
+
+    def exist(self, key: str) -> bool:
+        return key in self.data
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+@pytest.fixture(name="store")
+def _store() -> Iterator[Store]:
+    with pluginkv.open_store("memory://", plugin_quotas={"acme/plus": 100}) as store:
+        yield store
+
+
+class TestOnPluginkvsHost:
+    def test_every_storage_method_works(self, store: Store) -> None:
+        full = ChannelStorage(PluginkvHost(store))
+        full.set("a", b"1", ttl=60)
+        full.set_many({"b": b"2", "c": b"3"})
+        assert full.get("a") == b"1" and full.get("nope") is None
+        assert full.exist("b") and not full.exist("nope")
+        assert [e.key for e in full.keys()] == ["a", "b", "c"]
+        assert full.get_many(["a", "c", "x"]) == {"a": b"1", "c": b"3"}
+        entry = full.get_entry("a")
+        assert entry is not None and entry.expires_at is not None
+        assert full.incr("n", 5) == 5
+        full.set_json("j", {"x": 1})
+        assert full.get_json("j") == {"x": 1}
+        assert full.delete_many(["b", "x"]) == 1
+        assert full.delete_prefix("") == 4
+        assert full.usage().keys == 0
+
+    def test_engine_errors_arrive_as_the_engines_exceptions(self, store: Store) -> None:
+        full = ChannelStorage(PluginkvHost(store))
+        full.set("k", b"v")
+        with pytest.raises(VersionConflict) as conflict:
+            full.set("k", b"w", if_absent=True)
+        assert conflict.value.actual == 1
+        with pytest.raises(QuotaExceeded) as quota:
+            full.set("big", b"x" * 200)
+        assert quota.value.limit == 100
+
+
+class TestOnAHostWithDifysFourVerbs:
+    def test_the_four_verbs_work(self) -> None:
+        full = ChannelStorage(DifyDaemon())
+        full.set("k", b"v")
+        assert full.get("k") == b"v" and full.exist("k")
+        assert full.get("nope") is None
+        full.delete("k")
+        assert not full.exist("k")
+
+    def test_the_rest_raise_not_supported_naming_the_call(self) -> None:
+        full = ChannelStorage(DifyDaemon())
+        with pytest.raises(NotSupported, match="incr is not supported by this host"):
+            full.incr("n")
+        with pytest.raises(NotSupported, match="set is not supported"):
+            full.set("k", b"v", ttl=5)
+
+
+def test_storage_of_a_fake_session_is_its_in_memory_storage() -> None:
+    session = FakeSession()
+    assert pluginkv.dify.storage(session) is session.kv
