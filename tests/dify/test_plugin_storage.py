@@ -7,7 +7,7 @@ The SDK's side of the channel is played by stand-ins here (its
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from pluginkv import NotSupported, QuotaExceeded, Store, VersionConflict
 from pluginkv.dify.extended_storage import serve_extended
 from pluginkv.dify.messages import LOAD_FAILED
 from pluginkv.dify.plugin_storage import ChannelStorage
+from pluginkv.server.readers import Readers
 from pluginkv.server.writer import WriteQueue
 from pluginkv.testing import FakeSession
 
@@ -32,11 +33,13 @@ class PluginkvHost:
     def _backwards_invoke(self, kind: Any, data_type: Any, request: dict[str, Any]) -> Any:
         async def serve() -> Any:
             writer = WriteQueue(max_group=1)
+            readers = Readers(threads=1)
             try:
                 return await serve_extended(
-                    request, storage=self.storage, store=self.store, writer=writer
+                    request, storage=self.storage, store=self.store, writer=writer, readers=readers
                 )
             finally:
+                readers.shutdown()
                 writer.shutdown()
 
         yield asyncio.run(serve())
@@ -66,10 +69,11 @@ class DifyDaemon:
         self.data.pop(key, None)
 
 
-@pytest.fixture(name="store")
-def _store() -> Iterator[Store]:
-    with pluginkv.open_store("memory://", plugin_quotas={"acme/plus": 100}) as store:
-        yield store
+# The plugin channel's storage on every engine: reads of PostgreSQL go through
+# the service's reader threads, writes through its writer.
+@pytest.fixture(name="store", params=["memory", "sqlite", "postgres"])
+def _store(open_store: Callable[..., Store], request: pytest.FixtureRequest) -> Store:
+    return open_store(request.param, plugin_quotas={"acme/plus": 100})
 
 
 class TestOnPluginkvsHost:

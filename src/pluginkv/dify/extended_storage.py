@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, PluginKVError, QuotaExceeded, ValueTooLarge, VersionConflict
 from ..models import Entry, EntryMeta
+from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..storage import Storage
 from ..store import Store
@@ -116,7 +117,12 @@ CALLS: dict[str, tuple[bool, _Call]] = {
 
 
 async def serve_extended(
-    request: dict[str, Any], *, storage: Storage, store: Store, writer: WriteQueue
+    request: dict[str, Any],
+    *,
+    storage: Storage,
+    store: Store,
+    writer: WriteQueue,
+    readers: Readers,
 ) -> dict[str, Any]:
     """The ``response`` data of one extended call; engine errors are part of it."""
     name, args = request.get("call"), request.get("args") or {}
@@ -130,7 +136,7 @@ async def serve_extended(
             if writes:
                 result = await writer.run(store.backend, functools.partial(call, storage, args))
             else:
-                result = call(storage, args)
+                result = await readers.run(store.backend, call, storage, args)
         except KeyError as exc:
             raise InvalidArgument(f"{name} needs the argument {exc.args[0]!r}") from None
         except TypeError as exc:  # e.g. keys that are not a list

@@ -24,6 +24,7 @@ from ..config import Settings
 from ..errors import Forbidden, PluginKVError, PluginNotFound
 from ..keys import check_scope
 from ..server.auth import Tokens
+from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from .connection import PluginConnection
@@ -64,11 +65,12 @@ class PluginHost:
         *,
         store: Callable[[], Store],
         writer: Callable[[], WriteQueue],
+        readers: Callable[[], Readers],
     ) -> None:
         self._settings = settings
         self._tokens = tokens
         self._store = store
-        self.invocations = Invocations(store, writer)
+        self.invocations = Invocations(store, writer, readers)
         self._connections: dict[tuple[str, str], PluginConnection] = {}
         self._listener: DebugListener | None = None
         self._monitor: asyncio.Task[None] | None = None

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from . import messages
@@ -23,15 +24,21 @@ logger = logging.getLogger("pluginkv.dify")
 
 
 class Invocations:
-    """Serves backwards invocations on the service's store, through its writer.
+    """Serves backwards invocations on the service's store, through its writer and readers.
 
-    ``store`` and ``writer`` are looked up at each call: the service replaces
-    both when it starts.
+    ``store``, ``writer`` and ``readers`` are looked up at each call: the
+    service replaces them when it starts.
     """
 
-    def __init__(self, store: Callable[[], Store], writer: Callable[[], WriteQueue]) -> None:
+    def __init__(
+        self,
+        store: Callable[[], Store],
+        writer: Callable[[], WriteQueue],
+        readers: Callable[[], Readers],
+    ) -> None:
         self._store = store
         self._writer = writer
+        self._readers = readers
 
     async def answer(
         self, session_id: str, invoke: object, *, workspace: str | None, manifest: Manifest
@@ -59,6 +66,7 @@ class Invocations:
                 invoke.get("request"),
                 store=self._store(),
                 writer=self._writer(),
+                readers=self._readers(),
                 workspace=workspace,
                 manifest=manifest,
             )

@@ -7,9 +7,9 @@ key on ``get`` is the daemon's error text, which plugin code sees as a plain
 ``Exception``.  Keys, value limit and quota are the engine's, so the same
 rules hold here as over HTTP and the CLI.
 
-Writes go through the service's writer thread, like every other write of
-the service (one commit for the writes that arrive together); reads run
-inline on the event loop.
+Writes and reads run where every other one of the service runs: writes
+through its writer (one commit for the writes that arrive together on
+SQLite), reads inline on SQLite and on reader threads on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import functools
 from typing import Any
 
 from ..errors import PluginKVError
+from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from .extended_storage import serve_extended
@@ -36,7 +37,13 @@ class StorageRefused(Exception):
 
 
 async def serve_storage(
-    request: object, *, store: Store, writer: WriteQueue, workspace: str, manifest: Manifest
+    request: object,
+    *,
+    store: Store,
+    writer: WriteQueue,
+    readers: Readers,
+    workspace: str,
+    manifest: Manifest,
 ) -> dict[str, Any]:
     """The ``data`` of the ``response`` answer, or ``StorageRefused`` with the error's text."""
     if not manifest.storage_enabled:
@@ -46,18 +53,20 @@ async def serve_storage(
     opt, key = request.get("opt"), request.get("key")
     if opt == EXTENDED_OPT:
         storage = store.storage(workspace=workspace, plugin=manifest.plugin_id)
-        return await serve_extended(request, storage=storage, store=store, writer=writer)
+        return await serve_extended(
+            request, storage=storage, store=store, writer=writer, readers=readers
+        )
     if not isinstance(key, str):
         raise StorageRefused(f"storage request needs a string key, got {key!r}")
     try:
         storage = store.storage(workspace=workspace, plugin=manifest.plugin_id)
         if opt == "get":
-            value = storage.get(key)
+            value = await readers.run(store.backend, storage.get, key)
             if value is None:
                 raise StorageRefused(LOAD_FAILED)
             return {"data": value.hex()}
         if opt == "exist":
-            found = storage.exist(key)
+            found = await readers.run(store.backend, storage.exist, key)
             return {"data": found, "exist_num": int(found)}
         if opt == "set":
             value = _unhex(request.get("value"))

@@ -80,7 +80,11 @@ def create_app(
     app.state.settings = settings
     app.state.tokens = tokens
     app.state.host = PluginHost(
-        settings, tokens, store=lambda: app.state.store, writer=lambda: app.state.writer
+        settings,
+        tokens,
+        store=lambda: app.state.store,
+        writer=lambda: app.state.writer,
+        readers=lambda: app.state.readers,
     )
     if store is not None:
         app.state.store = store
