@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
+import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
@@ -118,6 +119,33 @@ class TestDuration:
         assert value(text, "pluginkv_http_request_duration_seconds_bucket", le="+Inf", **labels)
         total = value(text, "pluginkv_http_request_duration_seconds_sum", **labels)
         assert total is not None and total > 0
+
+    def test_buckets_count_every_request_at_or_under_their_bound_whatever_its_status(
+        self,
+    ) -> None:
+        metrics = Metrics()
+        for seconds, status in [(0.0001, 200), (0.0003, 404), (0.002, 200), (20.0, 500)]:
+            metrics.observe("/r", "GET", status, seconds, 0, 0)
+        text = metrics.exposition().decode()
+        labels = {"route": "/r", "method": "GET"}
+
+        def bucket(le: str) -> float | None:
+            return value(text, "pluginkv_http_request_duration_seconds_bucket", le=le, **labels)
+
+        assert [bucket("0.0001"), bucket("0.0005"), bucket("0.0025"), bucket("10.0")] == [
+            1,
+            2,
+            3,
+            3,
+        ]
+        assert bucket("+Inf") == value(
+            text, "pluginkv_http_request_duration_seconds_count", **labels
+        )
+        assert bucket("+Inf") == 4
+        assert value(text, "pluginkv_http_request_duration_seconds_sum", **labels) == pytest.approx(
+            20.0024
+        )
+        assert requests(text, "/r", "GET", 404) == 1
 
     def test_buckets_go_from_100_microseconds_to_10_seconds(self) -> None:
         assert DURATION_BUCKETS[0] == 0.0001
