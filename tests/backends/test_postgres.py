@@ -340,6 +340,7 @@ class Replica:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        self._output: str | None = None
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -361,10 +362,12 @@ class Replica:
         self.output()
 
     def output(self) -> str:
-        assert self.process.stdout is not None
-        text = self.process.stdout.read().decode(errors="replace")
-        self.process.stdout.close()
-        return text
+        """What the process printed; read once, so stop() works after a failed start."""
+        if self._output is None:
+            assert self.process.stdout is not None
+            self._output = self.process.stdout.read().decode(errors="replace")
+            self.process.stdout.close()
+        return self._output
 
 
 def free_port() -> int:
