@@ -68,9 +68,7 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -81,6 +79,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from common import free_port, load_average, on_sigterm, stop_process, version
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -179,12 +179,6 @@ class Server:
             conn.close()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def server_command(port: int) -> list[str]:
     return [
         sys.executable,
@@ -210,17 +204,6 @@ def server_command(port: int) -> list[str]:
         "--timeout-keep-alive",
         "600",
     ]
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @contextmanager
@@ -849,20 +832,6 @@ def build(server: Server, runner: asyncio.Runner) -> list[Contender]:
     return contenders
 
 
-def version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-def load_average() -> str:
-    try:
-        return ", ".join(f"{load:.2f}" for load in os.getloadavg())
-    except OSError:
-        return "?"
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Python HTTP clients, one thread, one keep-alive connection, vs httpx."
@@ -887,10 +856,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.rounds < 1 or args.duration <= 0:
         parser.error("--rounds must be positive and --duration greater than 0")
     return args
-
-
-def on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the server
 
 
 def main(argv: Sequence[str] | None = None) -> int:

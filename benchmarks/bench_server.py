@@ -58,7 +58,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -69,10 +68,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from urllib.parse import quote
+
+from common import free_port, load_average, on_sigterm, stop_process, version
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -193,23 +192,6 @@ def clean_env(extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGINKV_")}
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def healthy(port: int) -> bool:
@@ -793,20 +775,6 @@ def report_large(results: ClientResults, v: Verdicts) -> None:
         )
 
 
-def version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-def load_average() -> str:
-    try:
-        return ", ".join(f"{load:.2f}" for load in os.getloadavg())
-    except OSError:
-        return "?"
-
-
 def wrk_version(wrk: str) -> str:
     out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     first = (out.stdout + out.stderr).strip().splitlines()
@@ -844,10 +812,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             "(wrk runs 2 threads), --client-duration above 0"
         )
     return args
-
-
-def on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
 def print_rounds(results: Results, servers: Sequence[str]) -> None:

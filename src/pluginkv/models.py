@@ -27,6 +27,17 @@ class EntryMeta:
     updated_at: float
     expires_at: float | None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, as the HTTP API and the plugin channel list them."""
+        return {
+            "key": self.key,
+            "size": self.size,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "expires_at": self.expires_at,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:

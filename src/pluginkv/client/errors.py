@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..error_fields import error_with_fields
 from ..errors import (
     BackendUnavailable,
     Forbidden,
@@ -15,10 +16,7 @@ from ..errors import (
     PluginKVError,
     PluginNotFound,
     PluginTimeout,
-    QuotaExceeded,
     Unauthorized,
-    ValueTooLarge,
-    VersionConflict,
     WrongValueType,
 )
 
@@ -56,18 +54,9 @@ def error_from_response(status: int, body: bytes) -> PluginKVError:
     except (ValueError, KeyError, TypeError):
         cls = _BY_STATUS.get(status, BackendUnavailable if status >= 500 else PluginKVError)
         return cls(f"HTTP {status}: {body[:200]!r}")
-    try:
-        if code == QuotaExceeded.code:
-            return QuotaExceeded(
-                message, used=error["used"], limit=error["limit"], needed=error["needed"]
-            )
-        if code == ValueTooLarge.code:
-            return ValueTooLarge(message, size=error["size"], limit=error["limit"])
-        if code == VersionConflict.code:
-            return VersionConflict(
-                message, key=error["key"], expected=error["expected"], actual=error["actual"]
-            )
-    except KeyError:
-        pass  # details missing (a foreign or older service): the message still says it all
+    rebuilt = error_with_fields(code, message, error)
+    if rebuilt is not None:
+        return rebuilt
+    # Fields missing (a foreign or older service): the message still says it all.
     cls = _SIMPLE.get(code) or _BY_STATUS.get(status) or PluginKVError
     return cls(message)

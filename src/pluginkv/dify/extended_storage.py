@@ -17,8 +17,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidArgument, PluginKVError, QuotaExceeded, ValueTooLarge, VersionConflict
-from ..models import Entry, EntryMeta
+from ..error_fields import error_fields
+from ..errors import InvalidArgument, PluginKVError
+from ..models import Entry
 from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..storage import Storage
@@ -28,17 +29,6 @@ __all__ = ["CALLS", "serve_extended"]
 
 # call -> (writes?, how to run it); the args are the Storage method's keywords.
 _Call = Callable[[Storage, dict[str, Any]], Any]
-
-
-def _meta(entry: EntryMeta) -> dict[str, Any]:
-    return {
-        "key": entry.key,
-        "size": entry.size,
-        "version": entry.version,
-        "created_at": entry.created_at,
-        "updated_at": entry.updated_at,
-        "expires_at": entry.expires_at,
-    }
 
 
 def _entry(entry: Entry | None) -> dict[str, Any] | None:
@@ -81,7 +71,7 @@ def _set(s: Storage, a: dict[str, Any]) -> None:
 
 def _keys(s: Storage, a: dict[str, Any]) -> Any:
     page = s.keys(a.get("prefix", ""), limit=a.get("limit"), cursor=a.get("cursor"))
-    return {"entries": [_meta(e) for e in page.entries], "next_cursor": page.next_cursor}
+    return {"entries": [e.as_dict() for e in page.entries], "next_cursor": page.next_cursor}
 
 
 def _set_many(s: Storage, a: dict[str, Any]) -> None:
@@ -147,11 +137,4 @@ async def serve_extended(
 
 
 def _error(exc: PluginKVError) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": exc.code, "message": str(exc)}
-    if isinstance(exc, QuotaExceeded):
-        body.update(used=exc.used, limit=exc.limit, needed=exc.needed)
-    elif isinstance(exc, ValueTooLarge):
-        body.update(size=exc.size, limit=exc.limit)
-    elif isinstance(exc, VersionConflict):
-        body.update(key=exc.key, expected=exc.expected, actual=exc.actual)
-    return body
+    return {"code": exc.code, "message": str(exc), **error_fields(exc)}

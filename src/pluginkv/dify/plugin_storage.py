@@ -15,6 +15,7 @@ import binascii
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..error_fields import error_with_fields
 from ..errors import (
     BackendUnavailable,
     Forbidden,
@@ -23,9 +24,6 @@ from ..errors import (
     InvalidValueType,
     NotSupported,
     PluginKVError,
-    QuotaExceeded,
-    ValueTooLarge,
-    VersionConflict,
     WrongValueType,
 )
 from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
@@ -204,20 +202,8 @@ def _not_supported(name: str, detail: str = "") -> NotSupported:
 
 def _error(body: dict[str, Any]) -> PluginKVError:
     code, message = str(body.get("code")), str(body.get("message"))
-    try:
-        if code == QuotaExceeded.code:
-            return QuotaExceeded(
-                message, used=body["used"], limit=body["limit"], needed=body["needed"]
-            )
-        if code == ValueTooLarge.code:
-            return ValueTooLarge(message, size=body["size"], limit=body["limit"])
-        if code == VersionConflict.code:
-            return VersionConflict(
-                message, key=body["key"], expected=body["expected"], actual=body["actual"]
-            )
-    except KeyError:
-        pass
-    return _SIMPLE.get(code, PluginKVError)(message)
+    rebuilt = error_with_fields(code, message, body)
+    return rebuilt if rebuilt is not None else _SIMPLE.get(code, PluginKVError)(message)
 
 
 def _dify_error(exc: Exception) -> PluginKVError:

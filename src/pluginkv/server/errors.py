@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..error_fields import error_fields
 from ..errors import (
     BackendUnavailable,
     Forbidden,
@@ -62,16 +63,6 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **details}}
 
 
-def _details(exc: PluginKVError) -> dict[str, Any]:
-    if isinstance(exc, QuotaExceeded):
-        return {"used": exc.used, "limit": exc.limit, "needed": exc.needed}
-    if isinstance(exc, ValueTooLarge):
-        return {"size": exc.size, "limit": exc.limit}
-    if isinstance(exc, VersionConflict):
-        return {"key": exc.key, "expected": exc.expected, "actual": exc.actual}
-    return {}
-
-
 # Every error also names its code in a header: a HEAD response has no body, and
 # a client must tell "no such key" from "no such route" without one.
 CODE_HEADER = "X-Error-Code"
@@ -82,7 +73,7 @@ def error_response(exc: PluginKVError) -> JSONResponse:
     headers = {CODE_HEADER: exc.code}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    body = error_body(exc.code, str(exc), **_details(exc))
+    body = error_body(exc.code, str(exc), **error_fields(exc))
     return JSONResponse(body, status_code=status, headers=headers)
 
 

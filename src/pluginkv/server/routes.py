@@ -19,7 +19,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import InvalidArgument, PluginKVError
-from ..models import EntryMeta
 from ..storage import Storage
 from ..store import Store
 from .auth import Grant, Tokens
@@ -126,17 +125,6 @@ def _b64(key: str, text: object) -> bytes:
         raise InvalidArgument(f"value of {key!r} is not valid base64") from None
 
 
-def _meta(entry: EntryMeta) -> dict[str, Any]:
-    return {
-        "key": entry.key,
-        "size": entry.size,
-        "version": entry.version,
-        "created_at": entry.created_at,
-        "updated_at": entry.updated_at,
-        "expires_at": entry.expires_at,
-    }
-
-
 # -- single keys (GET, HEAD, PUT and DELETE are in kv.py) ---------------------------------
 async def incr(request: Request) -> Response:
     storage = _storage(request, write=True)
@@ -159,7 +147,7 @@ async def list_keys(request: Request) -> Response:
         cursor=request.query_params.get("cursor"),
     )
     return JSONResponse(
-        {"entries": [_meta(e) for e in page.entries], "next_cursor": page.next_cursor}
+        {"entries": [e.as_dict() for e in page.entries], "next_cursor": page.next_cursor}
     )
 
 
