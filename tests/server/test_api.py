@@ -82,6 +82,29 @@ class TestSingleKeys:
             response = client.put(url("k") + f"?ttl={ttl}", content=b"v", headers=auth())
             assert response.status_code == 400, ttl
 
+    def test_timestamps_come_only_with_meta(
+        self, client: TestClient, auth: Auth, store: Store
+    ) -> None:
+        client.put(url("k"), content=b"v", headers=auth())
+        entry = store.storage(workspace="ws-1", plugin="acme/weather").get_entry("k")
+        assert entry is not None
+        plain = client.get(url("k"), headers=auth())
+        assert "x-created-at" not in plain.headers and "x-updated-at" not in plain.headers
+        assert plain.headers["etag"] == f'"{entry.version}"'
+        for flag in ("1", "true", "TRUE"):
+            with_meta = client.get(url("k") + f"?meta={flag}", headers=auth())
+            assert float(with_meta.headers["x-created-at"]) == entry.created_at
+            assert float(with_meta.headers["x-updated-at"]) == entry.updated_at
+        assert "x-created-at" not in client.get(url("k") + "?meta=0", headers=auth()).headers
+
+    def test_a_meta_flag_that_is_not_a_yes_or_no_is_400_naming_it(
+        self, client: TestClient, auth: Auth
+    ) -> None:
+        client.put(url("k"), content=b"v", headers=auth())
+        response = client.get(url("k") + "?meta=yes-please", headers=auth())
+        assert response.status_code == 400
+        assert "meta='yes-please'" in response.json()["error"]["message"]
+
 
 class TestConditions:
     def test_if_match_with_the_current_version_writes(self, client: TestClient, auth: Auth) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "dumps",
     "encode_json",
     "entry_from_reply",
+    "entry_path",
     "incr_request",
     "keys_path",
     "kv_path",
@@ -80,6 +81,11 @@ def kv_path(key: str) -> str:
     # Everything but unreserved characters is encoded, '/' included, so no
     # HTTP layer can normalise the path ('a/./b' stays one opaque key).
     return "/v1/kv/" + quote(key, safe="")
+
+
+def entry_path(key: str) -> str:
+    """A GET of the value with its timestamps (plain GETs leave them out)."""
+    return kv_path(key) + "?meta=1"
 
 
 def keys_path(prefix: str, limit: int | None, cursor: str | None) -> str:

@@ -41,6 +41,7 @@ from ._wire import (
     dumps,
     encode_json,
     entry_from_reply,
+    entry_path,
     incr_request,
     keys_path,
     kv_path,
@@ -154,7 +155,7 @@ class AsyncRemoteStorage:
     # -- entries and listing -----------------------------------------------------
     async def get_entry(self, key: str) -> Entry | None:
         check_key(key)
-        reply = await self._call("GET", kv_path(key), safe=True, absent_ok=True)
+        reply = await self._call("GET", entry_path(key), safe=True, absent_ok=True)
         if reply.status == 404:
             return None
         return entry_from_reply(key, reply.body, reply.headers.get)

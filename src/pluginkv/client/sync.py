@@ -36,6 +36,7 @@ from ._wire import (
     delete_prefix_path,
     dumps,
     entry_from_reply,
+    entry_path,
     incr_request,
     keys_path,
     kv_path,
@@ -144,7 +145,7 @@ class RemoteStorage(JSONHelpers):
     # -- entries and listing -----------------------------------------------------
     def get_entry(self, key: str) -> Entry | None:
         check_key(key)
-        reply = self._call("GET", kv_path(key), safe=True, absent_ok=True)
+        reply = self._call("GET", entry_path(key), safe=True, absent_ok=True)
         if reply.status == 404:
             return None
         return entry_from_reply(key, reply.body, reply.headers.get)

@@ -684,6 +684,14 @@ def _paths(settings: Settings) -> Json:
                 "tags": ["keys"],
                 "summary": "Read a value",
                 "security": _BEARER,
+                "parameters": [
+                    _query(
+                        "meta",
+                        {"type": "string", "enum": ["1", "true", "0", "false"]},
+                        "`1` or `true`: also send the entry's timestamps (`X-Created-At`, "
+                        "`X-Updated-At`). Off by default: every header costs each read.",
+                    ),
+                ],
                 "responses": {
                     "200": {
                         "description": "The value, raw bytes.",
@@ -1195,13 +1203,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "X-Created-At": {
                     "description": "Unix time in seconds at which the key was created (a "
                     "replaced value keeps it; a key stored again after it expired or was "
-                    "deleted starts anew).",
-                    "required": True,
+                    "deleted starts anew). Only with `?meta=1`.",
+                    "required": False,
                     "schema": _TIMESTAMP_HEADER,
                 },
                 "X-Updated-At": {
-                    "description": "Unix time in seconds of the entry's last write.",
-                    "required": True,
+                    "description": "Unix time in seconds of the entry's last write. Only "
+                    "with `?meta=1`.",
+                    "required": False,
                     "schema": _TIMESTAMP_HEADER,
                 },
                 "X-Expires-At": {

@@ -20,7 +20,15 @@ from .auth import Grant, Tokens
 
 N = TypeVar("N", int, float)
 
-__all__ = ["ClientGone", "conditions", "grant", "key_from_path", "query_number", "read_body"]
+__all__ = [
+    "ClientGone",
+    "conditions",
+    "grant",
+    "key_from_path",
+    "query_flag",
+    "query_number",
+    "read_body",
+]
 
 
 class ClientGone(Exception):
@@ -63,6 +71,20 @@ def query_number(params: Mapping[str, str], name: str, kind: type[N]) -> N | Non
         return kind(text)
     except ValueError:
         raise InvalidArgument(f"query parameter {name}={text!r} is not a number") from None
+
+
+def query_flag(params: Mapping[str, str], name: str) -> bool:
+    """The query parameter ``name`` as a yes/no: ``1``/``true`` or ``0``/``false``, absent = no."""
+    text = params.get(name)
+    if text is None:
+        return False
+    flag = _FLAGS.get(text.lower())
+    if flag is None:
+        raise InvalidArgument(f"query parameter {name}={text!r} must be 1, true, 0 or false")
+    return flag
+
+
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
 
 
 def conditions(if_match: str | None, if_none_match: str | None) -> tuple[int | None, bool]:
