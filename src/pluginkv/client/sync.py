@@ -229,9 +229,8 @@ class RemoteStorage(JSONHelpers):
     ) -> _Reply:
         conn = self._connection()
         try:
-            conn.request(
-                method, self._prefix + path, body=body, headers={**self._headers, **(headers or {})}
-            )
+            sent = {**self._headers, **headers} if headers else self._headers
+            conn.request(method, self._prefix + path, body=body, headers=sent)
             response = conn.getresponse()
             reply = _Reply(response.status, response.headers, response.read())
         except (OSError, http.client.HTTPException) as exc:
