@@ -6,7 +6,7 @@ plugin process per workspace serve the whole session; starting a plugin takes
 about a second.  A test that takes ``transport`` (or ``workspaces``,
 ``denied_workspace``) runs twice: with remote-debug plugins over TCP and with
 installed ones over stdio.  A test that needs a service of its own (a
-restart) runs plugins on it with ``plugins``.  Without the SDK
+restart, another store) runs plugins on it with ``plugins``.  Without the SDK
 environment (no network, say) these tests skip, except under ``CI=true``,
 where that is a failure.
 """
@@ -204,7 +204,12 @@ def free_port() -> int:
 
 
 class Plugins:
-    """Runs plugin folders (the example by default) for the workspaces of any ``HostService``."""
+    """Runs plugin folders (the example by default) for the workspaces of any ``HostService``.
+
+    Over ``tcp`` a plugin is a remote-debug process of its own, started here
+    and killed by ``stop``; over ``stdio`` it is installed, and the service
+    runs it (and kills it when it stops).
+    """
 
     def __init__(self, python: Path, logs: pytest.TempPathFactory) -> None:
         self.python = python
@@ -240,6 +245,21 @@ class Plugins:
             except AssertionError:
                 raise AssertionError(process.output()) from None
         return process
+
+    def serve(
+        self,
+        service: HostService,
+        transport: str,
+        workspace: str,
+        *,
+        directory: Path = STORAGE_TOOL,
+        plugin: str = PLUGIN_ID,
+    ) -> None:
+        """Have ``service`` run the plugin for ``workspace`` over ``transport``."""
+        if transport == "tcp":
+            self.remote(service, workspace, directory=directory, plugin=plugin)
+        else:
+            service.install(workspace, directory)
 
     def stop(self) -> None:
         """Kill the remote-debug plugins started here: they never exit by themselves."""

@@ -116,27 +116,23 @@ def test_a_folder_that_is_no_plugin_is_400(
 def test_installs_survive_a_restart_and_shutdown_kills_the_plugins(
     tmp_path: Path, sdk_python: Path
 ) -> None:
-    """The data directory lists what is installed; a new service starts it again."""
+    """The data directory lists what is installed; a new service starts it again by itself.
+
+    That the plugin's data survives too is tested on both transports in test_plugins.py.
+    """
     first = HostService(tmp_path / "data", plugin_envs_dir=str(PLUGIN_ENVS))
     try:
         first.install("ws-r")
         pid = _pid(first)
-        answer = _count(first)
     finally:
         first.stop()
-    assert answer == 1
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped
     second = HostService(tmp_path / "data", plugin_envs_dir=str(PLUGIN_ENVS))
     try:
         second.wait_for(lambda: second.registered(PLUGIN_ID, "ws-r"), "the restart")
-        assert _count(second) == 2
     finally:
         second.stop()
-
-
-def _count(service: HostService) -> int:
-    return int(service.kv("ws-r", "count", "n")["count"])
 
 
 def test_a_local_plugin_that_goes_silent_is_restarted(tmp_path: Path, sdk_python: Path) -> None:

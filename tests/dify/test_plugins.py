@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from pluginkv.cli import main
 
-from .conftest import DENIED_ID, PLUGIN_ID, HostService, Plugins, RemoteStarter
+from .conftest import DENIED_ID, PLUGIN_ENVS, PLUGIN_ID, HostService, Plugins, RemoteStarter
 
 Kv = Callable[..., dict[str, Any]]
 Ws = tuple[str, str]
@@ -271,6 +271,29 @@ class TestToolInvoke:
         result = CliRunner().invoke(main, ["tool", "invoke", *args])
         assert result.exit_code == 3
         assert result.stderr.startswith("error: no running plugin pluginkv/storage_tool")
+
+
+def test_what_a_plugin_stored_survives_a_restart_of_the_service_and_the_plugin(
+    tmp_path: Path, transport: str, plugins: Plugins
+) -> None:
+    """A new service on the same data directory, with the plugin started again, counts on.
+
+    The remote-debug plugin is restarted by hand here: waiting out the SDK's
+    own reconnect takes about 15 s (the slow test below).
+    """
+    first = HostService(tmp_path / "data", plugin_envs_dir=str(PLUGIN_ENVS))
+    try:
+        plugins.serve(first, transport, "ws-r")
+        assert first.kv("ws-r", "count", "n")["count"] == 1
+    finally:
+        first.stop()  # an installed plugin goes with it
+        plugins.stop()  # a remote-debug one would outlive its host
+    second = HostService(tmp_path / "data", plugin_envs_dir=str(PLUGIN_ENVS))
+    try:
+        plugins.serve(second, transport, "ws-r")
+        assert second.kv("ws-r", "count", "n")["count"] == 2
+    finally:
+        second.stop()
 
 
 @pytest.mark.slow
