@@ -3,12 +3,17 @@
 The SDK lives in its own virtual environment (``sdk_venv.py``), never in this
 interpreter: it monkey-patches its process with gevent.  One service and one
 plugin process per workspace serve the whole session; starting a plugin takes
-about a second.  Without the SDK environment (no network, say) these tests
-skip, except under ``CI=true``, where that is a failure.
+about a second.  A test that takes ``transport`` (or ``workspaces``,
+``denied_workspace``) runs twice: with remote-debug plugins over TCP and with
+installed ones over stdio.  A test that needs a service of its own (a
+restart, another store) runs plugins on it with ``plugins``.  Without the SDK
+environment (no network, say) these tests skip, except under ``CI=true``,
+where that is a failure.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -37,6 +42,7 @@ EXAMPLES = ROOT / "examples"
 PLUGIN_ENVS = ROOT / ".cache" / "plugin-envs"
 STORAGE_TOOL = EXAMPLES / "storage_tool"
 PLUGIN_ID = "pluginkv/storage_tool"
+DENIED_ID = "pluginkv/storage_tool_denied"  # the example without its permissions
 
 
 @pytest.fixture(name="sdk_python", scope="session")
@@ -50,9 +56,12 @@ def _sdk_python() -> Path:
 
 
 class HostService:
-    """``pluginkv serve``'s app with the plugin host, under uvicorn in a thread."""
+    """``pluginkv serve``'s app with the plugin host, under uvicorn in a thread.
 
-    def __init__(self, data_dir: Path, **settings: Any) -> None:
+    Its store is a SQLite file in ``data_dir``, or ``store`` when one is given.
+    """
+
+    def __init__(self, data_dir: Path, *, store: Store | None = None, **settings: Any) -> None:
         import uvicorn
 
         self.data_dir = data_dir
@@ -66,7 +75,9 @@ class HostService:
             **settings,
         )
         self.tokens = Tokens(load_secret(self.settings), default_ttl=3600)
-        self.app = create_app(self.settings, tokens=self.tokens, listen_for_plugins=True)
+        self.app = create_app(
+            self.settings, store=store, tokens=self.tokens, listen_for_plugins=True
+        )
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -128,6 +139,33 @@ class HostService:
         info: dict[str, Any] = json.loads(answer)
         return info
 
+    def kv(
+        self,
+        workspace: str,
+        op: str,
+        key: str = "",
+        value: str | None = None,
+        *,
+        plugin: str = PLUGIN_ID,
+    ) -> dict[str, Any]:
+        """The example tool's one JSON answer to ``op`` on ``key``, called through the HTTP API."""
+        parameters = {"op": op, "key": key}
+        if value is not None:
+            parameters["value"] = value
+        body = {
+            "workspace": workspace,
+            "plugin": plugin,
+            "provider": "storage_tool",
+            "tool": "kv",
+            "parameters": parameters,
+        }
+        status, answer = self.call("POST", "/v1/admin/tools/invoke", body)
+        assert status == 200, answer
+        lines = [json.loads(line) for line in answer.splitlines()]
+        assert len(lines) == 1 and lines[0]["type"] == "json", lines
+        result: dict[str, Any] = lines[0]["message"]["json_object"]
+        return result
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
@@ -165,6 +203,71 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Plugins:
+    """Runs plugin folders (the example by default) for the workspaces of any ``HostService``.
+
+    Over ``tcp`` a plugin is a remote-debug process of its own, started here
+    and killed by ``stop``; over ``stdio`` it is installed, and the service
+    runs it (and kills it when it stops).
+    """
+
+    def __init__(self, python: Path, logs: pytest.TempPathFactory) -> None:
+        self.python = python
+        self._logs = logs
+        self._started: list[PluginProcess] = []
+
+    def remote(
+        self,
+        service: HostService,
+        workspace: str,
+        *,
+        directory: Path = STORAGE_TOOL,
+        plugin: str = PLUGIN_ID,
+        key: str | None = None,
+        wait: bool = True,
+    ) -> PluginProcess:
+        """A remote-debug plugin of ``service``; with ``wait``, once it registered."""
+        if key is None:
+            key = service.tokens.issue_debug_key(workspace=workspace)
+        env = {
+            # pluginkv.dify.storage(session) in the example's incr, cas and batch ops.
+            "PYTHONPATH": str(ROOT / "src"),
+            "INSTALL_METHOD": "remote",
+            "REMOTE_INSTALL_URL": f"127.0.0.1:{service.debug_port}",
+            "REMOTE_INSTALL_KEY": key,
+        }
+        log = self._logs.mktemp("plugin") / "plugin.log"
+        process = PluginProcess(self.python, directory, env, log)
+        self._started.append(process)
+        if wait:
+            try:
+                service.wait_for(lambda: service.registered(plugin, workspace), "registration")
+            except AssertionError:
+                raise AssertionError(process.output()) from None
+        return process
+
+    def serve(
+        self,
+        service: HostService,
+        transport: str,
+        workspace: str,
+        *,
+        directory: Path = STORAGE_TOOL,
+        plugin: str = PLUGIN_ID,
+    ) -> None:
+        """Have ``service`` run the plugin for ``workspace`` over ``transport``."""
+        if transport == "tcp":
+            self.remote(service, workspace, directory=directory, plugin=plugin)
+        else:
+            service.install(workspace, directory)
+
+    def stop(self) -> None:
+        """Kill the remote-debug plugins started here: they never exit by themselves."""
+        for process in self._started:
+            process.stop()
+        self._started.clear()
+
+
 @pytest.fixture(name="service", scope="session")
 def _service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
     service = HostService(
@@ -172,6 +275,14 @@ def _service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
     )
     yield service
     service.stop()
+
+
+@pytest.fixture(name="plugins")
+def _plugins(sdk_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plugins]:
+    """Plugins for the services a test starts itself; the processes die with the test."""
+    plugins = Plugins(sdk_python, tmp_path_factory)
+    yield plugins
+    plugins.stop()
 
 
 RemoteStarter = Callable[..., PluginProcess]
@@ -182,38 +293,9 @@ def _start_remote(
     sdk_python: Path, service: HostService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RemoteStarter]:
     """Start a plugin in remote mode: ``start_remote(workspace)`` waits until it registered."""
-    started: list[PluginProcess] = []
-
-    def start(
-        workspace: str,
-        *,
-        directory: Path = STORAGE_TOOL,
-        key: str | None = None,
-        wait: bool = True,
-        plugin: str = PLUGIN_ID,
-    ) -> PluginProcess:
-        if key is None:
-            key = service.tokens.issue_debug_key(workspace=workspace)
-        log = tmp_path_factory.mktemp("plugin") / "plugin.log"
-        env = {
-            # pluginkv.dify.storage(session) in the example's incr, cas and batch ops.
-            "PYTHONPATH": str(ROOT / "src"),
-            "INSTALL_METHOD": "remote",
-            "REMOTE_INSTALL_URL": f"127.0.0.1:{service.debug_port}",
-            "REMOTE_INSTALL_KEY": key,
-        }
-        process = PluginProcess(sdk_python, directory, env, log)
-        started.append(process)
-        if wait:
-            try:
-                service.wait_for(lambda: service.registered(plugin, workspace), "registration")
-            except AssertionError:
-                raise AssertionError(process.output()) from None
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
+    plugins = Plugins(sdk_python, tmp_path_factory)
+    yield functools.partial(plugins.remote, service)
+    plugins.stop()
 
 
 @pytest.fixture(name="ws1_plugin", scope="session")
@@ -226,17 +308,34 @@ def _ws2_plugin(start_remote: RemoteStarter) -> PluginProcess:
     return start_remote("ws-2")
 
 
-@pytest.fixture(name="denied_plugin", scope="session")
-def _denied_plugin(
-    start_remote: RemoteStarter, tmp_path_factory: pytest.TempPathFactory
-) -> PluginProcess:
-    """The example with storage switched off in its manifest, for workspace ws-denied."""
+@pytest.fixture(name="denied_directory", scope="session")
+def _denied_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the example, named storage_tool_denied, with both permissions switched off.
+
+    A name of its own: installed, it must not replace the example's process.
+    """
     directory = tmp_path_factory.mktemp("denied") / "storage_tool"
     shutil.copytree(STORAGE_TOOL, directory)
     manifest = directory / "manifest.yaml"
-    # Both permissions, storage and endpoint, switched off.
-    manifest.write_text(manifest.read_text().replace("enabled: true", "enabled: false"))
-    return start_remote("ws-denied", directory=directory)
+    text = manifest.read_text()
+    assert "\nname: storage_tool\n" in text and text.count("enabled: true") == 2
+    text = text.replace("\nname: storage_tool\n", f"\nname: {DENIED_ID.split('/')[1]}\n")
+    manifest.write_text(text.replace("enabled: true", "enabled: false"))  # storage, endpoint
+    return directory
+
+
+@pytest.fixture(name="denied_plugin", scope="session")
+def _denied_plugin(start_remote: RemoteStarter, denied_directory: Path) -> PluginProcess:
+    """The denied copy as a remote-debug plugin for workspace ws-denied."""
+    return start_remote("ws-denied", directory=denied_directory, plugin=DENIED_ID)
+
+
+@pytest.fixture(name="denied_local_plugin", scope="session")
+def _denied_local_plugin(
+    sdk_python: Path, service: HostService, denied_directory: Path
+) -> dict[str, Any]:
+    """The denied copy installed for workspace ls-denied."""
+    return service.install("ls-denied", denied_directory)
 
 
 @pytest.fixture(name="local_plugin", scope="session")
@@ -246,10 +345,17 @@ def _local_plugin(sdk_python: Path, service: HostService) -> dict[str, Any]:
     return service.install("ls-2")
 
 
-@pytest.fixture(name="workspaces", params=["tcp", "stdio"])
-def _workspaces(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """Two workspaces the example serves, over the transport the parameter names."""
-    if request.param == "tcp":
+@pytest.fixture(name="transport", params=["tcp", "stdio"])
+def _transport(request: pytest.FixtureRequest) -> str:
+    """What the plugins of a test run over: remote debugging (tcp) or an install (stdio)."""
+    param: str = request.param
+    return param
+
+
+@pytest.fixture(name="workspaces")
+def _workspaces(transport: str, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Two workspaces the example serves, over the transport."""
+    if transport == "tcp":
         request.getfixturevalue("ws1_plugin")
         request.getfixturevalue("ws2_plugin")
         return "ws-1", "ws-2"
@@ -257,26 +363,17 @@ def _workspaces(request: pytest.FixtureRequest) -> tuple[str, str]:
     return "ls-1", "ls-2"
 
 
+@pytest.fixture(name="denied_workspace")
+def _denied_workspace(transport: str, request: pytest.FixtureRequest) -> str:
+    """A workspace the denied copy (``DENIED_ID``) serves, over the transport."""
+    if transport == "tcp":
+        request.getfixturevalue("denied_plugin")
+        return "ws-denied"
+    request.getfixturevalue("denied_local_plugin")
+    return "ls-denied"
+
+
 @pytest.fixture(name="kv")
 def _kv(service: HostService) -> Callable[..., dict[str, Any]]:
-    """``kv(workspace, op, key, value)``: the example tool's one JSON answer, through HTTP."""
-
-    def call(workspace: str, op: str, key: str = "", value: str | None = None) -> dict[str, Any]:
-        parameters = {"op": op, "key": key}
-        if value is not None:
-            parameters["value"] = value
-        body = {
-            "workspace": workspace,
-            "plugin": PLUGIN_ID,
-            "provider": "storage_tool",
-            "tool": "kv",
-            "parameters": parameters,
-        }
-        status, answer = service.call("POST", "/v1/admin/tools/invoke", body)
-        assert status == 200, answer
-        lines = [json.loads(line) for line in answer.splitlines()]
-        assert len(lines) == 1 and lines[0]["type"] == "json", lines
-        result: dict[str, Any] = lines[0]["message"]["json_object"]
-        return result
-
-    return call
+    """``kv(workspace, op, key, value)``: ``HostService.kv`` on the session's service."""
+    return service.kv

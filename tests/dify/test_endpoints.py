@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pluginkv.cli import main
 from pluginkv.dify.endpoints import raw_request
 
-from .conftest import PLUGIN_ID, HostService
+from .conftest import DENIED_ID, PLUGIN_ID, HostService
 
 
 @pytest.fixture(name="endpoint_url")
@@ -126,10 +126,10 @@ def test_cli_prints_the_url_alone_on_the_last_line(service: HostService) -> None
 
 
 def test_a_plugin_without_the_endpoint_permission_gets_none(
-    service: HostService, denied_plugin: Any
+    service: HostService, denied_workspace: str
 ) -> None:
-    """The ws-denied copy of the example: its manifest also lacks the endpoint permission."""
-    body = {"workspace": "ws-denied", "plugin": PLUGIN_ID}
+    """The denied copy of the example: its manifest also lacks the endpoint permission."""
+    body = {"workspace": denied_workspace, "plugin": DENIED_ID}
     status, answer = service.call("POST", "/v1/admin/endpoints", body)
     assert status == 403
     assert "resource.permission.endpoint" in json.loads(answer)["error"]["message"]

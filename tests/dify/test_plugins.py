@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from pluginkv.cli import main
 
-from .conftest import PLUGIN_ID, HostService, PluginProcess, RemoteStarter
+from .conftest import DENIED_ID, PLUGIN_ENVS, PLUGIN_ID, HostService, Plugins, RemoteStarter
 
 Kv = Callable[..., dict[str, Any]]
 Ws = tuple[str, str]
@@ -125,12 +125,15 @@ class TestStorage:
         assert service.store.storage(workspace=ws, plugin=PLUGIN_ID).get("big") is None
 
     def test_storage_disabled_in_the_manifest_is_permission_denied(
-        self, kv: Kv, denied_plugin: PluginProcess
+        self, kv: Kv, denied_workspace: str, service: HostService
     ) -> None:
-        answer = kv("ws-denied", "set", "k", "v")
-        assert answer["error"] == (
-            "permission denied, you need to enable storage access in plugin manifest"
-        )
+        """Every verb gets Dify's error, and nothing is stored."""
+        denied = "permission denied, you need to enable storage access in plugin manifest"
+        for op in ("set", "get", "exist", "delete"):
+            answer = kv(denied_workspace, op, "k", "v", plugin=DENIED_ID)
+            assert (answer["error_type"], answer["error"]) == ("Exception", denied), op
+        storage = service.store.storage(workspace=denied_workspace, plugin=DENIED_ID)
+        assert storage.usage().keys == 0
 
     def test_twenty_concurrent_sessions_on_one_plugin(self, kv: Kv, workspaces: Ws) -> None:
         ws, _ = workspaces
@@ -270,47 +273,46 @@ class TestToolInvoke:
         assert result.stderr.startswith("error: no running plugin pluginkv/storage_tool")
 
 
+def test_what_a_plugin_stored_survives_a_restart_of_the_service_and_the_plugin(
+    tmp_path: Path, transport: str, plugins: Plugins
+) -> None:
+    """A new service on the same data directory, with the plugin started again, counts on.
+
+    The remote-debug plugin is restarted by hand here: waiting out the SDK's
+    own reconnect takes about 15 s (the slow test below).
+    """
+    first = HostService(tmp_path / "data", plugin_envs_dir=str(PLUGIN_ENVS))
+    try:
+        plugins.serve(first, transport, "ws-r")
+        assert first.kv("ws-r", "count", "n")["count"] == 1
+    finally:
+        first.stop()  # an installed plugin goes with it
+        plugins.stop()  # a remote-debug one would outlive its host
+    second = HostService(tmp_path / "data", plugin_envs_dir=str(PLUGIN_ENVS))
+    try:
+        plugins.serve(second, transport, "ws-r")
+        assert second.kv("ws-r", "count", "n")["count"] == 2
+    finally:
+        second.stop()
+
+
 @pytest.mark.slow
 def test_a_remote_plugin_reconnects_to_a_restarted_host_and_finds_its_data(
-    tmp_path: Path, sdk_python: Path
+    tmp_path: Path, plugins: Plugins
 ) -> None:
     """The SDK reconnects by itself (after about 15 s); the data was on disk all along."""
     from .conftest import free_port
 
     debug_port = free_port()
     first = HostService(tmp_path / "data", debug_port=debug_port)
-    body = {
-        "workspace": "ws-p",
-        "plugin": PLUGIN_ID,
-        "provider": "storage_tool",
-        "tool": "kv",
-        "parameters": {"op": "count", "key": "n"},
-    }
-    key = first.tokens.issue_debug_key(workspace="ws-p")
-    plugin = _remote_for(first, sdk_python, key, tmp_path)
     try:
-        first.wait_for(lambda: first.registered(PLUGIN_ID, "ws-p"), "registration")
-        assert first.call("POST", "/v1/admin/tools/invoke", body)[0] == 200
-        first.stop()
-        second = HostService(tmp_path / "data", debug_port=debug_port)
-        try:
-            second.wait_for(lambda: second.registered(PLUGIN_ID, "ws-p"), "the reconnect", 90)
-            status, answer = second.call("POST", "/v1/admin/tools/invoke", body)
-            assert status == 200
-            assert json.loads(answer)["message"]["json_object"]["count"] == 2
-        finally:
-            second.stop()
+        plugins.remote(first, "ws-p")
+        assert first.kv("ws-p", "count", "n")["count"] == 1
     finally:
-        plugin.stop()
-
-
-def _remote_for(service: HostService, python: Path, key: str, tmp_path: Path) -> PluginProcess:
-    from .conftest import ROOT, STORAGE_TOOL
-
-    env = {
-        "PYTHONPATH": str(ROOT / "src"),
-        "INSTALL_METHOD": "remote",
-        "REMOTE_INSTALL_URL": f"127.0.0.1:{service.debug_port}",
-        "REMOTE_INSTALL_KEY": key,
-    }
-    return PluginProcess(python, STORAGE_TOOL, env, tmp_path / "plugin.log")
+        first.stop()  # the plugin stays, and keeps trying to reconnect
+    second = HostService(tmp_path / "data", debug_port=debug_port)
+    try:
+        second.wait_for(lambda: second.registered(PLUGIN_ID, "ws-p"), "the reconnect", 90)
+        assert second.kv("ws-p", "count", "n")["count"] == 2
+    finally:
+        second.stop()

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import httpx
 
 import pluginkv
 from pluginkv import Store
-from pluginkv.backends.memory import MemoryBackend
-from pluginkv.keys import Scope
-from pluginkv.models import Entry
 from pluginkv.server.app import create_app
 from pluginkv.server.auth import Tokens
 
+from ..slow_server import SlowServer
 from .conftest import SECRET
-
-
-class SlowServer(MemoryBackend):
-    """A memory backend whose reads wait, as a database server's do, until released."""
-
-    reads_block = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-        self.waiting = threading.Event()
-
-    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
-        self.waiting.set()
-        assert self.release.wait(10), "the test never released the read"
-        return super().get(scope, key, now)
 
 
 def test_a_read_waiting_on_the_database_does_not_stall_other_requests() -> None:
