@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from .cli import PluginKVFailure, data_dir_option, main, service_settings
+from .dify.tools import CREDENTIAL_TYPES, check_credentials
 from .errors import InvalidArgument, PluginKVError
 
 __all__: list[str] = []
@@ -129,6 +130,17 @@ def plugins(url: str | None, data_dir: Path, as_json: bool) -> None:
         click.echo("\t".join(fields))
 
 
+def _object(text: str, option: str) -> dict[str, Any]:
+    """The JSON object an option holds; a one-line exit otherwise, before anything is sent."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise PluginKVFailure(InvalidArgument(f"{option} is not JSON: {exc}")) from None
+    if not isinstance(parsed, dict):
+        raise PluginKVFailure(InvalidArgument(f"{option} must be a JSON object"))
+    return parsed
+
+
 def _moment(timestamp: float) -> str:
     return (
         datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -202,12 +214,7 @@ def endpoint_create(
     Any request under the URL goes to the plugin, which routes it by the path
     after the hook id against its endpoint declarations.
     """
-    try:
-        parsed = json.loads(settings)
-    except ValueError as exc:
-        raise PluginKVFailure(InvalidArgument(f"--settings is not JSON: {exc}")) from None
-    if not isinstance(parsed, dict):
-        raise PluginKVFailure(InvalidArgument("--settings must be a JSON object"))
+    parsed = _object(settings, "--settings")
     body = {"workspace": workspace, "plugin": plugin_id, "settings": parsed}
     created = json.loads(_call(url, data_dir, "POST", "/v1/admin/endpoints", body))
     click.echo(created["url"])
@@ -250,6 +257,19 @@ def tool() -> None:
 @click.option("--tool", "tool_name", required=True, help="The tool's name (identity.name).")
 @click.option("--params", default="{}", metavar="JSON", help="The tool's parameters, an object.")
 @click.option("--user", default="", help="The user id the plugin sees.")
+@click.option(
+    "--credentials",
+    default="{}",
+    metavar="JSON",
+    help="The tool provider's credentials, an object of strings, numbers or booleans.",
+)
+@click.option(
+    "--credential-type",
+    type=click.Choice(CREDENTIAL_TYPES),
+    default="api-key",
+    show_default=True,
+    help="How the credentials were obtained, as the plugin sees it.",
+)
 def tool_invoke(
     url: str | None,
     data_dir: Path,
@@ -259,14 +279,16 @@ def tool_invoke(
     tool_name: str,
     params: str,
     user: str,
+    credentials: str,
+    credential_type: str,
 ) -> None:
     """Invoke a tool through the running service; print its messages as JSON lines."""
+    parameters = _object(params, "--params")
+    given = _object(credentials, "--credentials")
     try:
-        parameters = json.loads(params)
-    except ValueError as exc:
-        raise PluginKVFailure(InvalidArgument(f"--params is not JSON: {exc}")) from None
-    if not isinstance(parameters, dict):
-        raise PluginKVFailure(InvalidArgument("--params must be a JSON object"))
+        check_credentials(given, credential_type)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
     body = {
         "workspace": workspace,
         "plugin": plugin,
@@ -274,5 +296,7 @@ def tool_invoke(
         "tool": tool_name,
         "parameters": parameters,
         "user": user,
+        "credentials": given,
+        "credential_type": credential_type,
     }
     click.echo(_call(url, data_dir, "POST", "/v1/admin/tools/invoke", body), nl=False)

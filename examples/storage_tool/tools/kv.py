@@ -38,6 +38,11 @@ class KvTool(Tool):
                 result.update(_beyond_dify(self.session, op, key))
             elif op == "bench":
                 result.update(_bench(self.session, json.loads(tool_parameters["value"])))
+            elif op == "credentials":
+                # What the host sent as the provider's credentials; a real tool
+                # would use them, never echo them.
+                result["credentials"] = self.runtime.credentials
+                result["credential_type"] = self.runtime.credential_type.value
             elif op == "print":
                 # Lands in the protocol stream of a local plugin: the host must skip it.
                 print("a line from plugin code, not JSON")

@@ -36,6 +36,7 @@ from .invocations import Invocations
 from .local import LocalPlugin
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
+from .tools import check_credentials, find_tool
 
 __all__ = ["PluginHost", "PluginInfo"]
 
@@ -312,17 +313,24 @@ class PluginHost:
         parameters: dict[str, Any],
         user: str = "",
         credentials: dict[str, Any] | None = None,
+        credential_type: str = "api-key",
     ) -> list[Any]:
-        """Invoke a tool for ``workspace``; returns its messages (``ToolInvokeMessage`` dicts)."""
+        """Invoke a tool for ``workspace``; returns its messages (``ToolInvokeMessage`` dicts).
+
+        ``credentials`` are the provider's, as Dify's daemon sends them decrypted.
+        """
+        credentials = {} if credentials is None else credentials
+        check_credentials(credentials, credential_type)
         connection = self.find(plugin, workspace)
-        _check_tool(connection, provider, tool)
+        find_tool(connection.declarations, plugin, provider, tool)
         data = {
             "user_id": user,
             "type": "tool",
             "action": "invoke_tool",
             "provider": provider,
             "tool": tool,
-            "credentials": credentials or {},
+            "credentials": credentials,
+            "credential_type": credential_type,
             "tool_parameters": parameters,
         }
         return await connection.request(
@@ -367,24 +375,3 @@ class PluginHost:
         async with contextlib.aclosing(stream):
             async for chunk in stream:
                 yield chunk
-
-
-def _check_tool(connection: PluginConnection, provider: str, tool: str) -> None:
-    """Refuse a provider or tool the plugin did not declare: its SDK would answer only ``end``."""
-    providers = connection.declarations.get("tool", [])
-    for entry in providers:
-        identity = entry.get("identity", {}) if isinstance(entry, dict) else {}
-        if identity.get("name") != provider:
-            continue
-        names = [t.get("identity", {}).get("name") for t in entry.get("tools", [])]
-        if tool in names:
-            return
-        raise PluginNotFound(
-            f"{connection.plugin_id} has no tool {tool!r} in provider {provider!r} "
-            f"(it has {', '.join(map(repr, names)) or 'none'})"
-        )
-    declared = [e.get("identity", {}).get("name") for e in providers if isinstance(e, dict)]
-    raise PluginNotFound(
-        f"{connection.plugin_id} has no tool provider {provider!r} "
-        f"(it has {', '.join(map(repr, declared)) or 'none'})"
-    )

@@ -64,6 +64,8 @@ async def invoke_tool(request: Request) -> Response:
     body = await admin_json(request)
     parameters = field(body, "parameters", dict, required=False) or {}
     user = field(body, "user", str, required=False) or ""
+    credentials = field(body, "credentials", dict, required=False) or {}
+    credential_type = field(body, "credential_type", str, required=False)
     host: PluginHost = request.app.state.host
     messages = await host.invoke_tool(
         workspace=field(body, "workspace", str),
@@ -72,6 +74,8 @@ async def invoke_tool(request: Request) -> Response:
         tool=_name(field(body, "tool", str), "tool"),
         parameters=parameters,
         user=user,
+        credentials=credentials,
+        credential_type="api-key" if credential_type is None else credential_type,
     )
     lines = b"".join(
         json.dumps(message, separators=(",", ":")).encode() + b"\n" for message in messages

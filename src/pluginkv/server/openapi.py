@@ -387,6 +387,21 @@ def _schemas(settings: Settings) -> Json:
                     "type": ["string", "null"],
                     "description": "The user id the plugin sees (`self.runtime.user_id`).",
                 },
+                "credentials": {
+                    "type": ["object", "null"],
+                    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+                    "propertyNames": {"minLength": 1},
+                    "description": "The tool provider's credentials by name, as Dify's daemon "
+                    "sends them decrypted (`self.runtime.credentials`); default none. Anything "
+                    "but an object of strings, numbers, booleans or nulls is a 400 and nothing "
+                    "reaches the plugin.",
+                },
+                "credential_type": {
+                    "type": ["string", "null"],
+                    "enum": ["api-key", "oauth2", "unauthorized", None],
+                    "description": "How they were obtained (`self.runtime.credential_type`); "
+                    "default `api-key`.",
+                },
             },
         },
         "InstallRequest": {
