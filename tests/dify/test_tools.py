@@ -1,4 +1,9 @@
-"""Tool calls as Dify's API makes them: credentials, on both transports, with the real SDK."""
+"""Tool calls as Dify's API makes them: credentials and parameter defaults.
+
+Through the example plugin on the real SDK, on both transports (a remote
+plugin's declarations come from its registration, an installed one's from
+its YAML files), and ``with_defaults`` on its own for the casts.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from pluginkv import InvalidArgument
 from pluginkv.cli import main
+from pluginkv.dify.tools import with_defaults
 
 from .conftest import PLUGIN_ID, HostService
 
 Ws = tuple[str, str]
-
-pytestmark = pytest.mark.usefixtures("ws1_plugin")
 
 
 def _invoke(service: HostService, workspace: str, **body: Any) -> tuple[int, Any]:
@@ -34,6 +39,7 @@ def _cli(service: HostService, workspace: str, *options: str) -> Any:
     return CliRunner().invoke(main, [*args, "--tool", "kv", *options])
 
 
+@pytest.mark.usefixtures("ws1_plugin")
 class TestCredentials:
     def test_the_tool_gets_the_credentials_and_their_type_as_given(
         self, service: HostService, workspaces: Ws
@@ -116,3 +122,105 @@ class TestCredentials:
         result = CliRunner().invoke(main, ["tool", "invoke", *args])
         assert result.exit_code == 3
         assert result.stderr.startswith(f"error: {message}")
+
+
+@pytest.mark.usefixtures("ws1_plugin")
+class TestParameterDefaults:
+    def test_declared_defaults_fill_in_what_the_call_leaves_out(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        """Typed as declared on both transports: the boolean's false is false, not 0."""
+        status, answer = _invoke(service, workspaces[0], parameters={"op": "params"})
+        assert status == 200
+        assert answer["parameters"] == {
+            "op": "params",
+            "encoding": "utf-8",
+            "step": 1,
+            "missing_ok": False,
+        }
+
+    def test_given_parameters_and_undeclared_ones_pass_as_given(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        given = {"op": "params", "encoding": "latin-1", "step": 5, "missing_ok": True, "x": [1]}
+        status, answer = _invoke(service, workspaces[0], parameters=given)
+        assert (status, answer["parameters"]) == (200, given)
+
+    def test_a_null_parameter_gets_its_default(self, service: HostService) -> None:
+        status, answer = _invoke(service, "ws-1", parameters={"op": "params", "step": None})
+        assert (status, answer["parameters"]["step"]) == (200, 1)
+
+    def test_the_tool_works_with_its_defaults(self, service: HostService, workspaces: Ws) -> None:
+        """count adds the default step; get of a missing key honours missing_ok's default."""
+        ws, _ = workspaces
+        first = _invoke(service, ws, parameters={"op": "count", "key": "by-default"})[1]
+        second = _invoke(service, ws, parameters={"op": "count", "key": "by-default"})[1]
+        assert second["count"] == first["count"] + 1
+        answer = _invoke(service, ws, parameters={"op": "get", "key": "absent-key"})[1]
+        assert answer["error"].startswith("load data failed")
+
+    def test_a_missing_required_parameter_is_400_naming_it(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        """Refused by the host: the tool would have failed on it (a 502)."""
+        status, error = _invoke(service, workspaces[0], parameters={"key": "k"})
+        assert (status, error["code"]) == (400, "invalid_argument")
+        assert error["message"] == (
+            f"tool storage_tool/kv of {PLUGIN_ID} needs the parameter 'op': "
+            "required, and declared without a default"
+        )
+
+    def test_cli_reports_a_missing_required_parameter(self, service: HostService) -> None:
+        result = _cli(service, "ws-1", "--params", '{"key": "k"}')
+        assert result.exit_code == 3
+        assert result.stderr.startswith(
+            f"error: tool storage_tool/kv of {PLUGIN_ID} needs the parameter 'op'"
+        )
+
+
+def _parameter(name: str, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "type": kind, "form": "llm", **fields}
+
+
+class TestWithDefaults:
+    @pytest.mark.parametrize(
+        ("kind", "declared", "given"),
+        [
+            pytest.param("boolean", 1, True, id="boolean-from-a-remote-declaration"),
+            pytest.param("boolean", 0, False, id="boolean-0"),
+            pytest.param("boolean", "Yes", True, id="boolean-word"),
+            pytest.param("boolean", "false", False, id="boolean-false-word"),
+            pytest.param("number", "2.5", 2.5, id="number-text"),
+            pytest.param("number", "7", 7, id="integer-text"),
+            pytest.param("number", 3, 3, id="number"),
+            pytest.param("string", 42, "42", id="string-from-a-number"),
+            pytest.param("select", "a", "a", id="select"),
+            pytest.param("file", {"url": "u"}, {"url": "u"}, id="other-kinds-as-declared"),
+        ],
+    )
+    def test_a_default_is_cast_to_its_type_as_dify_casts_it(
+        self, kind: str, declared: Any, given: Any
+    ) -> None:
+        declaration = {"parameters": [_parameter("p", kind, default=declared)]}
+        filled = with_defaults(declaration, {}, "tool t")
+        assert filled == {"p": given} and type(filled["p"]) is type(given)
+
+    def test_every_missing_required_parameter_is_named(self) -> None:
+        declaration = {
+            "parameters": [
+                _parameter("a", "string", required=True),
+                _parameter("b", "string", required=True, default="x"),
+                _parameter("c", "number", required=True),
+                _parameter("d", "string"),
+            ]
+        }
+        with pytest.raises(InvalidArgument, match="tool t needs the parameters 'a', 'c': "):
+            with_defaults(declaration, {"d": None}, "tool t")
+
+    def test_the_callers_parameters_are_left_as_they_were(self) -> None:
+        given: dict[str, Any] = {}
+        with_defaults({"parameters": [_parameter("p", "string", default="x")]}, given, "t")
+        assert given == {}
+
+    def test_a_tool_without_parameters_takes_anything(self) -> None:
+        assert with_defaults({}, {"x": 1}, "tool t") == {"x": 1}

@@ -18,13 +18,20 @@ class KvTool(Tool):
     def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
         op = tool_parameters["op"]
         key = tool_parameters.get("key", "")
+        # A host fills in the YAML defaults; a unit test calling _invoke may not.
+        encoding = tool_parameters.get("encoding", "utf-8")
         storage = self.session.storage
         result: dict[str, Any] = {"op": op, "key": key}
+        if op == "raise":  # outside the try below: the session ends in an error
+            raise RuntimeError(tool_parameters.get("value") or "the tool failed on request")
         try:
             if op == "set":
-                storage.set(key, tool_parameters.get("value", "").encode("utf-8"))
+                storage.set(key, tool_parameters.get("value", "").encode(encoding))
             elif op == "get":
-                result["value"] = storage.get(key).decode("utf-8")
+                if tool_parameters.get("missing_ok", False) and not storage.exist(key):
+                    result["value"] = None
+                else:
+                    result["value"] = storage.get(key).decode(encoding)
             elif op == "exist":
                 result["exist"] = storage.exist(key)
             elif op == "delete":
@@ -32,8 +39,11 @@ class KvTool(Tool):
             elif op == "count":
                 # The documented pattern: guard get with exist.
                 count = int(storage.get(key)) if storage.exist(key) else 0
-                storage.set(key, str(count + 1).encode("ascii"))
-                result["count"] = count + 1
+                count += int(tool_parameters.get("step", 1))
+                storage.set(key, str(count).encode("ascii"))
+                result["count"] = count
+            elif op == "params":
+                result["parameters"] = tool_parameters
             elif op in ("incr", "cas", "batch"):
                 result.update(_beyond_dify(self.session, op, key))
             elif op == "bench":

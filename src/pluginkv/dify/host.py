@@ -36,7 +36,7 @@ from .invocations import Invocations
 from .local import LocalPlugin
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
-from .tools import check_credentials, find_tool
+from .tools import check_credentials, find_tool, with_defaults
 
 __all__ = ["PluginHost", "PluginInfo"]
 
@@ -317,12 +317,14 @@ class PluginHost:
     ) -> list[Any]:
         """Invoke a tool for ``workspace``; returns its messages (``ToolInvokeMessage`` dicts).
 
-        ``credentials`` are the provider's, as Dify's daemon sends them decrypted.
+        ``credentials`` are the provider's, as Dify's daemon sends them decrypted;
+        the declared defaults of missing ``parameters`` are filled in, as Dify's API does.
         """
         credentials = {} if credentials is None else credentials
         check_credentials(credentials, credential_type)
         connection = self.find(plugin, workspace)
-        find_tool(connection.declarations, plugin, provider, tool)
+        declaration = find_tool(connection.declarations, plugin, provider, tool)
+        what = f"tool {provider}/{tool} of {plugin}"
         data = {
             "user_id": user,
             "type": "tool",
@@ -331,13 +333,10 @@ class PluginHost:
             "tool": tool,
             "credentials": credentials,
             "credential_type": credential_type,
-            "tool_parameters": parameters,
+            "tool_parameters": with_defaults(declaration, parameters, what),
         }
         return await connection.request(
-            data,
-            workspace=workspace,
-            timeout=self._settings.session_timeout_seconds,
-            what=f"tool {provider}/{tool} of {plugin}",
+            data, workspace=workspace, timeout=self._settings.session_timeout_seconds, what=what
         )
 
     # -- endpoints ----------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""Tool calls as Dify's API makes them: the declared tool and the credentials it gets.
+"""Tool calls as Dify's API makes them: the declared tool, its parameters, its credentials.
 
-The SDK hands ``credentials`` to plugin code as they arrive
-(``self.runtime.credentials``, ``dify-protocol.md`` §6.1); checking them is
-the caller's work, which Dify's API does before a request reaches the
-daemon, and which the host does here before anything goes to the plugin.
-The declarations are those the host has for the plugin: sent by a remote
-plugin at registration, or read from an installed plugin's YAML files.
+The SDK hands ``tool_parameters`` and ``credentials`` to plugin code as they
+arrive (``dify-protocol.md`` §6.1): filling in the declared defaults,
+refusing a call that lacks a required parameter and checking the
+credentials is the caller's work, which Dify's API does before a request
+reaches the daemon, and which the host does here before anything goes to
+the plugin.  The declarations are those the host has for the plugin: sent by
+a remote plugin at registration, or read from an installed plugin's YAML
+files.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, PluginNotFound
 
-__all__ = ["CREDENTIAL_TYPES", "check_credentials", "find_tool"]
+__all__ = ["CREDENTIAL_TYPES", "check_credentials", "find_tool", "with_defaults"]
 
 # The SDK's CredentialType values; it takes "api-key" when none is sent.
 CREDENTIAL_TYPES = ("api-key", "oauth2", "unauthorized")
@@ -46,6 +48,61 @@ def find_tool(
         f"{plugin} has no tool provider {provider!r} "
         f"(it has {', '.join(map(repr, known)) or 'none'})"
     )
+
+
+def with_defaults(
+    declaration: dict[str, Any], parameters: dict[str, Any], what: str
+) -> dict[str, Any]:
+    """``parameters`` with the declared defaults of those missing (absent or null) filled in.
+
+    ``InvalidArgument`` names every required parameter that is missing and has
+    no default.  Parameters the tool does not declare pass as given.
+    """
+    filled = dict(parameters)
+    missing: list[str] = []
+    declared = declaration.get("parameters")
+    for parameter in declared if isinstance(declared, list) else []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if not isinstance(name, str) or filled.get(name) is not None:
+            continue
+        default = parameter.get("default")
+        if default is not None:
+            filled[name] = _as_declared(parameter.get("type"), default)
+        elif parameter.get("required") is True:
+            missing.append(name)
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise InvalidArgument(
+            f"{what} needs the parameter{'s' if len(missing) > 1 else ''} {names}: "
+            "required, and declared without a default"
+        )
+    return filled
+
+
+_TRUE = ("true", "yes", "y", "1")
+_FALSE = ("false", "no", "n", "0")
+
+
+def _as_declared(kind: object, value: Any) -> Any:
+    """A default cast to its parameter's type, as Dify casts it.
+
+    Needed beyond Dify's reasons: a remote plugin's declaration went through
+    the SDK's model, whose ``default: int | float | str`` makes a boolean's
+    ``true`` 1, while an installed plugin's YAML keeps it ``true``; both
+    reach the tool as ``True``.
+    """
+    if kind == "boolean":
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        return bool(value)
+    if kind == "number" and isinstance(value, str):
+        try:
+            return float(value) if "." in value else int(value)
+        except ValueError:
+            return value  # the plugin's own mistake, left for it to meet
+    if kind in ("string", "secret-input", "select") and not isinstance(value, str):
+        return str(value)
+    return value
 
 
 def check_credentials(credentials: object, credential_type: object) -> None:

@@ -380,8 +380,10 @@ def _schemas(settings: Settings) -> Json:
                 },
                 "parameters": {
                     "type": ["object", "null"],
-                    "description": "The tool's parameters, as they reach `_invoke`; the "
-                    "YAML defaults are not applied.",
+                    "description": "The tool's parameters. Those missing (absent or null) get "
+                    "the defaults the tool declares, cast to their types as Dify does; a required "
+                    "one missing without a default is a 400 naming it, and the plugin is not "
+                    "called.",
                 },
                 "user": {
                     "type": ["string", "null"],
