@@ -9,10 +9,13 @@ line.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,22 @@ def _call(
     timeout: float | None = None,
 ) -> bytes:
     """One admin call to the service of ``data_dir``; errors become one-line exits."""
-    from .client.errors import error_from_response
+    with _answer(url, data_dir, method, path, body, timeout=timeout) as response:
+        data: bytes = response.read()
+        return data
+
+
+@contextlib.contextmanager
+def _answer(
+    url: str | None,
+    data_dir: Path,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float | None = None,
+) -> Iterator[http.client.HTTPResponse]:
+    """``_call``'s answer, open for reading as it arrives (a streamed one line by line)."""
     from .server.auth import Tokens, load_secret
 
     settings = service_settings(data_dir)
@@ -67,16 +85,25 @@ def _call(
     )
     try:
         wait = timeout if timeout is not None else settings.session_timeout_seconds + 30
-        with urllib.request.urlopen(request, timeout=wait) as r:
-            data: bytes = r.read()
-            return data
+        response = urllib.request.urlopen(request, timeout=wait)
     except urllib.error.HTTPError as exc:
-        raise PluginKVFailure(error_from_response(exc.code, exc.read())) from None
+        raise PluginKVFailure(_error(exc.code, exc.read())) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise click.ClickException(
             f"cannot reach the service at {base}: {reason} (is `pluginkv serve` running?)"
         ) from None
+    with response:
+        try:
+            yield response
+        except (http.client.HTTPException, TimeoutError, ConnectionResetError) as exc:
+            raise click.ClickException(f"the answer of {base} broke off: {exc}") from None
+
+
+def _error(status: int, body: bytes) -> PluginKVError:
+    from .client.errors import error_from_response
+
+    return error_from_response(status, body)
 
 
 # -- debug keys ---------------------------------------------------------------------------------
@@ -282,7 +309,11 @@ def tool_invoke(
     credentials: str,
     credential_type: str,
 ) -> None:
-    """Invoke a tool through the running service; print its messages as JSON lines."""
+    """Invoke a tool through the running service; print each message as a JSON line.
+
+    Each line comes out as the tool sends it.  A tool that fails after its
+    first message exits 3 with one error line, after the lines it sent.
+    """
     parameters = _object(params, "--params")
     given = _object(credentials, "--credentials")
     try:
@@ -299,4 +330,9 @@ def tool_invoke(
         "credentials": given,
         "credential_type": credential_type,
     }
-    click.echo(_call(url, data_dir, "POST", "/v1/admin/tools/invoke", body), nl=False)
+    with _answer(url, data_dir, "POST", "/v1/admin/tools/invoke", body) as response:
+        for line in response:
+            message = json.loads(line)
+            if "error" in message and "type" not in message:  # the tool failed after its start
+                raise PluginKVFailure(_error(502, line))
+            click.echo(line.rstrip(b"\n"))

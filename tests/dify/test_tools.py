@@ -1,13 +1,21 @@
-"""Tool calls as Dify's API makes them: credentials and parameter defaults.
+"""Tool calls: credentials, parameter defaults, and messages streamed as the tool sends them.
 
 Through the example plugin on the real SDK, on both transports (a remote
 plugin's declarations come from its registration, an installed one's from
-its YAML files), and ``with_defaults`` on its own for the casts.
+its YAML files), and ``with_defaults`` on its own for the casts.  The
+example's ``wait`` op sends a message, then waits until a key the test sets
+exists: whatever the caller reads before the test sets it came before the
+tool finished.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import subprocess
+import sys
+import urllib.parse
+import uuid
 from typing import Any
 
 import pytest
@@ -31,6 +39,10 @@ def _invoke(service: HostService, workspace: str, **body: Any) -> tuple[int, Any
         return status, json.loads(answer)["error"]
     (line,) = answer.splitlines()
     return status, json.loads(line)["message"]["json_object"]
+
+
+def _release(service: HostService, workspace: str, key: str, value: bytes = b"go") -> None:
+    service.store.storage(workspace=workspace, plugin=PLUGIN_ID).set(key, value)
 
 
 def _cli(service: HostService, workspace: str, *options: str) -> Any:
@@ -175,6 +187,83 @@ class TestParameterDefaults:
         assert result.exit_code == 3
         assert result.stderr.startswith(
             f"error: tool storage_tool/kv of {PLUGIN_ID} needs the parameter 'op'"
+        )
+
+
+@pytest.mark.usefixtures("ws1_plugin")
+class TestStreaming:
+    def test_the_first_message_arrives_before_the_tool_finishes(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        ws, key = workspaces[0], f"release-{uuid.uuid4().hex}"
+        body: dict[str, Any] = {"workspace": ws, "plugin": PLUGIN_ID, "tool": "kv"}
+        body |= {"provider": "storage_tool", "parameters": {"op": "wait", "key": key}}
+        connection = http.client.HTTPConnection(
+            urllib.parse.urlsplit(service.url).netloc, timeout=60
+        )
+        try:
+            connection.request(
+                "POST",
+                "/v1/admin/tools/invoke",
+                json.dumps(body),
+                {"Authorization": f"Bearer {service.admin}"},
+            )
+            response = connection.getresponse()
+            assert (response.status, response.getheader("content-type")) == (
+                200,
+                "application/x-ndjson",
+            )
+            first = json.loads(response.readline())
+            assert first["message"] == {"text": f"waiting for {key}"}
+            _release(service, ws, key)  # only now can the tool finish
+            (last,) = [json.loads(line) for line in response.read().splitlines()]
+        finally:
+            connection.close()
+        assert last["message"]["json_object"] == {"op": "wait", "key": key, "released": "go"}
+
+    def test_a_tool_that_fails_after_its_first_message_ends_with_an_error_line(
+        self, service: HostService
+    ) -> None:
+        """The status went out with the first message: the error is the last line."""
+        key = f"release-{uuid.uuid4().hex}"
+        _release(service, "ws-1", key, b"fail")
+        body: dict[str, Any] = {"workspace": "ws-1", "plugin": PLUGIN_ID, "tool": "kv"}
+        body |= {"provider": "storage_tool", "parameters": {"op": "wait", "key": key}}
+        status, answer = service.call("POST", "/v1/admin/tools/invoke", body)
+        first, last = (json.loads(line) for line in answer.splitlines())
+        assert (status, first["message"]) == (200, {"text": f"waiting for {key}"})
+        assert last == {
+            "error": {
+                "code": "plugin_error",
+                "message": f"tool storage_tool/kv of {PLUGIN_ID} failed: "
+                f"RuntimeError: {key} says fail",
+            }
+        }
+
+    def test_cli_prints_each_message_as_it_arrives(self, service: HostService) -> None:
+        """A real process: its first line is readable while the tool still waits."""
+        key = f"release-{uuid.uuid4().hex}"
+        command = [sys.executable, "-m", "pluginkv", "tool", "invoke", "--url", service.url]
+        command += ["--data-dir", str(service.data_dir), "--workspace", "ws-1"]
+        command += ["--plugin", PLUGIN_ID, "--provider", "storage_tool", "--tool", "kv"]
+        command += ["--params", json.dumps({"op": "wait", "key": key})]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as cli:
+            assert cli.stdout is not None
+            first = json.loads(cli.stdout.readline())
+            assert first["message"] == {"text": f"waiting for {key}"}
+            _release(service, "ws-1", key)
+            rest, errors = cli.communicate(timeout=60)
+        assert cli.returncode == 0, errors
+        assert json.loads(rest)["message"]["json_object"]["released"] == "go"
+
+    def test_cli_prints_what_came_then_fails_on_a_tool_error(self, service: HostService) -> None:
+        key = f"release-{uuid.uuid4().hex}"
+        _release(service, "ws-1", key, b"fail")
+        result = _cli(service, "ws-1", "--params", json.dumps({"op": "wait", "key": key}))
+        assert result.exit_code == 3
+        assert json.loads(result.stdout)["message"] == {"text": f"waiting for {key}"}
+        assert result.stderr == (
+            f"error: tool storage_tool/kv of {PLUGIN_ID} failed: RuntimeError: {key} says fail\n"
         )
 
 

@@ -24,6 +24,9 @@ class KvTool(Tool):
         result: dict[str, Any] = {"op": op, "key": key}
         if op == "raise":  # outside the try below: the session ends in an error
             raise RuntimeError(tool_parameters.get("value") or "the tool failed on request")
+        if op == "wait":
+            yield from _wait(storage, key, float(tool_parameters.get("value") or 60), self)
+            return
         try:
             if op == "set":
                 storage.set(key, tool_parameters.get("value", "").encode(encoding))
@@ -69,6 +72,26 @@ class KvTool(Tool):
             result["error"] = str(exc)
             result["error_type"] = type(exc).__name__
         yield self.create_json_message(result)
+
+
+def _wait(
+    storage: Any, key: str, seconds: float, tool: Tool
+) -> Generator[ToolInvokeMessage, None, None]:
+    """A message at once, the answer once ``key`` exists: what a caller reads before the end.
+
+    The key's value decides the end: ``fail`` makes the tool raise after its
+    first message, anything else is the answer.
+    """
+    yield tool.create_text_message(f"waiting for {key}")
+    deadline = time.monotonic() + seconds
+    while not storage.exist(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} did not appear within {seconds:g} seconds")
+        time.sleep(0.02)
+    released = storage.get(key).decode("utf-8")
+    if released == "fail":
+        raise RuntimeError(f"{key} says fail")
+    yield tool.create_json_message({"op": "wait", "key": key, "released": released})
 
 
 def _beyond_dify(session: Any, op: str, key: str) -> dict[str, Any]:

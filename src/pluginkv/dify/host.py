@@ -314,11 +314,12 @@ class PluginHost:
         user: str = "",
         credentials: dict[str, Any] | None = None,
         credential_type: str = "api-key",
-    ) -> list[Any]:
-        """Invoke a tool for ``workspace``; returns its messages (``ToolInvokeMessage`` dicts).
+    ) -> AsyncGenerator[Any]:
+        """Invoke a tool for ``workspace``; its messages (``ToolInvokeMessage`` dicts) as they come.
 
         ``credentials`` are the provider's, as Dify's daemon sends them decrypted;
         the declared defaults of missing ``parameters`` are filled in, as Dify's API does.
+        What is wrong with the call is raised before anything goes to the plugin.
         """
         credentials = {} if credentials is None else credentials
         check_credentials(credentials, credential_type)
@@ -335,9 +336,12 @@ class PluginHost:
             "credential_type": credential_type,
             "tool_parameters": with_defaults(declaration, parameters, what),
         }
-        return await connection.request(
+        stream = connection.stream(
             data, workspace=workspace, timeout=self._settings.session_timeout_seconds, what=what
         )
+        async with contextlib.aclosing(stream):
+            async for message in stream:
+                yield message
 
     # -- endpoints ----------------------------------------------------------------------------
     def create_endpoint(self, *, workspace: str, plugin: str, settings: dict[str, Any]) -> Endpoint:

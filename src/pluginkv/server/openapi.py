@@ -977,14 +977,18 @@ def _paths(settings: Settings) -> Json:
                 "tags": ["plugins"],
                 "summary": "Invoke a tool of a running Dify plugin for a workspace",
                 "description": "Needs an admin token. The plugin's storage calls during the "
-                "call reach the workspace's storage of that plugin. The answer comes once the "
-                "tool has finished: one `ToolInvokeMessage` JSON object per line, as the "
-                "plugin sent them.",
+                "call reach the workspace's storage of that plugin. The answer streams: one "
+                "`ToolInvokeMessage` JSON object per line, each sent as the plugin sends it. "
+                "The status goes out with the first message; a failure after it (the tool "
+                "raised, or ran past the session timeout) is the last line, an error body "
+                '`{"error": {"code", "message"}}`, which has no `type`.',
                 "security": _BEARER,
                 "requestBody": _json_body("ToolInvokeRequest", batch_limit),
                 "responses": {
                     "200": {
-                        "description": "The tool's messages, one JSON object per line.",
+                        "description": "The tool's messages, one JSON object per line, as "
+                        "they come; an error body as the last line if the tool failed after its "
+                        "first message.",
                         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                     },
                     **_errors(400, 408, 413),
