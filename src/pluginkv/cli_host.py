@@ -140,20 +140,29 @@ def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per plugin.")
 def plugins(url: str | None, data_dir: Path, as_json: bool) -> None:
-    """List the running Dify plugins: id, version, transport, workspaces, since, heartbeat."""
+    """List the Dify plugins: connected ones, and installed ones whatever their state.
+
+    Tab-separated: id, version, transport, workspaces, since, last heartbeat,
+    state (running, starting, restarting or failed) and, for a plugin that is
+    not running, the last error.
+    """
     listed = json.loads(_call(url, data_dir, "GET", "/v1/admin/plugins"))["plugins"]
     for info in listed:
         if as_json:
             click.echo(json.dumps(info))
             continue
+        heartbeat = info["last_heartbeat"]
         fields = [
             info["plugin"],
-            info["version"],
+            info["version"] or "-",
             info["transport"],
             ",".join(info["workspaces"]),
             _moment(info["since"]),
-            _moment(info["last_heartbeat"]),
+            "-" if heartbeat is None else _moment(heartbeat),
+            info["state"],
         ]
+        if info["error"]:
+            fields.append(" ".join(info["error"].split()))  # one line, whatever stderr held
         click.echo("\t".join(fields))
 
 

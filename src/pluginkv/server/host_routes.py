@@ -37,6 +37,8 @@ def _info(info: PluginInfo) -> dict[str, Any]:
         "peer": info.peer,
         "since": info.since,
         "last_heartbeat": info.last_heartbeat,
+        "state": info.state,
+        "error": info.error,
     }
 
 

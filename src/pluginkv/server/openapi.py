@@ -503,6 +503,8 @@ def _schemas(settings: Settings) -> Json:
                 "peer",
                 "since",
                 "last_heartbeat",
+                "state",
+                "error",
             ],
             "properties": {
                 "plugin": _ref("schemas", "Plugin"),
@@ -517,12 +519,31 @@ def _schemas(settings: Settings) -> Json:
                 },
                 "peer": {
                     "type": "string",
-                    "description": "host:port of a remote plugin, pid of a local one.",
+                    "description": "host:port of a remote plugin, pid of a local one; empty "
+                    "while no process of it runs.",
                 },
-                "since": {"type": "number", "description": "Unix time, seconds."},
-                "last_heartbeat": {
+                "since": {
                     "type": "number",
-                    "description": "Unix time, seconds.",
+                    "description": "Unix time, seconds: when it connected or started, or "
+                    "entered its state if it is not running.",
+                },
+                "last_heartbeat": {
+                    "type": ["number", "null"],
+                    "description": "Unix time, seconds; null while no process of it runs.",
+                },
+                "state": {
+                    "type": "string",
+                    "enum": ["running", "starting", "restarting", "failed"],
+                    "description": "A remote-debug plugin is listed while connected, so "
+                    "running. An installed one is starting (its environment is built or its "
+                    "process launched), running, restarting (its process ended; it is "
+                    "launched again after a pause, until it runs) or failed (it could not "
+                    "start; the next install or service start tries again).",
+                },
+                "error": {
+                    "type": ["string", "null"],
+                    "description": "Why it is not running: the last failure (the end of its "
+                    "stderr included); null while it runs.",
                 },
             },
         },
@@ -916,8 +937,9 @@ def _paths(settings: Settings) -> Json:
                 "operationId": "adminPlugins",
                 "tags": ["plugins"],
                 "summary": "The Dify plugins the host runs",
-                "description": "Needs an admin token. One entry per running plugin process "
-                "or remote-debug connection.",
+                "description": "Needs an admin token. One entry per remote-debug connection "
+                "and per installed plugin, whatever its state: one that is starting, "
+                "restarting or failed is listed too, with why.",
                 "security": _BEARER,
                 "responses": {
                     "200": {
