@@ -9,6 +9,7 @@ wants; nothing is timed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -117,6 +118,30 @@ def test_a_plugin_whose_process_died_is_restarting_with_why(host: HostService, g
     (gated / "gate").touch()
     host.wait_for(lambda: _entry(host)["state"] == "running", "the new process")
     assert _entry(host)["error"] is None
+
+
+@pytest.mark.usefixtures("sdk_python")
+def test_a_plugin_that_keeps_failing_to_start_stays_restarting_since_it_stopped(
+    host: HostService, gated: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each failed start is the new error; since stays when the process first stopped."""
+    caplog.set_level(logging.WARNING, logger="pluginkv.dify")
+    (gated / "gate").touch()
+    host.install("ws-s", gated)
+    pid = int(_entry(host)["peer"].removeprefix("pid "))
+    (gated / "main.py").write_text('raise SystemExit("broken on purpose")\n')
+    os.kill(pid, signal.SIGKILL)
+    host.wait_for(lambda: "broken on purpose" in (_entry(host)["error"] or ""), "a failed start")
+    first = _entry(host)
+    failed_start = f"{PLUGIN_ID} exited at start-up; its stderr ends: broken on purpose"
+
+    def failed_starts() -> int:
+        return [r.getMessage() for r in caplog.records].count(failed_start)
+
+    host.wait_for(lambda: failed_starts() >= 2, "another failed start")
+    again = _entry(host)
+    assert (again["state"], again["since"]) == ("restarting", first["since"])
+    assert again["error"] == failed_start
 
 
 @pytest.fixture(name="broken_install")

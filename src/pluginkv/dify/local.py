@@ -128,6 +128,7 @@ class LocalPlugin:
             start_new_session=True,
         )
         self.process = process
+        self.stderr_tail.clear()  # the errors it reports are this process's
         assert process.stdin is not None and process.stdout is not None
         assert process.stderr is not None
         stderr = asyncio.create_task(self._drain_stderr(process.stderr))
@@ -175,7 +176,8 @@ class LocalPlugin:
             self._set_connection(None)
             if self._stopping:
                 return
-            self.status = Status("restarting", self._why_it_ended())
+            if self.status.state != "restarting":  # not after a failed start: keep its why
+                self.status = Status("restarting", self._why_it_ended())
             logger.warning(
                 "%s stopped (%s); starting it again in %g s",
                 self.plugin_id,
