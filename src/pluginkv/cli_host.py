@@ -9,10 +9,13 @@ line.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import click
 
 from .cli import PluginKVFailure, data_dir_option, main, service_settings
+from .dify.tools import CREDENTIAL_TYPES, check_credentials
 from .errors import InvalidArgument, PluginKVError
 
 __all__: list[str] = []
@@ -49,7 +53,22 @@ def _call(
     timeout: float | None = None,
 ) -> bytes:
     """One admin call to the service of ``data_dir``; errors become one-line exits."""
-    from .client.errors import error_from_response
+    with _answer(url, data_dir, method, path, body, timeout=timeout) as response:
+        data: bytes = response.read()
+        return data
+
+
+@contextlib.contextmanager
+def _answer(
+    url: str | None,
+    data_dir: Path,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    timeout: float | None = None,
+) -> Iterator[http.client.HTTPResponse]:
+    """``_call``'s answer, open for reading as it arrives (a streamed one line by line)."""
     from .server.auth import Tokens, load_secret
 
     settings = service_settings(data_dir)
@@ -66,16 +85,25 @@ def _call(
     )
     try:
         wait = timeout if timeout is not None else settings.session_timeout_seconds + 30
-        with urllib.request.urlopen(request, timeout=wait) as r:
-            data: bytes = r.read()
-            return data
+        response = urllib.request.urlopen(request, timeout=wait)
     except urllib.error.HTTPError as exc:
-        raise PluginKVFailure(error_from_response(exc.code, exc.read())) from None
+        raise PluginKVFailure(_error(exc.code, exc.read())) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise click.ClickException(
             f"cannot reach the service at {base}: {reason} (is `pluginkv serve` running?)"
         ) from None
+    with response:
+        try:
+            yield response
+        except (http.client.HTTPException, TimeoutError, ConnectionResetError) as exc:
+            raise click.ClickException(f"the answer of {base} broke off: {exc}") from None
+
+
+def _error(status: int, body: bytes) -> PluginKVError:
+    from .client.errors import error_from_response
+
+    return error_from_response(status, body)
 
 
 # -- debug keys ---------------------------------------------------------------------------------
@@ -112,21 +140,41 @@ def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per plugin.")
 def plugins(url: str | None, data_dir: Path, as_json: bool) -> None:
-    """List the running Dify plugins: id, version, transport, workspaces, since, heartbeat."""
+    """List the Dify plugins: connected ones, and installed ones whatever their state.
+
+    Tab-separated: id, version, transport, workspaces, since, last heartbeat,
+    state (running, starting, restarting or failed) and, for a plugin that is
+    not running, the last error.
+    """
     listed = json.loads(_call(url, data_dir, "GET", "/v1/admin/plugins"))["plugins"]
     for info in listed:
         if as_json:
             click.echo(json.dumps(info))
             continue
+        heartbeat = info["last_heartbeat"]
         fields = [
             info["plugin"],
-            info["version"],
+            info["version"] or "-",
             info["transport"],
             ",".join(info["workspaces"]),
             _moment(info["since"]),
-            _moment(info["last_heartbeat"]),
+            "-" if heartbeat is None else _moment(heartbeat),
+            info["state"],
         ]
+        if info["error"]:
+            fields.append(" ".join(info["error"].split()))  # one line, whatever stderr held
         click.echo("\t".join(fields))
+
+
+def _object(text: str, option: str) -> dict[str, Any]:
+    """The JSON object an option holds; a one-line exit otherwise, before anything is sent."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise PluginKVFailure(InvalidArgument(f"{option} is not JSON: {exc}")) from None
+    if not isinstance(parsed, dict):
+        raise PluginKVFailure(InvalidArgument(f"{option} must be a JSON object"))
+    return parsed
 
 
 def _moment(timestamp: float) -> str:
@@ -202,12 +250,7 @@ def endpoint_create(
     Any request under the URL goes to the plugin, which routes it by the path
     after the hook id against its endpoint declarations.
     """
-    try:
-        parsed = json.loads(settings)
-    except ValueError as exc:
-        raise PluginKVFailure(InvalidArgument(f"--settings is not JSON: {exc}")) from None
-    if not isinstance(parsed, dict):
-        raise PluginKVFailure(InvalidArgument("--settings must be a JSON object"))
+    parsed = _object(settings, "--settings")
     body = {"workspace": workspace, "plugin": plugin_id, "settings": parsed}
     created = json.loads(_call(url, data_dir, "POST", "/v1/admin/endpoints", body))
     click.echo(created["url"])
@@ -250,6 +293,19 @@ def tool() -> None:
 @click.option("--tool", "tool_name", required=True, help="The tool's name (identity.name).")
 @click.option("--params", default="{}", metavar="JSON", help="The tool's parameters, an object.")
 @click.option("--user", default="", help="The user id the plugin sees.")
+@click.option(
+    "--credentials",
+    default="{}",
+    metavar="JSON",
+    help="The tool provider's credentials, an object of strings, numbers or booleans.",
+)
+@click.option(
+    "--credential-type",
+    type=click.Choice(CREDENTIAL_TYPES),
+    default="api-key",
+    show_default=True,
+    help="How the credentials were obtained, as the plugin sees it.",
+)
 def tool_invoke(
     url: str | None,
     data_dir: Path,
@@ -259,14 +315,20 @@ def tool_invoke(
     tool_name: str,
     params: str,
     user: str,
+    credentials: str,
+    credential_type: str,
 ) -> None:
-    """Invoke a tool through the running service; print its messages as JSON lines."""
+    """Invoke a tool through the running service; print each message as a JSON line.
+
+    Each line comes out as the tool sends it.  A tool that fails after its
+    first message exits 3 with one error line, after the lines it sent.
+    """
+    parameters = _object(params, "--params")
+    given = _object(credentials, "--credentials")
     try:
-        parameters = json.loads(params)
-    except ValueError as exc:
-        raise PluginKVFailure(InvalidArgument(f"--params is not JSON: {exc}")) from None
-    if not isinstance(parameters, dict):
-        raise PluginKVFailure(InvalidArgument("--params must be a JSON object"))
+        check_credentials(given, credential_type)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
     body = {
         "workspace": workspace,
         "plugin": plugin,
@@ -274,5 +336,12 @@ def tool_invoke(
         "tool": tool_name,
         "parameters": parameters,
         "user": user,
+        "credentials": given,
+        "credential_type": credential_type,
     }
-    click.echo(_call(url, data_dir, "POST", "/v1/admin/tools/invoke", body), nl=False)
+    with _answer(url, data_dir, "POST", "/v1/admin/tools/invoke", body) as response:
+        for line in response:
+            message = json.loads(line)
+            if "error" in message and "type" not in message:  # the tool failed after its start
+                raise PluginKVFailure(_error(502, line))
+            click.echo(line.rstrip(b"\n"))

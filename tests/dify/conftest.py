@@ -129,7 +129,11 @@ class HostService:
             time.sleep(0.05)
 
     def registered(self, plugin: str, workspace: str) -> bool:
-        return any(p["plugin"] == plugin and workspace in p["workspaces"] for p in self.plugins())
+        """Whether ``plugin`` runs for ``workspace`` (an installed one is listed before)."""
+        return any(
+            p["plugin"] == plugin and workspace in p["workspaces"] and p["state"] == "running"
+            for p in self.plugins()
+        )
 
     def install(self, workspace: str, directory: Path = STORAGE_TOOL) -> dict[str, Any]:
         """Install a plugin folder for a workspace (the first time builds its environment)."""

@@ -29,10 +29,6 @@ def _local(service: HostService) -> dict[str, Any]:
     return entry
 
 
-def _running(service: HostService) -> bool:
-    return any((p["plugin"], p["transport"]) == (PLUGIN_ID, "stdio") for p in service.plugins())
-
-
 def _pid(service: HostService) -> int:
     return int(_local(service)["peer"].removeprefix("pid "))
 
@@ -60,8 +56,7 @@ def test_a_killed_plugin_is_started_again(kv: Kv, service: HostService) -> None:
     old = _pid(service)
     os.kill(old, signal.SIGKILL)
     service.wait_for(
-        lambda: _running(service) and _pid(service) != old,
-        "the new process",
+        lambda: _local(service)["state"] == "running" and _pid(service) != old, "the new process"
     )
     assert kv("ls-1", "get", "survivor")["value"] == "yes"
 
@@ -144,7 +139,9 @@ def test_a_local_plugin_that_goes_silent_is_restarted(tmp_path: Path, sdk_python
         service.install("ws-h")
         first = _pid(service)
         service.wait_for(
-            lambda: bool(service.plugins()) and _pid(service) != first, "the restart", 20
+            lambda: _local(service)["state"] == "running" and _pid(service) != first,
+            "the restart",
+            20,
         )
         assert service.registered(PLUGIN_ID, "ws-h")
     finally:

@@ -232,19 +232,19 @@ class TestToolInvoke:
     def test_an_error_in_the_tool_is_502_with_its_type_and_message(
         self, service: HostService
     ) -> None:
-        """A missing required parameter: the tool raises KeyError, the session ends in error."""
+        """The example's raise op: the tool raises, the session ends in error."""
         body = {
             "workspace": "ws-1",
             "plugin": PLUGIN_ID,
             "provider": "storage_tool",
             "tool": "kv",
-            "parameters": {},
+            "parameters": {"op": "raise", "value": "out of coffee"},
         }
         status, answer = service.call("POST", "/v1/admin/tools/invoke", body)
         assert status == 502
         error = json.loads(answer)["error"]
         assert error["code"] == "plugin_error"
-        assert "KeyError" in error["message"] and "op" in error["message"]
+        assert "RuntimeError: out of coffee" in error["message"]
 
     def test_a_tool_past_the_session_timeout_is_504(self, service: HostService) -> None:
         body = {

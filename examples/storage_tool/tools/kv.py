@@ -18,13 +18,23 @@ class KvTool(Tool):
     def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
         op = tool_parameters["op"]
         key = tool_parameters.get("key", "")
+        # A host fills in the YAML defaults; a unit test calling _invoke may not.
+        encoding = tool_parameters.get("encoding", "utf-8")
         storage = self.session.storage
         result: dict[str, Any] = {"op": op, "key": key}
+        if op == "raise":  # outside the try below: the session ends in an error
+            raise RuntimeError(tool_parameters.get("value") or "the tool failed on request")
+        if op == "wait":
+            yield from _wait(storage, key, float(tool_parameters.get("value") or 60), self)
+            return
         try:
             if op == "set":
-                storage.set(key, tool_parameters.get("value", "").encode("utf-8"))
+                storage.set(key, tool_parameters.get("value", "").encode(encoding))
             elif op == "get":
-                result["value"] = storage.get(key).decode("utf-8")
+                if tool_parameters.get("missing_ok", False) and not storage.exist(key):
+                    result["value"] = None
+                else:
+                    result["value"] = storage.get(key).decode(encoding)
             elif op == "exist":
                 result["exist"] = storage.exist(key)
             elif op == "delete":
@@ -32,12 +42,20 @@ class KvTool(Tool):
             elif op == "count":
                 # The documented pattern: guard get with exist.
                 count = int(storage.get(key)) if storage.exist(key) else 0
-                storage.set(key, str(count + 1).encode("ascii"))
-                result["count"] = count + 1
+                count += int(tool_parameters.get("step", 1))
+                storage.set(key, str(count).encode("ascii"))
+                result["count"] = count
+            elif op == "params":
+                result["parameters"] = tool_parameters
             elif op in ("incr", "cas", "batch"):
                 result.update(_beyond_dify(self.session, op, key))
             elif op == "bench":
                 result.update(_bench(self.session, json.loads(tool_parameters["value"])))
+            elif op == "credentials":
+                # What the host sent as the provider's credentials; a real tool
+                # would use them, never echo them.
+                result["credentials"] = self.runtime.credentials
+                result["credential_type"] = self.runtime.credential_type.value
             elif op == "print":
                 # Lands in the protocol stream of a local plugin: the host must skip it.
                 print("a line from plugin code, not JSON")
@@ -54,6 +72,26 @@ class KvTool(Tool):
             result["error"] = str(exc)
             result["error_type"] = type(exc).__name__
         yield self.create_json_message(result)
+
+
+def _wait(
+    storage: Any, key: str, seconds: float, tool: Tool
+) -> Generator[ToolInvokeMessage, None, None]:
+    """A message at once, the answer once ``key`` exists: what a caller reads before the end.
+
+    The key's value decides the end: ``fail`` makes the tool raise after its
+    first message, anything else is the answer.
+    """
+    yield tool.create_text_message(f"waiting for {key}")
+    deadline = time.monotonic() + seconds
+    while not storage.exist(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} did not appear within {seconds:g} seconds")
+        time.sleep(0.02)
+    released = storage.get(key).decode("utf-8")
+    if released == "fail":
+        raise RuntimeError(f"{key} says fail")
+    yield tool.create_json_message({"op": "wait", "key": key, "released": released})
 
 
 def _beyond_dify(session: Any, op: str, key: str) -> dict[str, Any]:

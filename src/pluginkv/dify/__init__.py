@@ -19,6 +19,7 @@ Plugin code gets the full ``Storage`` API with ``storage(self.session)``.
 ``envs``            the virtual environments of installed plugins
 ``local``           one installed plugin's process over stdio, restarted when it dies
 ``installs``        which folders are installed for which workspaces, on disk
+``tools``           tool calls as Dify's API makes them: the declared tool, its credentials
 ``host``            the registry of running plugins, and the calls the service makes
 ``extended_storage`` the host side of ``storage(session)``'s operations
 ``plugin_storage``  the plugin side of them: ``ChannelStorage``

@@ -9,7 +9,6 @@ write waiting for its commit never holds up the other sessions on the channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -28,7 +27,7 @@ logger = logging.getLogger("pluginkv.dify")
 
 
 class PluginConnection:
-    """A running plugin, reachable through ``request``.
+    """A running plugin, reachable through ``stream``.
 
     ``workspaces`` are those it serves: the one of a remote-debug
     connection's debug key, or those that installed a local plugin.
@@ -81,18 +80,6 @@ class PluginConnection:
         return self._closed
 
     # -- requests ----------------------------------------------------------------------------
-    async def request(
-        self, data: dict[str, Any], *, workspace: str, timeout: float, what: str
-    ) -> list[Any]:
-        """Open a session for ``workspace`` with ``data``; its stream chunks once it ends.
-
-        The workspace stays here: the plugin never sees it, and its storage
-        calls on the session are served in it.
-        """
-        stream = self.stream(data, workspace=workspace, timeout=timeout, what=what)
-        async with contextlib.aclosing(stream):
-            return [chunk async for chunk in stream]
-
     async def stream(
         self,
         data: dict[str, Any],
@@ -102,7 +89,12 @@ class PluginConnection:
         what: str,
         endpoint_id: str | None = None,
     ) -> AsyncGenerator[Any, None]:
-        """Like ``request``, but each chunk as it arrives (close it to stop listening)."""
+        """Open a session for ``workspace`` with ``data``; its stream chunks as they arrive.
+
+        The workspace stays here: the plugin never sees it, and its storage
+        calls on the session are served in it.  Close the generator to stop
+        listening (there is no cancel message).
+        """
         if self._closed:
             raise PluginNotFound(f"{self.plugin_id} has disconnected")
         session = Session(workspace)

@@ -6,7 +6,8 @@ a connection serves the one workspace of its debug key, and a plugin that
 registers again replaces its old registration.  Installed (local) plugins
 run one process per ``author/name``, serving every workspace that installed
 them.  Where both serve a workspace, the remote-debug one answers, as a
-plugin under debugging should.
+plugin under debugging should.  An installed plugin is listed whatever its
+state, so an operator sees one that is starting, restarting or failed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,10 @@ from .envs import Environments
 from .framing import line_limit
 from .installs import Install, Installs
 from .invocations import Invocations
-from .local import LocalPlugin
+from .local import LocalPlugin, Status
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
+from .tools import check_credentials, find_tool, with_defaults
 
 __all__ = ["PluginHost", "PluginInfo"]
 
@@ -44,7 +46,13 @@ logger = logging.getLogger("pluginkv.dify")
 
 @dataclass(frozen=True, slots=True)
 class PluginInfo:
-    """One registered plugin, as ``pluginkv plugins`` lists it."""
+    """One plugin, as ``pluginkv plugins`` lists it.
+
+    A remote-debug plugin is listed while it is connected, so it is always
+    ``running``; an installed one may also be ``starting``, ``restarting`` or
+    ``failed`` (``local.Status``), with no ``peer`` or ``last_heartbeat``
+    while no process of it runs, and since when it is in that state.
+    """
 
     plugin: str
     version: str
@@ -52,7 +60,18 @@ class PluginInfo:
     workspaces: list[str]
     peer: str
     since: float
-    last_heartbeat: float
+    last_heartbeat: float | None
+    state: str = "running"
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An installed plugin no process of which serves yet: being started, or failed."""
+
+    version: str
+    workspaces: set[str]
+    status: Status = field(default_factory=lambda: Status("starting"))
 
 
 class PluginHost:
@@ -82,6 +101,7 @@ class PluginHost:
         envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
         self._envs = Environments(Path(envs))
         self._local: dict[str, LocalPlugin] = {}
+        self._pending: dict[str, _Pending] = {}  # installed, but not in _local
         self._install_lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
 
@@ -131,7 +151,10 @@ class PluginHost:
                 running = local.connection
                 if running is not None and now - running.last_heartbeat > limit:
                     logger.warning("%r sent no heartbeat for %.0f s: restarting it", local, limit)
-                    local.restart()
+                    local.restart(
+                        f"sent no heartbeat for {limit:g} s "
+                        "(setting PLUGINKV_HEARTBEAT_TIMEOUT_SECONDS)"
+                    )
             for connection in list(self._connections.values()):
                 if now - connection.last_heartbeat > limit:
                     logger.warning(
@@ -168,23 +191,15 @@ class PluginHost:
                 logger.info("unregistered %r", connection)
 
     def plugins(self) -> list[PluginInfo]:
-        running = [*self._connections.values()]
-        running += [local.connection for local in self._local.values() if local.connection]
-        return [
-            self._info(c) for c in sorted(running, key=lambda c: (c.plugin_id, c.transport, c.peer))
+        """Every connected remote-debug plugin and every installed plugin, whatever its state."""
+        infos = [_connection_info(c) for c in self._connections.values()]
+        infos += [_local_info(local) for local in self._local.values()]
+        infos += [
+            _idle_info(plugin, pending.version, pending.workspaces, pending.status)
+            for plugin, pending in self._pending.items()
+            if plugin not in self._local
         ]
-
-    @staticmethod
-    def _info(c: PluginConnection) -> PluginInfo:
-        return PluginInfo(
-            plugin=c.plugin_id,
-            version=c.manifest.version,
-            transport=c.transport,
-            workspaces=sorted(c.workspaces),
-            peer=c.peer,
-            since=c.connected_at,
-            last_heartbeat=c.last_heartbeat,
-        )
+        return sorted(infos, key=lambda i: (i.plugin, i.transport, i.peer))
 
     def find(self, plugin: str, workspace: str) -> PluginConnection:
         check_scope(workspace, plugin)
@@ -192,14 +207,19 @@ class PluginHost:
         if connection is not None and not connection.closed:
             return connection
         local = self._local.get(plugin)
+        pending = self._pending.get(plugin)
         if local is not None and workspace in local.workspaces:
             if local.connection is not None and not local.connection.closed:
                 return local.connection
-            raise PluginNotFound(
-                f"{plugin} is installed for workspace {workspace} but not running right now "
-                "(starting or restarting; see the service's log)"
-            )
-        raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
+            status = local.status
+        elif pending is not None and workspace in pending.workspaces:
+            status = pending.status
+        else:
+            raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
+        why = f"{status.state}: {status.error}" if status.error else status.state
+        raise PluginNotFound(
+            f"{plugin} is installed for workspace {workspace} but not running right now ({why})"
+        )
 
     # -- installed plugins --------------------------------------------------------------------
     async def install(self, directory: str, workspace: str) -> PluginInfo:
@@ -224,18 +244,23 @@ class PluginHost:
                 local.workspaces.add(workspace)
             else:
                 workspaces = {workspace} | before
-                python = await self._envs.ensure(plugin_dir.requirements)
-                fresh = self._local_plugin(plugin_dir, python, workspaces)
-                if local is not None:
-                    await local.stop()
-                    del self._local[plugin]
-                await fresh.start()
+                self._pending[plugin] = _Pending(plugin_dir.manifest.version, workspaces)
+                try:
+                    python = await self._envs.ensure(plugin_dir.requirements)
+                    fresh = self._local_plugin(plugin_dir, python, workspaces)
+                    if local is not None:
+                        await local.stop()
+                        del self._local[plugin]
+                    await fresh.start()
+                except BaseException as exc:  # cancelled too: the listing must not say starting
+                    self._not_started(plugin, str(exc) or type(exc).__name__)
+                    raise
+                del self._pending[plugin]
                 self._local[plugin] = fresh
                 local = fresh
             wanted[plugin] = Install(plugin, str(plugin_dir.path), tuple(sorted(local.workspaces)))
             self._installs.save(list(wanted.values()))
-            assert local.connection is not None
-            return self._info(local.connection)
+            return _local_info(local)
 
     async def uninstall(self, plugin: str, workspace: str) -> list[str]:
         """Stop serving ``plugin`` in ``workspace`` (its data stays); the workspaces left.
@@ -252,10 +277,14 @@ class PluginHost:
             local = self._local.get(plugin)
             if local is not None:
                 local.workspaces.discard(workspace)
+            pending = self._pending.get(plugin)
+            if pending is not None:
+                pending.workspaces.discard(workspace)
             if left:
                 wanted[plugin] = Install(plugin, install.directory, left)
             else:
                 del wanted[plugin]
+                self._pending.pop(plugin, None)
                 if local is not None:
                     del self._local[plugin]
                     await local.stop()
@@ -285,21 +314,44 @@ class PluginHost:
         return self._wanted
 
     async def _start_installed(self) -> None:
-        """Start the plugins the data directory lists; one that fails is logged and skipped."""
-        for plugin in list(self._wanted_installs()):
+        """Start the plugins the data directory lists; one that fails is marked failed."""
+        directories: dict[str, PluginDirectory] = {}
+        for listed in self._wanted_installs().values():
+            if listed.plugin in self._local:
+                continue
+            pending = self._pending[listed.plugin] = _Pending("", set(listed.workspaces))
+            try:
+                directories[listed.plugin] = read_plugin_directory(listed.directory)
+            except PluginKVError as exc:
+                self._not_started(listed.plugin, str(exc))
+                continue
+            pending.version = directories[listed.plugin].manifest.version
+        for plugin, plugin_dir in directories.items():
             async with self._install_lock:  # install requests may have come meanwhile
                 install = self._wanted_installs().get(plugin)
                 if install is None or plugin in self._local:
-                    continue
+                    continue  # uninstalled, or installed again: that took care of _pending
                 try:
-                    plugin_dir = read_plugin_directory(install.directory)
                     python = await self._envs.ensure(plugin_dir.requirements)
                     local = self._local_plugin(plugin_dir, python, set(install.workspaces))
                     await local.start()
                 except PluginKVError as exc:
-                    logger.error("could not start the installed plugin %s: %s", plugin, exc)
+                    self._not_started(plugin, str(exc))
                     continue
+                self._pending.pop(plugin, None)
                 self._local[plugin] = local
+
+    def _not_started(self, plugin: str, error: str) -> None:
+        """After a start that failed: an installed plugin that no process serves has failed."""
+        logger.error("could not start the installed plugin %s: %s", plugin, error)
+        install = self._wanted_installs().get(plugin)
+        pending = self._pending.get(plugin)
+        if install is None or plugin in self._local or pending is None:
+            # Never installed (the caller hears why), or its old process still serves.
+            self._pending.pop(plugin, None)
+            return
+        pending.workspaces = set(install.workspaces)
+        pending.status = Status("failed", error)
 
     # -- requests -----------------------------------------------------------------------------
     async def invoke_tool(
@@ -312,25 +364,35 @@ class PluginHost:
         parameters: dict[str, Any],
         user: str = "",
         credentials: dict[str, Any] | None = None,
-    ) -> list[Any]:
-        """Invoke a tool for ``workspace``; returns its messages (``ToolInvokeMessage`` dicts)."""
+        credential_type: str = "api-key",
+    ) -> AsyncGenerator[Any]:
+        """Invoke a tool for ``workspace``; its messages (``ToolInvokeMessage`` dicts) as they come.
+
+        ``credentials`` are the provider's, as Dify's daemon sends them decrypted;
+        the declared defaults of missing ``parameters`` are filled in, as Dify's API does.
+        What is wrong with the call is raised before anything goes to the plugin.
+        """
+        credentials = {} if credentials is None else credentials
+        check_credentials(credentials, credential_type)
         connection = self.find(plugin, workspace)
-        _check_tool(connection, provider, tool)
+        declaration = find_tool(connection.declarations, plugin, provider, tool)
+        what = f"tool {provider}/{tool} of {plugin}"
         data = {
             "user_id": user,
             "type": "tool",
             "action": "invoke_tool",
             "provider": provider,
             "tool": tool,
-            "credentials": credentials or {},
-            "tool_parameters": parameters,
+            "credentials": credentials,
+            "credential_type": credential_type,
+            "tool_parameters": with_defaults(declaration, parameters, what),
         }
-        return await connection.request(
-            data,
-            workspace=workspace,
-            timeout=self._settings.session_timeout_seconds,
-            what=f"tool {provider}/{tool} of {plugin}",
+        stream = connection.stream(
+            data, workspace=workspace, timeout=self._settings.session_timeout_seconds, what=what
         )
+        async with contextlib.aclosing(stream):
+            async for message in stream:
+                yield message
 
     # -- endpoints ----------------------------------------------------------------------------
     def create_endpoint(self, *, workspace: str, plugin: str, settings: dict[str, Any]) -> Endpoint:
@@ -369,22 +431,36 @@ class PluginHost:
                 yield chunk
 
 
-def _check_tool(connection: PluginConnection, provider: str, tool: str) -> None:
-    """Refuse a provider or tool the plugin did not declare: its SDK would answer only ``end``."""
-    providers = connection.declarations.get("tool", [])
-    for entry in providers:
-        identity = entry.get("identity", {}) if isinstance(entry, dict) else {}
-        if identity.get("name") != provider:
-            continue
-        names = [t.get("identity", {}).get("name") for t in entry.get("tools", [])]
-        if tool in names:
-            return
-        raise PluginNotFound(
-            f"{connection.plugin_id} has no tool {tool!r} in provider {provider!r} "
-            f"(it has {', '.join(map(repr, names)) or 'none'})"
-        )
-    declared = [e.get("identity", {}).get("name") for e in providers if isinstance(e, dict)]
-    raise PluginNotFound(
-        f"{connection.plugin_id} has no tool provider {provider!r} "
-        f"(it has {', '.join(map(repr, declared)) or 'none'})"
+def _connection_info(c: PluginConnection) -> PluginInfo:
+    return PluginInfo(
+        plugin=c.plugin_id,
+        version=c.manifest.version,
+        transport=c.transport,
+        workspaces=sorted(c.workspaces),
+        peer=c.peer,
+        since=c.connected_at,
+        last_heartbeat=c.last_heartbeat,
+    )
+
+
+def _local_info(local: LocalPlugin) -> PluginInfo:
+    """A running installed plugin as its connection says, another as its status does."""
+    if local.connection is not None and local.status.state == "running":
+        return _connection_info(local.connection)
+    version = local.directory.manifest.version
+    return _idle_info(local.plugin_id, version, local.workspaces, local.status)
+
+
+def _idle_info(plugin: str, version: str, workspaces: set[str], status: Status) -> PluginInfo:
+    """An installed plugin no process of which runs: its state, since when, and why."""
+    return PluginInfo(
+        plugin=plugin,
+        version=version,
+        transport="stdio",
+        workspaces=sorted(workspaces),
+        peer="",
+        since=status.since,
+        last_heartbeat=None,
+        state=status.state,
+        error=status.error,
     )

@@ -7,7 +7,7 @@ the plugin is ready at its first heartbeat.  One process serves every
 workspace that installed the plugin.  A process that exits, or stops sending
 heartbeats, is started again, after a pause that doubles up to 30 seconds
 while it keeps failing.  ``stop`` kills it: the SDK does not exit when its
-stdin closes.
+stdin closes.  Its ``status`` says where it stands, for ``pluginkv plugins``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,28 @@ from .framing import read_messages
 from .invocations import Invocations
 from .plugin_dir import PluginDirectory
 
-__all__ = ["LocalPlugin"]
+__all__ = ["LocalPlugin", "Status"]
 
 logger = logging.getLogger("pluginkv.dify")
 
 START_TIMEOUT = 120.0  # the daemon's wait for the first heartbeat
 _MAX_PAUSE = 30.0
+
+
+@dataclass(slots=True)
+class Status:
+    """Where an installed plugin stands, and since when.
+
+    ``starting`` (its environment is built or its process launched),
+    ``running``, ``restarting`` (its process ended; another is launched after
+    a pause, again and again) or ``failed`` (it could not start, and the host
+    tries again only at the next install or service start).  ``error`` says
+    why it is not running: the last failure.
+    """
+
+    state: str
+    error: str | None = None
+    since: float = field(default_factory=time.time)
 
 
 class LocalPlugin:
@@ -56,8 +73,10 @@ class LocalPlugin:
         self.connection: PluginConnection | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.status = Status("starting")
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._killed_because: str | None = None
 
     @property
     def plugin_id(self) -> str:
@@ -82,9 +101,10 @@ class LocalPlugin:
         await self._kill()
         self._set_connection(None)
 
-    def restart(self) -> None:
+    def restart(self, reason: str) -> None:
         """Kill the process; the supervisor starts a new one (for a plugin gone silent)."""
         if self.process is not None and self.process.returncode is None:
+            self._killed_because = reason
             self.process.kill()
 
     # -- the process ---------------------------------------------------------------------------
@@ -108,6 +128,7 @@ class LocalPlugin:
             start_new_session=True,
         )
         self.process = process
+        self.stderr_tail.clear()  # the errors it reports are this process's
         assert process.stdin is not None and process.stdout is not None
         assert process.stderr is not None
         stderr = asyncio.create_task(self._drain_stderr(process.stderr))
@@ -141,8 +162,7 @@ class LocalPlugin:
             stderr.cancel()
             why = "exited" if serving in done else f"sent no heartbeat in {START_TIMEOUT:g} s"
             raise PluginFailed(
-                f"{self.plugin_id} {why} at start-up; its stderr ends: "
-                + " | ".join(self.stderr_tail)
+                f"{self.plugin_id} {why} at start-up; its stderr ends: {self._stderr_end()}"
             )
         self._set_connection(connection)
         logger.info("started %r", self)
@@ -156,10 +176,12 @@ class LocalPlugin:
             self._set_connection(None)
             if self._stopping:
                 return
+            if self.status.state != "restarting":  # not after a failed start: keep its why
+                self.status = Status("restarting", self._why_it_ended())
             logger.warning(
-                "%s stopped (stderr ends: %s); starting it again in %g s",
+                "%s stopped (%s); starting it again in %g s",
                 self.plugin_id,
-                " | ".join(self.stderr_tail),
+                self.status.error,
                 pause,
             )
             started = time.monotonic()
@@ -168,10 +190,25 @@ class LocalPlugin:
                 serving = await self._launch()
             except PluginFailed as exc:
                 logger.warning("%s", exc)
+                self.status.error = str(exc)
                 pause = min(pause * 2, _MAX_PAUSE)
                 continue
             if time.monotonic() - started > 60:
                 pause = 1.0
+
+    def _why_it_ended(self) -> str:
+        reason, self._killed_because = self._killed_because, None
+        if reason is None:
+            code = self.process.returncode if self.process is not None else None
+            reason = f"exited with code {code}"
+        if self.stderr_tail:
+            reason += f"; its stderr ends: {self._stderr_end()}"
+        return reason
+
+    def _stderr_end(self) -> str:
+        """The last KiB of stderr, as much as the daemon keeps of a failed instance's."""
+        text = " | ".join(self.stderr_tail)
+        return text if len(text) <= 1024 else "..." + text[-1024:]
 
     async def _kill(self) -> None:
         process = self.process
@@ -198,6 +235,8 @@ class LocalPlugin:
 
     def _set_connection(self, connection: PluginConnection | None) -> None:
         self.connection = connection
+        if connection is not None:
+            self.status = Status("running")
 
 
 async def _skip_manifest_line(

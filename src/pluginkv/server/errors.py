@@ -37,6 +37,7 @@ __all__ = [
     "STATUS",
     "error_body",
     "error_response",
+    "exception_body",
     "exception_handlers",
     "http_error_response",
     "not_found",
@@ -63,6 +64,11 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **details}}
 
 
+def exception_body(exc: PluginKVError) -> dict[str, Any]:
+    """The body of the error response ``exc`` becomes (also a streamed answer's last line)."""
+    return error_body(exc.code, str(exc), **error_fields(exc))
+
+
 # Every error also names its code in a header: a HEAD response has no body, and
 # a client must tell "no such key" from "no such route" without one.
 CODE_HEADER = "X-Error-Code"
@@ -73,8 +79,7 @@ def error_response(exc: PluginKVError) -> JSONResponse:
     headers = {CODE_HEADER: exc.code}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    body = error_body(exc.code, str(exc), **error_fields(exc))
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(exception_body(exc), status_code=status, headers=headers)
 
 
 def not_found(key: str) -> JSONResponse:

@@ -17,6 +17,7 @@ from ..config import Settings
 from ..dify.endpoints import raw_request
 from ..dify.host import PluginHost, PluginInfo
 from ..errors import InvalidArgument, PluginFailed, PluginKVError
+from .errors import exception_body
 from .parsing import read_body
 from .routes import admin_json, by_method, field
 
@@ -36,6 +37,8 @@ def _info(info: PluginInfo) -> dict[str, Any]:
         "peer": info.peer,
         "since": info.since,
         "last_heartbeat": info.last_heartbeat,
+        "state": info.state,
+        "error": info.error,
     }
 
 
@@ -64,19 +67,40 @@ async def invoke_tool(request: Request) -> Response:
     body = await admin_json(request)
     parameters = field(body, "parameters", dict, required=False) or {}
     user = field(body, "user", str, required=False) or ""
+    credentials = field(body, "credentials", dict, required=False) or {}
+    credential_type = field(body, "credential_type", str, required=False)
     host: PluginHost = request.app.state.host
-    messages = await host.invoke_tool(
+    messages = host.invoke_tool(
         workspace=field(body, "workspace", str),
         plugin=field(body, "plugin", str),
         provider=_name(field(body, "provider", str), "provider"),
         tool=_name(field(body, "tool", str), "tool"),
         parameters=parameters,
         user=user,
+        credentials=credentials,
+        credential_type="api-key" if credential_type is None else credential_type,
     )
-    lines = b"".join(
-        json.dumps(message, separators=(",", ":")).encode() + b"\n" for message in messages
-    )
-    return Response(lines, media_type=NDJSON)
+    try:
+        # The first message before the status: a call refused before the tool
+        # ran answers with its own (400, 404, 502, 504).
+        first = await anext(messages)
+    except StopAsyncIteration:
+        return Response(b"", media_type=NDJSON)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(messages):
+            yield _ndjson(first)
+            try:
+                async for message in messages:
+                    yield _ndjson(message)
+            except PluginKVError as exc:  # 200 has gone out: the error is the last line
+                yield _ndjson(exception_body(exc))
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+def _ndjson(message: object) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 async def create_endpoint(request: Request) -> Response:

@@ -380,12 +380,29 @@ def _schemas(settings: Settings) -> Json:
                 },
                 "parameters": {
                     "type": ["object", "null"],
-                    "description": "The tool's parameters, as they reach `_invoke`; the "
-                    "YAML defaults are not applied.",
+                    "description": "The tool's parameters. Those missing (absent or null) get "
+                    "the defaults the tool declares, cast to their types as Dify does; a required "
+                    "one missing without a default is a 400 naming it, and the plugin is not "
+                    "called.",
                 },
                 "user": {
                     "type": ["string", "null"],
                     "description": "The user id the plugin sees (`self.runtime.user_id`).",
+                },
+                "credentials": {
+                    "type": ["object", "null"],
+                    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+                    "propertyNames": {"minLength": 1},
+                    "description": "The tool provider's credentials by name, as Dify's daemon "
+                    "sends them decrypted (`self.runtime.credentials`); default none. Anything "
+                    "but an object of strings, numbers, booleans or nulls is a 400 and nothing "
+                    "reaches the plugin.",
+                },
+                "credential_type": {
+                    "type": ["string", "null"],
+                    "enum": ["api-key", "oauth2", "unauthorized", None],
+                    "description": "How they were obtained (`self.runtime.credential_type`); "
+                    "default `api-key`.",
                 },
             },
         },
@@ -486,6 +503,8 @@ def _schemas(settings: Settings) -> Json:
                 "peer",
                 "since",
                 "last_heartbeat",
+                "state",
+                "error",
             ],
             "properties": {
                 "plugin": _ref("schemas", "Plugin"),
@@ -500,12 +519,31 @@ def _schemas(settings: Settings) -> Json:
                 },
                 "peer": {
                     "type": "string",
-                    "description": "host:port of a remote plugin, pid of a local one.",
+                    "description": "host:port of a remote plugin, pid of a local one; empty "
+                    "while no process of it runs.",
                 },
-                "since": {"type": "number", "description": "Unix time, seconds."},
-                "last_heartbeat": {
+                "since": {
                     "type": "number",
-                    "description": "Unix time, seconds.",
+                    "description": "Unix time, seconds: when it connected or started, or "
+                    "entered its state if it is not running.",
+                },
+                "last_heartbeat": {
+                    "type": ["number", "null"],
+                    "description": "Unix time, seconds; null while no process of it runs.",
+                },
+                "state": {
+                    "type": "string",
+                    "enum": ["running", "starting", "restarting", "failed"],
+                    "description": "A remote-debug plugin is listed while connected, so "
+                    "running. An installed one is starting (its environment is built or its "
+                    "process launched), running, restarting (its process ended; it is "
+                    "launched again after a pause, until it runs) or failed (it could not "
+                    "start; the next install or service start tries again).",
+                },
+                "error": {
+                    "type": ["string", "null"],
+                    "description": "Why it is not running: the last failure (the end of its "
+                    "stderr included); null while it runs.",
                 },
             },
         },
@@ -907,8 +945,9 @@ def _paths(settings: Settings) -> Json:
                 "operationId": "adminPlugins",
                 "tags": ["plugins"],
                 "summary": "The Dify plugins the host runs",
-                "description": "Needs an admin token. One entry per running plugin process "
-                "or remote-debug connection.",
+                "description": "Needs an admin token. One entry per remote-debug connection "
+                "and per installed plugin, whatever its state: one that is starting, "
+                "restarting or failed is listed too, with why.",
                 "security": _BEARER,
                 "responses": {
                     "200": {
@@ -968,14 +1007,18 @@ def _paths(settings: Settings) -> Json:
                 "tags": ["plugins"],
                 "summary": "Invoke a tool of a running Dify plugin for a workspace",
                 "description": "Needs an admin token. The plugin's storage calls during the "
-                "call reach the workspace's storage of that plugin. The answer comes once the "
-                "tool has finished: one `ToolInvokeMessage` JSON object per line, as the "
-                "plugin sent them.",
+                "call reach the workspace's storage of that plugin. The answer streams: one "
+                "`ToolInvokeMessage` JSON object per line, each sent as the plugin sends it. "
+                "The status goes out with the first message; a failure after it (the tool "
+                "raised, or ran past the session timeout) is the last line, an error body "
+                '`{"error": {"code", "message"}}`, which has no `type`.',
                 "security": _BEARER,
                 "requestBody": _json_body("ToolInvokeRequest", batch_limit),
                 "responses": {
                     "200": {
-                        "description": "The tool's messages, one JSON object per line.",
+                        "description": "The tool's messages, one JSON object per line, as "
+                        "they come; an error body as the last line if the tool failed after its "
+                        "first message.",
                         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                     },
                     **_errors(400, 408, 413),

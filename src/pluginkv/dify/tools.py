@@ -1,0 +1,137 @@
+"""Tool calls as Dify's API makes them: the declared tool, its parameters, its credentials.
+
+The SDK hands ``tool_parameters`` and ``credentials`` to plugin code as they
+arrive (``dify-protocol.md`` §6.1): filling in the declared defaults,
+refusing a call that lacks a required parameter and checking the
+credentials is the caller's work, which Dify's API does before a request
+reaches the daemon, and which the host does here before anything goes to
+the plugin.  The declarations are those the host has for the plugin: sent by
+a remote plugin at registration, or read from an installed plugin's YAML
+files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidArgument, PluginNotFound
+
+__all__ = ["CREDENTIAL_TYPES", "check_credentials", "find_tool", "with_defaults"]
+
+# The SDK's CredentialType values; it takes "api-key" when none is sent.
+CREDENTIAL_TYPES = ("api-key", "oauth2", "unauthorized")
+
+
+def find_tool(
+    declarations: dict[str, list[Any]], plugin: str, provider: str, tool: str
+) -> dict[str, Any]:
+    """The declaration of ``tool`` in ``provider``; ``PluginNotFound`` names what there is.
+
+    Refused here because the SDK would answer an undeclared one with an empty session.
+    """
+    providers = declarations.get("tool", [])
+    for entry in providers:
+        identity = entry.get("identity", {}) if isinstance(entry, dict) else {}
+        if identity.get("name") != provider:
+            continue
+        tools = [t for t in entry.get("tools", []) if isinstance(t, dict)]
+        for declared in tools:
+            if declared.get("identity", {}).get("name") == tool:
+                return declared
+        names = [t.get("identity", {}).get("name") for t in tools]
+        raise PluginNotFound(
+            f"{plugin} has no tool {tool!r} in provider {provider!r} "
+            f"(it has {', '.join(map(repr, names)) or 'none'})"
+        )
+    known = [e.get("identity", {}).get("name") for e in providers if isinstance(e, dict)]
+    raise PluginNotFound(
+        f"{plugin} has no tool provider {provider!r} "
+        f"(it has {', '.join(map(repr, known)) or 'none'})"
+    )
+
+
+def with_defaults(
+    declaration: dict[str, Any], parameters: dict[str, Any], what: str
+) -> dict[str, Any]:
+    """``parameters`` with the declared defaults of those missing (absent or null) filled in.
+
+    ``InvalidArgument`` names every required parameter that is missing and has
+    no default.  Parameters the tool does not declare pass as given.
+    """
+    filled = dict(parameters)
+    missing: list[str] = []
+    declared = declaration.get("parameters")
+    for parameter in declared if isinstance(declared, list) else []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if not isinstance(name, str) or filled.get(name) is not None:
+            continue
+        default = parameter.get("default")
+        if default is not None:
+            filled[name] = _as_declared(parameter.get("type"), default)
+        elif parameter.get("required") is True:
+            missing.append(name)
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise InvalidArgument(
+            f"{what} needs the parameter{'s' if len(missing) > 1 else ''} {names}: "
+            "required, and declared without a default"
+        )
+    return filled
+
+
+_TRUE = ("true", "yes", "y", "1")
+_FALSE = ("false", "no", "n", "0")
+
+
+def _as_declared(kind: object, value: Any) -> Any:
+    """A default cast to its parameter's type, as Dify casts it.
+
+    Needed beyond Dify's reasons: a remote plugin's declaration went through
+    the SDK's model, whose ``default: int | float | str`` makes a boolean's
+    ``true`` 1, while an installed plugin's YAML keeps it ``true``; both
+    reach the tool as ``True``.
+    """
+    if kind == "boolean":
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        return bool(value)
+    if kind == "number" and isinstance(value, str):
+        try:
+            return float(value) if "." in value else int(value)
+        except ValueError:
+            return value  # the plugin's own mistake, left for it to meet
+    if kind in ("string", "secret-input", "select") and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def check_credentials(credentials: object, credential_type: object) -> None:
+    """Refuse credentials the plugin could not take as a provider's credential form gives them.
+
+    A form (secret-input, text-input, select, boolean) gives each credential a
+    string, a number or a boolean, by name.
+    """
+    if not isinstance(credentials, dict):
+        raise InvalidArgument(f"credentials must be a JSON object, not {_json_type(credentials)}")
+    for name, value in credentials.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument("credential names must be non-empty strings")
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise InvalidArgument(
+                f"credential {name!r} must be a string, a number, a boolean or null, "
+                f"not {_json_type(value)}"
+            )
+    if credential_type not in CREDENTIAL_TYPES:
+        raise InvalidArgument(
+            f"credential type {credential_type!r} must be one of {', '.join(CREDENTIAL_TYPES)}"
+        )
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
