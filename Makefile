@@ -29,8 +29,8 @@ stress: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
 # bench_server.py loads the service with wrk, a Debian package.
@@ -43,6 +43,7 @@ bench: install wrk
 	$(PY) benchmarks/bench_postgres.py  # PostgreSQL on 127.0.0.1:5432, or --url / PLUGINKV_BENCH_POSTGRES_URL
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
+	$(PY) benchmarks/bench_write_floor.py
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 
 clean:

@@ -69,3 +69,26 @@ def test_bench_postgres_quick_prints_a_ratio_per_operation(postgres_url: str) ->
         )
         assert len(row.findall(result.stdout)) == 1, f"no line for {operation!r}:\n{result.stdout}"
     assert "set x8 1scope" in result.stdout
+
+
+FLOOR_SCRIPT = SCRIPT.parent / "bench_write_floor.py"
+FLOOR_ROWS = ["fdatasync, 4 KiB overwritten", "fdatasync, 4 KiB appended"] + [
+    f"{row}, {mode}"
+    for mode in MODES
+    for row in ("store.set 100 B", "writer hop, empty", "writer hop + set 100 B")
+]
+
+
+def test_bench_write_floor_quick_prints_every_figure(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(FLOOR_SCRIPT), "--quick", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for row in FLOOR_ROWS:
+        line = re.compile(rf"^{re.escape(row)}\s+\d+ us  \(\d+-\d+\)$", re.MULTILINE)
+        assert line.search(result.stdout), f"no figure for {row!r}:\n{result.stdout}"
+    assert list(tmp_path.iterdir()) == [], "the benchmark left files behind"

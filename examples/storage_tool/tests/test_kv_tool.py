@@ -10,13 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the plugin's folder
 
-from dify_plugin.entities.tool import ToolRuntime  # noqa: E402
-from werkzeug import Request  # noqa: E402
-from werkzeug.test import EnvironBuilder  # noqa: E402
+from dify_plugin.entities.tool import ToolRuntime
+from endpoints.visits import VisitsEndpoint
+from tools.kv import KvTool
+from werkzeug import Request
+from werkzeug.test import EnvironBuilder
 
-from endpoints.visits import VisitsEndpoint  # noqa: E402
-from pluginkv.testing import FakeSession  # noqa: E402
-from tools.kv import KvTool  # noqa: E402
+from pluginkv.testing import FakeSession
 
 
 def run_tool(session: FakeSession, **parameters: str) -> dict:
