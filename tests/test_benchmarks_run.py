@@ -1,4 +1,4 @@
-"""The engine benchmark still runs: ``bench_engine.py --quick`` exits 0 and prints every row."""
+"""The engine benchmarks still run: each ``--quick`` run exits 0 and prints every row."""
 
 from __future__ import annotations
 
@@ -23,16 +23,21 @@ OPERATIONS = [
 MODES = ["FULL", "NORMAL"]
 
 
-def test_bench_engine_quick_prints_a_ratio_per_operation(tmp_path: Path) -> None:
+def run_quick(script: Path, *args: str, timeout: float = 60) -> str:
+    """The output of ``script --quick ARGS``, which must exit 0."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--dir", str(tmp_path)],
+        [sys.executable, str(script), "--quick", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    return result.stdout
+
+
+def test_bench_engine_quick_prints_a_ratio_per_operation(tmp_path: Path) -> None:
+    out = run_quick(SCRIPT, "--dir", str(tmp_path))
     for mode in MODES:
         assert f"synchronous={mode}:" in out
     for operation in OPERATIONS:
@@ -53,22 +58,15 @@ PG_OPERATIONS = [*OPERATIONS[:4], "set 1 MiB", "get 1 MiB", "set x8 thr"]
 def test_bench_postgres_quick_prints_a_ratio_per_operation(postgres_url: str) -> None:
     from .postgres import server_url
 
-    result = subprocess.run(
-        [sys.executable, str(PG_SCRIPT), "--quick", "--url", server_url()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = run_quick(PG_SCRIPT, "--url", server_url(), timeout=120)
     for operation in PG_OPERATIONS:
         row = re.compile(
             rf"^{re.escape(operation)}\s+[\d,.]+ (ops|MB)/s\s+[\d,.]+ (ops|MB)/s\s+"
             rf"\d+\.\d\dx\s+\S+\s+>=\d\.\d\s+(PASS|MISS)$",
             re.MULTILINE,
         )
-        assert len(row.findall(result.stdout)) == 1, f"no line for {operation!r}:\n{result.stdout}"
-    assert "set x8 1scope" in result.stdout
+        assert len(row.findall(out)) == 1, f"no line for {operation!r}:\n{out}"
+    assert "set x8 1scope" in out
 
 
 FLOOR_SCRIPT = SCRIPT.parent / "bench_write_floor.py"
@@ -80,15 +78,8 @@ FLOOR_ROWS = ["fdatasync, 4 KiB overwritten", "fdatasync, 4 KiB appended"] + [
 
 
 def test_bench_write_floor_quick_prints_every_figure(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(FLOOR_SCRIPT), "--quick", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    out = run_quick(FLOOR_SCRIPT, "--dir", str(tmp_path))
     for row in FLOOR_ROWS:
         line = re.compile(rf"^{re.escape(row)}\s+\d+ us  \(\d+-\d+\)$", re.MULTILINE)
-        assert line.search(result.stdout), f"no figure for {row!r}:\n{result.stdout}"
+        assert line.search(out), f"no figure for {row!r}:\n{out}"
     assert list(tmp_path.iterdir()) == [], "the benchmark left files behind"
