@@ -45,6 +45,16 @@ class TestSingleKeys:
         client.put(url("k"), content=b"", headers=auth())
         assert client.head(url("k"), headers=auth()).status_code == 200
 
+    def test_head_never_claims_a_length_it_did_not_read(
+        self, client: TestClient, auth: Auth
+    ) -> None:
+        absent = client.head(url("k"), headers=auth())
+        assert absent.headers["x-error-code"] == "not_found"
+        client.put(url("k"), content=b"x" * 100, headers=auth())
+        present = client.head(url("k"), headers=auth())
+        for response in (absent, present):
+            assert "content-length" not in response.headers, response.headers
+
     def test_delete_is_idempotent(self, client: TestClient, auth: Auth) -> None:
         client.put(url("k"), content=b"v", headers=auth())
         assert client.delete(url("k"), headers=auth()).status_code == 204

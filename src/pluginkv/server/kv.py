@@ -46,6 +46,7 @@ KV_ROUTE = "/v1/kv/{key:path}"
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 _OCTETS = (b"content-type", b"application/octet-stream")
+_ABSENT = (CODE_HEADER.lower().encode("latin-1"), b"not_found")
 
 
 class _Headers:
@@ -206,11 +207,17 @@ async def _head(state: Any, scope: Scope, headers: _Headers, send: Send) -> None
     storage = _storage(state, headers, write=False)
     key = key_from_path(scope, KV_PREFIX)
     readers: Readers = state.readers
-    if await readers.run(state.store.backend, storage.exist, key):
-        response = Response(status_code=200)
-    else:
-        response = Response(status_code=404, headers={CODE_HEADER: "not_found"})
-    await response(scope, _no_body, send)
+    found = await readers.run(state.store.backend, storage.exist, key)
+    # No Content-Length: on a HEAD it states the length a GET would send, which
+    # an existence check does not read (Starlette's Response would say 0).
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200 if found else 404,
+            "headers": [] if found else [_ABSENT],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _put(state: Any, scope: Scope, headers: _Headers, receive: Receive, send: Send) -> None:
