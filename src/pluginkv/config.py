@@ -92,6 +92,18 @@ class Settings(BaseSettings):
     postgres_connect_timeout_seconds: int = Field(
         default=5, ge=1, description="How long opening one PostgreSQL connection may take."
     )
+    postgres_statement_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest one PostgreSQL statement may run, waiting for a lock included, "
+        "before BackendUnavailable (0: no limit).",
+    )
+    postgres_tcp_timeout_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="How long a PostgreSQL connection may go unanswered (TCP keepalives, "
+        "unacknowledged data) before it counts as dead.",
+    )
     sweep_interval_seconds: float = Field(
         default=60.0, ge=0, description="How often writes reclaim expired rows."
     )

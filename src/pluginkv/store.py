@@ -104,6 +104,8 @@ def _postgres_backend(settings: Settings) -> Backend:
         max_size=settings.postgres_pool_max_size,
         pool_timeout=settings.postgres_pool_timeout_seconds,
         connect_timeout=settings.postgres_connect_timeout_seconds,
+        statement_timeout=settings.postgres_statement_timeout_seconds,
+        tcp_timeout=settings.postgres_tcp_timeout_seconds,
     )
 
 

@@ -25,6 +25,7 @@ import pytest
 import pluginkv
 from pluginkv import BackendUnavailable, Store
 from pluginkv.backends.migrations import MIGRATIONS
+from pluginkv.backends.postgres import PostgresBackend
 from pluginkv.client import RemoteStorage
 from pluginkv.keys import Scope
 from pluginkv.server.auth import Tokens
@@ -254,6 +255,60 @@ def test_a_full_pool_is_backend_unavailable_after_the_timeout(
             with pytest.raises(BackendUnavailable, match="every connection is busy"):
                 waiting.result(timeout=10)
     assert storage.get("k") == b"v"
+
+
+def test_a_write_stuck_on_a_lock_held_elsewhere_gives_up_naming_the_setting(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    store = open_pg(postgres_statement_timeout_seconds=0.3)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"before")
+    with connect(url) as other, other.transaction():
+        # An administrator's open transaction holding the scope's row: every write
+        # of the scope waits for it.
+        other.execute(
+            "SELECT 1 FROM pluginkv_scopes WHERE workspace = 'w' AND plugin = 'a/b' FOR UPDATE"
+        )
+        with pytest.raises(BackendUnavailable, match="PLUGINKV_POSTGRES_STATEMENT_TIMEOUT_SECONDS"):
+            storage.set("k", b"after")
+        assert storage.get("k") == b"before"  # reads do not wait for row locks
+    storage.set("k", b"after")  # the connection went back to the pool in working order
+    assert storage.get("k") == b"after"
+
+
+def test_the_statement_timeout_joins_options_the_url_gives(url: str) -> None:
+    with pluginkv.open_store(
+        url + ("&" if "?" in url else "?") + "options=-c%20work_mem%3D8MB",
+        postgres_statement_timeout_seconds=2.5,
+    ) as store:
+        backend = store.backend
+        assert isinstance(backend, PostgresBackend)
+        conn = backend._getconn()
+        try:
+            shown = [
+                conn.execute(f"SHOW {name}").fetchone()
+                for name in ("work_mem", "statement_timeout")
+            ]
+        finally:
+            backend._putconn(conn)
+    assert shown == [("8MB",), ("2500ms",)]
+
+
+def test_connections_probe_a_silent_server(open_pg: Callable[..., Store]) -> None:
+    backend = open_pg(postgres_tcp_timeout_seconds=12).backend
+    assert isinstance(backend, PostgresBackend)
+    conn = backend._getconn()
+    try:
+        given = conn.info.get_parameters()
+    finally:
+        backend._putconn(conn)
+    assert {
+        name: given.get(name) for name in ("keepalives", "keepalives_idle", "tcp_user_timeout")
+    } == {
+        "keepalives": "1",
+        "keepalives_idle": "6",
+        "tcp_user_timeout": "12000",
+    }
 
 
 def test_a_closed_store_is_backend_unavailable(open_pg: Callable[..., Store]) -> None:

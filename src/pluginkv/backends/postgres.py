@@ -412,6 +412,34 @@ class _Transaction:
             raise backend._unavailable(exc) from exc
 
 
+def _session_options(given: dict[str, Any], statement_timeout: float) -> dict[str, str]:
+    """libpq ``options`` with the statement timeout added to any the URL has."""
+    if statement_timeout <= 0:
+        return {}
+    ours = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+    theirs = given.get("options")
+    return {"options": f"{theirs} {ours}" if theirs else ours}
+
+
+def _liveness(given: dict[str, Any], tcp_timeout: int) -> dict[str, int]:
+    """Keepalives and a TCP user timeout, so a silent server or network is noticed.
+
+    Without them a connection whose server vanished (a partition, a host that
+    died) hangs until the kernel gives up, which takes minutes: idle ones are
+    probed after half of ``tcp_timeout`` and given up three probes later, and
+    data left unacknowledged for ``tcp_timeout`` ends the connection.  What
+    the URL sets itself is kept.
+    """
+    wanted = {
+        "keepalives": 1,
+        "keepalives_idle": max(1, tcp_timeout // 2),
+        "keepalives_interval": max(1, tcp_timeout // 6),
+        "keepalives_count": 3,
+        "tcp_user_timeout": tcp_timeout * 1000,
+    }
+    return {name: value for name, value in wanted.items() if name not in given}
+
+
 class PostgresBackend(Backend):
     """Entries in one PostgreSQL database, shared by any number of processes."""
 
@@ -427,16 +455,25 @@ class PostgresBackend(Backend):
         max_size: int = 10,
         pool_timeout: float = 5.0,
         connect_timeout: int = 5,
+        statement_timeout: float = 30.0,
+        tcp_timeout: int = 30,
     ) -> None:
         self.url = url
         self._where = describe_url(url)
         self._pool_timeout = pool_timeout
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout}
+        self._statement_timeout = statement_timeout
         try:
-            if "application_name" not in conninfo_to_dict(url):
-                kwargs["application_name"] = "pluginkv"
+            given = conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise BackendUnavailable(f"PostgreSQL URL {self._where} is not valid: {exc}") from exc
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": connect_timeout,
+            **_session_options(given, statement_timeout),
+            **_liveness(given, tcp_timeout),
+        }
+        if "application_name" not in given:
+            kwargs["application_name"] = "pluginkv"
         self._pool_settings: dict[str, Any] = {
             "kwargs": kwargs,
             "min_size": min_size,
@@ -501,6 +538,13 @@ class PostgresBackend(Backend):
                 "unreachable or every connection is busy"
             )
         text = str(exc).strip() or type(exc).__name__
+        if isinstance(exc, psycopg.errors.QueryCanceled) and "statement timeout" in text:
+            return BackendUnavailable(
+                f"PostgreSQL {self._where} did not finish a statement within "
+                f"{self._statement_timeout:g} s (setting "
+                "PLUGINKV_POSTGRES_STATEMENT_TIMEOUT_SECONDS): a lock held elsewhere, or an "
+                "overloaded database"
+            )
         return BackendUnavailable(f"PostgreSQL {self._where} failed: {text}")
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -543,6 +587,9 @@ class PostgresBackend(Backend):
                 return
             for migration in MIGRATIONS:
                 with conn.transaction():
+                    # Waiting for another process's migration, or migrating a big
+                    # table, may take longer than any statement of normal work.
+                    conn.execute("SET LOCAL statement_timeout = 0")
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                     conn.execute(
                         f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
