@@ -752,7 +752,8 @@ def _paths(settings: Settings) -> Json:
                 "operationId": "valueExists",
                 "tags": ["keys"],
                 "summary": "Tell whether a key holds a value",
-                "description": "Answers 200 or 404 with no body.",
+                "description": "Answers 200 or 404 with no body and no `Content-Length` (an "
+                "existence check does not read the value).",
                 "security": _BEARER,
                 "responses": {
                     "200": {"description": "The key holds a value."},
