@@ -81,14 +81,15 @@ def test_import_refuses_existing_keys_unless_replace(source: str, tmp_path: Path
         store.storage(workspace="ws-1", plugin="acme/weather").set("city", b"Paris")
         store.storage(workspace="ws-2", plugin="acme/news").delete("k")
 
+    # 'blob' is as exported: only 'city', set again since, is in the way.
     refused = run("import", str(dump), "--db", source)
     replaced = run("import", str(dump), "--db", source, "--replace")
 
     assert refused.exit_code == EXIT_ERROR
     assert refused.stdout == "imported 1 scopes, 1 keys, 2 bytes\n"  # ws-2 had no such key
     assert refused.stderr == (
-        "error: key 'blob' (line 3) already exists in acme/weather in workspace ws-1 "
-        "(version 2); the scope was not imported and is unchanged "
+        "error: key 'city' (line 4) already exists in acme/weather in workspace ws-1 "
+        "(version 3); the scope was not imported and is unchanged "
         "(--replace replaces existing keys)\n"
     )
     assert (replaced.exit_code, replaced.stderr) == (0, "")

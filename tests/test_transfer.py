@@ -237,7 +237,7 @@ def test_a_scope_with_an_existing_key_is_refused_and_unchanged(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_replace_overwrites_existing_keys_and_keeps_the_rest(
+def test_replace_overwrites_existing_keys_keeps_the_rest_and_never_reuses_a_version(
     open_store: OpenStore, engine: str
 ) -> None:
     store = open_store(engine)
@@ -256,11 +256,13 @@ def test_replace_overwrites_existing_keys_and_keeps_the_rest(
 
     assert (report.scopes, report.entries, report.refused) == (1, 2, [])
     assert storage.get_many(["a", "b", "kept"]) == {"a": b"theirs", "b": b"new", "kept": b"mine"}
-    assert storage.get_entry("a").version == 7  # type: ignore[union-attr]
+    # The scope had given out versions 1 and 2: the file's come above them.
+    assert storage.get_entry("a").version == 7 + 2  # type: ignore[union-attr]
+    assert storage.get_entry("b").version == 8 + 2  # type: ignore[union-attr]
     usage = storage.usage()
     assert (usage.keys, usage.bytes_used) == (3, len("atheirsbnewkeptmine"))
     storage.set("c", b"")
-    assert storage.get_entry("c").version == 9  # type: ignore[union-attr]
+    assert storage.get_entry("c").version == 11  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -416,3 +418,47 @@ def test_export_pages_keys_and_fetches_values_in_bounded_batches(
     # Bytes fetched but not yet written never exceed one batch: nothing piles up.
     entry_writes = sink.fetched_at_write[2:602]
     assert max(seen - 1000 * written for written, seen in enumerate(entry_writes)) <= 16_000
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_importing_the_same_export_again_changes_nothing(
+    open_store: OpenStore, engine: str
+) -> None:
+    store = open_store(engine)
+    data = lines(
+        HEADER,
+        scope_line(last_version=5),
+        entry_line("a", b"1", version=4),
+        entry_line("b", b"2", version=5),
+        end_line(1, 2),
+    )
+    load(store, data)
+    before = entries_of(store, "ws-1", "acme/weather")
+
+    again = load(store, data)
+
+    assert (again.scopes, again.entries, again.unchanged, again.refused) == (1, 0, 2, [])
+    assert entries_of(store, "ws-1", "acme/weather") == before
+    storage = store.storage(workspace="ws-1", plugin="acme/weather")
+    storage.set("c", b"")
+    assert storage.get_entry("c").version == 6  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_scope_with_history_gets_the_files_versions_above_its_own(
+    open_store: OpenStore, engine: str
+) -> None:
+    store = open_store(engine)
+    storage = store.storage(workspace="ws-1", plugin="acme/weather")
+    storage.set("a", b"old")  # version 1, given out to some client ...
+    storage.delete("a")  # ... and gone: the file's "a" must not come back as version 1
+    data = lines(
+        HEADER, scope_line(last_version=1), entry_line("a", b"new", version=1), end_line(1, 1)
+    )
+
+    report = load(store, data)
+
+    assert (report.entries, report.refused) == (1, [])
+    assert storage.get_entry("a").version == 2  # type: ignore[union-attr]
+    storage.set("b", b"")
+    assert storage.get_entry("b").version == 3  # type: ignore[union-attr]

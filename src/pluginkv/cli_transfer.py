@@ -88,8 +88,10 @@ def import_(file: IO[bytes], db: str | None, replace: bool) -> None:
     """Load FILE (an export; '-' for stdin) into the store.
 
     Each plugin's data in each workspace is imported whole or not at all.  A
-    scope in which a key of the file already holds a value is refused unless
-    --replace; so is one the store's quota or value limit would refuse.
+    scope in which a key of the file already holds another value is refused
+    unless --replace; so is one the store's quota or value limit would refuse.
+    Versions are kept in a scope that never stored anything, else shifted
+    above the ones it gave out: a version is never given out twice.
     Prints what was imported and skipped; exits 3 if any scope was refused
     or the file is malformed.
     """
@@ -109,5 +111,7 @@ def _print_report(report: ImportReport) -> None:
     click.echo(f"imported {report.scopes} scopes, {report.entries} keys, {report.bytes} bytes")
     if report.expired:
         click.echo(f"skipped {report.expired} entries expired before the import")
+    if report.unchanged:
+        click.echo(f"left {report.unchanged} entries as they were: the store held them already")
     for _, error in report.refused:  # each message names its scope
         click.echo(f"error: {' '.join(str(error).split())}", err=True)

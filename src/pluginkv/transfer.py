@@ -77,14 +77,17 @@ class ExportReport:
 class ImportReport:
     """What ``import_lines`` stored, and what it left out and why.
 
-    ``expired`` counts entries already expired at import time; ``refused``
-    holds each scope that was not imported, with the error that refused it.
+    ``expired`` counts entries already expired at import time; ``unchanged``
+    those the target already held exactly (same value, version and times);
+    ``refused`` holds each scope that was not imported, with the error that
+    refused it.
     """
 
     scopes: int = 0
     entries: int = 0
     bytes: int = 0
     expired: int = 0
+    unchanged: int = 0
     refused: list[tuple[Scope, PluginKVError]] = field(default_factory=list)
 
 
@@ -390,9 +393,10 @@ def import_lines(
     """Load an export (its lines, e.g. a file opened in binary mode) into ``store``.
 
     Each scope is imported in one transaction, whole or not at all.  A scope
-    in which a key of the file already holds a value is refused unless
-    ``replace``; so is one that would pass its quota, or that holds a value
-    over the store's limit: refused scopes are listed in the report and the
+    in which a key of the file already holds another value is refused unless
+    ``replace`` (an entry the store holds exactly is left as it is); so is
+    one that would pass its quota, or that holds a value over the store's
+    limit: refused scopes are listed in the report and the
     import goes on with the next.  Pass ``report`` to see what was imported
     before an error stopped the import.
 
@@ -419,8 +423,19 @@ def import_lines(
         report.entries += scope_import.entries
         report.bytes += scope_import.bytes
         report.expired += scope_import.expired
+        report.unchanged += scope_import.unchanged
         record = reader.next()
     return report
+
+
+def _same(old: Stored, entry: _EntryLine) -> bool:
+    """Whether the target's row is the file's entry (``updated_at`` is not in ``Stored``)."""
+    return (old.version, old.created_at, old.expires_at, old.value) == (
+        entry.version,
+        entry.created_at,
+        entry.expires_at,
+        entry.value,
+    )
 
 
 def _skip_entries(reader: _Reader) -> _ScopeLine | _EntryLine | _EndLine:
@@ -451,8 +466,13 @@ class _ScopeImport:
             tx.set_quota_override(self._scope, head.quota_override)
         self._added = 0  # bytes of the rows written
         self._freed = 0  # bytes of the rows they replaced
-        self._highest = head.last_version
-        self.entries = self.bytes = self.expired = 0
+        # A version is never given out twice in a scope (compare-and-set relies
+        # on it).  Into a scope with no history the file's versions are kept
+        # as they are; into one that has given out versions, every version the
+        # file brings is shifted above them.
+        self._shift = self._state.last_version
+        self._highest = 0  # the counter this import needs, once it writes a row
+        self.entries = self.bytes = self.expired = self.unchanged = 0
 
     def run(self, reader: _Reader) -> None:
         """Import the scope's entries, leaving the line that follows them to read next."""
@@ -473,6 +493,8 @@ class _ScopeImport:
         reader.unread(record)  # read past a refusal below, it starts the next scope
         self._write(batch)
         self._check_quota(final=True)
+        if self.entries or not self._shift:
+            self._highest = max(self._highest, self._head.last_version + self._shift)
         if self._highest > self._state.last_version:
             self._tx.raise_last_version(self._scope, self._highest)
 
@@ -490,9 +512,14 @@ class _ScopeImport:
     def _write(self, batch: list[_EntryLine]) -> None:
         if not batch:
             return
-        _, rows = self._tx.lookup(self._scope, [entry.key for entry in batch])
+        _, rows = self._tx.lookup(self._scope, [entry.key for entry in batch], with_values=True)
+        writes = []
         for entry in batch:
             old = rows.get(entry.key)
+            if old is not None and _same(old, entry):
+                self.unchanged += 1  # imported before: importing again changes nothing
+                continue
+            writes.append(entry)
             if old is not None and old.live(self._now) and not self._replace:
                 raise VersionConflict(
                     f"key {entry.key!r} (line {entry.line}) already exists in {self._scope} "
@@ -505,10 +532,11 @@ class _ScopeImport:
             self._freed += 0 if old is None else old.size
             self._added += entry.size
         self._check_quota(final=False)
-        for entry in batch:
-            row = Stored(entry.size, entry.version, entry.created_at, entry.expires_at, None)
+        for entry in writes:
+            version = entry.version + self._shift
+            row = Stored(entry.size, version, entry.created_at, entry.expires_at, None)
             self._tx.put(self._scope, entry.key, entry.value, row, entry.updated_at)
-            self._highest = max(self._highest, entry.version)
+            self._highest = max(self._highest, version)
             self.entries += 1
             self.bytes += entry.size
 
