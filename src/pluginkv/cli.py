@@ -54,18 +54,21 @@ class ConditionFailed(PluginKVFailure):
     exit_code = EXIT_CONFLICT
 
 
+db_option = click.option(
+    "--db",
+    envvar="PLUGINKV_DATABASE_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="sqlite:///relative.db, sqlite:////absolute.db, a file path or "
+    "postgresql://user@host/dbname "
+    "[default: the database_url setting, sqlite:///pluginkv-data/pluginkv.db].",
+)
+
+
 def scope_options(func: F) -> F:
     """Add ``--db``, ``--workspace`` and ``--plugin`` to a command."""
     options = [
-        click.option(
-            "--db",
-            envvar="PLUGINKV_DATABASE_URL",
-            show_envvar=True,
-            metavar="URL",
-            help="sqlite:///relative.db, sqlite:////absolute.db, a file path or "
-            "postgresql://user@host/dbname "
-            "[default: the database_url setting, sqlite:///pluginkv-data/pluginkv.db].",
-        ),
+        db_option,
         click.option(
             "--workspace",
             envvar="PLUGINKV_WORKSPACE",
@@ -88,16 +91,23 @@ def scope_options(func: F) -> F:
 
 
 @contextmanager
-def open_storage(db: str | None, workspace: str, plugin: str) -> Iterator[Storage]:
-    """The scope's storage on an open store, closed afterwards; engine errors become exits."""
+def engine_errors() -> Iterator[None]:
+    """Engine errors in the block become the exits documented for them."""
     try:
-        check_scope(workspace, plugin)  # before opening, so a typo creates no database
-        with open_store(db) as store:
-            yield store.storage(workspace=workspace, plugin=plugin)
+        yield
     except VersionConflict as exc:
         raise ConditionFailed(exc) from None
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
+
+
+@contextmanager
+def open_storage(db: str | None, workspace: str, plugin: str) -> Iterator[Storage]:
+    """The scope's storage on an open store, closed afterwards; engine errors become exits."""
+    with engine_errors():
+        check_scope(workspace, plugin)  # before opening, so a typo creates no database
+        with open_store(db) as store:
+            yield store.storage(workspace=workspace, plugin=plugin)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -401,5 +411,5 @@ def token_create(
         raise PluginKVFailure(exc) from None
 
 
-# The Dify plugin host's commands register themselves on ``main``.
-from . import cli_host  # noqa: E402, F401
+# The Dify plugin host's and export/import's commands register themselves on ``main``.
+from . import cli_host, cli_transfer  # noqa: E402, F401

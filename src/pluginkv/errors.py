@@ -5,6 +5,7 @@
     PluginKVError
     ├── InvalidKey            (also ValueError)  a key breaks the key rules
     ├── InvalidArgument       (also ValueError)  a bad TTL, limit, cursor, batch size, ...
+    │   └── InvalidExportFile                    a line of a file to import is malformed
     ├── InvalidValueType      (also TypeError)   a value that is not bytes-like
     ├── WrongValueType        (also ValueError)  incr on a non-integer, get_json on non-JSON
     ├── ValueTooLarge                            a value over the per-value limit
@@ -29,6 +30,7 @@ __all__ = [
     "BackendUnavailable",
     "Forbidden",
     "InvalidArgument",
+    "InvalidExportFile",
     "InvalidKey",
     "InvalidValueType",
     "NotSupported",
@@ -60,6 +62,16 @@ class InvalidArgument(PluginKVError, ValueError):
     """An argument other than the key or value is out of range or malformed."""
 
     code = "invalid_argument"
+
+
+class InvalidExportFile(InvalidArgument):
+    """A file given to import is not a valid export; ``line`` is the number of the bad line."""
+
+    code = "invalid_export_file"
+
+    def __init__(self, message: str, *, line: int) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class InvalidValueType(PluginKVError, TypeError):

@@ -25,6 +25,7 @@ __all__ = [
     "check_scope",
     "check_ttl",
     "check_value",
+    "check_workspace",
 ]
 
 MAX_KEY_BYTES = 256
@@ -132,13 +133,19 @@ def check_value(value: object, limit: int) -> bytes:
     return data
 
 
-def check_scope(workspace: object, plugin: object) -> Scope:
-    """Return the scope, or raise ``InvalidArgument`` for a malformed workspace or plugin id."""
+def check_workspace(workspace: object) -> str:
+    """Return the workspace id, or raise ``InvalidArgument`` for a malformed one."""
     if not isinstance(workspace, str) or _WORKSPACE.fullmatch(workspace) is None:
         raise InvalidArgument(
             f"workspace {workspace!r} must be 1-128 characters of letters, digits, "
             "'_', '.', ':' or '-', starting with a letter or digit"
         )
+    return workspace
+
+
+def check_scope(workspace: object, plugin: object) -> Scope:
+    """Return the scope, or raise ``InvalidArgument`` for a malformed workspace or plugin id."""
+    workspace = check_workspace(workspace)
     if not isinstance(plugin, str) or _PLUGIN.fullmatch(plugin) is None:
         hint = (
             " (the plugin id has no version)"

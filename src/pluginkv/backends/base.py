@@ -134,6 +134,14 @@ class WriteTx(ReadTx):
     def drop_scope(self, scope: Scope) -> int:
         """Delete every row and the state of the scope; returns how many rows."""
 
+    @abstractmethod
+    def raise_last_version(self, scope: Scope, version: int) -> None:
+        """Raise the scope's ``last_version`` to ``version`` if it is below; never lower it.
+
+        An import needs it: the store it came from may have given out versions
+        to keys deleted since, and the next write here must not give them again.
+        """
+
 
 class Backend(ABC):
     """A database holding every scope's entries."""

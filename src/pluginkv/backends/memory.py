@@ -152,9 +152,18 @@ class _MemoryTx(WriteTx):
         return swept
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
+        self._change_state(scope, quota_override=quota_bytes)
+
+    def raise_last_version(self, scope: Scope, version: int) -> None:
+        old = self._states.get(scope)
+        if old is None or old.last_version < version:
+            self._change_state(scope, last_version=version)
+
+    def _change_state(self, scope: Scope, **fields: int | None) -> None:
         old_state = self._states.get(scope)
         state = ScopeState() if old_state is None else _copy(old_state)
-        state.quota_override = quota_bytes
+        for name, value in fields.items():
+            setattr(state, name, value)
         self._states[scope] = state
 
         def undo() -> None:

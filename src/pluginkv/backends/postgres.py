@@ -359,6 +359,14 @@ class _PostgresTx(WriteTx):
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
 
+    def raise_last_version(self, scope: Scope, version: int) -> None:
+        self._ensure_locked(scope)  # creates the scope's row when it has none
+        self._execute(
+            "UPDATE pluginkv_scopes SET last_version = greatest(last_version, %s) "
+            "WHERE workspace = %s AND plugin = %s",
+            (version, scope.workspace, scope.plugin),
+        )
+
     def drop_scope(self, scope: Scope) -> int:
         self._ensure_locked(scope)
         params = (scope.workspace, scope.plugin)

@@ -106,6 +106,11 @@ _SET_QUOTA = (
     "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (?, ?, ?) "
     "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
 )
+_RAISE_LAST_VERSION = (
+    "INSERT INTO pluginkv_scopes (workspace, plugin, last_version) VALUES (?, ?, ?) "
+    "ON CONFLICT (workspace, plugin) DO UPDATE SET "
+    "last_version = max(last_version, excluded.last_version)"
+)
 _REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
 _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
 _SAVEPOINT = "SAVEPOINT pluginkv_tx"
@@ -250,6 +255,9 @@ class _SQLiteTx(WriteTx):
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._conn.execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
+
+    def raise_last_version(self, scope: Scope, version: int) -> None:
+        self._conn.execute(_RAISE_LAST_VERSION, (scope.workspace, scope.plugin, version))
 
     def drop_scope(self, scope: Scope) -> int:
         count = self._conn.execute(
