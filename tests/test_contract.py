@@ -96,7 +96,9 @@ class TestDocumentedFour:
 
 class TestKeys:
     @pytest.mark.parametrize("key", BAD_KEYS)
-    @pytest.mark.parametrize("verb", ["get", "exist", "delete", "set", "get_entry", "incr"])
+    @pytest.mark.parametrize(
+        "verb", ["get", "exist", "delete", "set", "get_entry", "get_meta", "incr"]
+    )
     def test_invalid_key_is_refused_by_every_verb(
         self, storage: Storage, key: object, verb: str
     ) -> None:
@@ -417,6 +419,19 @@ class TestVersions:
         assert entry == pluginkv.Entry(
             "key", b"value", entry.version, 8, clock.now, clock.now, None
         )  # type: ignore[union-attr]
+
+    def test_metadata_alone_is_the_entrys_without_its_value(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        assert storage.get_meta("kéy") is None
+        storage.set("kéy", b"\x00" * 300_000, ttl=60)  # past SQLite's inline read size
+        entry = storage.get_entry("kéy")
+        assert entry is not None
+        assert storage.get_meta("kéy") == pluginkv.EntryMeta(
+            "kéy", 4 + 300_000, entry.version, clock.now, clock.now, clock.now + 60
+        )
+        clock.advance(61)
+        assert storage.get_meta("kéy") is None
 
     def test_compare_and_set_succeeds_on_the_current_version(self, storage: Storage) -> None:
         storage.set("k", b"1")

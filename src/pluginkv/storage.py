@@ -35,7 +35,7 @@ from .keys import (
     check_ttl,
     check_value,
 )
-from .models import Entry, JSONHelpers, Page, Usage
+from .models import Entry, EntryMeta, JSONHelpers, Page, Usage
 
 if TYPE_CHECKING:
     from .store import Store
@@ -148,6 +148,11 @@ class Storage(JSONHelpers):
         """The entry of ``key`` with its metadata (version, size, times), or ``None``."""
         check_key(key)
         return self._backend.get(self._scope, key, self._clock())
+
+    def get_meta(self, key: str) -> EntryMeta | None:
+        """What ``get_entry`` tells of ``key`` but its value (which is never read), or ``None``."""
+        check_key(key)
+        return self._backend.get_meta(self._scope, key, self._clock())
 
     def keys(
         self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None

@@ -68,6 +68,8 @@ def test_tricky_keys_round_trip_exactly(connect: Connect) -> None:
                 assert await storage.exist(key), key
                 entry = await storage.get_entry(key)
                 assert entry is not None and entry.key == key
+                meta = await storage.get_meta(key)
+                assert meta is not None and (meta.key, meta.size) == (key, entry.size)
             listed = [entry.key for entry in await storage.keys()]
             assert listed == sorted(TRICKY_KEYS, key=lambda k: k.encode())
             assert [e.key for e in await storage.keys("%4")] == ["%41"]
@@ -263,6 +265,7 @@ REPEATED: list[Any] = [
     pytest.param(lambda s: s.get("k"), (200, b"v"), id="get"),
     pytest.param(lambda s: s.exist("k"), (200, b""), id="exist"),
     pytest.param(lambda s: s.get_entry("k"), (200, b"v"), id="get_entry"),
+    pytest.param(lambda s: s.get_meta("k"), (200, b""), id="get_meta"),
     pytest.param(lambda s: s.keys(), (200, PAGE), id="keys"),
     pytest.param(lambda s: s.get_many(["k"]), (200, b'{"values": {}}'), id="get_many"),
     pytest.param(lambda s: s.usage(), (200, USAGE), id="usage"),

@@ -185,11 +185,13 @@ def test_one_client_serves_many_threads(live_service: LiveService) -> None:
         assert client.usage().keys == 160
 
 
-def test_exist_on_a_wrong_url_prefix_is_an_error_not_false(live_service: LiveService) -> None:
+def test_a_head_on_a_wrong_url_prefix_is_an_error_not_absent(live_service: LiveService) -> None:
     token = live_service.tokens.issue(workspace="w", plugin="a/b")
     with RemoteStorage(live_service.url + "/wrong", token, retries=0) as client:
         with pytest.raises(PluginKVError):
             client.exist("k")
+        with pytest.raises(PluginKVError):
+            client.get_meta("k")
 
 
 def test_a_redirect_is_an_error_not_a_value(stub: Stub) -> None:

@@ -87,6 +87,9 @@ class TestOnPluginkvsHost:
         assert full.get_many(["a", "c", "x"]) == {"a": b"1", "c": b"3"}
         entry = full.get_entry("a")
         assert entry is not None and entry.expires_at is not None
+        meta = full.get_meta("a")
+        assert meta is not None and (meta.version, meta.size) == (entry.version, entry.size)
+        assert full.get_meta("nope") is None
         assert full.incr("n", 5) == 5
         full.set_json("j", {"x": 1})
         assert full.get_json("j") == {"x": 1}

@@ -45,15 +45,19 @@ class TestSingleKeys:
         client.put(url("k"), content=b"", headers=auth())
         assert client.head(url("k"), headers=auth()).status_code == 200
 
-    def test_head_never_claims_a_length_it_did_not_read(
+    def test_head_sends_the_headers_a_get_would_without_the_value(
         self, client: TestClient, auth: Auth
     ) -> None:
         absent = client.head(url("k"), headers=auth())
         assert absent.headers["x-error-code"] == "not_found"
-        client.put(url("k"), content=b"x" * 100, headers=auth())
-        present = client.head(url("k"), headers=auth())
-        for response in (absent, present):
-            assert "content-length" not in response.headers, response.headers
+        client.put(url("k") + "?ttl=60", content=b"x" * 100, headers=auth())
+        for meta in ("", "?meta=1"):
+            got = client.get(url("k") + meta, headers=auth())
+            head = client.head(url("k") + meta, headers=auth())
+            assert (head.status_code, head.content) == (200, b"")
+            same = {name: value for name, value in got.headers.items() if name != "date"}
+            assert {name: value for name, value in head.headers.items() if name != "date"} == same
+            assert head.headers["content-length"] == "100"
 
     def test_delete_is_idempotent(self, client: TestClient, auth: Auth) -> None:
         client.put(url("k"), content=b"v", headers=auth())

@@ -166,6 +166,24 @@ class Backend(ABC):
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         """The live entry's value only: the hot path of ``get``."""
 
+    def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
+        """The live entry without its value, or ``None`` when absent or expired.
+
+        Backends whose values live in the database override it so that no
+        value is read; this default suits values already in memory.
+        """
+        entry = self.get(scope, key, now)
+        if entry is None:
+            return None
+        return EntryMeta(
+            entry.key,
+            entry.size,
+            entry.version,
+            entry.created_at,
+            entry.updated_at,
+            entry.expires_at,
+        )
+
     @abstractmethod
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         """Whether a live entry exists, without reading its value."""

@@ -74,6 +74,10 @@ _GET = (
     f"WHERE {_KEY} AND {_LIVE}"
 )
 _GET_VALUE = f"SELECT value FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
+_GET_META = (
+    "SELECT size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"WHERE {_KEY} AND {_LIVE}"
+)
 _EXISTS = f"SELECT 1 FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
 _STATE_COLUMNS = "bytes_used, key_count, last_version, quota_override"
 _STATE = f"SELECT {_STATE_COLUMNS} FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s"
@@ -643,6 +647,10 @@ class PostgresBackend(Backend):
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         row = self._one(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
         return None if row is None else row[0]
+
+    def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
+        row = self._one(_GET_META, (scope.workspace, scope.plugin, key, now))
+        return None if row is None else EntryMeta(key, *row)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         return self._one(_EXISTS, (scope.workspace, scope.plugin, key, now)) is not None

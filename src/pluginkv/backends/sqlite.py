@@ -55,6 +55,10 @@ _GET_LARGE = (
     f"SELECT NULL, {_META} FROM pluginkv_entries "
     f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
 )
+_GET_META = (
+    "SELECT size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
+)
 _EXISTS = (
     f"SELECT 1 FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
 )
@@ -462,6 +466,17 @@ class SQLiteBackend(Backend):
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         return None if row is None else Entry(key, *row[:6])
+
+    def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
+        try:
+            row = (
+                self._conn()
+                .execute(_GET_META, (scope.workspace, scope.plugin, key, now))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return None if row is None else EntryMeta(key, *row)
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         try:

@@ -38,6 +38,7 @@ __all__ = [
     "incr_request",
     "keys_path",
     "kv_path",
+    "meta_from_reply",
     "page_from_json",
     "parse_json",
     "parse_service_url",
@@ -213,6 +214,20 @@ def entry_from_reply(key: str, body: bytes, header: Callable[[str], str | None])
         created_at=float("0" if created is None else created),
         updated_at=float("0" if updated is None else updated),
         expires_at=None if expires is None else float(expires),
+    )
+
+
+def meta_from_reply(key: str, header: Callable[[str], str | None]) -> EntryMeta:
+    """The ``EntryMeta`` a ``HEAD /v1/kv/{key}?meta=1`` answered (its headers are a GET's)."""
+    entry = entry_from_reply(key, b"", header)
+    length = header("Content-Length")
+    return EntryMeta(
+        key=key,
+        size=entry.size + int("0" if length is None else length),
+        version=entry.version,
+        created_at=entry.created_at,
+        updated_at=entry.updated_at,
+        expires_at=entry.expires_at,
     )
 
 

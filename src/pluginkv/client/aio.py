@@ -30,7 +30,7 @@ from yarl import URL
 from .. import __version__
 from ..errors import BackendUnavailable, PluginKVError
 from ..keys import check_key, check_keys
-from ..models import Entry, Page, Usage
+from ..models import Entry, EntryMeta, Page, Usage
 from ._wire import (
     JSON_HEADERS,
     RETRY_STATUSES,
@@ -45,6 +45,7 @@ from ._wire import (
     incr_request,
     keys_path,
     kv_path,
+    meta_from_reply,
     page_from_json,
     parse_json,
     parse_service_url,
@@ -159,6 +160,13 @@ class AsyncRemoteStorage:
         if reply.status == 404:
             return None
         return entry_from_reply(key, reply.body, reply.headers.get)
+
+    async def get_meta(self, key: str) -> EntryMeta | None:
+        check_key(key)
+        reply = await self._call("HEAD", entry_path(key), safe=True, absent_ok=True)
+        if reply.status == 404:
+            return None
+        return meta_from_reply(key, reply.headers.get)
 
     async def keys(
         self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None

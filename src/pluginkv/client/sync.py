@@ -27,7 +27,7 @@ from tenacity import (
 from .. import __version__
 from ..errors import BackendUnavailable, PluginKVError
 from ..keys import check_key, check_keys
-from ..models import Entry, JSONHelpers, Page, Usage
+from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
 from ._wire import (
     JSON_HEADERS,
     RETRY_STATUSES,
@@ -40,6 +40,7 @@ from ._wire import (
     incr_request,
     keys_path,
     kv_path,
+    meta_from_reply,
     page_from_json,
     parse_json,
     parse_service_url,
@@ -149,6 +150,13 @@ class RemoteStorage(JSONHelpers):
         if reply.status == 404:
             return None
         return entry_from_reply(key, reply.body, reply.headers.get)
+
+    def get_meta(self, key: str) -> EntryMeta | None:
+        check_key(key)
+        reply = self._call("HEAD", entry_path(key), safe=True, absent_ok=True)
+        if reply.status == 404:
+            return None
+        return meta_from_reply(key, reply.headers.get)
 
     def keys(
         self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..error_fields import error_fields
 from ..errors import InvalidArgument, PluginKVError
-from ..models import Entry
+from ..models import Entry, EntryMeta
 from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..storage import Storage
@@ -43,6 +43,10 @@ def _entry(entry: Entry | None) -> dict[str, Any] | None:
         "updated_at": entry.updated_at,
         "expires_at": entry.expires_at,
     }
+
+
+def _meta(meta: EntryMeta | None) -> dict[str, Any] | None:
+    return None if meta is None else meta.as_dict()
 
 
 def _unhex(text: object) -> bytes:
@@ -90,6 +94,7 @@ CALLS: dict[str, tuple[bool, _Call]] = {
     "get": (False, _get),
     "exist": (False, lambda s, a: s.exist(a["key"])),
     "get_entry": (False, lambda s, a: _entry(s.get_entry(a["key"]))),
+    "get_meta": (False, lambda s, a: _meta(s.get_meta(a["key"]))),
     "keys": (False, _keys),
     "get_many": (False, lambda s, a: {k: v.hex() for k, v in s.get_many(a["keys"]).items()}),
     "usage": (False, _usage),

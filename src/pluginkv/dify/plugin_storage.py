@@ -125,6 +125,10 @@ class ChannelStorage(JSONHelpers):
             expires_at=found["expires_at"],
         )
 
+    def get_meta(self, key: str) -> EntryMeta | None:
+        found = self._call("get_meta", key=key)
+        return None if found is None else EntryMeta(**found)
+
     def keys(
         self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
     ) -> Page:

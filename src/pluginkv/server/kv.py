@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidArgument, PluginKVError
-from ..models import Entry
+from ..models import Entry, EntryMeta
 from ..storage import Storage
 from ..store import Store
 from .errors import CODE_HEADER, error_response, http_error_response, not_found
@@ -172,7 +172,7 @@ async def _get(state: Any, scope: Scope, headers: _Headers, send: Send) -> None:
     if entry is None:
         await not_found(key)(scope, _no_body, send)
         return
-    response_headers = _entry_headers(entry, with_times)
+    response_headers = _entry_headers(len(entry.value), entry, with_times)
     await send({"type": "http.response.start", "status": 200, "headers": response_headers})
     await send({"type": "http.response.body", "body": entry.value})
 
@@ -189,9 +189,12 @@ def _wants_times(scope: Scope) -> bool:
     return query_flag(Request(scope).query_params, "meta")
 
 
-def _entry_headers(entry: Entry, with_times: bool) -> list[tuple[bytes, bytes]]:
+def _entry_headers(
+    length: int, entry: Entry | EntryMeta, with_times: bool
+) -> list[tuple[bytes, bytes]]:
+    """A GET's headers, and a HEAD's: ``length`` is the value's, sent or not."""
     headers = [
-        (b"content-length", b"%d" % len(entry.value)),
+        (b"content-length", b"%d" % length),
         _OCTETS,
         (b"etag", b'"%d"' % entry.version),
     ]
@@ -206,17 +209,21 @@ def _entry_headers(entry: Entry, with_times: bool) -> list[tuple[bytes, bytes]]:
 async def _head(state: Any, scope: Scope, headers: _Headers, send: Send) -> None:
     storage = _storage(state, headers, write=False)
     key = key_from_path(scope, KV_PREFIX)
+    with_times = _wants_times(scope)
     readers: Readers = state.readers
-    found = await readers.run(state.store.backend, storage.exist, key)
-    # No Content-Length: on a HEAD it states the length a GET would send, which
-    # an existence check does not read (Starlette's Response would say 0).
-    await send(
-        {
+    meta = await readers.run(state.store.backend, storage.get_meta, key)
+    if meta is None:
+        start = {"type": "http.response.start", "status": 404, "headers": [_ABSENT]}
+    else:
+        # The headers a GET would send, as HTTP asks of a HEAD; the value is
+        # never read (its length is the entry's size less the key's bytes).
+        length = meta.size - len(key.encode("utf-8"))
+        start = {
             "type": "http.response.start",
-            "status": 200 if found else 404,
-            "headers": [] if found else [_ABSENT],
+            "status": 200,
+            "headers": _entry_headers(length, meta, with_times),
         }
-    )
+    await send(start)
     await send({"type": "http.response.body", "body": b""})
 
 

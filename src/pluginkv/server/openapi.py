@@ -751,12 +751,27 @@ def _paths(settings: Settings) -> Json:
             "head": {
                 "operationId": "valueExists",
                 "tags": ["keys"],
-                "summary": "Tell whether a key holds a value",
-                "description": "Answers 200 or 404 with no body and no `Content-Length` (an "
-                "existence check does not read the value).",
+                "summary": "Tell whether a key holds a value, and its metadata",
+                "description": "The headers a GET would send, with no body: the value is "
+                "not read. `Content-Length` is the value's length.",
                 "security": _BEARER,
+                "parameters": [
+                    _query(
+                        "meta",
+                        {"type": "string", "enum": ["1", "true", "0", "false"]},
+                        "`1` or `true`: also the entry's timestamps, as on GET.",
+                    ),
+                ],
                 "responses": {
-                    "200": {"description": "The key holds a value."},
+                    "200": {
+                        "description": "The key holds a value.",
+                        "headers": {
+                            "ETag": _ref("headers", "ETag"),
+                            "X-Created-At": _ref("headers", "X-Created-At"),
+                            "X-Updated-At": _ref("headers", "X-Updated-At"),
+                            "X-Expires-At": _ref("headers", "X-Expires-At"),
+                        },
+                    },
                     "404": {
                         "description": "The key holds no value.",
                         "headers": {"X-Error-Code": _code_header(["not_found"])},
