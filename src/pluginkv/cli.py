@@ -19,7 +19,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from . import __version__
-from .config import Settings, redact_url
+from .config import Settings, env_name, redact_url
 from .errors import PluginKVError, VersionConflict
 from .keys import check_scope
 from .models import EntryMeta
@@ -347,6 +347,11 @@ def serve(data_dir: Path, db: str | None, host: str, port: int, debug_port: int)
     database = redact_url(settings.database_url)
     click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({database})")
     click.echo(f"listening on http://{host}:{port}  (API under /v1, health at /healthz)")
+    if settings.read_only:
+        click.echo(
+            f"read-only ({env_name('read_only')}=true): reads are served, every write is "
+            "refused with 503 read_only"
+        )
     click.echo(
         f"a token for a plugin: pluginkv token create --data-dir {data_dir} "
         "--workspace WS --plugin AUTHOR/NAME"

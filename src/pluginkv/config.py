@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="sqlite:///relative.db, sqlite:////absolute.db, "
         "postgresql://user@host/db or memory://",
     )
+    read_only: bool = Field(
+        default=False,
+        description="Refuse every write with ReadOnly and serve reads, e.g. during an export; "
+        "SQLite opens the file read-only, and no migration runs.",
+    )
     default_quota_bytes: int = Field(
         default=100 * MiB, ge=0, description="Quota of each (workspace, plugin)."
     )

@@ -12,6 +12,7 @@
     ├── QuotaExceeded                            a write that would pass the scope's quota
     ├── VersionConflict                          a compare-and-set or set-if-absent that failed
     ├── BackendUnavailable                       the database cannot be reached or used
+    ├── ReadOnly                                 a write to a store opened read-only
     ├── Unauthorized                             no token, or a bad, expired or foreign one
     ├── Forbidden                                a valid token that does not allow this call
     ├── PluginNotFound                           no running plugin serves it for the workspace
@@ -39,6 +40,7 @@ __all__ = [
     "PluginNotFound",
     "PluginTimeout",
     "QuotaExceeded",
+    "ReadOnly",
     "Unauthorized",
     "ValueTooLarge",
     "VersionConflict",
@@ -133,6 +135,16 @@ class BackendUnavailable(PluginKVError):
     """The database could not answer: locked past the timeout, unreachable, broken."""
 
     code = "backend_unavailable"
+
+
+class ReadOnly(PluginKVError):
+    """The store is read-only (setting ``PLUGINKV_READ_ONLY``): a write was refused.
+
+    Also what opening a read-only store raises when it would have to write to
+    open: a database that does not exist yet, or a schema behind this version.
+    """
+
+    code = "read_only"
 
 
 class Unauthorized(PluginKVError):

@@ -13,6 +13,7 @@ from pydantic_settings import SettingsError
 
 from .backends.base import Backend, ScopeState
 from .backends.memory import MemoryBackend
+from .backends.read_only import ReadOnlyBackend
 from .backends.sqlite import SQLiteBackend
 from .config import Settings, env_name
 from .errors import InvalidArgument, PluginKVError
@@ -80,6 +81,7 @@ def backend_for_url(settings: Settings) -> Backend:
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         mmap_bytes=settings.sqlite_mmap_bytes,
+        read_only=settings.read_only,
     )
 
 
@@ -106,6 +108,7 @@ def _postgres_backend(settings: Settings) -> Backend:
         connect_timeout=settings.postgres_connect_timeout_seconds,
         statement_timeout=settings.postgres_statement_timeout_seconds,
         tcp_timeout=settings.postgres_tcp_timeout_seconds,
+        read_only=settings.read_only,
     )
 
 
@@ -121,13 +124,17 @@ class Store:
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.backend = backend if backend is not None else backend_for_url(self.settings)
+        if self.settings.read_only and not isinstance(self.backend, ReadOnlyBackend):
+            # The one gate every write passes (see backends/read_only.py).
+            self.backend = ReadOnlyBackend(self.backend)
         self.clock: Clock = clock if clock is not None else time.time
         self._next_sweep = self.clock() + self.settings.sweep_interval_seconds
         self._handles: dict[tuple[str, str], Storage] = {}
         self._declared_quotas: dict[str, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
-        return f"<Store {self.settings.database_url!r} backend={self.backend.name}>"
+        mode = " read-only" if self.settings.read_only else ""
+        return f"<Store {self.settings.database_url!r} backend={self.backend.name}{mode}>"
 
     def __enter__(self) -> Store:
         return self

@@ -26,6 +26,7 @@ from pluginkv import (
     InvalidKey,
     PluginKVError,
     QuotaExceeded,
+    ReadOnly,
     Store,
     VersionConflict,
     WrongValueType,
@@ -217,6 +218,11 @@ def unavailable() -> tuple[int, bytes]:
     return 503, json.dumps(body).encode()
 
 
+def read_only() -> tuple[int, bytes]:
+    message = "the store is read-only (setting PLUGINKV_READ_ONLY=true)"
+    return 503, json.dumps({"error": {"code": "read_only", "message": message}}).encode()
+
+
 def test_concurrent_calls_share_pooled_connections() -> None:
     async def main() -> None:
         async with serve() as stub, AsyncRemoteStorage(stub.url, "t") as storage:
@@ -253,6 +259,19 @@ def test_retries_give_up_with_the_service_error() -> None:
             with pytest.raises(BackendUnavailable, match="locked"):
                 await storage.get("k")
             assert len(stub.requests) == 3  # the first try and two retries
+
+    asyncio.run(main())
+
+
+def test_a_read_only_refusal_is_not_retried() -> None:
+    """A read-only 503 lasts until the operator ends it: even a safe write is sent once."""
+
+    async def main() -> None:
+        async with serve() as stub, AsyncRemoteStorage(stub.url, "t", retries=3) as storage:
+            stub.replies = [read_only(), (204, b"")]
+            with pytest.raises(ReadOnly, match="PLUGINKV_READ_ONLY"):
+                await storage.delete("k")
+            assert len(stub.requests) == 1
 
     asyncio.run(main())
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pluginkv import BackendUnavailable, InvalidArgument, PluginKVError, QuotaExceeded
+from pluginkv import BackendUnavailable, InvalidArgument, PluginKVError, QuotaExceeded, ReadOnly
 from pluginkv.client import RemoteStorage
 
 from ..conftest import LiveService
@@ -66,6 +66,11 @@ def unavailable() -> tuple[int, bytes]:
     return 503, json.dumps(body).encode()
 
 
+def read_only() -> tuple[int, bytes]:
+    message = "the store is read-only (setting PLUGINKV_READ_ONLY=true)"
+    return 503, json.dumps({"error": {"code": "read_only", "message": message}}).encode()
+
+
 def test_safe_reads_are_retried_after_a_503(stub: Stub) -> None:
     stub.replies = [unavailable(), unavailable(), (200, b"value")]
     with RemoteStorage(stub.url, "t", retries=3) as client:
@@ -79,6 +84,15 @@ def test_retries_give_up_with_the_service_error(stub: Stub) -> None:
         with pytest.raises(BackendUnavailable, match="locked"):
             client.get("k")
     assert len(stub.requests) == 3  # the first try and two retries
+
+
+def test_a_read_only_refusal_is_not_retried(stub: Stub) -> None:
+    """A read-only 503 lasts until the operator ends it: even a safe write is sent once."""
+    stub.replies = [read_only(), (204, b"")]
+    with RemoteStorage(stub.url, "t", retries=3) as client:
+        with pytest.raises(ReadOnly, match="PLUGINKV_READ_ONLY"):
+            client.set("k", b"v")
+    assert len(stub.requests) == 1
 
 
 def test_incr_is_never_repeated(stub: Stub) -> None:

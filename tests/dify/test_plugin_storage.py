@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 import pluginkv
 import pluginkv.dify
-from pluginkv import NotSupported, QuotaExceeded, Store, VersionConflict
+from pluginkv import NotSupported, QuotaExceeded, ReadOnly, Store, VersionConflict
 from pluginkv.dify.extended_storage import serve_extended
+from pluginkv.dify.manifest import parse_manifest
 from pluginkv.dify.messages import LOAD_FAILED
 from pluginkv.dify.plugin_storage import ChannelStorage
+from pluginkv.dify.storage_handler import StorageRefused, serve_storage
 from pluginkv.server.readers import Readers
 from pluginkv.server.writer import WriteQueue
 from pluginkv.testing import FakeSession
+
+from .fake_plugin import manifest
 
 
 class PluginkvHost:
@@ -128,3 +133,48 @@ class TestOnAHostWithDifysFourVerbs:
 def test_storage_of_a_fake_session_is_its_in_memory_storage() -> None:
     session = FakeSession()
     assert pluginkv.dify.storage(session) is session.kv
+
+
+class TestOnAReadOnlyStore:
+    """Plugin code gets the refusal as any engine error: the SDK's text, or ``ReadOnly``."""
+
+    @pytest.fixture(name="read_only_store")
+    def _read_only_store(self, open_store: Callable[..., Store]) -> Store:
+        writable = open_store("sqlite")
+        for plugin in ("fake/plugin", "acme/plus"):  # the handler's and PluginkvHost's scopes
+            writable.storage(workspace="ws-1", plugin=plugin).set("k", b"v")
+        writable.close()
+        return open_store("sqlite", read_only=True)
+
+    def test_session_storage_set_and_del_fail_naming_the_setting(
+        self, read_only_store: Store
+    ) -> None:
+        async def call(**request: Any) -> Any:
+            writer, readers = WriteQueue(max_group=1), Readers(threads=1)
+            try:
+                return await serve_storage(
+                    request,
+                    store=read_only_store,
+                    writer=writer,
+                    readers=readers,
+                    workspace="ws-1",
+                    manifest=parse_manifest(manifest()),
+                )
+            finally:
+                readers.shutdown()
+                writer.shutdown()
+
+        with pytest.raises(StorageRefused, match=r"^save data failed: .*PLUGINKV_READ_ONLY"):
+            asyncio.run(call(opt="set", key="k", value="77"))
+        with pytest.raises(StorageRefused, match=r"^delete data failed: .*PLUGINKV_READ_ONLY"):
+            asyncio.run(call(opt="del", key="k"))
+        assert asyncio.run(call(opt="get", key="k")) == {"data": b"v".hex()}
+
+    def test_the_full_api_raises_read_only(self, read_only_store: Store) -> None:
+        host = PluginkvHost(read_only_store)
+        full = pluginkv.dify.storage(SimpleNamespace(storage=host))
+        with pytest.raises(ReadOnly, match="PLUGINKV_READ_ONLY"):
+            full.set("k", b"w")
+        with pytest.raises(ReadOnly):
+            full.incr("n")
+        assert full.get("k") == b"v"

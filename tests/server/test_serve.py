@@ -128,6 +128,28 @@ def test_read_only_and_admin_tokens_from_the_cli(service: Service) -> None:
     assert status == 200 and b"scopes" in body
 
 
+def test_restarted_read_only_it_serves_reads_refuses_writes_and_leaves_the_file(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = service.token("--workspace", "ws-1", "--plugin", "acme/weather")
+    assert service.call("PUT", "/v1/kv/city", token, b"Berlin")[0] == 204
+    service.stop()
+    db = service.data_dir / "pluginkv.db"
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    monkeypatch.setenv("PLUGINKV_READ_ONLY", "true")
+    service.start()
+    assert service.call("GET", "/v1/kv/city", token) == (200, b"Berlin")
+    status, body = service.call("PUT", "/v1/kv/city", token, b"Paris")
+    assert status == 503 and b'"code":"read_only"' in body
+    with urllib.request.urlopen(service.url + "/readyz", timeout=10) as ready:
+        assert ready.status == 200
+    _, output = service.stop()
+    assert "read-only (PLUGINKV_READ_ONLY=true)" in output
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+    wal = service.data_dir / "pluginkv.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+
+
 def test_every_acknowledged_write_survives_kill_9_and_restart(service: Service) -> None:
     token = service.token("--workspace", "ws-1", "--plugin", "acme/weather")
     acknowledged = {}

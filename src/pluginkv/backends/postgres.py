@@ -46,6 +46,7 @@ from ..keys import Scope
 from ..models import Entry, EntryMeta
 from .base import Backend, ScopeState, Stored, WriteTx, prefix_upper_bound
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
+from .read_only import check_schema
 
 __all__ = ["PostgresBackend"]
 
@@ -469,8 +470,10 @@ class PostgresBackend(Backend):
         connect_timeout: int = 5,
         statement_timeout: float = 30.0,
         tcp_timeout: int = 30,
+        read_only: bool = False,
     ) -> None:
         self.url = url
+        self.read_only = read_only
         self._where = describe_url(url)
         self._pool_timeout = pool_timeout
         self._statement_timeout = statement_timeout
@@ -595,7 +598,11 @@ class PostgresBackend(Backend):
                     f"PostgreSQL database {self._where} is not UTF8 (server_encoding "
                     f"{encoding and encoding[0]}): create it with ENCODING 'UTF8'"
                 )
-            if self._applied(conn) == names:
+            applied = self._applied(conn)
+            if self.read_only:
+                check_schema(f"PostgreSQL database {self._where}", applied)
+                return
+            if applied == names:
                 return
             for migration in MIGRATIONS:
                 with conn.transaction():

@@ -28,11 +28,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, ReadOnly
 from ..keys import Scope
 from ..models import Entry, EntryMeta
 from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
+from .read_only import SETTING as READ_ONLY_SETTING
+from .read_only import check_schema
 
 __all__ = ["SQLiteBackend"]
 
@@ -337,8 +339,10 @@ class SQLiteBackend(Backend):
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
         mmap_bytes: int = 0,
+        read_only: bool = False,
     ) -> None:
         self.path = str(path)
+        self.read_only = read_only
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._mmap_bytes = int(mmap_bytes)
@@ -346,7 +350,13 @@ class SQLiteBackend(Backend):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
-        if self.path != ":memory:":
+        if read_only:
+            if not Path(self.path).is_file():
+                raise ReadOnly(
+                    f"SQLite database {self.path} does not exist, and a read-only store "
+                    f"cannot create it: start pluginkv once without {READ_ONLY_SETTING}"
+                )
+        elif self.path != ":memory:":
             try:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -354,7 +364,10 @@ class SQLiteBackend(Backend):
                     f"cannot create the directory of SQLite database {self.path}: {exc}"
                 ) from exc
         _forget_after_fork.add(self)
-        self._migrate()
+        if read_only:
+            check_schema(f"SQLite database {self.path}", self.applied_migrations())
+        else:
+            self._migrate()
 
     # -- connections -----------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -379,16 +392,23 @@ class SQLiteBackend(Backend):
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise BackendUnavailable(f"the store on {self.path} is closed")
+        # Read-only, SQLite itself refuses any write: a second guarantee
+        # beside ReadOnlyBackend, and the file keeps its bytes and mtime.
+        where = f"{Path(self.path).absolute().as_uri()}?mode=ro" if self.read_only else self.path
         try:
             conn = sqlite3.connect(
-                self.path,
+                where,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # only so close() may close it from another thread
                 timeout=self._busy_timeout_ms / 1000,
+                uri=self.read_only,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal" and self.path != ":memory:":
+            # Setting the journal mode writes the file's header; a read-only
+            # connection reads whatever mode the file is in.
+            query = "PRAGMA journal_mode" if self.read_only else "PRAGMA journal_mode = WAL"
+            mode = conn.execute(query).fetchone()[0]
+            if mode.lower() != "wal" and self.path != ":memory:" and not self.read_only:
                 raise BackendUnavailable(f"SQLite database {self.path} refuses WAL mode ({mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             # Reads through mmap skip a read() call per page: a 10 MiB value
@@ -452,7 +472,16 @@ class SQLiteBackend(Backend):
 
     def applied_migrations(self) -> list[str]:
         """Names of the migrations recorded in this database, in order applied."""
-        rows = self._conn().execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
+        conn = self._conn()
+        try:
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                (MIGRATIONS_TABLE,),
+            ).fetchone():
+                return []
+            rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
         return [name for (name,) in rows]
 
     # -- the contract ----------------------------------------------------------

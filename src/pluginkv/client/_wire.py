@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from tenacity import wait_random_exponential
 
-from ..errors import BackendUnavailable, InvalidArgument, PluginKVError
+from ..errors import BackendUnavailable, InvalidArgument, PluginKVError, ReadOnly
 from ..keys import check_conditions, check_key, check_keys, check_prefix, check_ttl, check_value
 from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
 from .errors import error_from_response
@@ -43,6 +43,7 @@ __all__ = [
     "parse_json",
     "parse_service_url",
     "reply_error",
+    "retryable",
     "set_many_body",
     "set_request",
     "usage_from_json",
@@ -171,6 +172,15 @@ def dumps(body: Any) -> bytes:
 
 # -- replies ---------------------------------------------------------------------------------
 RETRY_STATUSES = frozenset({502, 503, 504})  # the service or a proxy in front, briefly away
+
+
+def retryable(status: int, error: PluginKVError) -> bool:
+    """Whether a failed request that is safe to repeat is worth repeating.
+
+    A read-only store's 503 is not a blip: it lasts until the operator ends
+    it, so it comes out at once rather than after every attempt.
+    """
+    return status in RETRY_STATUSES and not isinstance(error, ReadOnly)
 
 
 def reply_error(

@@ -33,7 +33,6 @@ from ..keys import check_key, check_keys
 from ..models import Entry, EntryMeta, Page, Usage
 from ._wire import (
     JSON_HEADERS,
-    RETRY_STATUSES,
     RETRY_WAIT,
     decode_json,
     delete_headers,
@@ -50,6 +49,7 @@ from ._wire import (
     parse_json,
     parse_service_url,
     reply_error,
+    retryable,
     set_many_body,
     set_request,
     usage_from_json,
@@ -275,7 +275,7 @@ class AsyncRemoteStorage:
         error = reply_error(reply.status, reply.headers.get, reply.body, absent_ok)
         if error is None:
             return reply
-        if reply.status in RETRY_STATUSES:
+        if retryable(reply.status, error):
             raise _Retryable(error)
         raise error
 

@@ -16,6 +16,7 @@ from ..errors import (
     PluginKVError,
     PluginNotFound,
     PluginTimeout,
+    ReadOnly,
     Unauthorized,
     WrongValueType,
 )
@@ -33,6 +34,7 @@ _SIMPLE: dict[str, type[PluginKVError]] = {
         PluginFailed,
         PluginNotFound,
         PluginTimeout,
+        ReadOnly,
         Unauthorized,
         WrongValueType,
     )

@@ -30,7 +30,6 @@ from ..keys import check_key, check_keys
 from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
 from ._wire import (
     JSON_HEADERS,
-    RETRY_STATUSES,
     RETRY_WAIT,
     delete_headers,
     delete_prefix_path,
@@ -45,6 +44,7 @@ from ._wire import (
     parse_json,
     parse_service_url,
     reply_error,
+    retryable,
     set_many_body,
     set_request,
     usage_from_json,
@@ -251,7 +251,7 @@ class RemoteStorage(JSONHelpers):
         error = reply_error(reply.status, reply.headers.get, reply.body, absent_ok)
         if error is None:
             return reply
-        if reply.status in RETRY_STATUSES:
+        if retryable(reply.status, error):
             raise _Retryable(error)
         raise error
 

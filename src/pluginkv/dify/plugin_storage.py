@@ -24,6 +24,7 @@ from ..errors import (
     InvalidValueType,
     NotSupported,
     PluginKVError,
+    ReadOnly,
     WrongValueType,
 )
 from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
@@ -33,7 +34,14 @@ __all__ = ["ChannelStorage"]
 
 _SIMPLE = {
     cls.code: cls
-    for cls in (BackendUnavailable, InvalidArgument, InvalidKey, InvalidValueType, WrongValueType)
+    for cls in (
+        BackendUnavailable,
+        InvalidArgument,
+        InvalidKey,
+        InvalidValueType,
+        ReadOnly,
+        WrongValueType,
+    )
 }
 
 

@@ -25,6 +25,7 @@ from ..errors import (
     PluginNotFound,
     PluginTimeout,
     QuotaExceeded,
+    ReadOnly,
     Unauthorized,
     ValueTooLarge,
     VersionConflict,
@@ -34,6 +35,7 @@ from .parsing import ClientGone
 
 __all__ = [
     "CODE_HEADER",
+    "READ_ONLY_RETRY_AFTER",
     "STATUS",
     "error_body",
     "error_response",
@@ -54,6 +56,11 @@ STATUS: dict[type[PluginKVError], int] = {
     ValueTooLarge: 413,
     QuotaExceeded: 507,
     BackendUnavailable: 503,
+    # 503, not a 4xx: the request is valid and will succeed once the operator
+    # ends the read-only spell (an export, a backup), which is what "unavailable
+    # for maintenance" means; 403 would blame the token.  Clients tell it from
+    # an outage by its code and do not retry it (client/_wire.py).
+    ReadOnly: 503,
     PluginNotFound: 404,
     PluginFailed: 502,
     PluginTimeout: 504,
@@ -69,6 +76,11 @@ def exception_body(exc: PluginKVError) -> dict[str, Any]:
     return error_body(exc.code, str(exc), **error_fields(exc))
 
 
+# A hint only: the service cannot know when the operator ends a read-only
+# spell; a minute keeps the clients that honour it from hammering the service
+# meanwhile, and is short beside the export it usually covers.
+READ_ONLY_RETRY_AFTER = "60"
+
 # Every error also names its code in a header: a HEAD response has no body, and
 # a client must tell "no such key" from "no such route" without one.
 CODE_HEADER = "X-Error-Code"
@@ -79,6 +91,8 @@ def error_response(exc: PluginKVError) -> JSONResponse:
     headers = {CODE_HEADER: exc.code}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, ReadOnly):
+        headers["Retry-After"] = READ_ONLY_RETRY_AFTER
     return JSONResponse(exception_body(exc), status_code=status, headers=headers)
 
 

@@ -131,6 +131,17 @@ _HOST_ERRORS: list[tuple[int, str, str, str]] = [
     ),
 ]
 
+# A write's 503 is one of two: the database is away, or the store is read-only
+# (setting PLUGINKV_READ_ONLY).  One status holds one response per operation,
+# so writing operations get this one in place of BackendUnavailableError.
+_WRITE_UNAVAILABLE = (
+    "WriteUnavailableError",
+    ["backend_unavailable", "read_only"],
+    "The database could not answer (`backend_unavailable`: locked past the timeout, "
+    "unreachable, broken), or the store is read-only (`read_only`: setting "
+    "`PLUGINKV_READ_ONLY`, with `Retry-After`); nothing was changed.",
+)
+
 _ERROR_DETAILS: dict[int, Json] = {
     404: {"key": {"type": "string"}},
     409: {
@@ -562,6 +573,7 @@ def _schemas(settings: Settings) -> Json:
         schemas[name] = _error_schema(status)
     for status, name, code, _ in _HOST_ERRORS:
         schemas[name] = _error_schema(status, [code])
+    schemas[_WRITE_UNAVAILABLE[0]] = _error_schema(503, _WRITE_UNAVAILABLE[1])
     return schemas
 
 
@@ -601,6 +613,19 @@ def _responses() -> Json:
             "headers": {"X-Error-Code": _code_header([code])},
             "content": _json_content(_ref("schemas", name)),
         }
+    name, codes, description = _WRITE_UNAVAILABLE
+    responses[name] = {
+        "description": description,
+        "headers": {
+            "X-Error-Code": _code_header(codes),
+            "Retry-After": {
+                "description": "With `read_only`: seconds after which to try again.",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            },
+        },
+        "content": _json_content(_ref("schemas", name)),
+    }
     return responses
 
 
@@ -610,6 +635,11 @@ def _errors(*statuses: int) -> Json:
         str(status): _ref("responses", _ERROR_CODES[status][0])
         for status in sorted({401, 403, 503, *statuses})
     }
+
+
+def _write_errors(*statuses: int) -> Json:
+    """The error responses of a `/v1` operation that writes: a read-only store refuses it."""
+    return {**_errors(*statuses), "503": _ref("responses", _WRITE_UNAVAILABLE[0])}
 
 
 # -- parameters ----------------------------------------------------------------------------
@@ -714,7 +744,7 @@ def _paths(settings: Settings) -> Json:
                 },
                 "responses": {
                     "204": _ref("responses", "NoContent"),
-                    **_errors(400, 408, 409, 413, 507),
+                    **_write_errors(400, 408, 409, 413, 507),
                 },
             },
             "get": {
@@ -788,7 +818,7 @@ def _paths(settings: Settings) -> Json:
                 "parameters": [_ref("parameters", "IfMatch")],
                 "responses": {
                     "204": _ref("responses", "NoContent"),
-                    **_errors(400, 409),
+                    **_write_errors(400, 409),
                 },
             },
         },
@@ -808,7 +838,7 @@ def _paths(settings: Settings) -> Json:
                         "description": "The new value.",
                         "content": _json_content(_ref("schemas", "IncrResult")),
                     },
-                    **_errors(400, 408, 413, 507),
+                    **_write_errors(400, 408, 413, 507),
                 },
             },
         },
@@ -858,7 +888,7 @@ def _paths(settings: Settings) -> Json:
                         required=True,
                     )
                 ],
-                "responses": {"200": _ref("responses", "Deleted"), **_errors(400)},
+                "responses": {"200": _ref("responses", "Deleted"), **_write_errors(400)},
             },
         },
         "/v1/batch/get": {
@@ -888,7 +918,7 @@ def _paths(settings: Settings) -> Json:
                 "requestBody": _json_body("BatchSetRequest", batch_limit),
                 "responses": {
                     "204": _ref("responses", "NoContent"),
-                    **_errors(400, 408, 413, 507),
+                    **_write_errors(400, 408, 413, 507),
                 },
             },
         },
@@ -899,7 +929,7 @@ def _paths(settings: Settings) -> Json:
                 "summary": "Remove many keys",
                 "security": _BEARER,
                 "requestBody": _json_body("KeyList", batch_limit),
-                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 408, 413)},
+                "responses": {"200": _ref("responses", "Deleted"), **_write_errors(400, 408, 413)},
             },
         },
         "/v1/usage": {
@@ -942,7 +972,10 @@ def _paths(settings: Settings) -> Json:
                 "refuses further growth but deletes nothing.",
                 "security": _BEARER,
                 "requestBody": _json_body("QuotaRequest", batch_limit),
-                "responses": {"204": _ref("responses", "NoContent"), **_errors(400, 408, 413)},
+                "responses": {
+                    "204": _ref("responses", "NoContent"),
+                    **_write_errors(400, 408, 413),
+                },
             },
         },
         "/v1/admin/purge": {
@@ -953,7 +986,7 @@ def _paths(settings: Settings) -> Json:
                 "description": "Needs an admin token. What an uninstall does.",
                 "security": _BEARER,
                 "requestBody": _json_body("ScopeRef", batch_limit),
-                "responses": {"200": _ref("responses", "Deleted"), **_errors(400, 408, 413)},
+                "responses": {"200": _ref("responses", "Deleted"), **_write_errors(400, 408, 413)},
             },
         },
         "/v1/admin/plugins": {
