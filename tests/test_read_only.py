@@ -116,6 +116,8 @@ class TestOnEveryEngine:
         assert storage.exist("b") and not storage.exist("gone")
         entry = storage.get_entry("b")
         assert entry is not None and entry.expires_at is not None
+        meta = storage.get_meta("b")
+        assert meta is not None and (meta.version, meta.size) == (entry.version, entry.size)
         assert [meta.key for meta in storage.keys()] == ["a", "b", "n"]
         assert storage.get_many(["a", "n", "gone"]) == {"a": b"1", "n": b"41"}
         assert storage.get_json("n") == 41

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import env_name
 from ..errors import ReadOnly
 from ..keys import Scope
-from ..models import Entry
+from ..models import Entry, EntryMeta
 from .base import Backend, ReadTx, WriteTx
 from .migrations import MIGRATIONS
 
@@ -65,6 +65,9 @@ class ReadOnlyBackend(Backend):
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         return self.inner.get_value(scope, key, now)
+
+    def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
+        return self.inner.get_meta(scope, key, now)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         return self.inner.exists(scope, key, now)
