@@ -329,7 +329,15 @@ def service_settings(data_dir: Path, db: str | None = None, **overrides: Any) ->
     show_default=True,
     help="Port remote-debug Dify plugins connect to (on PLUGINKV_DEBUG_HOST, 127.0.0.1).",
 )
-def serve(data_dir: Path, db: str | None, host: str, port: int, debug_port: int) -> None:
+@click.option(
+    "--read-only",
+    is_flag=True,
+    help="Serve reads and refuse every write, e.g. while the store is exported "
+    "[default: PLUGINKV_READ_ONLY].",
+)
+def serve(
+    data_dir: Path, db: str | None, host: str, port: int, debug_port: int, read_only: bool
+) -> None:
     """Run the storage service (HTTP API under /v1) and the Dify plugin host until SIGTERM."""
     try:
         import uvicorn
@@ -339,7 +347,10 @@ def serve(data_dir: Path, db: str | None, host: str, port: int, debug_port: int)
         raise click.ClickException(
             f"the service needs the server extra: pip install 'pluginkv[server]' ({exc})"
         ) from None
-    settings = service_settings(data_dir, db, host=host, port=port, debug_port=debug_port)
+    overrides: dict[str, Any] = {"host": host, "port": port, "debug_port": debug_port}
+    if read_only:
+        overrides["read_only"] = True
+    settings = service_settings(data_dir, db, **overrides)
     try:
         app = create_app(settings, listen_for_plugins=True)
     except PluginKVError as exc:

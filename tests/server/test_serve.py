@@ -128,15 +128,19 @@ def test_read_only_and_admin_tokens_from_the_cli(service: Service) -> None:
     assert status == 200 and b"scopes" in body
 
 
+@pytest.mark.parametrize("how", ["setting", "flag"])
 def test_restarted_read_only_it_serves_reads_refuses_writes_and_leaves_the_file(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: Service, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     token = service.token("--workspace", "ws-1", "--plugin", "acme/weather")
     assert service.call("PUT", "/v1/kv/city", token, b"Berlin")[0] == 204
     service.stop()
     db = service.data_dir / "pluginkv.db"
     before = (db.read_bytes(), db.stat().st_mtime_ns)
-    monkeypatch.setenv("PLUGINKV_READ_ONLY", "true")
+    if how == "setting":
+        monkeypatch.setenv("PLUGINKV_READ_ONLY", "true")
+    else:
+        service.extra_args = [*service.extra_args, "--read-only"]
     service.start()
     assert service.call("GET", "/v1/kv/city", token) == (200, b"Berlin")
     status, body = service.call("PUT", "/v1/kv/city", token, b"Paris")
