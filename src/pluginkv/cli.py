@@ -24,7 +24,7 @@ from .errors import PluginKVError, VersionConflict
 from .keys import check_scope
 from .models import EntryMeta
 from .storage import Storage
-from .store import load_settings, open_store
+from .store import Store, load_settings, open_store
 
 __all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_FALSE", "main"]
 
@@ -340,7 +340,7 @@ def serve(
 ) -> None:
     """Run the storage service (HTTP API under /v1) and the Dify plugin host until SIGTERM."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (here only to fail with the install hint before opening)
 
         from .server.app import create_app
     except ImportError as exc:
@@ -351,10 +351,24 @@ def serve(
     if read_only:
         overrides["read_only"] = True
     settings = service_settings(data_dir, db, **overrides)
+    # Opened here, not in the app's startup, so that a store that cannot open
+    # (a database down, a read-only file that is missing or not migrated) is
+    # one error line and exit 3, not uvicorn's startup traceback.  The app
+    # closes it at shutdown: uvicorn ends the process by re-raising SIGTERM
+    # once it has stopped, so nothing after uvicorn.run() would run.
     try:
-        app = create_app(settings, listen_for_plugins=True)
+        store = Store(settings)
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
+    app = create_app(settings, store=store, listen_for_plugins=True, close_store=True)
+    _run_service(app, settings, data_dir)
+
+
+def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
+    """Say where the service listens, then run it under uvicorn until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    host, port = settings.host, settings.port
     database = redact_url(settings.database_url)
     click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({database})")
     click.echo(f"listening on http://{host}:{port}  (API under /v1, health at /healthz)")

@@ -154,6 +154,31 @@ def test_restarted_read_only_it_serves_reads_refuses_writes_and_leaves_the_file(
     assert not wal.exists() or wal.stat().st_size == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--read-only"], "once without PLUGINKV_READ_ONLY"),
+        (["--db", "postgresql://nobody@127.0.0.1:1/none"], "PostgreSQL"),
+    ],
+    ids=["read-only-and-never-migrated", "database-unreachable"],
+)
+def test_a_store_that_cannot_open_is_one_error_line_and_exit_3(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    done = subprocess.run(
+        [PLUGINKV, "serve", "--data-dir", str(tmp_path), "--port", str(free_port()), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PLUGINKV_POSTGRES_POOL_TIMEOUT_SECONDS": "0.5"},
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    # Before it, the connection pool may have logged each failed attempt.
+    line = done.stderr.splitlines()[-1]
+    assert line.startswith("error: ") and said in line, line
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 def test_every_acknowledged_write_survives_kill_9_and_restart(service: Service) -> None:
     token = service.token("--workspace", "ws-1", "--plugin", "acme/weather")
     acknowledged = {}

@@ -30,11 +30,13 @@ def create_app(
     store: Store | None = None,
     tokens: Tokens | None = None,
     listen_for_plugins: bool = False,
+    close_store: bool = False,
 ) -> Starlette:
     """The service on ``settings`` (default: from the environment).
 
-    A ``store`` passed in is used as is and left open; otherwise the app opens
-    the settings' database at startup and closes it at shutdown.  With
+    A ``store`` passed in is used as is and left open (unless ``close_store``:
+    then the app closes it at shutdown); otherwise the app opens the settings'
+    database at startup and closes it at shutdown.  With
     ``listen_for_plugins`` (what ``pluginkv serve`` does) the app also accepts
     remote-debug Dify plugins on the ``debug_host:debug_port`` setting while it
     runs; without it, it only tracks plugins that something else connects.
@@ -45,8 +47,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        owned = store is None
-        app.state.store = Store(settings) if owned else store
+        owned = store is None or close_store
+        app.state.store = Store(settings) if store is None else store
         app.state.writer = writer = _writer(settings, metrics)
         app.state.readers = readers = _readers(settings)
         host: PluginHost = app.state.host
