@@ -192,6 +192,27 @@ def test_exist_prints_true_or_false_and_exits_0_or_1(run: Run) -> None:
     assert (absent.exit_code, absent.stdout) == (1, "false\n")
 
 
+def test_meta_prints_a_keys_line_or_its_json_and_exits_1_when_absent(run: Run) -> None:
+    _fill(run, "a")
+
+    line, as_json, absent = (
+        run("kv", "meta", "a"),
+        run("kv", "meta", "a", "--json"),
+        run("kv", "meta", "gone"),
+    )
+
+    assert (line.exit_code, line.stdout) == (0, "a\t2\t1\t-\n")
+    fields = json.loads(as_json.stdout)
+    assert (fields["key"], fields["size"], fields["version"], fields["expires_at"]) == (
+        "a",
+        2,
+        1,
+        None,
+    )
+    assert fields["created_at"] == fields["updated_at"] > 0
+    assert (absent.exit_code, absent.stdout, absent.stderr) == (1, "", "key 'gone' not found\n")
+
+
 # -- errors --------------------------------------------------------------------------------
 def test_invalid_key_prints_one_line_and_fails(run: Run) -> None:
     result = run("kv", "exist", "a..b")

@@ -207,6 +207,23 @@ def exist(key: str, db: str | None, workspace: str, plugin: str) -> None:
         raise click.exceptions.Exit(EXIT_FALSE)
 
 
+@kv.command("meta")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, times included.")
+@scope_options
+def meta(key: str, as_json: bool, db: str | None, workspace: str, plugin: str) -> None:
+    """Print KEY's line as 'kv keys' prints it, without reading its value.
+
+    Exits 1 with a message on stderr when the key is absent or expired.
+    """
+    with open_storage(db, workspace, plugin) as storage:
+        found = storage.get_meta(key)
+    if found is None:
+        click.echo(f"key {key!r} not found", err=True)
+        raise click.exceptions.Exit(EXIT_FALSE)
+    click.echo(json.dumps(found.as_dict()) if as_json else _key_line(found))
+
+
 @kv.command("keys")
 @click.argument("prefix", default="")
 @click.option("--limit", type=int, default=100, show_default=True, help="Keys per page.")
