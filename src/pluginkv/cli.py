@@ -33,6 +33,7 @@ EXIT_ERROR = 3  # any PluginKVError other than a failed condition
 EXIT_CONFLICT = 4  # VersionConflict: --if-version or --if-absent refused the write
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class PluginKVFailure(click.ClickException):
@@ -178,11 +179,16 @@ def get(key: str, db: str | None, workspace: str, plugin: str) -> None:
     Exits 1 with a message on stderr when the key is absent or expired.
     """
     with open_storage(db, workspace, plugin) as storage:
-        value = storage.get(key)
-    if value is None:
+        value = _found(key, storage.get(key))
+    click.echo(value, nl=False)  # bytes go to the binary stdout, unchanged
+
+
+def _found(key: str, answer: T | None) -> T:
+    """``answer``, or exit 1 saying the key is not found."""
+    if answer is None:
         click.echo(f"key {key!r} not found", err=True)
         raise click.exceptions.Exit(EXIT_FALSE)
-    click.echo(value, nl=False)  # bytes go to the binary stdout, unchanged
+    return answer
 
 
 @kv.command("delete")
@@ -217,10 +223,7 @@ def meta(key: str, as_json: bool, db: str | None, workspace: str, plugin: str) -
     Exits 1 with a message on stderr when the key is absent or expired.
     """
     with open_storage(db, workspace, plugin) as storage:
-        found = storage.get_meta(key)
-    if found is None:
-        click.echo(f"key {key!r} not found", err=True)
-        raise click.exceptions.Exit(EXIT_FALSE)
+        found = _found(key, storage.get_meta(key))
     click.echo(json.dumps(found.as_dict()) if as_json else _key_line(found))
 
 
