@@ -213,6 +213,32 @@ def test_meta_prints_a_keys_line_or_its_json_and_exits_1_when_absent(run: Run) -
     assert (absent.exit_code, absent.stdout, absent.stderr) == (1, "", "key 'gone' not found\n")
 
 
+def test_scopes_lists_each_plugin_in_each_workspace_with_its_usage(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}", default_quota_bytes=1000) as store:
+        store.storage(workspace="ws-2", plugin="acme/news").set("k", b"12345")
+        store.storage(workspace="ws-1", plugin="acme/weather").set("city", b"Berlin")
+        store.storage(workspace="ws-1", plugin="acme/weather").set("gone", b"x", ttl=0.001)
+    time.sleep(0.01)  # let the TTL pass: expired keys are not counted
+    runner = CliRunner()
+    env = {"PLUGINKV_DEFAULT_QUOTA_BYTES": "1000"}
+    every = runner.invoke(main, ["scopes", "--db", f"sqlite:///{db}"], env=env)
+    one = runner.invoke(
+        main, ["scopes", "--db", f"sqlite:///{db}", "--workspace", "ws-2", "--json"], env=env
+    )
+
+    assert (every.exit_code, every.stdout) == (
+        0,
+        "ws-1\tacme/weather\t1\t10\t1000\nws-2\tacme/news\t1\t6\t1000\n",
+    )
+    assert json.loads(one.stdout) == {
+        "workspace": "ws-2",
+        "plugin": "acme/news",
+        "keys": 1,
+        "bytes_used": 6,
+        "quota_bytes": 1000,
+    }
+
+
 # -- errors --------------------------------------------------------------------------------
 def test_invalid_key_prints_one_line_and_fails(run: Run) -> None:
     result = run("kv", "exist", "a..b")

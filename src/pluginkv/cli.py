@@ -21,7 +21,7 @@ import click
 from . import __version__
 from .config import Settings, env_name, redact_url
 from .errors import PluginKVError, VersionConflict
-from .keys import check_scope
+from .keys import check_scope, check_workspace
 from .models import EntryMeta
 from .storage import Storage
 from .store import Store, load_settings, open_store
@@ -282,6 +282,33 @@ def usage(as_json: bool, db: str | None, workspace: str, plugin: str) -> None:
     click.echo(f"bytes_used: {used.bytes_used} ({_human(used.bytes_used)})")
     click.echo(f"keys: {used.keys}")
     click.echo(f"quota_bytes: {used.quota_bytes} ({_human(used.quota_bytes)})")
+
+
+@main.command("scopes")
+@db_option
+@click.option("--workspace", help="Only this workspace's plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def scopes(db: str | None, workspace: str | None, as_json: bool) -> None:
+    """List every plugin in every workspace that has stored something, with its usage.
+
+    One line each, tab-separated: workspace, plugin, live keys, bytes used and
+    quota, by workspace then plugin; with --json, one object per line with the
+    fields the admin API's /v1/admin/scopes gives.
+    """
+    with engine_errors():
+        if workspace is not None:
+            check_workspace(workspace)  # before opening, so a typo creates no database
+        with open_store(db) as store:
+            listed = store.scopes()
+    for scope, used in listed:
+        if workspace is not None and scope.workspace != workspace:
+            continue
+        fields = (scope.workspace, scope.plugin, used.keys, used.bytes_used, used.quota_bytes)
+        if as_json:
+            names = ("workspace", "plugin", "keys", "bytes_used", "quota_bytes")
+            click.echo(json.dumps(dict(zip(names, fields, strict=True))))
+        else:
+            click.echo("\t".join(map(str, fields)))
 
 
 def _human(size: int) -> str:
