@@ -16,14 +16,14 @@ import subprocess
 import sys
 import urllib.parse
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
 
 from pluginkv import InvalidArgument
 from pluginkv.cli import main
-from pluginkv.dify.tools import with_defaults
+from pluginkv.dify.tools import with_declared_credentials, with_defaults
 
 from .conftest import PLUGIN_ID, HostService
 
@@ -68,11 +68,17 @@ class TestCredentials:
         assert status == 200
         assert (answer["credentials"], answer["credential_type"]) == (credentials, "oauth2")
 
-    def test_without_credentials_the_tool_gets_none_as_an_api_key(
+    def test_without_credentials_the_tool_gets_the_declared_defaults_as_an_api_key(
         self, service: HostService, workspaces: Ws
     ) -> None:
         status, answer = _invoke(service, workspaces[0], parameters={"op": "credentials"})
-        assert (status, answer["credentials"], answer["credential_type"]) == (200, {}, "api-key")
+        # The provider declares region with a default (stdio: its YAML; TCP: the SDK's
+        # registration), and api_key without one.
+        assert (status, answer["credentials"], answer["credential_type"]) == (
+            200,
+            {"region": "eu"},
+            "api-key",
+        )
 
     @pytest.mark.parametrize(
         ("fields", "message"),
@@ -313,3 +319,32 @@ class TestWithDefaults:
 
     def test_a_tool_without_parameters_takes_anything(self) -> None:
         assert with_defaults({}, {"x": 1}, "tool t") == {"x": 1}
+
+
+class TestDeclaredCredentials:
+    """What the provider declares, in both shapes the host meets."""
+
+    SCHEMA: ClassVar[list[dict[str, Any]]] = [
+        {"name": "key", "type": "secret-input", "required": True},
+        {"name": "token", "type": "secret-input", "required": True},
+        {"name": "region", "type": "text-input", "required": True, "default": "eu"},
+        {"name": "note", "type": "text-input"},
+    ]
+
+    @pytest.mark.parametrize(
+        "provider",
+        [
+            pytest.param({"credentials_schema": SCHEMA}, id="registered"),
+            pytest.param({"credentials_for_provider": {c["name"]: c for c in SCHEMA}}, id="yaml"),
+        ],
+    )
+    def test_defaults_are_filled_and_every_missing_required_one_is_named(
+        self, provider: dict[str, Any]
+    ) -> None:
+        given = {"key": "k", "token": "t", "extra": "kept"}
+        assert with_declared_credentials(provider, given, "tool t") == {**given, "region": "eu"}
+        with pytest.raises(InvalidArgument, match="tool t needs the credentials 'key', 'token': "):
+            with_declared_credentials(provider, {"token": None}, "tool t")
+
+    def test_a_provider_that_declares_none_takes_anything(self) -> None:
+        assert with_declared_credentials({}, {"x": "1"}, "tool t") == {"x": "1"}

@@ -37,7 +37,7 @@ from .invocations import Invocations
 from .local import LocalPlugin, Status
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
-from .tools import check_credentials, find_tool, with_defaults
+from .tools import check_credentials, find_tool, with_declared_credentials, with_defaults
 
 __all__ = ["PluginHost", "PluginInfo"]
 
@@ -375,8 +375,12 @@ class PluginHost:
         credentials = {} if credentials is None else credentials
         check_credentials(credentials, credential_type)
         connection = self.find(plugin, workspace)
-        declaration = find_tool(connection.declarations, plugin, provider, tool)
+        provider_declaration, declaration = find_tool(
+            connection.declarations, plugin, provider, tool
+        )
         what = f"tool {provider}/{tool} of {plugin}"
+        if credential_type == "api-key":  # OAuth credentials come from the OAuth flow
+            credentials = with_declared_credentials(provider_declaration, credentials, what)
         data = {
             "user_id": user,
             "type": "tool",

@@ -16,7 +16,13 @@ from typing import Any
 
 from ..errors import InvalidArgument, PluginNotFound
 
-__all__ = ["CREDENTIAL_TYPES", "check_credentials", "find_tool", "with_defaults"]
+__all__ = [
+    "CREDENTIAL_TYPES",
+    "check_credentials",
+    "find_tool",
+    "with_declared_credentials",
+    "with_defaults",
+]
 
 # The SDK's CredentialType values; it takes "api-key" when none is sent.
 CREDENTIAL_TYPES = ("api-key", "oauth2", "unauthorized")
@@ -24,8 +30,8 @@ CREDENTIAL_TYPES = ("api-key", "oauth2", "unauthorized")
 
 def find_tool(
     declarations: dict[str, list[Any]], plugin: str, provider: str, tool: str
-) -> dict[str, Any]:
-    """The declaration of ``tool`` in ``provider``; ``PluginNotFound`` names what there is.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The declarations of ``provider`` and of its ``tool``; ``PluginNotFound`` names what there is.
 
     Refused here because the SDK would answer an undeclared one with an empty session.
     """
@@ -37,7 +43,7 @@ def find_tool(
         tools = [t for t in entry.get("tools", []) if isinstance(t, dict)]
         for declared in tools:
             if declared.get("identity", {}).get("name") == tool:
-                return declared
+                return entry, declared
         names = [t.get("identity", {}).get("name") for t in tools]
         raise PluginNotFound(
             f"{plugin} has no tool {tool!r} in provider {provider!r} "
@@ -58,23 +64,35 @@ def with_defaults(
     ``InvalidArgument`` names every required parameter that is missing and has
     no default.  Parameters the tool does not declare pass as given.
     """
-    filled = dict(parameters)
-    missing: list[str] = []
     declared = declaration.get("parameters")
-    for parameter in declared if isinstance(declared, list) else []:
-        name = parameter.get("name") if isinstance(parameter, dict) else None
+    items = [p for p in declared if isinstance(p, dict)] if isinstance(declared, list) else []
+    return _filled(items, parameters, what, "parameter", "required, and declared without a default")
+
+
+def _filled(
+    declared: list[dict[str, Any]], given: dict[str, Any], what: str, kind: str, why: str
+) -> dict[str, Any]:
+    """``given`` with the defaults of the ``declared`` items it lacks (absent or null).
+
+    ``InvalidArgument`` names every required item that is missing and has no
+    default; items not declared pass as given.  Defaults are cast to their
+    declared type.
+    """
+    filled = dict(given)
+    missing: list[str] = []
+    for item in declared:
+        name = item.get("name")
         if not isinstance(name, str) or filled.get(name) is not None:
             continue
-        default = parameter.get("default")
+        default = item.get("default")
         if default is not None:
-            filled[name] = _as_declared(parameter.get("type"), default)
-        elif parameter.get("required") is True:
+            filled[name] = _as_declared(item.get("type"), default)
+        elif item.get("required") is True:
             missing.append(name)
     if missing:
         names = ", ".join(map(repr, missing))
         raise InvalidArgument(
-            f"{what} needs the parameter{'s' if len(missing) > 1 else ''} {names}: "
-            "required, and declared without a default"
+            f"{what} needs the {kind}{'s' if len(missing) > 1 else ''} {names}: {why}"
         )
     return filled
 
@@ -103,6 +121,43 @@ def _as_declared(kind: object, value: Any) -> Any:
     if kind in ("string", "secret-input", "select") and not isinstance(value, str):
         return str(value)
     return value
+
+
+def with_declared_credentials(
+    provider: dict[str, Any], credentials: dict[str, Any], what: str
+) -> dict[str, Any]:
+    """``credentials`` with the provider's declared defaults filled in.
+
+    ``InvalidArgument`` names every credential the provider declares required
+    that is missing and has no default: the plugin would fail on it, or worse,
+    call its service without it.  Credentials it does not declare pass as given.
+    """
+    return _filled(
+        _credential_schema(provider),
+        credentials,
+        what,
+        "credential",
+        "required by the provider, declared without a default (give it with --credentials "
+        "or the credentials field)",
+    )
+
+
+def _credential_schema(provider: dict[str, Any]) -> list[dict[str, Any]]:
+    """The provider's credential declarations, each with its ``name``.
+
+    A remote plugin registers them as the SDK's model dumps them (a list under
+    ``credentials_schema``); an installed plugin's YAML has a mapping of name
+    to declaration under ``credentials_for_provider``.
+    """
+    listed = provider.get("credentials_schema")
+    if isinstance(listed, list):
+        return [item for item in listed if isinstance(item, dict)]
+    by_name = provider.get("credentials_for_provider")
+    if isinstance(by_name, dict):
+        return [{**item, "name": name} for name, item in by_name.items() if isinstance(item, dict)]
+    if isinstance(by_name, list):
+        return [item for item in by_name if isinstance(item, dict)]
+    return []
 
 
 def check_credentials(credentials: object, credential_type: object) -> None:
