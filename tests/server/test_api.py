@@ -45,6 +45,24 @@ class TestSingleKeys:
         client.put(url("k"), content=b"", headers=auth())
         assert client.head(url("k"), headers=auth()).status_code == 200
 
+    @pytest.mark.parametrize("method", ["GET", "HEAD"])
+    def test_a_get_naming_the_current_version_is_304_without_the_value(
+        self, client: TestClient, auth: Auth, method: str
+    ) -> None:
+        client.put(url("k"), content=b"v1", headers=auth())
+        etag = client.get(url("k"), headers=auth()).headers["etag"]
+        for held in (etag, f"W/{etag}", f'"999", {etag}', "*"):
+            response = client.request(method, url("k"), headers={**auth(), "If-None-Match": held})
+            assert (response.status_code, response.content) == (304, b""), held
+            assert response.headers["etag"] == etag
+        client.put(url("k"), content=b"v2", headers=auth())
+        for held in (etag, "junk", '"1x"', ""):
+            response = client.request(method, url("k"), headers={**auth(), "If-None-Match": held})
+            assert response.status_code == 200, held
+        assert client.get(url("k"), headers={**auth(), "If-None-Match": etag}).content == b"v2"
+        gone = client.get(url("nope"), headers={**auth(), "If-None-Match": "*"})
+        assert gone.status_code == 404
+
     def test_head_sends_the_headers_a_get_would_without_the_value(
         self, client: TestClient, auth: Auth
     ) -> None:

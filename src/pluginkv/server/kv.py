@@ -35,6 +35,7 @@ from .parsing import (
     query_flag,
     query_number,
     read_body,
+    unchanged,
 )
 from .readers import Readers
 from .writer import WriteQueue
@@ -168,6 +169,13 @@ async def _get(state: Any, scope: Scope, headers: _Headers, send: Send) -> None:
     key = key_from_path(scope, KV_PREFIX)
     with_times = _wants_times(scope)
     readers: Readers = state.readers
+    if headers.if_none_match is not None:
+        # A conditional GET: the client holds a version; if it is the current
+        # one, 304 and the value is never read.
+        meta = await readers.run(state.store.backend, storage.get_meta, key)
+        if meta is not None and unchanged(headers.if_none_match, meta.version):
+            await _not_modified(meta, send)
+            return
     entry = await readers.run(state.store.backend, storage.get_entry, key)
     if entry is None:
         await not_found(key)(scope, _no_body, send)
@@ -212,6 +220,9 @@ async def _head(state: Any, scope: Scope, headers: _Headers, send: Send) -> None
     with_times = _wants_times(scope)
     readers: Readers = state.readers
     meta = await readers.run(state.store.backend, storage.get_meta, key)
+    if meta is not None and unchanged(headers.if_none_match, meta.version):
+        await _not_modified(meta, send)
+        return
     if meta is None:
         start = {"type": "http.response.start", "status": 404, "headers": [_ABSENT]}
     else:
@@ -224,6 +235,15 @@ async def _head(state: Any, scope: Scope, headers: _Headers, send: Send) -> None
             "headers": _entry_headers(length, meta, with_times),
         }
     await send(start)
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _not_modified(meta: EntryMeta, send: Send) -> None:
+    """304: the headers a 200 would have that describe the entry, no body."""
+    headers = [(b"etag", b'"%d"' % meta.version)]
+    if meta.expires_at is not None:
+        headers.append((b"x-expires-at", repr(meta.expires_at).encode()))
+    await send({"type": "http.response.start", "status": 304, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -593,6 +593,13 @@ def _code_header(codes: list[str]) -> Json:
 def _responses() -> Json:
     responses: Json = {
         "NoContent": {"description": "Done."},
+        "NotModified": {
+            "description": "The entry is at a version `If-None-Match` names: no body.",
+            "headers": {
+                "ETag": _ref("headers", "ETag"),
+                "X-Expires-At": _ref("headers", "X-Expires-At"),
+            },
+        },
         "Deleted": {
             "description": "Done.",
             "content": _json_content(_ref("schemas", "Deleted")),
@@ -668,6 +675,16 @@ def _parameters() -> Json:
             "description": "Compare-and-set: act only if the entry is at this version (the `ETag` "
             'of a GET, e.g. `"3"`; `W/` and the quotes are optional).',
             "schema": {"type": "string", "pattern": r'^(W/)?"?[1-9][0-9]{0,18}"?$'},
+        },
+        "IfNoneMatchVersion": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "Versions the client holds (`ETag`s of earlier reads, "
+            'comma-separated, e.g. `"3"`), or `*`: when the entry is at one of them (or '
+            "exists, for `*`), the answer is 304 and the value is not read. Entries that "
+            "are not versions never match.",
+            "schema": {"type": "string"},
         },
         "IfNoneMatch": {
             "name": "If-None-Match",
@@ -759,8 +776,10 @@ def _paths(settings: Settings) -> Json:
                         "`1` or `true`: also send the entry's timestamps (`X-Created-At`, "
                         "`X-Updated-At`). Off by default: every header costs each read.",
                     ),
+                    _ref("parameters", "IfNoneMatchVersion"),
                 ],
                 "responses": {
+                    "304": _ref("responses", "NotModified"),
                     "200": {
                         "description": "The value, raw bytes.",
                         "headers": {
@@ -791,8 +810,10 @@ def _paths(settings: Settings) -> Json:
                         {"type": "string", "enum": ["1", "true", "0", "false"]},
                         "`1` or `true`: also the entry's timestamps, as on GET.",
                     ),
+                    _ref("parameters", "IfNoneMatchVersion"),
                 ],
                 "responses": {
+                    "304": _ref("responses", "NotModified"),
                     "200": {
                         "description": "The key holds a value.",
                         "headers": {

@@ -28,6 +28,7 @@ __all__ = [
     "query_flag",
     "query_number",
     "read_body",
+    "unchanged",
 ]
 
 
@@ -85,6 +86,24 @@ def query_flag(params: Mapping[str, str], name: str) -> bool:
 
 
 _FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def unchanged(if_none_match: str | None, version: int) -> bool:
+    """Whether a GET's ``If-None-Match`` names ``version`` (or is ``*``): the answer is 304.
+
+    Lenient, as a cache validator is: entries that are not versions never
+    match, so a malformed header costs the client a full answer, not an error.
+    """
+    if if_none_match is None:
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*":
+            return True
+        tag = tag.removeprefix("W/").strip('"')
+        if tag.isascii() and tag.isdigit() and len(tag) <= 19 and int(tag) == version:
+            return True
+    return False
 
 
 def conditions(if_match: str | None, if_none_match: str | None) -> tuple[int | None, bool]:
