@@ -125,6 +125,7 @@ def reset_tables(store: Store) -> None:
     with pool.connection() as conn:
         conn.execute("DELETE FROM pluginkv_entries")
         conn.execute("DELETE FROM pluginkv_scopes")
+        conn.execute("DELETE FROM pluginkv_token_revocations")
 
 
 def terminate_sessions(admin_url: str, application_name: str) -> int:

@@ -451,7 +451,7 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
 
 @main.group()
 def token() -> None:
-    """Create bearer tokens for the service of a local data directory."""
+    """Create and revoke bearer tokens for the service of a local data directory."""
 
 
 @token.command("create")
@@ -486,6 +486,35 @@ def token_create(
         )
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
+
+
+@token.command("revoke")
+@data_dir_option
+@click.option(
+    "--db",
+    metavar="URL",
+    help="Database URL of the service, e.g. postgresql://user@host/dbname "
+    "[default: <data-dir>/pluginkv.db].",
+)
+@click.option("--workspace", required=True, help="Workspace whose tokens to revoke.")
+@click.option(
+    "--plugin", required=True, metavar="AUTHOR/NAME", help="Plugin whose tokens to revoke."
+)
+def token_revoke(data_dir: Path, db: str | None, workspace: str, plugin: str) -> None:
+    """Revoke every token of one (workspace, plugin) created until now; later ones work."""
+    settings = service_settings(data_dir, db)
+    with engine_errors():
+        check_scope(workspace, plugin)  # before opening, so a typo creates no database
+        with Store(settings) as store:
+            revoked_at = store.revoke_tokens(workspace=workspace, plugin=plugin)
+    moment = datetime.fromtimestamp(revoked_at, UTC).isoformat(timespec="microseconds")
+    click.echo(
+        f"revoked the tokens of {plugin} in workspace {workspace} issued up to {moment}; "
+        f"services on {redact_url(settings.database_url)} refuse them within "
+        f"{settings.token_revocation_refresh_seconds:g} s "
+        f"({env_name('token_revocation_refresh_seconds')}). Create a new token with: "
+        f"pluginkv token create --workspace {workspace} --plugin {plugin}"
+    )
 
 
 # The Dify plugin host's and export/import's commands register themselves on ``main``.

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(
         default=30 * 24 * 3600, ge=1, description="Default lifetime of a token."
     )
+    token_revocation_refresh_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the service re-reads the revoked scopes from the database "
+        "(0: on every request).",
+    )
     request_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Longest a request body may take to arrive."
     )

@@ -234,6 +234,23 @@ class Store:
         with self.backend.write() as tx:
             return tx.drop_scope(scope)
 
+    def revoke_tokens(self, *, workspace: str, plugin: str) -> float:
+        """Revoke every token of one scope issued until now; returns the recorded moment.
+
+        Tokens created afterwards work.  Services on this database see the
+        revocation within their ``token_revocation_refresh_seconds``.
+        """
+        scope = check_scope(workspace, plugin)
+        # The system clock, not the store's: the moment is compared with the
+        # tokens' iat, which the service stamps from the system clock.
+        with self.backend.write() as tx:
+            return tx.revoke_tokens(scope, time.time())
+
+    def token_revocations(self) -> dict[Scope, float]:
+        """Every revoked scope with the moment up to which its tokens are revoked."""
+        with self.backend.read() as tx:
+            return tx.token_revocations()
+
     def sweep_expired(self) -> int:
         """Reclaim up to ``sweep_batch_size`` expired rows of any scope; returns how many."""
         now = self.clock()

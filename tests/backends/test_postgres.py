@@ -130,10 +130,25 @@ def test_processes_opening_a_fresh_database_at_once_apply_each_migration_once(
             tables = conn.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,)
             ).fetchone()
-        assert tables == (3,)
+        assert tables == (4,)
     finally:
         with connect(postgres_url) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_a_database_from_before_token_revocations_gains_them_once(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    open_pg().storage(workspace="w", plugin="a/b").set("k", b"v")
+    with connect(url) as conn:  # as a database migrated before 0002 left it
+        conn.execute("DROP TABLE pluginkv_token_revocations")
+        conn.execute("DELETE FROM pluginkv_migrations WHERE name = %s", (MIGRATIONS[1].name,))
+    for _ in range(2):
+        store = open_pg()
+        assert store.backend.applied_migrations() == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
+        assert store.storage(workspace="w", plugin="a/b").get("k") == b"v"
+        revoked_at = store.revoke_tokens(workspace="w", plugin="a/b")
+        assert store.token_revocations() == {Scope("w", "a/b"): revoked_at}
 
 
 def test_the_workspace_leads_every_primary_key_and_index(
@@ -145,9 +160,10 @@ def test_the_workspace_leads_every_primary_key_and_index(
         indexes = conn.execute(
             "SELECT i.indexrelid::regclass::text, a.attname FROM pg_index AS i "
             "JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-            "WHERE i.indrelid IN ('pluginkv_entries'::regclass, 'pluginkv_scopes'::regclass)"
+            "WHERE i.indrelid IN ('pluginkv_entries'::regclass, 'pluginkv_scopes'::regclass, "
+            "'pluginkv_token_revocations'::regclass)"
         ).fetchall()
-    assert len(indexes) == 3
+    assert len(indexes) == 4
     assert {column for _, column in indexes} == {"workspace"}, indexes
 
 

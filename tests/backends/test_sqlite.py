@@ -33,6 +33,24 @@ def test_reopening_applies_no_migration_twice(db: Path) -> None:
         assert store.backend.applied_migrations() == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
 
 
+def test_a_database_from_before_token_revocations_gains_them_once(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pluginkv.backends.sqlite as sqlite_module
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:1])
+        with pluginkv.open_store(f"sqlite:///{db}") as store:
+            store.storage(workspace="w", plugin="a/b").set("k", b"v")
+            assert store.backend.applied_migrations() == [MIGRATIONS[0].name]  # type: ignore[attr-defined]
+    for _ in range(2):
+        with pluginkv.open_store(f"sqlite:///{db}") as store:
+            assert store.backend.applied_migrations() == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
+            assert store.storage(workspace="w", plugin="a/b").get("k") == b"v"
+            store.revoke_tokens(workspace="w", plugin="a/b")
+            assert set(store.token_revocations()) == {pluginkv.keys.Scope("w", "a/b")}
+
+
 def test_plain_path_opens_sqlite(db: Path) -> None:
     with pluginkv.open_store(str(db)) as store:
         assert store.backend.name == "sqlite"

@@ -40,6 +40,7 @@ WRITES = [
     pytest.param("POST", "/v1/batch/delete", {"json": {"keys": ["a"]}}, False, id="delete-many"),
     pytest.param("PUT", "/v1/admin/quota", {"json": {**SCOPE, "quota_bytes": 1}}, True, id="quota"),
     pytest.param("POST", "/v1/admin/purge", {"json": SCOPE}, True, id="purge"),
+    pytest.param("POST", "/v1/admin/tokens/revoke", {"json": SCOPE}, True, id="revoke-tokens"),
 ]
 
 

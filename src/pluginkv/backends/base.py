@@ -98,6 +98,10 @@ class ReadTx(ABC):
     def scopes(self) -> list[tuple[Scope, ScopeState]]:
         """Every scope with a state row, ordered by workspace then plugin."""
 
+    @abstractmethod
+    def token_revocations(self) -> dict[Scope, float]:
+        """Every scope whose tokens were revoked, with the moment of its latest revocation."""
+
 
 class WriteTx(ReadTx):
     @abstractmethod
@@ -133,6 +137,14 @@ class WriteTx(ReadTx):
     @abstractmethod
     def drop_scope(self, scope: Scope) -> int:
         """Delete every row and the state of the scope; returns how many rows."""
+
+    @abstractmethod
+    def revoke_tokens(self, scope: Scope, at: float) -> float:
+        """Record that the scope's tokens issued at or before ``at`` are revoked.
+
+        The recorded moment never moves back (a replica with a slower clock
+        cannot un-revoke a token); returns the moment now recorded.
+        """
 
     @abstractmethod
     def raise_last_version(self, scope: Scope, version: int) -> None:

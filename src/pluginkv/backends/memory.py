@@ -9,9 +9,11 @@ triggers do for the SQLite backend.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from ..keys import Scope
 from ..models import Entry, EntryMeta
@@ -21,12 +23,14 @@ __all__ = ["MemoryBackend"]
 
 _Item = tuple[bytes, Stored, float]  # (value, row, updated_at)
 _Undo = list[Callable[[], None]]
+V = TypeVar("V")
 
 
 class _MemoryTx(WriteTx):
     def __init__(self, backend: MemoryBackend, undo: _Undo | None) -> None:
         self._rows = backend._rows
         self._states = backend._states
+        self._revocations = backend._revocations
         self._undo = undo
 
     # -- reads -----------------------------------------------------------------
@@ -71,6 +75,9 @@ class _MemoryTx(WriteTx):
     def scopes(self) -> list[tuple[Scope, ScopeState]]:
         ordered = sorted(self._states, key=lambda s: (s.workspace, s.plugin))
         return [(scope, _copy(self._states[scope])) for scope in ordered]
+
+    def token_revocations(self) -> dict[Scope, float]:
+        return dict(self._revocations)
 
     # -- writes ----------------------------------------------------------------
     def _log(self, action: Callable[[], None]) -> None:
@@ -154,6 +161,13 @@ class _MemoryTx(WriteTx):
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._change_state(scope, quota_override=quota_bytes)
 
+    def revoke_tokens(self, scope: Scope, at: float) -> float:
+        old = self._revocations.get(scope)
+        recorded = at if old is None else max(old, at)
+        self._revocations[scope] = recorded
+        self._log(functools.partial(_restore, self._revocations, scope, old))
+        return recorded
+
     def raise_last_version(self, scope: Scope, version: int) -> None:
         old = self._states.get(scope)
         if old is None or old.last_version < version:
@@ -165,14 +179,7 @@ class _MemoryTx(WriteTx):
         for name, value in fields.items():
             setattr(state, name, value)
         self._states[scope] = state
-
-        def undo() -> None:
-            if old_state is None:
-                self._states.pop(scope, None)
-            else:
-                self._states[scope] = old_state
-
-        self._log(undo)
+        self._log(functools.partial(_restore, self._states, scope, old_state))
 
     def drop_scope(self, scope: Scope) -> int:
         count = len(self._remove_where(scope, lambda _, __: True))
@@ -191,6 +198,7 @@ class MemoryBackend(Backend):
         self._lock = threading.RLock()
         self._rows: dict[Scope, dict[str, _Item]] = {}
         self._states: dict[Scope, ScopeState] = {}
+        self._revocations: dict[Scope, float] = {}
 
     def _live(self, scope: Scope, key: str, now: float) -> _Item | None:
         with self._lock:
@@ -252,6 +260,14 @@ class MemoryBackend(Backend):
 
     def close(self) -> None:
         pass
+
+
+def _restore(mapping: dict[Scope, V], scope: Scope, old: V | None) -> None:
+    """Undo a change of ``mapping[scope]``: put ``old`` back, or remove the scope if none."""
+    if old is None:
+        mapping.pop(scope, None)
+    else:
+        mapping[scope] = old
 
 
 def _copy(state: ScopeState) -> ScopeState:

@@ -172,4 +172,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        name="0002_token_revocations",
+        # One row per scope whose tokens were revoked: a token of the scope
+        # issued at or before ``revoked_at`` no longer verifies.  Few rows, read
+        # whole by every service process (see server/auth.py), so no index
+        # beyond the key.
+        sqlite=(
+            """
+            CREATE TABLE pluginkv_token_revocations (
+                workspace  TEXT NOT NULL,
+                plugin     TEXT NOT NULL,
+                revoked_at REAL NOT NULL,
+                PRIMARY KEY (workspace, plugin)
+            ) WITHOUT ROWID
+            """,
+        ),
+        postgres=(
+            """
+            CREATE TABLE pluginkv_token_revocations (
+                workspace  TEXT COLLATE "C" NOT NULL,
+                plugin     TEXT COLLATE "C" NOT NULL,
+                revoked_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (workspace, plugin)
+            )
+            """,
+        ),
+    ),
 )

@@ -273,6 +273,12 @@ class _PostgresTx(WriteTx):
         )
         return [(Scope(ws, plugin), ScopeState(*rest)) for ws, plugin, *rest in cursor]
 
+    def token_revocations(self) -> dict[Scope, float]:
+        cursor = self._execute(
+            "SELECT workspace, plugin, revoked_at FROM pluginkv_token_revocations", ()
+        )
+        return {Scope(ws, plugin): at for ws, plugin, at in cursor}
+
     # -- the scope lock --------------------------------------------------------
     def _lock(self, scope: Scope) -> ScopeState:
         """Lock the scope's row (creating it if needed) and return its state."""
@@ -363,6 +369,16 @@ class _PostgresTx(WriteTx):
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
+
+    def revoke_tokens(self, scope: Scope, at: float) -> float:
+        row = self._execute(
+            "INSERT INTO pluginkv_token_revocations AS r (workspace, plugin, revoked_at) "
+            "VALUES (%s, %s, %s) ON CONFLICT (workspace, plugin) DO UPDATE SET "
+            "revoked_at = greatest(r.revoked_at, excluded.revoked_at) RETURNING revoked_at",
+            (scope.workspace, scope.plugin, at),
+        ).fetchone()
+        assert row is not None, "an upsert with RETURNING returns its row"
+        return float(row[0])
 
     def raise_last_version(self, scope: Scope, version: int) -> None:
         self._ensure_locked(scope)  # creates the scope's row when it has none

@@ -117,6 +117,11 @@ _RAISE_LAST_VERSION = (
     "ON CONFLICT (workspace, plugin) DO UPDATE SET "
     "last_version = max(last_version, excluded.last_version)"
 )
+_REVOKE = (
+    "INSERT INTO pluginkv_token_revocations (workspace, plugin, revoked_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (workspace, plugin) DO UPDATE SET "
+    "revoked_at = max(revoked_at, excluded.revoked_at) RETURNING revoked_at"
+)
 _REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
 _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
 _SAVEPOINT = "SAVEPOINT pluginkv_tx"
@@ -190,6 +195,12 @@ class _SQLiteTx(WriteTx):
         )
         return [(Scope(ws, plugin), ScopeState(*rest)) for ws, plugin, *rest in cursor]
 
+    def token_revocations(self) -> dict[Scope, float]:
+        cursor = self._conn.execute(
+            "SELECT workspace, plugin, revoked_at FROM pluginkv_token_revocations"
+        )
+        return {Scope(ws, plugin): at for ws, plugin, at in cursor}
+
     # -- writes ----------------------------------------------------------------
     def lookup(
         self, scope: Scope, keys: Sequence[str], *, with_values: bool = False
@@ -261,6 +272,10 @@ class _SQLiteTx(WriteTx):
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._conn.execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
+
+    def revoke_tokens(self, scope: Scope, at: float) -> float:
+        row = self._conn.execute(_REVOKE, (scope.workspace, scope.plugin, at)).fetchone()
+        return float(row[0])
 
     def raise_last_version(self, scope: Scope, version: int) -> None:
         self._conn.execute(_RAISE_LAST_VERSION, (scope.workspace, scope.plugin, version))

@@ -44,6 +44,12 @@ def create_app(
     settings = settings if settings is not None else (store.settings if store else Settings())
     if tokens is None:
         tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+    # Every replica on one database honours the revocations any of them (or
+    # the CLI) records there; the store is read when the app has one.
+    tokens.follow_revocations(
+        lambda: app.state.store.token_revocations(),
+        refresh_seconds=settings.token_revocation_refresh_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

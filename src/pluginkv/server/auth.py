@@ -8,26 +8,39 @@ Dify's keys do, and is no bearer token (``verify`` refuses it).  Being signed,
 it needs no table and survives restarts; it lapses at ``exp``.  The
 signing secret comes from the ``token_secret`` setting or is generated on first
 use into ``<data_dir>/token-secret`` with mode 0600.
+
+Revocation is per scope: the database records a moment per (workspace,
+plugin), and a scope token whose ``iat`` is at or before it is refused.  So
+that a token created in the same second right after a revocation works,
+``iat`` carries the fraction of the second (a float is a valid NumericDate;
+tokens from before had whole seconds and are compared the same way).  The
+recorded moments are read from the database at most every
+``token_revocation_refresh_seconds``, not per request; admin tokens and debug
+keys are not revocable this way (rotate the secret).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jwt
 
 from ..config import Settings
-from ..errors import Forbidden, InvalidArgument, Unauthorized
+from ..errors import Forbidden, InvalidArgument, PluginKVError, Unauthorized
 from ..keys import Scope, check_scope
 
 __all__ = ["SECRET_FILE", "Grant", "Tokens", "load_secret"]
+
+logger = logging.getLogger(__name__)
 
 _WORKSPACE_ONLY_PLUGIN = "pluginkv/debug"  # check_scope wants a plugin; any valid one does
 
@@ -78,7 +91,42 @@ class Tokens:
         # token -> (grant, exp).  Checking an HS256 signature costs tens of
         # microseconds, more than a SQLite read; a token string that verified
         # once stays valid until its exp, and a tampered one is another string.
-        self._verified: dict[str, tuple[Grant, float]] = {}
+        self._verified: dict[str, tuple[Grant, float, float]] = {}  # + iat
+        self._revoked: dict[Scope, float] = {}
+        self._revocation_source: Callable[[], Mapping[Scope, float]] | None = None
+        self._refresh_seconds = 0.0
+        self._next_refresh = 0.0
+
+    def follow_revocations(
+        self, source: Callable[[], Mapping[Scope, float]], *, refresh_seconds: float
+    ) -> None:
+        """Refuse tokens of revoked scopes, re-reading ``source`` at most every ``refresh_seconds``.
+
+        Reading on a timer rather than per request keeps verification off the
+        database; a revocation made elsewhere (another replica, the CLI) takes
+        effect here within the interval.
+        """
+        self._revocation_source = source
+        self._refresh_seconds = refresh_seconds
+        self._next_refresh = 0.0
+
+    def refresh_revocations(self) -> None:
+        """Re-read the revoked scopes now."""
+        source = self._revocation_source
+        if source is None:
+            return
+        self._next_refresh = self._clock() + self._refresh_seconds
+        try:
+            self._revoked = dict(source())
+        except PluginKVError as exc:
+            # The revocations already known keep applying; refusing every
+            # token while the database is away would add nothing, as every
+            # call then fails on the database anyway.
+            logger.warning("reading the token revocations failed: %s", exc)
+
+    def revoked(self, scope: Scope, at: float) -> None:
+        """Apply a revocation this process made at once, without waiting for a refresh."""
+        self._revoked[scope] = max(at, self._revoked.get(scope, at))
 
     def issue(
         self,
@@ -93,8 +141,8 @@ class Tokens:
         lifetime = self._default_ttl if ttl is None else ttl
         if lifetime <= 0:
             raise InvalidArgument(f"token ttl must be positive, got {lifetime!r}")
-        now = int(self._clock())
-        claims: dict[str, object] = {"iss": _ISSUER, "iat": now, "exp": now + int(lifetime)}
+        now = self._clock()
+        claims: dict[str, object] = {"iss": _ISSUER, "iat": now, "exp": int(now) + int(lifetime)}
         if admin:
             claims["typ"] = "admin"
         else:
@@ -130,30 +178,42 @@ class Tokens:
 
     def verify(self, token: str) -> Grant:
         """The grant of a valid token; ``Unauthorized`` for anything else."""
+        now = self._clock()
+        if self._revocation_source is not None and now >= self._next_refresh:
+            self.refresh_revocations()
         cached = self._verified.get(token)
-        if cached is not None:
-            grant, expires = cached
-            if self._clock() < expires:
-                return grant
+        if cached is None or now >= cached[1]:
             self._verified.pop(token, None)
-        grant, expires = self._decode(token)
-        if len(self._verified) >= self._cache_size:
-            self._verified.clear()  # bounded; a full cache is rebuilt by the next requests
-        self._verified[token] = (grant, expires)
+            cached = self._decode(token)
+            if len(self._verified) >= self._cache_size:
+                self._verified.clear()  # bounded; a full cache is rebuilt by the next requests
+            self._verified[token] = cached
+        grant, _, issued = cached
+        if self._revoked and grant.scope is not None:
+            revoked_at = self._revoked.get(grant.scope)
+            if revoked_at is not None and issued <= revoked_at:
+                raise Unauthorized(
+                    f"this token was revoked (with every token of {grant.scope} issued up to "
+                    f"{_utc(revoked_at)}); create a new one"
+                )
         return grant
 
-    def _decode(self, token: str) -> tuple[Grant, float]:
+    def _decode(self, token: str) -> tuple[Grant, float, float]:
         claims = self._claims(token)
         expires = float(claims["exp"])
+        try:
+            issued = float(claims["iat"])
+        except (TypeError, ValueError):
+            raise Unauthorized("invalid token: iat is not a number") from None
         if claims["typ"] == "admin":
-            return Grant(None), expires
+            return Grant(None), expires, issued
         if claims["typ"] != "scope":
             raise Unauthorized(f"invalid token: unknown type {claims['typ']!r}")
         try:
             scope = check_scope(claims.get("ws"), claims.get("plugin"))
         except InvalidArgument:
             raise Unauthorized("invalid token: malformed scope") from None
-        return Grant(scope, read_only=claims.get("ro") is True), expires
+        return Grant(scope, read_only=claims.get("ro") is True), expires, issued
 
     def _claims(self, token: str) -> dict[str, Any]:
         """The claims of a token signed with this secret and not expired."""
@@ -180,6 +240,10 @@ class Tokens:
         if expires <= self._clock():
             raise Unauthorized("the token has expired; create a new one")
         return claims
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="microseconds")
 
 
 def load_secret(settings: Settings) -> str:

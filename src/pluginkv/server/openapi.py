@@ -373,6 +373,19 @@ def _schemas(settings: Settings) -> Json:
                 "plugin": _ref("schemas", "Plugin"),
             },
         },
+        "Revoked": {
+            "type": "object",
+            "required": ["workspace", "plugin", "revoked_at"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                "revoked_at": {
+                    "type": "number",
+                    "description": "Unix time: the scope's tokens issued at or before it are "
+                    "refused; tokens created afterwards work.",
+                },
+            },
+        },
         "ToolInvokeRequest": {
             "type": "object",
             "required": ["workspace", "plugin", "provider", "tool"],
@@ -1008,6 +1021,26 @@ def _paths(settings: Settings) -> Json:
                 "security": _BEARER,
                 "requestBody": _json_body("ScopeRef", batch_limit),
                 "responses": {"200": _ref("responses", "Deleted"), **_write_errors(400, 408, 413)},
+            },
+        },
+        "/v1/admin/tokens/revoke": {
+            "post": {
+                "operationId": "adminRevokeTokens",
+                "tags": ["admin"],
+                "summary": "Revoke every token of one scope issued until now",
+                "description": "Needs an admin token. The scope's tokens issued until now "
+                "answer 401 from then on, on this replica at once and on the others sharing "
+                "the database within `PLUGINKV_TOKEN_REVOCATION_REFRESH_SECONDS`; tokens "
+                "created afterwards work. Admin tokens are not revocable: rotate the secret.",
+                "security": _BEARER,
+                "requestBody": _json_body("ScopeRef", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "Revoked.",
+                        "content": _json_content(_ref("schemas", "Revoked")),
+                    },
+                    **_write_errors(400, 408, 413),
+                },
             },
         },
         "/v1/admin/plugins": {

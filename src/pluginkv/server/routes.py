@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import InvalidArgument, PluginKVError
+from ..keys import Scope
 from ..storage import Storage
 from ..store import Store
 from .auth import Grant, Tokens
@@ -227,14 +228,28 @@ async def admin_quota(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def _admin_scope(request: Request) -> tuple[str, str]:
+    """Refuse all but the admin token; then the body's ``workspace`` and ``plugin``."""
+    body = await admin_json(request)
+    return _field(body, "workspace", str), _field(body, "plugin", str)
+
+
 async def admin_purge(request: Request) -> Response:
-    _grant(request).require_admin()
-    body = await _json(request)
-    workspace = _field(body, "workspace", str)
-    plugin = _field(body, "plugin", str)
+    workspace, plugin = await _admin_scope(request)
     store: Store = request.app.state.store
     deleted = await _write(request, lambda: store.purge(workspace=workspace, plugin=plugin))
     return JSONResponse({"deleted": deleted})
+
+
+async def admin_revoke_tokens(request: Request) -> Response:
+    workspace, plugin = await _admin_scope(request)
+    store: Store = request.app.state.store
+    revoked_at = await _write(
+        request, lambda: store.revoke_tokens(workspace=workspace, plugin=plugin)
+    )
+    tokens: Tokens = request.app.state.tokens
+    tokens.revoked(Scope(workspace, plugin), revoked_at)  # the ids passed revoke_tokens' check
+    return JSONResponse({"workspace": workspace, "plugin": plugin, "revoked_at": revoked_at})
 
 
 # -- health --------------------------------------------------------------------------------
@@ -280,6 +295,7 @@ routes = [
     Route("/v1/admin/scopes", admin_scopes, methods=["GET"]),
     Route("/v1/admin/quota", admin_quota, methods=["PUT"]),
     Route("/v1/admin/purge", admin_purge, methods=["POST"]),
+    Route("/v1/admin/tokens/revoke", admin_revoke_tokens, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]
