@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         default=5.0,
         ge=0,
         description="How often the service re-reads the revoked scopes from the database "
-        "(0: on every request).",
+        "(0: on every request on SQLite, every 50 ms on PostgreSQL).",
     )
     request_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Longest a request body may take to arrive."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from pluginkv.server.app import create_app
 from pluginkv.server.auth import Tokens, load_secret
 
 from ..conftest import FakeClock
+from ..slow_server import SlowServer
 from .conftest import SECRET
 
 Auth = Callable[..., dict[str, str]]
@@ -246,8 +248,13 @@ def test_a_revocation_through_one_replica_is_honoured_by_another(
         for client in (one, two):
             assert client.get("/v1/usage", headers=_bearer(token)).status_code == 200
         assert _revoke(one, admin).status_code == 200
+        assert one.get("/v1/usage", headers=_bearer(token)).status_code == 401  # at once
+        # The other re-reads the revocations on a reader thread, off its event loop.
+        deadline = time.monotonic() + 30
+        while two.get("/v1/usage", headers=_bearer(token)).status_code != 401:
+            assert time.monotonic() < deadline, "the other replica never saw the revocation"
+            time.sleep(0.02)
         for client in (one, two):
-            assert client.get("/v1/usage", headers=_bearer(token)).status_code == 401
             assert client.get("/v1/usage", headers=_bearer(other)).status_code == 200
         fresh = _bearer(tokens.issue(**SCOPE))
         assert two.get("/v1/usage", headers=fresh).status_code == 200
@@ -260,3 +267,39 @@ def test_the_recorded_moment_never_moves_back(store: Store) -> None:
         assert tx.revoke_tokens(scope, 200.0) == 200.0
         assert tx.revoke_tokens(scope, 100.0) == 200.0
     assert store.token_revocations() == {scope: 200.0}
+
+
+def test_re_reading_revocations_from_a_database_server_never_stalls_the_event_loop() -> None:
+    """On a server the refresh runs on a reader thread: while it hangs, requests are answered."""
+    backend = SlowServer()
+    backend.release.set()  # point reads answer; only the revocations will hang
+    store = Store(pluginkv.Settings(database_url="memory://"), backend=backend)
+    hang, waiting = threading.Event(), threading.Event()
+    read_revocations = store.token_revocations
+
+    def slow_revocations() -> dict[Scope, float]:
+        if hang.is_set():
+            waiting.set()
+            assert released.wait(10), "the test never released the refresh"
+        return read_revocations()
+
+    released = threading.Event()
+    store.token_revocations = slow_revocations  # type: ignore[method-assign]
+    tokens = Tokens(SECRET, default_ttl=3600)
+    app = create_app(
+        pluginkv.Settings(database_url="memory://", token_revocation_refresh_seconds=0),
+        store=store,
+        tokens=tokens,
+    )
+    token = _bearer(tokens.issue(**SCOPE))
+    try:
+        with TestClient(app) as client:
+            hang.set()
+            assert waiting.wait(10), "the service never re-read the revocations"
+            # The refresh is stuck in the database; on the event loop it would hold this up.
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/v1/usage", headers=token).status_code == 200
+            released.set()
+    finally:
+        released.set()
+        store.close()

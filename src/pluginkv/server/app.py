@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +25,8 @@ from .routes import routes
 from .writer import WriteQueue
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -50,6 +55,7 @@ def create_app(
         lambda: app.state.store.token_revocations(),
         refresh_seconds=settings.token_revocation_refresh_seconds,
     )
+    interval = settings.token_revocation_refresh_seconds
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -57,11 +63,16 @@ def create_app(
         app.state.store = Store(settings) if store is None else store
         app.state.writer = writer = _writer(settings, metrics)
         app.state.readers = readers = _readers(settings)
+        refresher = await _follow_revocations(tokens, app.state.store, readers, interval)
         host: PluginHost = app.state.host
         await host.start(listen=listen_for_plugins)
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
             await host.stop()  # plugins go before the threads their storage calls use
             readers.shutdown()
             writer.shutdown()  # queued writes finish before the store closes
@@ -97,6 +108,37 @@ def create_app(
     if store is not None:
         app.state.store = store
     return app
+
+
+async def _follow_revocations(
+    tokens: Tokens, store: Store, readers: Readers, interval: float
+) -> asyncio.Task[None] | None:
+    """For a database server, re-read the token revocations on a reader thread.
+
+    ``verify`` runs on the event loop: there a read that waits on an
+    unreachable server would stall every request once per interval.  An
+    embedded database answers in microseconds, so ``verify`` re-reads inline.
+    The first read is done before the app serves, so a restarted replica never
+    accepts a revoked token.
+    """
+    backend = store.backend
+    if not backend.reads_block:
+        return None
+    tokens.follow_revocations(store.token_revocations, refresh_seconds=interval, inline=False)
+    await readers.run(backend, tokens.refresh_revocations)
+
+    async def refresh_forever() -> None:
+        while True:
+            await asyncio.sleep(max(interval, _MIN_REFRESH_SECONDS))
+            try:
+                await readers.run(backend, tokens.refresh_revocations)
+            except Exception:  # it logs database errors itself; nothing may end the loop
+                logger.exception("refreshing the token revocations failed")
+
+    return asyncio.create_task(refresh_forever())
+
+
+_MIN_REFRESH_SECONDS = 0.05  # "every request" (0) on a server: as often as this
 
 
 def _readers(settings: Settings) -> Readers:

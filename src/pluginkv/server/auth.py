@@ -22,6 +22,7 @@ keys are not revocable this way (rotate the secret).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import stat
@@ -98,24 +99,31 @@ class Tokens:
         self._next_refresh = 0.0
 
     def follow_revocations(
-        self, source: Callable[[], Mapping[Scope, float]], *, refresh_seconds: float
+        self,
+        source: Callable[[], Mapping[Scope, float]],
+        *,
+        refresh_seconds: float,
+        inline: bool = True,
     ) -> None:
         """Refuse tokens of revoked scopes, re-reading ``source`` at most every ``refresh_seconds``.
 
         Reading on a timer rather than per request keeps verification off the
         database; a revocation made elsewhere (another replica, the CLI) takes
-        effect here within the interval.
+        effect here within the interval.  With ``inline`` the timer is checked
+        by ``verify``; without, whoever follows calls ``refresh_revocations``
+        (the service does, on a reader thread, for a database server).
         """
         self._revocation_source = source
         self._refresh_seconds = refresh_seconds
-        self._next_refresh = 0.0
+        self._next_refresh = 0.0 if inline else math.inf
 
     def refresh_revocations(self) -> None:
         """Re-read the revoked scopes now."""
         source = self._revocation_source
         if source is None:
             return
-        self._next_refresh = self._clock() + self._refresh_seconds
+        if self._next_refresh != math.inf:
+            self._next_refresh = self._clock() + self._refresh_seconds
         try:
             self._revoked = dict(source())
         except PluginKVError as exc:
