@@ -28,6 +28,7 @@ from .. import __version__
 from ..errors import BackendUnavailable, PluginKVError
 from ..keys import check_key, check_keys
 from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
+from ._http import Connection, TLSConnection
 from ._wire import (
     JSON_HEADERS,
     RETRY_WAIT,
@@ -261,7 +262,7 @@ class RemoteStorage(JSONHelpers):
             self._discard(conn)
             conn = None
         if conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            cls = TLSConnection if self._https else Connection
             conn = cls(self._host, self._port, timeout=self._timeout)
             self._local.conn = conn
             with self._lock:
