@@ -25,7 +25,7 @@ from ..server.writer import WriteQueue
 from ..storage import Storage
 from ..store import Store
 
-__all__ = ["CALLS", "serve_extended"]
+__all__ = ["CALLS", "serve_extended", "unhex"]
 
 # call -> (writes?, how to run it); the args are the Storage method's keywords.
 _Call = Callable[[Storage, dict[str, Any]], Any]
@@ -49,13 +49,14 @@ def _meta(meta: EntryMeta | None) -> dict[str, Any] | None:
     return None if meta is None else meta.as_dict()
 
 
-def _unhex(text: object) -> bytes:
+def unhex(text: object) -> bytes:
+    """A value as it travels on the plugin channel (hex), decoded; ``InvalidArgument`` if not."""
     if not isinstance(text, str):
-        raise InvalidArgument("values travel as hex strings")
+        raise InvalidArgument("value must be a hex string")
     try:
         return binascii.unhexlify(text)
     except (binascii.Error, ValueError):
-        raise InvalidArgument("a value is not valid hex") from None
+        raise InvalidArgument("value is not valid hex") from None
 
 
 def _get(s: Storage, a: dict[str, Any]) -> Any:
@@ -66,7 +67,7 @@ def _get(s: Storage, a: dict[str, Any]) -> Any:
 def _set(s: Storage, a: dict[str, Any]) -> None:
     s.set(
         a["key"],
-        _unhex(a["value"]),
+        unhex(a["value"]),
         ttl=a.get("ttl"),
         if_version=a.get("if_version"),
         if_absent=bool(a.get("if_absent", False)),
@@ -82,7 +83,7 @@ def _set_many(s: Storage, a: dict[str, Any]) -> None:
     items = a["items"]
     if not isinstance(items, dict):
         raise InvalidArgument("set_many takes an object of key to hex value")
-    s.set_many({key: _unhex(value) for key, value in items.items()}, ttl=a.get("ttl"))
+    s.set_many({key: unhex(value) for key, value in items.items()}, ttl=a.get("ttl"))
 
 
 def _usage(s: Storage, a: dict[str, Any]) -> Any:

@@ -14,7 +14,6 @@ SQLite), reads inline on SQLite and on reader threads on PostgreSQL.
 
 from __future__ import annotations
 
-import binascii
 import functools
 from typing import Any
 
@@ -22,7 +21,7 @@ from ..errors import PluginKVError
 from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
-from .extended_storage import serve_extended
+from .extended_storage import serve_extended, unhex
 from .manifest import Manifest
 from .messages import LOAD_FAILED, PERMISSION_DENIED
 
@@ -69,7 +68,7 @@ async def serve_storage(
             found = await readers.run(store.backend, storage.exist, key)
             return {"data": found, "exist_num": int(found)}
         if opt == "set":
-            value = _unhex(request.get("value"))
+            value = unhex(request.get("value"))  # refused as "save data failed: ..." below
             call = functools.partial(storage.set, key, value)
             await writer.run(store.backend, call)
             return {"data": "ok"}
@@ -83,12 +82,3 @@ async def serve_storage(
         verb = {"set": "save", "del": "delete"}.get(str(opt), "load")
         raise StorageRefused(f"{verb} data failed: {exc}") from None
     raise StorageRefused(f"unknown storage operation {opt!r} (served: get, set, exist, del)")
-
-
-def _unhex(text: object) -> bytes:
-    if not isinstance(text, str):
-        raise StorageRefused("save data failed: value must be a hex string")
-    try:
-        return binascii.unhexlify(text)
-    except (binascii.Error, ValueError):
-        raise StorageRefused("save data failed: value is not valid hex") from None

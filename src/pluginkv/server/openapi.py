@@ -689,6 +689,12 @@ def _parameters() -> Json:
             'of a GET, e.g. `"3"`; `W/` and the quotes are optional).',
             "schema": {"type": "string", "pattern": r'^(W/)?"?[1-9][0-9]{0,18}"?$'},
         },
+        "Meta": _query(
+            "meta",
+            {"type": "string", "enum": ["1", "true", "0", "false"]},
+            "`1` or `true`: also send the entry's timestamps (`X-Created-At`, `X-Updated-At`). "
+            "Off by default: every header costs each read.",
+        ),
         "IfNoneMatchVersion": {
             "name": "If-None-Match",
             "in": "header",
@@ -783,12 +789,7 @@ def _paths(settings: Settings) -> Json:
                 "summary": "Read a value",
                 "security": _BEARER,
                 "parameters": [
-                    _query(
-                        "meta",
-                        {"type": "string", "enum": ["1", "true", "0", "false"]},
-                        "`1` or `true`: also send the entry's timestamps (`X-Created-At`, "
-                        "`X-Updated-At`). Off by default: every header costs each read.",
-                    ),
+                    _ref("parameters", "Meta"),
                     _ref("parameters", "IfNoneMatchVersion"),
                 ],
                 "responses": {
@@ -818,11 +819,7 @@ def _paths(settings: Settings) -> Json:
                 "not read. `Content-Length` is the value's length.",
                 "security": _BEARER,
                 "parameters": [
-                    _query(
-                        "meta",
-                        {"type": "string", "enum": ["1", "true", "0", "false"]},
-                        "`1` or `true`: also the entry's timestamps, as on GET.",
-                    ),
+                    _ref("parameters", "Meta"),
                     _ref("parameters", "IfNoneMatchVersion"),
                 ],
                 "responses": {
