@@ -37,16 +37,28 @@ async def read_messages(
 
     ``on_line`` runs after each line is read (``quick_ack`` for TCP).
     """
+    skipping = False  # inside a line over the limit: its rest is dropped too
     while True:
         try:
-            line = await reader.readline()
-        except ValueError as exc:  # over the reader's limit; asyncio dropped the line
-            logger.warning("%s: dropped a line over the length limit (%s)", source, exc)
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            # Drop what is buffered and keep dropping up to the line's end.
+            # (readline() would clear the buffer and then read the rest of
+            # the line as a line of its own: a frame could hide in the tail.)
+            if not skipping:
+                logger.warning("%s: dropped a line over the length limit", source)
+            skipping = True
+            await reader.readexactly(exc.consumed)
             continue
+        except asyncio.IncompleteReadError as exc:
+            line = exc.partial  # the last line, without its newline
+            if not line:
+                return
         except ConnectionError:
             return
-        if not line:
-            return
+        if skipping:
+            skipping = False
+            continue
         if on_line is not None:
             on_line()
         line = line.strip()
