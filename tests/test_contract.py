@@ -197,7 +197,7 @@ class TestIsolation:
         assert not b.exist("shared/key")
         assert b.keys().entries == []
         assert b.get_many(["shared/key"]) == {}
-        assert b.delete_prefix("") == 0
+        assert b.delete_prefix("", all=True) == 0
         b.delete("shared/key")
         assert b.usage().keys == 0
         assert a.get("shared/key") == b"from a"
@@ -599,7 +599,7 @@ class TestBatches:
         storage.set_many({"tmp/1": b"x", "tmp/2": b"y", "keep": b"z"})
         assert storage.delete_prefix("tmp/") == 2
         assert storage.usage().bytes_used == 5
-        assert storage.delete_prefix("") == 1
+        assert storage.delete_prefix("", all=True) == 1
         assert storage.usage().bytes_used == 0
 
     def test_batch_over_the_limit_is_refused(

@@ -100,6 +100,6 @@ def test_the_clients_raise_read_only_and_still_read(remote: tuple[str, str]) -> 
             with pytest.raises(ReadOnly, match="PLUGINKV_READ_ONLY"):
                 await client.set("a", b"2")
             with pytest.raises(ReadOnly):
-                await client.delete_prefix("")
+                await client.delete_prefix("", all=True)
 
     asyncio.run(use_async())
