@@ -35,7 +35,7 @@ WRITES = [
     pytest.param("PUT", "/v1/kv/a", {"content": b"2"}, False, id="put"),
     pytest.param("DELETE", "/v1/kv/a", {}, False, id="delete"),
     pytest.param("POST", "/v1/incr/n", {"json": {"delta": 1}}, False, id="incr"),
-    pytest.param("DELETE", "/v1/keys?prefix=", {}, False, id="delete-prefix"),
+    pytest.param("DELETE", "/v1/keys?prefix=&all=true", {}, False, id="delete-prefix"),
     pytest.param("POST", "/v1/batch/set", {"json": {"items": {"b": "Mg=="}}}, False, id="set-many"),
     pytest.param("POST", "/v1/batch/delete", {"json": {"keys": ["a"]}}, False, id="delete-many"),
     pytest.param("PUT", "/v1/admin/quota", {"json": {**SCOPE, "quota_bytes": 1}}, True, id="quota"),
