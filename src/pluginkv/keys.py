@@ -204,7 +204,7 @@ def check_ttl(ttl: float | None, maximum: float | None = None) -> float | None:
         raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}")
     if maximum is not None and seconds > maximum:
         raise InvalidArgument(
-            f"ttl must be at most {maximum:g} seconds (setting PLUGINKV_MAX_TTL_SECONDS), "
+            f"ttl must be at most {maximum:.0f} seconds (setting PLUGINKV_MAX_TTL_SECONDS), "
             f"got {ttl!r}"
         )
     return seconds
