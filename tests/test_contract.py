@@ -701,6 +701,17 @@ class TestStoreHandles:
         assert store.storage(workspace="w", plugin="a/b").usage().keys == 0
         assert store.storage(workspace="w", plugin="a/c").get("x") == b""
 
+    def test_a_purge_never_gives_a_version_out_again(self, store: Store) -> None:
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("k", b"old")
+        old = storage.get_entry("k")
+        assert old is not None
+        store.purge(workspace="w", plugin="a/b")
+        storage.set("k", b"new")
+        with pytest.raises(VersionConflict):
+            storage.set("k", b"stale", if_version=old.version)
+        assert storage.get("k") == b"new"
+
     def test_repr_names_the_scope(self, open_store: Callable[..., Store]) -> None:
         storage = open_store("memory").storage(workspace="ws-1", plugin="acme/weather")
         assert repr(storage) == "<Storage workspace='ws-1' plugin='acme/weather'>"

@@ -15,7 +15,8 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,7 @@ from pluginkv import InvalidArgument, Store, VersionConflict
 from pluginkv.cli import main
 from pluginkv.dify.extended_storage import serve_extended
 from pluginkv.dify.plugin_storage import ChannelStorage
+from pluginkv.errors import PluginFailed, PluginTimeout
 from pluginkv.server.app import create_app
 from pluginkv.server.auth import Tokens
 from pluginkv.server.host_routes import hook_and_target
@@ -496,3 +498,35 @@ def test_a_body_over_the_endpoint_limit_still_names_the_setting(host_client: Tes
     assert answer.status_code == 413
     assert "PLUGINKV_ENDPOINT_MAX_BODY_BYTES" in answer.text
     assert answer.headers["x-request-id"] in answer.text
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (PluginFailed("Traceback: File /srv/plugins/acme/main.py, stderr: key=s3cret"), 502),
+        (PluginTimeout("plugin acme/weather at /srv/plugins/acme did not answer"), 504),
+        (RuntimeError("/srv/pluginkv-data/dify-endpoints.json is unreadable"), 500),
+    ],
+    ids=["plugin-failed", "plugin-timeout", "host-bug"],
+)
+def test_what_failed_goes_to_the_log_not_to_the_caller(
+    host_client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    status: int,
+) -> None:
+    hook = _down_endpoint(host_client)
+
+    async def failing(hook_id: str, raw: bytes) -> AsyncIterator[Any]:
+        raise error
+        yield  # an async generator, as PluginHost.endpoint_stream is
+
+    monkeypatch.setattr(host_client.app.state.host, "endpoint_stream", failing)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="pluginkv.dify"):
+        answer = host_client.get(f"/e/{hook}/visits")
+    request_id = answer.headers["x-request-id"]
+    assert answer.status_code == status
+    assert answer.text == f"{status} {HTTPStatus(status).phrase} (request id {request_id})\n"
+    [logged] = [r for r in caplog.records if request_id in r.getMessage()]
+    assert "/srv/" in logged.getMessage()

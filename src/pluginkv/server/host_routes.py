@@ -244,10 +244,10 @@ def _public_error(exc: Exception) -> Response:
         status = exc.status_code
     else:
         status = 500
-    if status >= 500:
-        logger.error("endpoint request %s failed (%d): %s", request_id, status, exc, exc_info=exc)
-    else:
-        logger.warning("endpoint request %s refused (%d): %s", request_id, status, exc)
+    if isinstance(exc, (PluginKVError, HTTPException)):
+        logger.warning("endpoint request %s answered %d: %s", request_id, status, exc)
+    else:  # a bug of the host: its traceback is what the operator needs
+        logger.error("endpoint request %s failed: %r", request_id, exc, exc_info=exc)
     text = f"{status} {HTTPStatus(status).phrase}"
     if isinstance(exc, _CALLERS_OWN) or (isinstance(exc, HTTPException) and status == 408):
         text += f": {exc.detail if isinstance(exc, HTTPException) else exc}"
