@@ -197,7 +197,7 @@ class TestIsolation:
         assert not b.exist("shared/key")
         assert b.keys().entries == []
         assert b.get_many(["shared/key"]) == {}
-        assert b.delete_prefix("") == 0
+        assert b.delete_prefix("", all=True) == 0
         b.delete("shared/key")
         assert b.usage().keys == 0
         assert a.get("shared/key") == b"from a"
@@ -599,7 +599,7 @@ class TestBatches:
         storage.set_many({"tmp/1": b"x", "tmp/2": b"y", "keep": b"z"})
         assert storage.delete_prefix("tmp/") == 2
         assert storage.usage().bytes_used == 5
-        assert storage.delete_prefix("") == 1
+        assert storage.delete_prefix("", all=True) == 1
         assert storage.usage().bytes_used == 0
 
     def test_batch_over_the_limit_is_refused(
@@ -700,6 +700,17 @@ class TestStoreHandles:
         assert store.purge(workspace="w", plugin="a/b") == 2
         assert store.storage(workspace="w", plugin="a/b").usage().keys == 0
         assert store.storage(workspace="w", plugin="a/c").get("x") == b""
+
+    def test_a_purge_never_gives_a_version_out_again(self, store: Store) -> None:
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("k", b"old")
+        old = storage.get_entry("k")
+        assert old is not None
+        store.purge(workspace="w", plugin="a/b")
+        storage.set("k", b"new")
+        with pytest.raises(VersionConflict):
+            storage.set("k", b"stale", if_version=old.version)
+        assert storage.get("k") == b"new"
 
     def test_repr_names_the_scope(self, open_store: Callable[..., Store]) -> None:
         storage = open_store("memory").storage(workspace="ws-1", plugin="acme/weather")

@@ -206,7 +206,7 @@ class StorageModel(RuleBasedStateMachine):
     def delete_prefix(self, prefix: str) -> None:
         expected = sum(1 for k in self.live() if k.startswith(prefix))
         self.items = {k: i for k, i in self.items.items() if not k.startswith(prefix)}
-        assert self.storage.delete_prefix(prefix) == expected
+        assert self.storage.delete_prefix(prefix, all=prefix == "") == expected
 
     @rule(prefix=PREFIXES, limit=st.integers(1, 3))
     def list_keys(self, prefix: str, limit: int) -> None:

@@ -51,7 +51,7 @@ WRITES = [
     pytest.param(lambda s: _storage(s).delete("a", if_version=1), id="delete-if_version"),
     pytest.param(lambda s: _storage(s).set_many({"a": b"x", "c": b"y"}), id="set_many"),
     pytest.param(lambda s: _storage(s).delete_many(["a", "b"]), id="delete_many"),
-    pytest.param(lambda s: _storage(s).delete_prefix(""), id="delete_prefix"),
+    pytest.param(lambda s: _storage(s).delete_prefix("", all=True), id="delete_prefix"),
     pytest.param(lambda s: _storage(s).incr("n"), id="incr"),
     pytest.param(lambda s: s.set_quota(workspace=WS, plugin=PLUGIN, quota_bytes=1), id="quota"),
     pytest.param(lambda s: s.purge(workspace=WS, plugin=PLUGIN), id="purge"),

@@ -22,7 +22,7 @@ from . import __version__
 from .config import Settings, env_name, redact_url
 from .errors import PluginKVError, VersionConflict
 from .keys import check_scope, check_workspace
-from .models import EntryMeta
+from .models import EntryMeta, shown_expiry
 from .storage import Storage
 from .store import Store, load_settings, open_store
 
@@ -201,6 +201,23 @@ def delete(key: str, if_version: int | None, db: str | None, workspace: str, plu
         storage.delete(key, if_version=if_version)
 
 
+@kv.command("delete-prefix")
+@click.argument("prefix", default="")
+@click.option("--all", "everything", is_flag=True, help="Delete every key (PREFIX must be '').")
+@scope_options
+def delete_prefix(
+    prefix: str, everything: bool, db: str | None, workspace: str, plugin: str
+) -> None:
+    """Delete every key starting with PREFIX and print how many held a value.
+
+    An empty PREFIX (an unset shell variable, say) is refused unless --all is
+    given: only --all empties the plugin's storage.
+    """
+    with open_storage(db, workspace, plugin) as storage:
+        deleted = storage.delete_prefix(prefix, all=everything)
+    click.echo(deleted)
+
+
 @kv.command("exist")
 @click.argument("key")
 @scope_options
@@ -261,11 +278,19 @@ def keys(
 
 
 def _key_line(entry: EntryMeta) -> str:
-    expiry = "-"
-    if entry.expires_at is not None:
-        moment = datetime.fromtimestamp(entry.expires_at, UTC)
-        expiry = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return f"{entry.key}\t{entry.size}\t{entry.version}\t{expiry}"
+    return f"{entry.key}\t{entry.size}\t{entry.version}\t{_expiry(entry.expires_at)}"
+
+
+def _expiry(expires_at: float | None) -> str:
+    """ISO 8601 UTC, ``-`` for none; past year 9999 (a row an older version let in), the number."""
+    expires_at = shown_expiry(expires_at)
+    if expires_at is None:
+        return "-"
+    try:
+        moment = datetime.fromtimestamp(expires_at, UTC)
+    except (OverflowError, OSError, ValueError):
+        return repr(expires_at)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @main.command("usage")

@@ -18,6 +18,10 @@ MiB = 1024 * 1024
 DEFAULT_DATABASE_URL = "sqlite:///pluginkv-data/pluginkv.db"
 
 SyncMode = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+# Ten years, and at most a thousand: an expiry must stay a moment that a date
+# can show (datetime ends at year 9999), whatever the clock says today.
+_MAX_TTL_DEFAULT = 10 * 365 * 24 * 3600
+_MAX_TTL_CEILING = 1000 * 365 * 24 * 3600
 
 
 def redact_url(url: str) -> str:
@@ -69,6 +73,12 @@ class Settings(BaseSettings):
     )
     max_page_size: int = Field(
         default=1000, ge=1, description="Largest `limit` a keys() page may ask for."
+    )
+    max_ttl_seconds: int = Field(
+        default=_MAX_TTL_DEFAULT,
+        ge=1,
+        le=_MAX_TTL_CEILING,
+        description="Longest TTL a write may ask for.",
     )
     sqlite_synchronous: SyncMode = Field(
         default="FULL",

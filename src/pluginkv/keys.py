@@ -22,6 +22,7 @@ __all__ = [
     "check_key",
     "check_keys",
     "check_prefix",
+    "check_prefix_delete",
     "check_scope",
     "check_ttl",
     "check_value",
@@ -97,6 +98,24 @@ def check_prefix(prefix: object) -> str:
     return prefix
 
 
+def check_prefix_delete(prefix: object, all: bool) -> str:
+    """The prefix of a prefix delete; the empty one (every key) only with ``all=True``.
+
+    One unset variable turns a prefix into ``""``: wiping a whole scope must be said.
+    """
+    if type(all) is not bool:
+        raise InvalidArgument(f"all must be a bool, got {all!r}")
+    text = check_prefix(prefix)
+    if text == "" and not all:
+        raise InvalidArgument(
+            "an empty prefix deletes every key of the scope: say so with all=True "
+            "(HTTP: ?prefix=&all=true, CLI: --all)"
+        )
+    if text != "" and all:
+        raise InvalidArgument(f"all=True deletes every key and takes the prefix '', not {text!r}")
+    return text
+
+
 def _check_characters(text: str, what: str) -> None:
     bad = _FORBIDDEN.search(text)
     if bad is not None:
@@ -169,8 +188,11 @@ def check_conditions(if_version: int | None, if_absent: bool) -> None:
         raise InvalidArgument(f"if_absent must be a bool, got {if_absent!r}")
 
 
-def check_ttl(ttl: float | None) -> float | None:
-    """``ttl`` as float seconds (or ``None``); ``InvalidArgument`` unless positive and finite."""
+def check_ttl(ttl: float | None, maximum: float | None = None) -> float | None:
+    """``ttl`` as float seconds (or ``None``); ``InvalidArgument`` unless positive and finite.
+
+    With ``maximum`` (the setting ``PLUGINKV_MAX_TTL_SECONDS``), longer TTLs are refused too.
+    """
     if ttl is None:
         return None
     number = isinstance(ttl, (int, float)) and not isinstance(ttl, bool)
@@ -180,4 +202,9 @@ def check_ttl(ttl: float | None) -> float | None:
         seconds = math.inf
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidArgument(f"ttl must be a positive number of seconds, got {ttl!r}")
+    if maximum is not None and seconds > maximum:
+        raise InvalidArgument(
+            f"ttl must be at most {maximum:.0f} seconds (setting PLUGINKV_MAX_TTL_SECONDS), "
+            f"got {ttl!r}"
+        )
     return seconds

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidValueType, WrongValueType
 
-__all__ = ["Entry", "EntryMeta", "JSONHelpers", "Page", "Usage"]
+__all__ = ["Entry", "EntryMeta", "JSONHelpers", "Page", "Usage", "shown_expiry"]
+
+
+def shown_expiry(expires_at: float | None) -> float | None:
+    """``expires_at`` as the API shows it: an expiry that is no finite number is ``None``.
+
+    Such a row can only come from outside the API (a hand edit, a database
+    that stores ``Infinity``); it never expires, which is what ``None`` says,
+    and JSON has no number for it.
+    """
+    if expires_at is None or math.isfinite(expires_at):
+        return expires_at
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +48,7 @@ class EntryMeta:
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "expires_at": self.expires_at,
+            "expires_at": shown_expiry(self.expires_at),
         }
 
 

@@ -32,6 +32,7 @@ from .keys import (
     check_key,
     check_keys,
     check_prefix,
+    check_prefix_delete,
     check_ttl,
     check_value,
 )
@@ -110,7 +111,7 @@ class Storage(JSONHelpers):
         key_size = check_key(key)
         data = check_value(val, self._settings.max_value_bytes)
         check_conditions(if_version, if_absent)
-        ttl_seconds = check_ttl(ttl)
+        ttl_seconds = check_ttl(ttl, self._settings.max_ttl_seconds)
         now = self._clock()
         expires_at = None if ttl_seconds is None else now + ttl_seconds
         size = key_size + len(data)
@@ -198,7 +199,7 @@ class Storage(JSONHelpers):
             key: (check_value(mapping[key], self._settings.max_value_bytes), check_key(key))
             for key in keys
         }
-        ttl_seconds = check_ttl(ttl)
+        ttl_seconds = check_ttl(ttl, self._settings.max_ttl_seconds)
         if not items:
             return
         now = self._clock()
@@ -217,9 +218,13 @@ class Storage(JSONHelpers):
         self._store.after_write(now)
         return sum(1 for row in rows.values() if row.live(now))
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Remove every key starting with ``prefix`` (``""``: all of them); returns how many."""
-        check_prefix(prefix)
+    def delete_prefix(self, prefix: str, *, all: bool = False) -> int:
+        """Remove every key starting with ``prefix``; returns how many held a value.
+
+        The empty prefix removes every key of the scope, and only with
+        ``all=True`` (which takes no other prefix): ``delete_prefix("", all=True)``.
+        """
+        check_prefix_delete(prefix, all)
         now = self._clock()
         with self._backend.write() as tx:
             live = tx.remove_prefix(self._scope, prefix, now)

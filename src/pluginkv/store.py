@@ -229,7 +229,11 @@ class Store:
         return listed
 
     def purge(self, *, workspace: str, plugin: str) -> int:
-        """Delete every entry of one scope and its quota override; returns the entries removed."""
+        """Delete every entry of one scope and its quota override; returns the entries removed.
+
+        The scope's version counter stays, so versions from before the purge
+        are never given out again.
+        """
         scope = check_scope(workspace, plugin)
         with self.backend.write() as tx:
             return tx.drop_scope(scope)

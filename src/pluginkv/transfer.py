@@ -45,7 +45,7 @@ from .errors import (
     VersionConflict,
 )
 from .keys import Scope, check_key, check_scope, check_workspace
-from .models import EntryMeta
+from .models import EntryMeta, shown_expiry
 from .store import Store
 
 __all__ = [
@@ -179,7 +179,7 @@ def _export_scope(
                             "version": entry.version,
                             "created_at": entry.created_at,
                             "updated_at": entry.updated_at,
-                            "expires_at": entry.expires_at,
+                            "expires_at": shown_expiry(entry.expires_at),
                         },
                     )
                     report.entries += 1

@@ -42,6 +42,20 @@ def test_the_counter_is_never_lowered(store: Store) -> None:
     assert storage.get_entry("k").version == 6  # type: ignore[union-attr]
 
 
+def test_dropping_a_scope_keeps_its_counter(store: Store) -> None:
+    storage = store.storage(workspace=SCOPE.workspace, plugin=SCOPE.plugin)
+    for _ in range(3):
+        storage.set("k", b"v")
+    with store.backend.write() as tx:
+        assert tx.drop_scope(SCOPE) == 1
+        assert tx.scope_state(SCOPE).last_version == 3
+
+    storage.set("k", b"v")
+
+    assert storage.get_entry("k").version == 4  # type: ignore[union-attr]
+    assert storage.usage().keys == 1
+
+
 def test_a_rolled_back_raise_leaves_the_counter(store: Store) -> None:
     with pytest.raises(RuntimeError), store.backend.write() as tx:
         tx.raise_last_version(SCOPE, 100)

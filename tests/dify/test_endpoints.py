@@ -110,9 +110,20 @@ def test_a_body_over_the_limit_is_413(endpoint_url: str, service: HostService) -
 
 
 def test_an_unknown_hook_is_404(service: HostService) -> None:
-    status, _, body = _request(service.url + "/e/0123/visits")
+    status, headers, body = _request(service.url + "/e/0123/visits")
     assert status == 404
-    assert json.loads(body)["error"]["code"] == "plugin_not_found"
+    assert body == f"404 Not Found (request id {headers['x-request-id']})\n".encode()
+
+
+def test_a_percent_encoded_hook_id_reaches_the_plugin_with_its_path(endpoint_url: str) -> None:
+    base, hook_id = endpoint_url.rsplit("/", 1)
+    spelt = "".join(f"%{byte:02X}" for byte in hook_id.encode())
+    status, _, body = _request(f"{base}/{spelt}/visits?city=K%C3%B6ln")
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["hook_id"] == hook_id
+    assert seen["hook_url"] == f"{base}/{spelt}/visits"
+    assert seen["query"] == {"city": "Köln"}
 
 
 @pytest.mark.usefixtures("ws1_plugin")

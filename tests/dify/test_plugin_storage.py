@@ -99,7 +99,7 @@ class TestOnPluginkvsHost:
         full.set_json("j", {"x": 1})
         assert full.get_json("j") == {"x": 1}
         assert full.delete_many(["b", "x"]) == 1
-        assert full.delete_prefix("") == 4
+        assert full.delete_prefix("", all=True) == 4
         assert full.usage().keys == 0
 
     def test_engine_errors_arrive_as_the_engines_exceptions(self, store: Store) -> None:

@@ -318,7 +318,10 @@ class TestAuth:
         assert client.delete(url("k"), headers=ro).status_code == 403
         assert client.post("/v1/incr/n", json={}, headers=ro).status_code == 403
         assert client.post("/v1/batch/set", json={"items": {}}, headers=ro).status_code == 403
-        assert client.delete("/v1/keys", params={"prefix": ""}, headers=ro).status_code == 403
+        assert (
+            client.delete("/v1/keys", params={"prefix": "", "all": "true"}, headers=ro).status_code
+            == 403
+        )
 
     @pytest.mark.parametrize(
         "other",
@@ -340,7 +343,7 @@ class TestAuth:
         assert batch.json() == {"values": {}}
         assert client.get("/v1/usage", headers=theirs).json()["keys"] == 0
         client.delete(url("secret"), headers=theirs)
-        client.delete("/v1/keys", params={"prefix": ""}, headers=theirs)
+        client.delete("/v1/keys", params={"prefix": "", "all": "true"}, headers=theirs)
         client.post("/v1/batch/delete", json={"keys": ["secret"]}, headers=theirs)
         client.put(url("secret"), content=b"theirs", headers=theirs)
         assert client.get(url("secret"), headers=mine).content == b"mine"

@@ -35,7 +35,7 @@ WRITES = [
     pytest.param("PUT", "/v1/kv/a", {"content": b"2"}, False, id="put"),
     pytest.param("DELETE", "/v1/kv/a", {}, False, id="delete"),
     pytest.param("POST", "/v1/incr/n", {"json": {"delta": 1}}, False, id="incr"),
-    pytest.param("DELETE", "/v1/keys?prefix=", {}, False, id="delete-prefix"),
+    pytest.param("DELETE", "/v1/keys?prefix=&all=true", {}, False, id="delete-prefix"),
     pytest.param("POST", "/v1/batch/set", {"json": {"items": {"b": "Mg=="}}}, False, id="set-many"),
     pytest.param("POST", "/v1/batch/delete", {"json": {"keys": ["a"]}}, False, id="delete-many"),
     pytest.param("PUT", "/v1/admin/quota", {"json": {**SCOPE, "quota_bytes": 1}}, True, id="quota"),
@@ -100,6 +100,6 @@ def test_the_clients_raise_read_only_and_still_read(remote: tuple[str, str]) -> 
             with pytest.raises(ReadOnly, match="PLUGINKV_READ_ONLY"):
                 await client.set("a", b"2")
             with pytest.raises(ReadOnly):
-                await client.delete_prefix("")
+                await client.delete_prefix("", all=True)
 
     asyncio.run(use_async())

@@ -136,7 +136,11 @@ class WriteTx(ReadTx):
 
     @abstractmethod
     def drop_scope(self, scope: Scope) -> int:
-        """Delete every row and the state of the scope; returns how many rows."""
+        """Delete every row and the quota override of the scope; returns how many rows.
+
+        The version counter stays: versions handed out before are never handed
+        out again, so an ETag or ``if_version`` from before cannot match after.
+        """
 
     @abstractmethod
     def revoke_tokens(self, scope: Scope, at: float) -> float:

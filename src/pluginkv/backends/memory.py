@@ -183,9 +183,8 @@ class _MemoryTx(WriteTx):
 
     def drop_scope(self, scope: Scope) -> int:
         count = len(self._remove_where(scope, lambda _, __: True))
-        old_state = self._states.pop(scope, None)
-        if old_state is not None:
-            self._log(lambda: self._states.__setitem__(scope, old_state))
+        if scope in self._states:
+            self._change_state(scope, quota_override=None)
         return count
 
 

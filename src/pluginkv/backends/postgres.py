@@ -394,9 +394,10 @@ class _PostgresTx(WriteTx):
         count = self._execute(
             "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s", params
         ).rowcount
-        self._execute("DELETE FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s", params)
-        self._locked.discard(scope)
-        self._created.discard(scope)
+        self._execute(
+            "UPDATE pluginkv_scopes SET quota_override = NULL WHERE workspace = %s AND plugin = %s",
+            params,
+        )
         return count
 
 

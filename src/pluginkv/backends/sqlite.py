@@ -286,7 +286,7 @@ class _SQLiteTx(WriteTx):
             (scope.workspace, scope.plugin),
         ).rowcount
         self._conn.execute(
-            "DELETE FROM pluginkv_scopes WHERE workspace = ? AND plugin = ?",
+            "UPDATE pluginkv_scopes SET quota_override = NULL WHERE workspace = ? AND plugin = ?",
             (scope.workspace, scope.plugin),
         )
         return count

@@ -17,7 +17,15 @@ from urllib.parse import quote, urlencode, urlsplit
 from tenacity import wait_random_exponential
 
 from ..errors import BackendUnavailable, InvalidArgument, PluginKVError, ReadOnly
-from ..keys import check_conditions, check_key, check_keys, check_prefix, check_ttl, check_value
+from ..keys import (
+    check_conditions,
+    check_key,
+    check_keys,
+    check_prefix,
+    check_prefix_delete,
+    check_ttl,
+    check_value,
+)
 from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
 from .errors import error_from_response
 
@@ -108,9 +116,10 @@ def keys_path(prefix: str, limit: int | None, cursor: str | None) -> str:
     return "/v1/keys?" + urlencode(query)
 
 
-def delete_prefix_path(prefix: str) -> str:
-    check_prefix(prefix)
-    return "/v1/keys?" + urlencode({"prefix": prefix})
+def delete_prefix_path(prefix: str, all: bool) -> str:
+    check_prefix_delete(prefix, all)
+    query = {"prefix": prefix, "all": "true"} if all else {"prefix": prefix}
+    return "/v1/keys?" + urlencode(query)
 
 
 # -- requests --------------------------------------------------------------------------------

@@ -187,8 +187,8 @@ class AsyncRemoteStorage:
         body = {"keys": check_keys(keys)}
         return int((await self._json("POST", "/v1/batch/delete", body))["deleted"])
 
-    async def delete_prefix(self, prefix: str) -> int:
-        return int((await self._json("DELETE", delete_prefix_path(prefix)))["deleted"])
+    async def delete_prefix(self, prefix: str, *, all: bool = False) -> int:
+        return int((await self._json("DELETE", delete_prefix_path(prefix, all)))["deleted"])
 
     # -- counters, JSON and usage --------------------------------------------------------
     async def incr(self, key: str, delta: int = 1) -> int:

@@ -177,8 +177,8 @@ class RemoteStorage(JSONHelpers):
         wanted = check_keys(keys)
         return int(self._json("POST", "/v1/batch/delete", {"keys": wanted})["deleted"])
 
-    def delete_prefix(self, prefix: str) -> int:
-        return int(self._json("DELETE", delete_prefix_path(prefix))["deleted"])
+    def delete_prefix(self, prefix: str, *, all: bool = False) -> int:
+        return int(self._json("DELETE", delete_prefix_path(prefix, all))["deleted"])
 
     def incr(self, key: str, delta: int = 1) -> int:
         path, body = incr_request(key, delta)

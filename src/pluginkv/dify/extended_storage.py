@@ -19,7 +19,7 @@ from typing import Any
 
 from ..error_fields import error_fields
 from ..errors import InvalidArgument, PluginKVError
-from ..models import Entry, EntryMeta
+from ..models import Entry, EntryMeta, shown_expiry
 from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..storage import Storage
@@ -41,7 +41,7 @@ def _entry(entry: Entry | None) -> dict[str, Any] | None:
         "version": entry.version,
         "created_at": entry.created_at,
         "updated_at": entry.updated_at,
-        "expires_at": entry.expires_at,
+        "expires_at": shown_expiry(entry.expires_at),
     }
 
 
@@ -103,7 +103,7 @@ CALLS: dict[str, tuple[bool, _Call]] = {
     "delete": (True, lambda s, a: s.delete(a["key"], if_version=a.get("if_version"))),
     "set_many": (True, _set_many),
     "delete_many": (True, lambda s, a: s.delete_many(a["keys"])),
-    "delete_prefix": (True, lambda s, a: s.delete_prefix(a["prefix"])),
+    "delete_prefix": (True, lambda s, a: s.delete_prefix(a["prefix"], all=a.get("all", False))),
     "incr": (True, lambda s, a: s.incr(a["key"], a.get("delta", 1))),
     # Diagnostics: a round trip that touches no storage, carrying a payload up
     # (noop ignores its args) or down (zeros); benchmarks/bench_host.py's baseline.

@@ -154,8 +154,8 @@ class ChannelStorage(JSONHelpers):
     def delete_many(self, keys: Iterable[str]) -> int:
         return int(self._call("delete_many", keys=list(keys)))
 
-    def delete_prefix(self, prefix: str) -> int:
-        return int(self._call("delete_prefix", prefix=prefix))
+    def delete_prefix(self, prefix: str, *, all: bool = False) -> int:
+        return int(self._call("delete_prefix", prefix=prefix, all=all))
 
     def incr(self, key: str, delta: int = 1) -> int:
         return int(self._call("incr", key=key, delta=delta))

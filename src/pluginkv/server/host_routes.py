@@ -5,25 +5,31 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Scope
 
 from ..config import Settings
 from ..dify.endpoints import raw_request
 from ..dify.host import PluginHost, PluginInfo
-from ..errors import InvalidArgument, PluginFailed, PluginKVError
-from .errors import exception_body
-from .parsing import read_body
+from ..errors import InvalidArgument, PluginFailed, PluginKVError, PluginNotFound, ValueTooLarge
+from .errors import STATUS, exception_body
+from .parsing import ClientGone, read_body
 from .routes import admin_json, by_method, field
 
-__all__ = ["ENDPOINT_METHODS", "NDJSON", "host_routes"]
+__all__ = ["ENDPOINT_METHODS", "NDJSON", "REQUEST_ID_HEADER", "hook_and_target", "host_routes"]
 
 NDJSON = "application/x-ndjson"
+REQUEST_ID_HEADER = "X-Request-Id"  # on an endpoint's error: the id its log line carries
 ENDPOINT_METHODS = ["DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"]  # HEAD comes with GET
 logger = logging.getLogger("pluginkv.dify")
 
@@ -148,9 +154,22 @@ _NOT_PASSED = {"transfer-encoding", "connection", "keep-alive"}
 
 
 async def endpoint(request: Request) -> Response:
-    """A request under ``/e/<hook_id>/``, answered by the endpoint's plugin."""
+    """A request under ``/e/<hook_id>/``, answered by the endpoint's plugin.
+
+    Anyone may call it, so a failure answers with its status and a request id
+    only: what went wrong (paths, the plugin's output) goes to the log under that id.
+    """
+    try:
+        return await _forward(request)
+    except ClientGone:
+        raise
+    except Exception as exc:
+        return _public_error(exc)
+
+
+async def _forward(request: Request) -> Response:
     host: PluginHost = request.app.state.host
-    hook_id = request.path_params["hook_id"]
+    hook_id, target = hook_and_target(request.scope)
     host.endpoints.get(hook_id)  # an unknown hook is 404 before the body is read
     settings: Settings = request.app.state.settings
     body = await read_body(
@@ -160,16 +179,14 @@ async def endpoint(request: Request) -> Response:
         "PLUGINKV_ENDPOINT_MAX_BODY_BYTES",
         settings.request_timeout_seconds,
     )
-    raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-    prefix = f"/e/{hook_id}".encode()
-    target = raw_path[len(prefix) :] if raw_path.startswith(prefix) else b"/"
     query: bytes = request.scope.get("query_string", b"")
     if query:
         target += b"?" + query
+    raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     base = str(request.base_url).rstrip("/")
     raw = raw_request(
         method=request.method,
-        target=target or b"/",
+        target=target,
         headers=request.scope["headers"],
         body=body,
         default_host=request.url.netloc.encode(),
@@ -194,6 +211,51 @@ async def endpoint(request: Request) -> Response:
                 logger.warning("endpoint %s broke off: %s", hook_id, exc)
 
     return StreamingResponse(rest(), status_code=status, headers=headers)
+
+
+def hook_and_target(scope: Scope) -> tuple[str, bytes]:
+    """The hook id and the path after it, from the raw path as the caller encoded it.
+
+    The router matched the decoded path, where ``%2F`` is a ``/`` and the hook
+    id may have been spelt ``%61%62...``: only the raw path says where the hook
+    id ends, and the plugin gets what follows it byte for byte.
+    """
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    root = scope.get("root_path", "").encode()
+    if root and raw.startswith(root):
+        raw = raw[len(root) :]
+    parts = raw.split(b"/", 3)  # b"", b"e", hook id, the rest
+    if len(parts) < 3:
+        raise PluginNotFound("no endpoint in this path")
+    hook_id = unquote_to_bytes(parts[2]).decode("utf-8", "replace")
+    return hook_id, b"/" + (parts[3] if len(parts) == 4 else b"")
+
+
+# Errors that tell the caller about its own request, not about the host: these
+# keep their message (the limit it passed and the setting behind it).
+_CALLERS_OWN = (InvalidArgument, ValueTooLarge)
+
+
+def _public_error(exc: Exception) -> Response:
+    request_id = secrets.token_hex(8)
+    if isinstance(exc, PluginKVError):
+        status = STATUS.get(type(exc), 500)
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+    else:
+        status = 500
+    if isinstance(exc, (PluginKVError, HTTPException)):
+        logger.warning("endpoint request %s answered %d: %s", request_id, status, exc)
+    else:  # a bug of the host: its traceback is what the operator needs
+        logger.error("endpoint request %s failed: %r", request_id, exc, exc_info=exc)
+    text = f"{status} {HTTPStatus(status).phrase}"
+    if isinstance(exc, _CALLERS_OWN) or (isinstance(exc, HTTPException) and status == 408):
+        text += f": {exc.detail if isinstance(exc, HTTPException) else exc}"
+    return PlainTextResponse(
+        f"{text} (request id {request_id})\n",
+        status_code=status,
+        headers={REQUEST_ID_HEADER: request_id},
+    )
 
 
 def _response_head(chunk: object) -> tuple[int, dict[str, str], bytes]:

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidArgument, PluginKVError
-from ..models import Entry, EntryMeta
+from ..models import Entry, EntryMeta, shown_expiry
 from ..storage import Storage
 from ..store import Store
 from .errors import CODE_HEADER, error_response, http_error_response, not_found
@@ -209,7 +209,8 @@ def _entry_headers(
     if with_times:
         headers.append((b"x-created-at", repr(entry.created_at).encode()))
         headers.append((b"x-updated-at", repr(entry.updated_at).encode()))
-    if entry.expires_at is not None:
+    # No header for an expiry that is no finite number: such a row never expires.
+    if entry.expires_at is not None and shown_expiry(entry.expires_at) is not None:
         headers.append((b"x-expires-at", repr(entry.expires_at).encode()))
     return headers
 
@@ -241,7 +242,7 @@ async def _head(state: Any, scope: Scope, headers: _Headers, send: Send) -> None
 async def _not_modified(meta: EntryMeta, send: Send) -> None:
     """304: the headers a 200 would have that describe the entry, no body."""
     headers = [(b"etag", b'"%d"' % meta.version)]
-    if meta.expires_at is not None:
+    if meta.expires_at is not None and shown_expiry(meta.expires_at) is not None:
         headers.append((b"x-expires-at", repr(meta.expires_at).encode()))
     await send({"type": "http.response.start", "status": 304, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

@@ -327,7 +327,9 @@ def _schemas(settings: Settings) -> Json:
                 "ttl": {
                     "type": ["number", "null"],
                     "exclusiveMinimum": 0,
-                    "description": "Seconds until every item expires; null keeps them forever.",
+                    "maximum": settings.max_ttl_seconds,
+                    "description": "Seconds until every item expires, at most "
+                    "`PLUGINKV_MAX_TTL_SECONDS`; null keeps them forever.",
                 },
             },
         },
@@ -633,6 +635,19 @@ def _responses() -> Json:
             "headers": {"X-Error-Code": _code_header([code])},
             "content": _json_content(_ref("schemas", name)),
         }
+    responses["EndpointError"] = {
+        "description": "`<status> <reason> (request id <id>)`: the plugin is not running, "
+        "failed or took too long, the hook id is unknown, or (then with what was wrong, such "
+        "as the limit a body passed) the request itself is refused. Nothing about the host.",
+        "headers": {
+            "X-Request-Id": {
+                "description": "The id the service's log line about this error carries.",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+            }
+        },
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
     name, codes, description = _WRITE_UNAVAILABLE
     responses[name] = {
         "description": description,
@@ -763,9 +778,15 @@ def _paths(settings: Settings) -> Json:
                 "parameters": [
                     _query(
                         "ttl",
-                        {"type": "number", "exclusiveMinimum": 0},
-                        "Seconds until the entry expires; without it the entry is kept "
-                        "forever, also when it replaces one that had a TTL.",
+                        {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "maximum": settings.max_ttl_seconds,
+                        },
+                        "Seconds until the entry expires, at most `PLUGINKV_MAX_TTL_SECONDS` "
+                        f"({settings.max_ttl_seconds}; `nan` and `inf` are refused too); "
+                        "without it the entry is kept forever, also when it replaces one that "
+                        "had a TTL.",
                     ),
                     _ref("parameters", "IfMatch"),
                     _ref("parameters", "IfNoneMatch"),
@@ -914,10 +935,15 @@ def _paths(settings: Settings) -> Json:
                     _query(
                         "prefix",
                         _prefix_schema(),
-                        "Required, so that deleting everything is explicit: an empty prefix "
-                        "removes every key of the scope.",
+                        "Required. The empty prefix, every key of the scope, only with "
+                        "`all=true`: a missing or empty prefix without it is 400.",
                         required=True,
-                    )
+                    ),
+                    _query(
+                        "all",
+                        {"type": "string", "enum": ["true", "false", "1", "0"]},
+                        "`true` with `prefix=` (and only with it): delete every key of the scope.",
+                    ),
                 ],
                 "responses": {"200": _ref("responses", "Deleted"), **_write_errors(400)},
             },
@@ -1211,10 +1237,12 @@ def _paths(settings: Settings) -> Json:
                     "tags": ["endpoints"],
                     "summary": f"{method.upper()} a plugin endpoint",
                     "description": "Public: no token. The request goes to the endpoint's "
-                    "plugin as the raw HTTP request Dify's daemon sends (path after the hook id, "
-                    "`Dify-Hook-Id` and `Dify-Hook-Url` set, forwarding headers stripped, exact "
-                    "`Content-Length`), and the plugin's response comes back, streamed as it "
-                    "produces it.",
+                    "plugin as the raw HTTP request Dify's daemon sends (the path after the hook "
+                    "id exactly as the caller percent-encoded it, `Dify-Hook-Id` and "
+                    "`Dify-Hook-Url` set, forwarding headers stripped, exact `Content-Length`), "
+                    "and the plugin's response comes back, streamed as it produces it. An error "
+                    "of the host answers with a short text and a request id; what went wrong is "
+                    "in the service's log under that id.",
                     "security": [],
                     "requestBody": {
                         "required": False,
@@ -1228,12 +1256,10 @@ def _paths(settings: Settings) -> Json:
                             "headers and body.",
                             "content": {"*/*": {"schema": {}}},
                         },
-                        "400": _ref("responses", "BadRequestError"),
-                        "404": _ref("responses", "PluginNotFoundError"),
-                        "408": _ref("responses", "RequestTimeoutError"),
-                        "413": _ref("responses", "ValueTooLargeError"),
-                        "502": _ref("responses", "PluginError"),
-                        "504": _ref("responses", "PluginTimeoutError"),
+                        **{
+                            str(status): _ref("responses", "EndpointError")
+                            for status in (400, 404, 408, 413, 500, 502, 504)
+                        },
                     },
                 }
                 for method in ("get", "post", "put", "patch", "delete", "options")

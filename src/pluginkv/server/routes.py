@@ -26,7 +26,7 @@ from .auth import Grant, Tokens
 from .errors import error_body
 from .kv import KV_ROUTE, key_value_endpoint
 from .kv import METHODS as KV_METHODS
-from .parsing import grant, key_from_path, query_number, read_body
+from .parsing import grant, key_from_path, query_flag, query_number, read_body
 from .readers import Readers
 from .writer import WriteQueue
 
@@ -155,9 +155,10 @@ async def list_keys(request: Request) -> Response:
 async def delete_prefix(request: Request) -> Response:
     storage = _storage(request, write=True)
     prefix = request.query_params.get("prefix")
+    everything = query_flag(request.query_params, "all")
     if prefix is None:
-        raise InvalidArgument("DELETE /v1/keys needs ?prefix= (an empty prefix deletes all)")
-    deleted = await _write(request, storage.delete_prefix, prefix)
+        raise InvalidArgument("DELETE /v1/keys needs ?prefix=P (every key: ?prefix=&all=true)")
+    deleted = await _write(request, storage.delete_prefix, prefix, all=everything)
     return JSONResponse({"deleted": deleted})
 
 
