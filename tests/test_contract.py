@@ -238,7 +238,9 @@ class TestIsolation:
     def test_a_declared_quota_reaches_handles_made_before_it(self, store: Store) -> None:
         storage = store.storage(workspace="w", plugin="a/b")
         storage.set("k", b"x")
-        store.declare_quota("a/b", 10, "the manifest of a/b")
+        store.declare_quota(
+            plugin="a/b", workspaces=["w"], quota_bytes=10, source="the manifest of a/b", by="r"
+        )
         with pytest.raises(QuotaExceeded, match="manifest of a/b"):
             store.storage(workspace="w", plugin="a/b").set("k", b"x" * 20)
 

@@ -107,7 +107,11 @@ class FakeSession:
         self.store = store if store is not None else open_store("memory://")
         if quota_bytes is not None:
             self.store.declare_quota(
-                plugin, quota_bytes, f"the manifest of {plugin} (resource.permission.storage.size)"
+                plugin=plugin,
+                workspaces=[workspace],
+                quota_bytes=quota_bytes,
+                source=f"the manifest of {plugin} (resource.permission.storage.size)",
+                by=self,
             )
         self.kv = self.store.storage(workspace=workspace, plugin=plugin)
         self.storage = DifyStorage(self.kv, enabled=storage_enabled)
