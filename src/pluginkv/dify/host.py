@@ -420,18 +420,15 @@ class PluginHost:
         connection = self.find(plugin, workspace)
         if not connection.declarations.get("endpoint"):
             raise PluginNotFound(f"{plugin} declares no endpoints")
-        if not connection.manifest.endpoint_enabled:
-            # As the daemon: endpoints need the manifest's permission.
-            raise Forbidden(
-                f"permission denied: {plugin} needs resource.permission.endpoint.enabled: true "
-                "in its manifest to have endpoints"
-            )
+        _check_endpoint_permission(connection)
         return self.endpoints.create(workspace, plugin, settings)
 
     async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
         """Send a request to the endpoint's plugin; the response chunks as they arrive."""
         endpoint = self.endpoints.get(hook_id)
         connection = self.find(endpoint.plugin, endpoint.workspace)
+        # The registration that had the permission when the endpoint was made may be gone.
+        _check_endpoint_permission(connection)
         data = {
             "user_id": "",
             "type": "endpoint",
@@ -449,6 +446,15 @@ class PluginHost:
         async with contextlib.aclosing(stream):
             async for chunk in stream:
                 yield chunk
+
+
+def _check_endpoint_permission(connection: PluginConnection) -> None:
+    if not connection.manifest.endpoint_enabled:
+        # As the daemon: endpoints need the manifest's permission.
+        raise Forbidden(
+            f"permission denied: {connection.plugin_id} needs resource.permission.endpoint."
+            "enabled: true in its manifest to have endpoints"
+        )
 
 
 def _installs_of(plugin: str) -> tuple[str, str]:
