@@ -82,9 +82,11 @@ def serves(service: HostService, plugin: str, workspace: str, fake: FakePlugin) 
 def disconnect(service: HostService, fake: FakePlugin, plugin: str, workspace: str) -> None:
     fake.close()
     service.wait_for(
-        lambda: not any(
-            p["plugin"] == plugin and p["transport"] == "tcp" and workspace in p["workspaces"]
-            for p in service.plugins()
+        lambda: (
+            not any(
+                p["plugin"] == plugin and p["transport"] == "tcp" and workspace in p["workspaces"]
+                for p in service.plugins()
+            )
         ),
         "the unregistration",
     )

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 __all__ = [
+    "Bytes",
     "LineReader",
     "LineTooLong",
     "Lines",
@@ -35,6 +36,12 @@ class Lines(Protocol):
     """Where lines come from: an ``asyncio.StreamReader`` or a ``LineReader``."""
 
     async def readline(self) -> bytes: ...
+
+
+class Bytes(Protocol):
+    """What a ``LineReader`` reads from: an ``asyncio.StreamReader``."""
+
+    async def read(self, n: int) -> bytes: ...
 
 
 def line_limit(max_value_bytes: int) -> int:
@@ -61,7 +68,7 @@ class LineReader:
     reader gathers lines itself.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
+    def __init__(self, reader: Bytes, limit: int) -> None:
         self.limit = limit
         self._reader = reader
         self._buffer = bytearray()
