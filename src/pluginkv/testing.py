@@ -79,7 +79,7 @@ class FakeSession:
         workspace: the workspace the session serves (the plugin never sees it).
         plugin: ``author/name`` of the plugin: its storage scope.
         storage_enabled: ``False`` as a manifest without the storage permission.
-        quota_bytes: the manifest's ``resource.permission.storage.size``.
+        quota_bytes: the manifest's ``resource.permission.storage.size``, in ``workspace``.
         store: a store to share between sessions (two workspaces, say).
         endpoint_id, app_id, conversation_id, message_id, user_id: what the
             session carries for the plugin, as on Dify.
