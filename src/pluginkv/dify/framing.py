@@ -123,7 +123,7 @@ async def read_messages(
     while True:
         try:
             line = await reader.readline()
-        except ValueError as exc:  # over the reader's limit; asyncio dropped the line
+        except ValueError as exc:  # a line over the reader's limit, which it dropped
             logger.warning("%s: dropped a line over the length limit (%s)", source, exc)
             continue
         except ConnectionError:

@@ -71,8 +71,8 @@ class DebugListener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        # The stream's own buffer stops reading at twice its limit: the small
-        # one, whatever the connection may send once authenticated (LineReader).
+        # asyncio's buffer stops reading at twice this limit: the small one keeps
+        # it small before the key check and after (LineReader gathers long lines).
         self._server = await asyncio.start_server(
             self._on_connect, self._address, self._port, limit=self._handshake_limit
         )
