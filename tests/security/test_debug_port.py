@@ -7,6 +7,7 @@ registers whatever manifest a test needs; installed plugins are the example on t
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import socket
@@ -182,6 +183,52 @@ def test_tools_and_endpoints_of_a_registration_are_its_workspaces_alone(
     assert invoke(service, "ws-a", "acme/tools") == 404
     body = {"workspace": "ws-a", "plugin": "acme/tools", "settings": {}}
     assert service.call("POST", "/v1/admin/endpoints", body)[0] == 404
+
+
+def test_a_registration_stores_only_in_the_sessions_its_workspace_opens(
+    service: HostService,
+) -> None:
+    """A storage call on a session the host did not open is refused; one on a session of a
+    call for the key's workspace lands there, and nowhere else."""
+    fake = register(service, "ws-a", "acme/sneaky")
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        fake.send(storage_set("guessed", "k"))
+        answer = json.loads(fake.read_line())
+        assert answer["data"]["event"] == "error" and "not open" in answer["data"]["message"]
+        assert json.loads(fake.read_line())["data"]["event"] == "end"
+        call = pool.submit(invoke, service, "ws-a", "acme/sneaky")
+        request = json.loads(fake.read_line())
+        assert request["event"] == "request"
+        fake.send(storage_set(request["session_id"], "mine"))
+        answer = json.loads(fake.read_line())
+        assert answer["data"]["event"] == "response", answer
+        assert json.loads(fake.read_line())["data"]["event"] == "end"
+        end = {"type": "end", "data": None}
+        fake.send({"event": "session", "session_id": request["session_id"], "data": end})
+        assert call.result() == 200
+    finally:
+        disconnect(service, fake, "acme/sneaky", "ws-a")  # a call still open fails with it
+        pool.shutdown()
+    stored = {
+        (scope.workspace, scope.plugin): usage.keys
+        for scope, usage in service.store.scopes()
+        if scope.plugin == "acme/sneaky"
+    }
+    assert stored == {("ws-a", "acme/sneaky"): 1}
+
+
+def storage_set(session_id: str, key: str) -> dict[str, Any]:
+    invoke = {
+        "backwards_request_id": "r-1",
+        "type": "storage",
+        "request": {"opt": "set", "key": key, "value": b"v".hex()},
+    }
+    return {
+        "event": "session",
+        "session_id": session_id,
+        "data": {"type": "invoke", "data": invoke},
+    }
 
 
 # -- a remote-debug plugin next to an installed one -------------------------------------------
