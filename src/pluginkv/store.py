@@ -130,9 +130,10 @@ class Store:
         self.clock: Clock = clock if clock is not None else time.time
         self._next_sweep = self.clock() + self.settings.sweep_interval_seconds
         self._handles: dict[tuple[str, str], Storage] = {}
-        # Quotas plugins declare for themselves: by scope, by who declared (a registration).
-        self._declared_quotas: dict[Scope, dict[Hashable, tuple[int, str]]] = {}
-        self._declared_by: dict[Hashable, list[Scope]] = {}
+        # Quotas plugins declare for themselves, by who declared (a registration), and the
+        # lowest of each scope, which writes on other threads read (replaced, never changed).
+        self._declarations: dict[Hashable, tuple[frozenset[Scope], int, str]] = {}
+        self._declared_quotas: dict[Scope, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         mode = " read-only" if self.settings.read_only else ""
@@ -189,10 +190,8 @@ class Store:
             quota = self.settings.default_quota_bytes
             source = f"setting {env_name('default_quota_bytes')}"
         declared = self._declared_quotas.get(scope)
-        if declared:
-            lowest = min(declared.values())
-            if lowest[0] < quota:
-                return lowest
+        if declared is not None and declared[0] < quota:
+            return declared
         return quota, source
 
     def declare_quota(
@@ -215,22 +214,27 @@ class Store:
         one, and reaches no other workspace.  In memory: declarations end
         with the process.  ``source`` names it in errors.
         """
-        scopes = [check_scope(workspace, plugin) for workspace in workspaces]
-        self.withdraw_quota(by)
-        for scope in scopes:
-            self._declared_quotas.setdefault(scope, {})[by] = (quota_bytes, source)
-            self._handles.pop((scope.workspace, scope.plugin), None)  # they hold their quota
+        scopes = frozenset(check_scope(workspace, plugin) for workspace in workspaces)
+        before = self._declarations.pop(by, (frozenset(), 0, ""))[0]
         if scopes:
-            self._declared_by[by] = scopes
+            self._declarations[by] = (scopes, quota_bytes, source)
+        self._settle(before | scopes)
 
     def withdraw_quota(self, by: Hashable) -> None:
         """End what ``by`` declared with ``declare_quota``; nothing if it declared nothing."""
-        for scope in self._declared_by.pop(by, ()):
-            declared = self._declared_quotas[scope]
-            del declared[by]
-            if not declared:
-                del self._declared_quotas[scope]
-            self._handles.pop((scope.workspace, scope.plugin), None)
+        declared = self._declarations.pop(by, None)
+        if declared is not None:
+            self._settle(declared[0])
+
+    def _settle(self, scopes: frozenset[Scope]) -> None:
+        """Recompute the lowest declared quota of ``scopes``."""
+        for scope in scopes:
+            quotas = [(q, s) for within, q, s in self._declarations.values() if scope in within]
+            if quotas:
+                self._declared_quotas[scope] = min(quotas)
+            else:
+                self._declared_quotas.pop(scope, None)
+            self._handles.pop((scope.workspace, scope.plugin), None)  # they hold their quota
 
     def set_quota(self, *, workspace: str, plugin: str, quota_bytes: int | None) -> None:
         """Override the quota of one scope; ``None`` returns it to the settings.
