@@ -238,9 +238,32 @@ class TestIsolation:
     def test_a_declared_quota_reaches_handles_made_before_it(self, store: Store) -> None:
         storage = store.storage(workspace="w", plugin="a/b")
         storage.set("k", b"x")
-        store.declare_quota("a/b", 10, "the manifest of a/b")
+        store.declare_quota(
+            plugin="a/b", workspaces=["w"], quota_bytes=10, source="the manifest of a/b", by="r"
+        )
         with pytest.raises(QuotaExceeded, match="manifest of a/b"):
             store.storage(workspace="w", plugin="a/b").set("k", b"x" * 20)
+
+    def test_a_declared_quota_binds_its_workspaces_alone_until_withdrawn(
+        self, store: Store
+    ) -> None:
+        store.declare_quota(
+            plugin="a/b", workspaces=["w"], quota_bytes=10, source="the manifest of a/b", by="r"
+        )
+        store.storage(workspace="other", plugin="a/b").set("k", b"x" * 20)
+        with pytest.raises(QuotaExceeded, match="manifest of a/b"):
+            store.storage(workspace="w", plugin="a/b").set("k", b"x" * 20)
+        store.withdraw_quota("r")
+        store.storage(workspace="w", plugin="a/b").set("k", b"x" * 20)
+
+    def test_the_lowest_declared_quota_counts_and_none_raises_one(self, store: Store) -> None:
+        low = store.settings.default_quota_bytes // 2
+        for by, quota in (("install", low), ("debug", store.settings.default_quota_bytes * 2)):
+            store.declare_quota(plugin="a/b", workspaces=["w"], quota_bytes=quota, source=by, by=by)
+        assert store.storage(workspace="w", plugin="a/b").usage().quota_bytes == low
+        store.withdraw_quota("install")
+        usage = store.storage(workspace="w", plugin="a/b").usage()
+        assert usage.quota_bytes == store.settings.default_quota_bytes
 
     def test_handles_of_one_scope_see_the_same_data(self, store: Store) -> None:
         first = store.storage(workspace="w", plugin="a/b")

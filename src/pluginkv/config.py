@@ -169,6 +169,21 @@ class Settings(BaseSettings):
         le=65535,
         description="Port remote-debug plugins connect to (0: any free port).",
     )
+    debug_handshake_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Longest line the debug port reads before a plugin's key is checked.",
+    )
+    debug_handshake_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a debug-port connection may take to send its key line.",
+    )
+    debug_max_pending_connections: int = Field(
+        default=32,
+        ge=1,
+        description="Most debug-port connections waiting for their key check at once.",
+    )
     plugin_envs_dir: str = Field(
         default="",
         description="Where installed plugins' virtual environments go "

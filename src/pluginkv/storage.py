@@ -62,7 +62,7 @@ class Storage(JSONHelpers):
         self._settings = store.settings
         self._clock = store.clock
         self._scope = scope
-        self._quota = store.settings_quota(scope.plugin)[0]
+        self._quota = store.settings_quota(scope)[0]
 
     def __repr__(self) -> str:
         return f"<Storage workspace={self._scope.workspace!r} plugin={self._scope.plugin!r}>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -130,7 +130,10 @@ class Store:
         self.clock: Clock = clock if clock is not None else time.time
         self._next_sweep = self.clock() + self.settings.sweep_interval_seconds
         self._handles: dict[tuple[str, str], Storage] = {}
-        self._declared_quotas: dict[str, tuple[int, str]] = {}
+        # Quotas plugins declare for themselves, by who declared (a registration), and the
+        # lowest of each scope, which writes on other threads read (replaced, never changed).
+        self._declarations: dict[Hashable, tuple[frozenset[Scope], int, str]] = {}
+        self._declared_quotas: dict[Scope, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         mode = " read-only" if self.settings.read_only else ""
@@ -175,29 +178,63 @@ class Store:
         """The scope's quota in bytes and what sets it, for error messages."""
         if state.quota_override is not None:
             return state.quota_override, f"the quota override of {scope}"
-        return self.settings_quota(scope.plugin)
+        return self.settings_quota(scope)
 
-    def settings_quota(self, plugin: str) -> tuple[int, str]:
-        """The quota the settings give ``plugin`` (or its own, if lower), and what sets it."""
-        plugin_quota = self.settings.plugin_quotas.get(plugin)
+    def settings_quota(self, scope: Scope) -> tuple[int, str]:
+        """The quota the settings give ``scope`` (or a lower one its plugin declared), and what
+        sets it."""
+        plugin_quota = self.settings.plugin_quotas.get(scope.plugin)
         if plugin_quota is not None:
-            quota, source = plugin_quota, f"setting {env_name('plugin_quotas')}[{plugin!r}]"
+            quota, source = plugin_quota, f"setting {env_name('plugin_quotas')}[{scope.plugin!r}]"
         else:
             quota = self.settings.default_quota_bytes
             source = f"setting {env_name('default_quota_bytes')}"
-        declared = self._declared_quotas.get(plugin)
+        declared = self._declared_quotas.get(scope)
         if declared is not None and declared[0] < quota:
             return declared
         return quota, source
 
-    def declare_quota(self, plugin: str, quota_bytes: int, source: str) -> None:
-        """A quota ``plugin`` asks for itself (a Dify manifest's storage size), in memory.
+    def declare_quota(
+        self,
+        *,
+        plugin: str,
+        workspaces: Iterable[str],
+        quota_bytes: int,
+        source: str,
+        by: Hashable,
+    ) -> None:
+        """The quota a plugin asks for itself (a Dify manifest's storage size) in ``workspaces``.
 
-        It applies in every workspace, only where it is below what the settings
-        give; a scope's own override still wins.  ``source`` names it in errors.
+        ``by`` is who declares it: one registration of the plugin, which
+        declares again to change its workspaces and withdraws at its end
+        (``withdraw_quota``); this replaces what ``by`` declared before.  In
+        each of those workspaces the plugin gets the lowest quota declared
+        there, only where it is below what the settings give, and a scope's
+        own override still wins: a declaration can lower a quota, never raise
+        one, and reaches no other workspace.  In memory: declarations end
+        with the process.  ``source`` names it in errors.
         """
-        self._declared_quotas[plugin] = (quota_bytes, source)
-        self._handles.clear()  # handles hold the quota they were made with
+        scopes = frozenset(check_scope(workspace, plugin) for workspace in workspaces)
+        before = self._declarations.pop(by, (frozenset(), 0, ""))[0]
+        if scopes:
+            self._declarations[by] = (scopes, quota_bytes, source)
+        self._settle(before | scopes)
+
+    def withdraw_quota(self, by: Hashable) -> None:
+        """End what ``by`` declared with ``declare_quota``; nothing if it declared nothing."""
+        declared = self._declarations.pop(by, None)
+        if declared is not None:
+            self._settle(declared[0])
+
+    def _settle(self, scopes: frozenset[Scope]) -> None:
+        """Recompute the lowest declared quota of ``scopes``."""
+        for scope in scopes:
+            quotas = [(q, s) for within, q, s in self._declarations.values() if scope in within]
+            if quotas:
+                self._declared_quotas[scope] = min(quotas)
+            else:
+                self._declared_quotas.pop(scope, None)
+            self._handles.pop((scope.workspace, scope.plugin), None)  # they hold their quota
 
     def set_quota(self, *, workspace: str, plugin: str, quota_bytes: int | None) -> None:
         """Override the quota of one scope; ``None`` returns it to the settings.

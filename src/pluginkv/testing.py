@@ -79,7 +79,7 @@ class FakeSession:
         workspace: the workspace the session serves (the plugin never sees it).
         plugin: ``author/name`` of the plugin: its storage scope.
         storage_enabled: ``False`` as a manifest without the storage permission.
-        quota_bytes: the manifest's ``resource.permission.storage.size``.
+        quota_bytes: the manifest's ``resource.permission.storage.size``, in ``workspace``.
         store: a store to share between sessions (two workspaces, say).
         endpoint_id, app_id, conversation_id, message_id, user_id: what the
             session carries for the plugin, as on Dify.
@@ -107,7 +107,11 @@ class FakeSession:
         self.store = store if store is not None else open_store("memory://")
         if quota_bytes is not None:
             self.store.declare_quota(
-                plugin, quota_bytes, f"the manifest of {plugin} (resource.permission.storage.size)"
+                plugin=plugin,
+                workspaces=[workspace],
+                quota_bytes=quota_bytes,
+                source=f"the manifest of {plugin} (resource.permission.storage.size)",
+                by=self,
             )
         self.kv = self.store.storage(workspace=workspace, plugin=plugin)
         self.storage = DifyStorage(self.kv, enabled=storage_enabled)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from starlette.types import ASGIApp, Message
 
 from pluginkv import Store, open_store
-from pluginkv.dify.framing import read_messages
+from pluginkv.dify.framing import LineReader, read_messages
 from pluginkv.server.app import create_app
 from pluginkv.server.auth import Tokens
 
@@ -207,7 +207,8 @@ def _decode(chunks: list[bytes]) -> list[dict[str, Any]]:
         reader = asyncio.StreamReader(limit=_LIMIT)
 
         async def collect() -> list[dict[str, Any]]:
-            return [message async for message in read_messages(reader, "fuzz")]
+            lines = LineReader(reader, _LIMIT)
+            return [message async for message in read_messages(lines, "fuzz")]
 
         decoding = asyncio.create_task(collect())
         for chunk in chunks:  # as a socket delivers them: the reader runs between chunks

@@ -14,11 +14,34 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["encode", "line_limit", "quick_ack", "read_messages"]
+__all__ = [
+    "Bytes",
+    "LineReader",
+    "LineTooLong",
+    "Lines",
+    "encode",
+    "line_limit",
+    "quick_ack",
+    "read_messages",
+]
 
 logger = logging.getLogger("pluginkv.dify")
+
+_CHUNK = 256 * 1024  # what one read takes from the stream: asyncio's own largest receive
+
+
+class Lines(Protocol):
+    """Where lines come from: an ``asyncio.StreamReader`` or a ``LineReader``."""
+
+    async def readline(self) -> bytes: ...
+
+
+class Bytes(Protocol):
+    """What a ``LineReader`` reads from: an ``asyncio.StreamReader``."""
+
+    async def read(self, n: int) -> bytes: ...
 
 
 def line_limit(max_value_bytes: int) -> int:
@@ -30,35 +53,83 @@ def encode(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
+class LineTooLong(ValueError):
+    """A line over a ``LineReader``'s limit; the reader skips the rest of it."""
+
+
+class LineReader:
+    """The lines of a stream, each at most ``limit`` bytes, a limit that may change between lines.
+
+    asyncio's ``StreamReader`` fixes its line limit when the connection is
+    accepted and buffers up to twice that before it stops reading.  The debug
+    port needs a small limit until the plugin's key is checked and a large one
+    after (a value travels hex-encoded in one line), so the ``StreamReader``
+    under this one gets the small limit, which bounds its buffer, and this
+    reader gathers lines itself.
+    """
+
+    def __init__(self, reader: Bytes, limit: int) -> None:
+        self.limit = limit
+        self._reader = reader
+        self._buffer = bytearray()
+        self._scanned = 0  # the start of _buffer that holds no newline
+        self._skipping = False  # inside a line over the limit: drop up to its newline
+
+    async def readline(self) -> bytes:
+        """The next line with its newline (none at the end of the stream); ``b""`` at the end.
+
+        A line over the limit raises ``LineTooLong`` as soon as the limit is
+        passed, holding no more than the limit; the next call first skips
+        the rest of that line.
+        """
+        while True:
+            end = self._buffer.find(b"\n", self._scanned)
+            if end >= 0:
+                with memoryview(self._buffer) as view:
+                    line = bytes(view[: end + 1])
+                del self._buffer[: end + 1]
+                self._scanned = 0
+                if self._skipping:
+                    self._skipping = False
+                    continue
+                if end > self.limit:
+                    raise LineTooLong(f"a line of {end} bytes, over the limit of {self.limit}")
+                return line
+            if self._skipping:
+                self._buffer.clear()
+            elif len(self._buffer) > self.limit:
+                self._buffer.clear()
+                self._skipping = True
+                raise LineTooLong(f"a line of more than {self.limit} bytes")
+            self._scanned = len(self._buffer)
+            # Never more than the limit allows: before a key is checked, this is what one
+            # connection may make the service hold.
+            chunk = await self._reader.read(min(_CHUNK, self.limit + 1 - len(self._buffer)))
+            if not chunk:
+                line = b"" if self._skipping else bytes(self._buffer)
+                self._buffer.clear()
+                self._scanned = 0
+                return line
+            self._buffer += chunk
+
+
 async def read_messages(
-    reader: asyncio.StreamReader, source: str, on_line: Callable[[], None] | None = None
+    reader: Lines, source: str, on_line: Callable[[], None] | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     """Every JSON object the plugin writes, until the channel closes.
 
     ``on_line`` runs after each line is read (``quick_ack`` for TCP).
     """
-    skipping = False  # inside a line over the limit: its rest is dropped too
     while True:
         try:
-            line = await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as exc:
-            # Drop what is buffered and keep dropping up to the line's end.
-            # (readline() would clear the buffer and then read the rest of
-            # the line as a line of its own: a frame could hide in the tail.)
-            if not skipping:
-                logger.warning("%s: dropped a line over the length limit", source)
-            skipping = True
-            await reader.readexactly(exc.consumed)
+            line = await reader.readline()
+        except ValueError as exc:  # a line over the reader's limit, which it dropped
+            logger.warning("%s: dropped a line over the length limit (%s)", source, exc)
             continue
-        except asyncio.IncompleteReadError as exc:
-            line = exc.partial  # the last line, without its newline
-            if not line:
-                return
         except ConnectionError:
             return
-        if skipping:
-            skipping = False
-            continue
+        if not line:
+            return
         if on_line is not None:
             on_line()
         line = line.strip()

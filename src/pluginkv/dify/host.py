@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .framing import line_limit
 from .installs import Install, Installs
 from .invocations import Invocations
 from .local import LocalPlugin, Status
+from .manifest import Manifest
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
 from .tools import check_credentials, find_tool, with_declared_credentials, with_defaults
@@ -115,13 +116,7 @@ class PluginHost:
         """Start the heartbeat monitor; with ``listen``, also the remote-debug listener and
         (in the background, so the service answers meanwhile) the installed plugins."""
         if listen:
-            listener = DebugListener(
-                self,
-                self._tokens,
-                self._settings.debug_host,
-                self._settings.debug_port,
-                line_limit(self._settings.max_value_bytes),
-            )
+            listener = DebugListener(self, self._tokens, self._settings)
             await listener.start()
             self._listener = listener
             self._starting = asyncio.create_task(self._start_installed())
@@ -168,13 +163,13 @@ class PluginHost:
 
     # -- the registry -------------------------------------------------------------------------
     def register(self, connection: PluginConnection) -> None:
+        """Serve the one workspace of a remote-debug ``connection`` with it, until ``unregister``.
+
+        Its manifest's quota applies in that workspace only, as long as the registration lasts.
+        """
         manifest = connection.manifest
-        self._store().declare_quota(
-            manifest.plugin_id,
-            manifest.storage_bytes,
-            f"the manifest of {manifest.plugin_id} (resource.permission.storage.size)",
-        )
         (workspace,) = connection.workspaces
+        self._declare_quota(manifest, connection.workspaces, by=connection)
         slot = (manifest.plugin_id, workspace)
         old = self._connections.get(slot)
         self._connections[slot] = connection
@@ -184,6 +179,7 @@ class PluginHost:
         logger.info("registered %r", connection)
 
     def unregister(self, connection: PluginConnection) -> None:
+        self._store().withdraw_quota(connection)
         for workspace in connection.workspaces:
             slot = (connection.plugin_id, workspace)
             if self._connections.get(slot) is connection:
@@ -242,6 +238,9 @@ class PluginHost:
             )
             if local is not None and same and local.connection is not None:
                 local.workspaces.add(workspace)
+                self._declare_quota(
+                    local.directory.manifest, local.workspaces, by=_installs_of(plugin)
+                )
             else:
                 workspaces = {workspace} | before
                 self._pending[plugin] = _Pending(plugin_dir.manifest.version, workspaces)
@@ -282,7 +281,14 @@ class PluginHost:
                 pending.workspaces.discard(workspace)
             if left:
                 wanted[plugin] = Install(plugin, install.directory, left)
+                if local is not None:
+                    self._declare_quota(
+                        local.directory.manifest, set(left), by=_installs_of(plugin)
+                    )
+                else:  # not running: its manifest's quota comes back with its next start
+                    self._store().withdraw_quota(_installs_of(plugin))
             else:
+                self._store().withdraw_quota(_installs_of(plugin))
                 del wanted[plugin]
                 self._pending.pop(plugin, None)
                 if local is not None:
@@ -294,11 +300,8 @@ class PluginHost:
     def _local_plugin(
         self, plugin_dir: PluginDirectory, python: Path, workspaces: set[str]
     ) -> LocalPlugin:
-        manifest = plugin_dir.manifest
-        self._store().declare_quota(
-            manifest.plugin_id,
-            manifest.storage_bytes,
-            f"the manifest of {manifest.plugin_id} (resource.permission.storage.size)",
+        self._declare_quota(
+            plugin_dir.manifest, workspaces, by=_installs_of(plugin_dir.manifest.plugin_id)
         )
         return LocalPlugin(
             plugin_dir,
@@ -306,6 +309,17 @@ class PluginHost:
             workspaces,
             invocations=self.invocations,
             line_limit=line_limit(self._settings.max_value_bytes),
+        )
+
+    def _declare_quota(self, manifest: Manifest, workspaces: set[str], *, by: Hashable) -> None:
+        """The manifest's storage size as the plugin's quota in ``workspaces``, for ``by``: a
+        remote-debug connection, or ``_installs_of(plugin)`` for the plugin's installs."""
+        self._store().declare_quota(
+            plugin=manifest.plugin_id,
+            workspaces=workspaces,
+            quota_bytes=manifest.storage_bytes,
+            source=f"the manifest of {manifest.plugin_id} (resource.permission.storage.size)",
+            by=by,
         )
 
     def _wanted_installs(self) -> dict[str, Install]:
@@ -349,6 +363,8 @@ class PluginHost:
         if install is None or plugin in self._local or pending is None:
             # Never installed (the caller hears why), or its old process still serves.
             self._pending.pop(plugin, None)
+            if install is None:
+                self._store().withdraw_quota(_installs_of(plugin))
             return
         pending.workspaces = set(install.workspaces)
         pending.status = Status("failed", error)
@@ -404,18 +420,15 @@ class PluginHost:
         connection = self.find(plugin, workspace)
         if not connection.declarations.get("endpoint"):
             raise PluginNotFound(f"{plugin} declares no endpoints")
-        if not connection.manifest.endpoint_enabled:
-            # As the daemon: endpoints need the manifest's permission.
-            raise Forbidden(
-                f"permission denied: {plugin} needs resource.permission.endpoint.enabled: true "
-                "in its manifest to have endpoints"
-            )
+        _check_endpoint_permission(connection)
         return self.endpoints.create(workspace, plugin, settings)
 
     async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
         """Send a request to the endpoint's plugin; the response chunks as they arrive."""
         endpoint = self.endpoints.get(hook_id)
         connection = self.find(endpoint.plugin, endpoint.workspace)
+        # The registration that had the permission when the endpoint was made may be gone.
+        _check_endpoint_permission(connection)
         data = {
             "user_id": "",
             "type": "endpoint",
@@ -433,6 +446,20 @@ class PluginHost:
         async with contextlib.aclosing(stream):
             async for chunk in stream:
                 yield chunk
+
+
+def _check_endpoint_permission(connection: PluginConnection) -> None:
+    if not connection.manifest.endpoint_enabled:
+        # As the daemon: endpoints need the manifest's permission.
+        raise Forbidden(
+            f"permission denied: {connection.plugin_id} needs resource.permission.endpoint."
+            "enabled: true in its manifest to have endpoints"
+        )
+
+
+def _installs_of(plugin: str) -> tuple[str, str]:
+    """Who declares the quota of an installed plugin: its installs, whichever process runs."""
+    return ("installed", plugin)
 
 
 def _connection_info(c: PluginConnection) -> PluginInfo:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import PluginFailed
 from .connection import PluginConnection
-from .framing import read_messages
+from .framing import LineReader, read_messages
 from .invocations import Invocations
 from .plugin_dir import PluginDirectory
 
@@ -132,7 +132,10 @@ class LocalPlugin:
         assert process.stdin is not None and process.stdout is not None
         assert process.stderr is not None
         stderr = asyncio.create_task(self._drain_stderr(process.stderr))
-        process_events = read_messages(process.stdout, f"{self.plugin_id} (pid {process.pid})")
+        # LineReader drops an over-long line whole; the stream's own readline
+        # would read its tail as a line of its own.
+        lines = LineReader(process.stdout, self._limit)
+        process_events = read_messages(lines, f"{self.plugin_id} (pid {process.pid})")
         connection = PluginConnection(
             manifest=self.directory.manifest,
             declarations=self.directory.declarations,

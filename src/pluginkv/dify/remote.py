@@ -7,29 +7,36 @@ acknowledges; a refusal is one plain-text line, e.g. ``handshake failed,
 invalid key``, and the connection closes (the SDK logs it and retries).
 Each new connection is a fresh registration: a plugin that reconnects
 replaces its old one.
+
+Until its key is checked a connection is anyone's, so it may hold little:
+one handshake line of at most ``debug_handshake_max_bytes``, sent within
+``debug_handshake_timeout_seconds``, and at most
+``debug_max_pending_connections`` such connections at once.  Only an
+authenticated plugin may send the long lines a large value needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..config import Settings, env_name
 from ..errors import InvalidArgument, Unauthorized
 from ..server.auth import Tokens
 from .connection import PluginConnection
-from .framing import quick_ack, read_messages
+from .framing import LineReader, LineTooLong, line_limit, quick_ack, read_messages
 from .manifest import Manifest, parse_manifest
 
 if TYPE_CHECKING:
     from .host import PluginHost
 
-__all__ = ["HANDSHAKE_TIMEOUT", "DebugListener"]
+__all__ = ["DebugListener"]
 
 logger = logging.getLogger("pluginkv.dify")
 
-HANDSHAKE_TIMEOUT = 10.0  # the daemon's: from accept to the handshake line
 REGISTRATION_TIMEOUT = 60.0  # declarations and assets, which can be megabytes
 _DECLARATIONS = {
     f"{kind}_declaration": kind
@@ -42,16 +49,18 @@ class Refused(Exception):
 
 
 class DebugListener:
-    """Accepts remote-debug plugins on ``address:port`` and registers them with ``host``."""
+    """Accepts remote-debug plugins on the settings' ``debug_host:debug_port`` for ``host``."""
 
-    def __init__(
-        self, host: PluginHost, tokens: Tokens, address: str, port: int, line_limit: int
-    ) -> None:
+    def __init__(self, host: PluginHost, tokens: Tokens, settings: Settings) -> None:
         self._host = host
         self._tokens = tokens
-        self._address = address
-        self._port = port
-        self._limit = line_limit
+        self._address = settings.debug_host
+        self._port = settings.debug_port
+        self._line_limit = line_limit(settings.max_value_bytes)
+        self._handshake_limit = settings.debug_handshake_max_bytes
+        self._handshake_timeout = settings.debug_handshake_timeout_seconds
+        self._max_pending = settings.debug_max_pending_connections
+        self._pending = 0  # connections whose key is not checked yet
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
@@ -62,8 +71,10 @@ class DebugListener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        # asyncio's buffer stops reading at twice this limit: the small one keeps
+        # it small before the key check and after (LineReader gathers long lines).
         self._server = await asyncio.start_server(
-            self._on_connect, self._address, self._port, limit=self._limit
+            self._on_connect, self._address, self._port, limit=self._handshake_limit
         )
         logger.info("accepting remote-debug plugins on %s:%d", self._address, self.port)
 
@@ -81,10 +92,13 @@ class DebugListener:
         self._handlers.add(task)
         peer = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
         rearm = quick_ack(writer)
-        events = read_messages(reader, f"remote plugin at {peer}", rearm)
+        lines = LineReader(reader, self._handshake_limit)
+        events = read_messages(lines, f"remote plugin at {peer}", rearm)
         try:
             try:
-                workspace = await self._handshake(events)
+                workspace = await self._authenticate(lines)
+                rearm()
+                lines.limit = self._line_limit
                 manifest, declarations = await asyncio.wait_for(
                     _registration(events), REGISTRATION_TIMEOUT
                 )
@@ -119,13 +133,43 @@ class DebugListener:
         finally:
             self._handlers.discard(task)
 
-    async def _handshake(self, events: AsyncIterator[dict[str, Any]]) -> str:
+    async def _authenticate(self, lines: LineReader) -> str:
+        """The workspace of the key in the connection's first line, read under the small limits."""
+        if self._pending >= self._max_pending:
+            raise Refused(
+                f"handshake failed, {self._pending} connections are already waiting for "
+                f"their handshake (setting {env_name('debug_max_pending_connections')})"
+            )
+        self._pending += 1
         try:
-            first = await asyncio.wait_for(anext(events), HANDSHAKE_TIMEOUT)
-        except (TimeoutError, StopAsyncIteration):
-            raise Refused("handshake failed, no handshake within 10 seconds") from None
-        data = first.get("data")
-        if first.get("type") != "handshake" or not isinstance(data, dict):
+            line = await asyncio.wait_for(lines.readline(), self._handshake_timeout)
+        except TimeoutError:
+            raise Refused(
+                f"handshake failed, no handshake within {self._handshake_timeout:g} seconds "
+                f"(setting {env_name('debug_handshake_timeout_seconds')})"
+            ) from None
+        except LineTooLong:
+            raise Refused(
+                f"handshake failed, the handshake line is over {self._handshake_limit} bytes "
+                f"(setting {env_name('debug_handshake_max_bytes')})"
+            ) from None
+        finally:
+            self._pending -= 1
+        if not line:
+            raise ConnectionResetError("closed before its handshake")
+        return self._workspace_of(line)
+
+    def _workspace_of(self, line: bytes) -> str:
+        try:
+            first = json.loads(line)
+        except (ValueError, RecursionError):
+            first = None
+        data = first.get("data") if isinstance(first, dict) else None
+        if (
+            not isinstance(first, dict)
+            or first.get("type") != "handshake"
+            or not isinstance(data, dict)
+        ):
             raise Refused("handshake failed, the first message must be the handshake")
         key = data.get("key")
         try:
