@@ -292,7 +292,10 @@ def tool() -> None:
 @click.option("--provider", required=True, help="The tool provider's name (identity.name).")
 @click.option("--tool", "tool_name", required=True, help="The tool's name (identity.name).")
 @click.option("--params", default="{}", metavar="JSON", help="The tool's parameters, an object.")
-@click.option("--user", default="", help="The user id the plugin sees.")
+@click.option("--user", default="", help="The user id the plugin sees (self.runtime.user_id).")
+@click.option("--conversation-id", help="self.session.conversation_id in the plugin.")
+@click.option("--app-id", help="self.session.app_id in the plugin.")
+@click.option("--message-id", help="self.session.message_id in the plugin.")
 @click.option(
     "--credentials",
     default="{}",
@@ -315,6 +318,9 @@ def tool_invoke(
     tool_name: str,
     params: str,
     user: str,
+    conversation_id: str | None,
+    app_id: str | None,
+    message_id: str | None,
     credentials: str,
     credential_type: str,
 ) -> None:
@@ -338,6 +344,9 @@ def tool_invoke(
         "user": user,
         "credentials": given,
         "credential_type": credential_type,
+        "conversation_id": conversation_id,
+        "app_id": app_id,
+        "message_id": message_id,
     }
     with _answer(url, data_dir, "POST", "/v1/admin/tools/invoke", body) as response:
         for line in response:
@@ -345,3 +354,46 @@ def tool_invoke(
             if "error" in message and "type" not in message:  # the tool failed after its start
                 raise PluginKVFailure(_error(502, line))
             click.echo(line.rstrip(b"\n"))
+
+
+@tool.command("validate-credentials")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the call is made for.")
+@click.option("--plugin", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+@click.option("--provider", required=True, help="The tool provider's name (identity.name).")
+@click.option(
+    "--credentials",
+    default="{}",
+    metavar="JSON",
+    help="The credentials to check, an object of strings, numbers or booleans.",
+)
+@click.option("--user", default="", help="The user id the plugin sees.")
+def tool_validate_credentials(
+    url: str | None,
+    data_dir: Path,
+    workspace: str,
+    plugin: str,
+    provider: str,
+    credentials: str,
+    user: str,
+) -> None:
+    """Have a tool provider check credentials, as Dify does before keeping them.
+
+    Runs the provider's _validate_credentials in the plugin.  Prints "valid";
+    credentials the provider refuses exit 3 with its reason.
+    """
+    given = _object(credentials, "--credentials")
+    try:
+        check_credentials(given, "api-key")
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    body = {
+        "workspace": workspace,
+        "plugin": plugin,
+        "provider": provider,
+        "credentials": given,
+        "user": user,
+    }
+    _call(url, data_dir, "POST", "/v1/admin/tools/validate-credentials", body)
+    click.echo("valid")

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Forbidden, PluginKVError, PluginNotFound
+from ..errors import Forbidden, InvalidArgument, PluginFailed, PluginKVError, PluginNotFound
 from ..keys import check_scope
 from ..server.auth import Tokens
 from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from .connection import PluginConnection
+from .endpoint_settings import checked_settings
 from .endpoints import Endpoint, Endpoints
 from .envs import Environments
 from .framing import line_limit
@@ -37,7 +38,13 @@ from .invocations import Invocations
 from .local import LocalPlugin, Status
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
-from .tools import check_credentials, find_tool, with_declared_credentials, with_defaults
+from .tools import (
+    check_credentials,
+    find_provider,
+    find_tool,
+    with_declared_credentials,
+    with_defaults,
+)
 
 __all__ = ["PluginHost", "PluginInfo"]
 
@@ -365,11 +372,16 @@ class PluginHost:
         user: str = "",
         credentials: dict[str, Any] | None = None,
         credential_type: str = "api-key",
+        conversation_id: str | None = None,
+        message_id: str | None = None,
+        app_id: str | None = None,
     ) -> AsyncGenerator[Any]:
         """Invoke a tool for ``workspace``; its messages (``ToolInvokeMessage`` dicts) as they come.
 
         ``credentials`` are the provider's, as Dify's daemon sends them decrypted;
-        the declared defaults of missing ``parameters`` are filled in, as Dify's API does.
+        the declared defaults of missing ``parameters`` are filled in and every
+        declared one is cast to its type, as Dify's API does.  ``user`` and the
+        ids reach plugin code as ``self.runtime.user_id`` and ``self.session``'s.
         What is wrong with the call is raised before anything goes to the plugin.
         """
         credentials = {} if credentials is None else credentials
@@ -392,15 +404,64 @@ class PluginHost:
             "tool_parameters": with_defaults(declaration, parameters, what),
         }
         stream = connection.stream(
-            data, workspace=workspace, timeout=self._settings.session_timeout_seconds, what=what
+            data,
+            workspace=workspace,
+            timeout=self._settings.session_timeout_seconds,
+            what=what,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            app_id=app_id,
         )
         async with contextlib.aclosing(stream):
             async for message in stream:
                 yield message
 
+    async def validate_credentials(
+        self,
+        *,
+        workspace: str,
+        plugin: str,
+        provider: str,
+        credentials: dict[str, Any],
+        user: str = "",
+    ) -> None:
+        """Have the tool provider check ``credentials``, as Dify does before it keeps them.
+
+        The provider's ``_validate_credentials`` runs in the plugin; when it
+        raises, ``InvalidArgument`` carries its exception's type and text.
+        """
+        check_credentials(credentials, "api-key")
+        connection = self.find(plugin, workspace)
+        declaration = find_provider(connection.declarations, plugin, provider)
+        what = f"tool provider {provider} of {plugin}"
+        data = {
+            "user_id": user,
+            "type": "tool",
+            "action": "validate_tool_credentials",
+            "provider": provider,
+            "credentials": with_declared_credentials(declaration, credentials, what),
+        }
+        stream = connection.stream(
+            data, workspace=workspace, timeout=self._settings.session_timeout_seconds, what=what
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                answers = [chunk async for chunk in stream]
+        except PluginFailed as exc:
+            if exc.error_type is None:
+                raise
+            reason = str(exc).removeprefix(f"{what} failed: ")
+            raise InvalidArgument(f"{what} refused the credentials: {reason}") from None
+        if {"result": True} not in answers:
+            # The SDK answers {"result": true} or raises; anything else is no answer.
+            raise PluginFailed(f"{what} did not answer the credential check: {answers!r}")
+
     # -- endpoints ----------------------------------------------------------------------------
     def create_endpoint(self, *, workspace: str, plugin: str, settings: dict[str, Any]) -> Endpoint:
-        """A new endpoint of ``plugin`` for ``workspace``; the plugin must run and have some."""
+        """A new endpoint of ``plugin`` for ``workspace``; the plugin must run and have some.
+
+        ``settings`` are checked against the endpoint group's (``endpoint_settings.py``).
+        """
         connection = self.find(plugin, workspace)
         if not connection.declarations.get("endpoint"):
             raise PluginNotFound(f"{plugin} declares no endpoints")
@@ -410,7 +471,8 @@ class PluginHost:
                 f"permission denied: {plugin} needs resource.permission.endpoint.enabled: true "
                 "in its manifest to have endpoints"
             )
-        return self.endpoints.create(workspace, plugin, settings)
+        groups = connection.declarations["endpoint"]
+        return self.endpoints.create(workspace, plugin, checked_settings(groups, settings, plugin))
 
     async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
         """Send a request to the endpoint's plugin; the response chunks as they arrive."""
