@@ -126,9 +126,16 @@ def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
         key = tokens.issue_debug_key(workspace=workspace, ttl=ttl)
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
+    host, port = settings.debug_host, settings.debug_port
+    # dify_plugin 0.2.3 and later read REMOTE_INSTALL_URL first; earlier ones only HOST and PORT.
     click.echo(
-        f"# INSTALL_METHOD=remote REMOTE_INSTALL_URL={settings.debug_host}:{settings.debug_port}"
-        " REMOTE_INSTALL_KEY=<this key> python -m main",
+        "# the plugin's .env (or environment); dify_plugin >= 0.2.3 reads REMOTE_INSTALL_URL,\n"
+        "# older releases REMOTE_INSTALL_HOST and REMOTE_INSTALL_PORT:\n"
+        "# INSTALL_METHOD=remote\n"
+        f"# REMOTE_INSTALL_URL={host}:{port}\n"
+        f"# REMOTE_INSTALL_HOST={host}\n"
+        f"# REMOTE_INSTALL_PORT={port}\n"
+        "# REMOTE_INSTALL_KEY=<the key below>",
         err=True,
     )
     click.echo(key)
@@ -226,6 +233,74 @@ def plugin_uninstall(url: str | None, data_dir: Path, workspace: str, plugin_id:
         click.echo(f"{plugin_id} still serves {', '.join(left['workspaces'])}")
     else:
         click.echo(f"{plugin_id} serves no workspace any more and was stopped")
+
+
+@plugin.command("show")
+@click.argument("plugin_id", metavar="AUTHOR/NAME")
+@url_option
+@data_dir_option
+@click.option("--workspace", help="As the plugin serving this workspace declares it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON object the service gives.")
+def plugin_show(
+    plugin_id: str, url: str | None, data_dir: Path, workspace: str | None, as_json: bool
+) -> None:
+    """What a plugin offers: permissions, tool providers and their tools with their
+    parameters, endpoints with their settings, and where it runs."""
+    if plugin_id.count("/") != 1:
+        raise PluginKVFailure(InvalidArgument(f"{plugin_id!r} is no AUTHOR/NAME"))
+    path = "/v1/admin/plugins/" + urllib.parse.quote(plugin_id, safe="/")
+    if workspace is not None:
+        path += "?" + urllib.parse.urlencode({"workspace": workspace})
+    offer = json.loads(_call(url, data_dir, "GET", path))
+    if as_json:
+        click.echo(json.dumps(offer, indent=2))
+        return
+    click.echo(f"{offer['plugin']} {offer['version']}")
+    for running in offer["running"]:
+        where = ", ".join(running["workspaces"]) or "no workspace"
+        click.echo(f"  {running['transport']}, {running['state']}, for {where}")
+    click.echo(f"permissions: {_permissions(offer['permissions']) or 'none'}")
+    for provider in offer["providers"]:
+        click.echo(f"tool provider {provider['name']}{_about(provider['description'])}")
+        if provider["credentials"]:
+            click.echo(f"  credentials: {', '.join(map(_field, provider['credentials']))}")
+        for declared in provider["tools"]:
+            click.echo(f"  tool {declared['name']}{_about(declared['description'])}")
+            for parameter in declared["parameters"]:
+                click.echo(f"    {_field(parameter)}")
+    for group in offer["endpoints"]:
+        click.echo("endpoints")
+        if group["settings"]:
+            click.echo(f"  settings: {', '.join(map(_field, group['settings']))}")
+        for one in group["endpoints"]:
+            click.echo(f"  {one['method']} {one['path']}{' (hidden)' if one['hidden'] else ''}")
+
+
+def _permissions(declared: dict[str, Any]) -> str:
+    """The manifest permissions that are on, e.g. ``storage (65536 bytes), endpoint``."""
+    granted = []
+    for name, permission in declared.items():
+        if not isinstance(permission, dict) or permission.get("enabled") is not True:
+            continue
+        size = permission.get("size")
+        granted.append(f"{name} ({size} bytes)" if isinstance(size, int) else name)
+    return ", ".join(granted)
+
+
+def _field(item: dict[str, Any]) -> str:
+    """A parameter, credential or setting on one line: name (type, required, default, options)."""
+    notes = [str(item["type"])]
+    if item.get("options"):
+        notes.append("one of " + "|".join(map(str, item["options"])))
+    if item["required"]:
+        notes.append("required")
+    if item["default"] is not None:
+        notes.append(f"default {json.dumps(item['default'])}")
+    return f"{item['name']} ({', '.join(notes)})"
+
+
+def _about(description: str | None) -> str:
+    return f": {' '.join(description.split())}" if description else ""
 
 
 # -- endpoints ----------------------------------------------------------------------------------

@@ -32,10 +32,12 @@ from .connection import PluginConnection
 from .endpoint_settings import checked_settings
 from .endpoints import Endpoint, Endpoints
 from .envs import Environments
+from .files import PluginFiles
 from .framing import line_limit
 from .installs import Install, Installs
 from .invocations import Invocations
 from .local import LocalPlugin, Status
+from .offer import describe
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
 from .tools import (
@@ -96,7 +98,8 @@ class PluginHost:
         self._settings = settings
         self._tokens = tokens
         self._store = store
-        self.invocations = Invocations(store, writer, readers)
+        self.files = PluginFiles(settings, tokens, store, writer, readers)
+        self.invocations = Invocations(store, writer, readers, self.files)
         self._connections: dict[tuple[str, str], PluginConnection] = {}
         self._listener: DebugListener | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -227,6 +230,32 @@ class PluginHost:
         raise PluginNotFound(
             f"{plugin} is installed for workspace {workspace} but not running right now ({why})"
         )
+
+    def offer(self, plugin: str, workspace: str | None = None) -> dict[str, Any]:
+        """What ``plugin`` offers (``offer.describe``), and where it runs.
+
+        With ``workspace``, as the plugin serving it declared it; without, as
+        the installed plugin's files declare it (whatever its state), else as
+        its latest remote-debug connection did.
+        """
+        if workspace is not None:
+            connection = self.find(plugin, workspace)
+            manifest, declarations = connection.manifest, connection.declarations
+        elif plugin in self._local:
+            directory = self._local[plugin].directory
+            manifest, declarations = directory.manifest, directory.declarations
+        else:
+            connected = [c for c in self._connections.values() if c.plugin_id == plugin]
+            if not connected:
+                raise PluginNotFound(f"no plugin {plugin} is installed or connected")
+            latest = max(connected, key=lambda c: c.connected_at)
+            manifest, declarations = latest.manifest, latest.declarations
+        running = [
+            {"transport": info.transport, "workspaces": info.workspaces, "state": info.state}
+            for info in self.plugins()
+            if info.plugin == plugin
+        ]
+        return {**describe(manifest, declarations), "running": running}
 
     # -- installed plugins --------------------------------------------------------------------
     async def install(self, directory: str, workspace: str) -> PluginInfo:

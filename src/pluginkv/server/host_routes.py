@@ -48,6 +48,13 @@ async def list_plugins(request: Request) -> Response:
     return JSONResponse({"plugins": [_info(info) for info in host.plugins()]})
 
 
+async def show_plugin(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    plugin = f"{request.path_params['author']}/{request.path_params['name']}"
+    return JSONResponse(host.offer(plugin, request.query_params.get("workspace")))
+
+
 async def install_plugin(request: Request) -> Response:
     body = await admin_json(request)
     host: PluginHost = request.app.state.host
@@ -264,6 +271,7 @@ host_routes: list[Any] = [
     Route("/v1/admin/plugins", list_plugins, methods=["GET"]),
     Route("/v1/admin/plugins/install", install_plugin, methods=["POST"]),
     Route("/v1/admin/plugins/uninstall", uninstall_plugin, methods=["POST"]),
+    Route("/v1/admin/plugins/{author}/{name}", show_plugin, methods=["GET"]),
     Route("/v1/admin/tools/invoke", invoke_tool, methods=["POST"]),
     Route("/v1/admin/tools/validate-credentials", validate_credentials, methods=["POST"]),
     Route(
