@@ -9,6 +9,8 @@ calls land in the service's store.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -179,14 +181,26 @@ class TestFullStorageApi:
 
 
 class TestOtherInvocations:
-    def test_an_unsupported_invocation_is_refused_at_once(self, kv: Kv, workspaces: Ws) -> None:
-        """Not the SDK's 250-second wait: an error naming the type, straight away."""
+    def test_an_unsupported_invocation_is_refused_at_once(
+        self, kv: Kv, workspaces: Ws, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Not the SDK's 250-second wait: an error naming the type and what is served.
+
+        The host logs the refusal with the plugin, the type and the session.
+        """
         started = time.monotonic()
-        answer = kv(workspaces[0], "call_other_tool")
+        with caplog.at_level(logging.WARNING, logger="pluginkv.dify"):
+            answer = kv(workspaces[0], "call_other_tool")
         assert time.monotonic() - started < 5
         assert answer["error"] == (
-            "backwards invocation 'tool' is not supported by this host "
-            "(pluginkv serves storage only)"
+            "backwards invocation 'tool' is not supported by this host: pluginkv serves "
+            "storage and upload_file only; LLM, tool, app and other calls need Dify"
+        )
+        (logged,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert re.fullmatch(
+            f"{PLUGIN_ID}: refused a backwards 'tool' call in session [0-9a-f]{{32}} "
+            f"\\(workspace {workspaces[0]}\\): this host serves storage and upload_file only",
+            logged,
         )
 
 
