@@ -127,10 +127,9 @@ def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
     host, port = settings.debug_host, settings.debug_port
-    # dify_plugin 0.2.3 and later read REMOTE_INSTALL_URL first; earlier ones only HOST and PORT.
     click.echo(
-        "# the plugin's .env (or environment); dify_plugin >= 0.2.3 reads REMOTE_INSTALL_URL,\n"
-        "# older releases REMOTE_INSTALL_HOST and REMOTE_INSTALL_PORT:\n"
+        "# for the plugin's .env or environment: dify_plugin 0.2.3 and later read\n"
+        "# REMOTE_INSTALL_URL, older releases REMOTE_INSTALL_HOST and REMOTE_INSTALL_PORT\n"
         "# INSTALL_METHOD=remote\n"
         f"# REMOTE_INSTALL_URL={host}:{port}\n"
         f"# REMOTE_INSTALL_HOST={host}\n"

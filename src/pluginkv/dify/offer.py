@@ -19,10 +19,12 @@ __all__ = ["describe"]
 def describe(manifest: Manifest, declarations: dict[str, list[Any]]) -> dict[str, Any]:
     """The plugin's offer: ``permissions``, ``providers`` (with ``tools``) and ``endpoints``."""
     resource = _object(manifest.raw.get("resource"))
+    # A remote plugin's manifest went through the SDK's model: permissions not asked for are null.
+    permissions = {k: v for k, v in _object(resource.get("permission")).items() if v is not None}
     return {
         "plugin": manifest.plugin_id,
         "version": manifest.version,
-        "permissions": _object(resource.get("permission")),
+        "permissions": permissions,
         "providers": [_provider(p) for p in declarations.get("tool", []) if isinstance(p, dict)],
         "endpoints": [_group(g) for g in declarations.get("endpoint", []) if isinstance(g, dict)],
     }
