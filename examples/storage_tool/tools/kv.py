@@ -64,7 +64,9 @@ class KvTool(Tool):
             elif op == "upload":
                 # The file goes to the host; key is its name, value its text.
                 uploaded = self.session.file.upload(
-                    key or "file.txt", tool_parameters.get("value", "").encode(encoding), "text/plain"
+                    key or "file.txt",
+                    tool_parameters.get("value", "").encode(encoding),
+                    "text/plain",
                 )
                 result["file"] = uploaded.model_dump(mode="json")
             elif op in ("incr", "cas", "batch"):
