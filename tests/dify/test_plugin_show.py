@@ -52,7 +52,9 @@ def test_the_offer_lists_providers_tools_parameters_endpoints_and_permissions(
         "form": "llm",
     }
     assert parameters["encoding"]["options"] == ["utf-8", "latin-1"]
-    assert parameters["encoding"]["default"] == "utf-8"
+    # As a call gets them, on both transports (the SDK's model makes a boolean's false 0).
+    defaults = [parameters[n]["default"] for n in ("encoding", "step", "missing_ok")]
+    assert defaults == ["utf-8", 1, False] and defaults[2] is False
     (group,) = offer["endpoints"]
     assert [s["name"] for s in group["settings"]] == ["greeting"]
     assert [(e["method"], e["path"]) for e in group["endpoints"]] == [
@@ -84,6 +86,7 @@ def test_cli_shows_the_offer(service: HostService, workspaces: Ws) -> None:
     assert "tool provider storage_tool: Reads and writes the plugin's storage." in lines
     assert '  credentials: api_key (secret-input), region (text-input, default "eu")' in lines
     assert '    encoding (select, one of utf-8|latin-1, required, default "utf-8")' in lines
+    assert "    missing_ok (boolean, default false)" in lines
     assert "  POST /notes/<name>" in lines
     as_json = CliRunner().invoke(main, ["plugin", "show", PLUGIN_ID, *options, "--json"])
     assert json.loads(as_json.stdout)["plugin"] == PLUGIN_ID
