@@ -60,7 +60,7 @@ class DifyStorage:
         try:
             return self._storage.exist(clean_key(key))
         except PluginKVError as exc:
-            raise Exception(f"load data failed: {exc}") from None
+            raise Exception(f"exist data failed: {exc}") from None
 
     def delete(self, key: str) -> None:
         self._check()

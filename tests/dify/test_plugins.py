@@ -196,6 +196,10 @@ class TestStorage:
         assert answer["error_type"] == "Exception"
         assert answer["error"].startswith("save data failed: ") and message in answer["error"]
 
+    def test_a_failed_exist_says_exist_as_the_daemon_does(self, kv: Kv, workspaces: Ws) -> None:
+        answer = kv(workspaces[0], "exist", "a/..")
+        assert answer["error"].startswith("exist data failed: key 'a/..' names no file")
+
     def test_the_manifest_storage_size_is_the_quota_and_its_error_names_it(
         self, kv: Kv, workspaces: Ws, service: HostService
     ) -> None:

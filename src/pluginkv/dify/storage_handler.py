@@ -82,6 +82,6 @@ async def serve_storage(
             )
             return {"data": "ok", "deleted_num": deleted}
     except PluginKVError as exc:
-        verb = {"set": "save", "del": "delete"}.get(str(opt), "load")
+        verb = {"set": "save", "del": "delete", "exist": "exist"}.get(str(opt), "load")
         raise StorageRefused(f"{verb} data failed: {exc}") from None
     raise StorageRefused(f"unknown storage operation {opt!r} (served: get, set, exist, del)")
