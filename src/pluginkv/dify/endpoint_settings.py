@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidArgument
+from .parameter_types import declared_default
 
 __all__ = ["checked_settings"]
 
@@ -37,7 +38,7 @@ def checked_settings(groups: list[Any], settings: dict[str, Any], plugin: str) -
             if not isinstance(name, str):
                 continue
             if filled.get(name) is None and item.get("default") is not None:
-                filled[name] = item["default"]
+                filled[name] = declared_default(item)
             problem = _problem(item, filled.get(name))
             if problem is not None:
                 raise InvalidArgument(

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidArgument
 from .manifest import Manifest
-from .parameter_types import cast_parameter
+from .parameter_types import declared_default
 
 __all__ = ["describe"]
 
@@ -78,7 +77,7 @@ def _field(item: dict[str, Any]) -> dict[str, Any]:
         "name": item.get("name"),
         "type": item.get("type"),
         "required": item.get("required") is True,
-        "default": _default(item),
+        "default": declared_default(item),
     }
     if item.get("form") is not None:  # tool parameters: llm, form or schema
         described["form"] = item.get("form")
@@ -86,14 +85,6 @@ def _field(item: dict[str, Any]) -> dict[str, Any]:
     if isinstance(options, list) and options:
         described["options"] = [o.get("value") for o in options if isinstance(o, dict)]
     return described
-
-
-def _default(item: dict[str, Any]) -> Any:
-    """The declared default as a call gets it: a remote plugin's boolean ``1`` is ``true``."""
-    try:
-        return cast_parameter(item, item.get("default"), "the declaration")
-    except InvalidArgument:
-        return item.get("default")  # the plugin's own mistake, shown as written
 
 
 def _text(value: object) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 
-__all__ = ["cast_parameter"]
+__all__ = ["cast_parameter", "declared_default"]
 
 # The strings Dify reads as booleans (YAML's, plus "1" and "0"), compared lower-cased.
 _TRUE = ("true", "yes", "y", "1")
@@ -46,6 +46,19 @@ def cast_parameter(declared: dict[str, Any], value: Any, what: str) -> Any:
         raise InvalidArgument(
             f"{what}: parameter {name!r} ({kind}) {refused}, not {_shown(value)}"
         ) from None
+
+
+def declared_default(declared: dict[str, Any]) -> Any:
+    """The ``default`` of a declared parameter or setting, as a call gets it.
+
+    A remote plugin's declarations went through the SDK's models, whose
+    ``default: int | float | str`` makes a boolean's ``true`` 1: cast back
+    here.  A default that cannot be cast is returned as written.
+    """
+    try:
+        return cast_parameter(declared, declared.get("default"), "the declaration")
+    except InvalidArgument:
+        return declared.get("default")
 
 
 class _Refused(Exception):

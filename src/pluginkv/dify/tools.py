@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidArgument, PluginNotFound
-from .parameter_types import cast_parameter
+from .parameter_types import cast_parameter, declared_default
 
 __all__ = [
     "CREDENTIAL_TYPES",
@@ -102,7 +102,7 @@ def _filled(
             continue
         default = item.get("default")
         if default is not None:
-            filled[name] = _as_declared(item.get("type"), default)
+            filled[name] = declared_default(item)
         elif item.get("required") is True:
             missing.append(name)
     if missing:
@@ -111,32 +111,6 @@ def _filled(
             f"{what} needs the {kind}{'s' if len(missing) > 1 else ''} {names}: {why}"
         )
     return filled
-
-
-_TRUE = ("true", "yes", "y", "1")
-_FALSE = ("false", "no", "n", "0")
-
-
-def _as_declared(kind: object, value: Any) -> Any:
-    """A default cast to its parameter's type, as Dify casts it.
-
-    Needed beyond Dify's reasons: a remote plugin's declaration went through
-    the SDK's model, whose ``default: int | float | str`` makes a boolean's
-    ``true`` 1, while an installed plugin's YAML keeps it ``true``; both
-    reach the tool as ``True``.
-    """
-    if kind == "boolean":
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        return bool(value)
-    if kind == "number" and isinstance(value, str):
-        try:
-            return float(value) if "." in value else int(value)
-        except ValueError:
-            return value  # the plugin's own mistake, left for it to meet
-    if kind in ("string", "secret-input", "select") and not isinstance(value, str):
-        return str(value)
-    return value
 
 
 def with_declared_credentials(
