@@ -69,11 +69,27 @@ def test_an_uploaded_file_is_described_as_dify_describes_it_and_served_back(
 
 
 def test_a_file_over_the_plugins_quota_is_refused(service: HostService) -> None:
-    """The example's manifest gives it 64 KiB: the SDK raises with the host's answer."""
+    """The example's manifest gives it 64 KiB: the SDK raises with the host's answer,
+    and nothing is stored."""
+    stored = service.store.storage(workspace="ws-1", plugin=PLUGIN_ID)
+    before = stored.usage()
     answer = _upload(service, "ws-1", "big.txt", "x" * 70_000)
     assert answer["error_type"] == "Exception"
     assert answer["error"].startswith("upload file failed, status code: 507")
     assert "quota exceeded" in answer["error"]
+    assert stored.usage() == before
+
+
+def test_a_preview_is_never_run_as_the_services_page(service: HostService) -> None:
+    """The MIME type is the plugin's word: every preview is served sandboxed, its type
+    not guessed, so no file runs as a page of the service's origin."""
+    parameters = {"op": "upload", "key": "page.html", "value": "<script>1</script>"}
+    body = {"workspace": "ws-1", "plugin": PLUGIN_ID, "provider": "storage_tool", "tool": "kv"}
+    _, answer = service.call("POST", "/v1/admin/tools/invoke", {**body, "parameters": parameters})
+    url = json.loads(answer)["message"]["json_object"]["file"]["preview_url"]
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.headers["content-security-policy"] == "sandbox"
+        assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_a_preview_url_serves_only_its_file(service: HostService) -> None:

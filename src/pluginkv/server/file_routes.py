@@ -74,11 +74,14 @@ async def preview_file(request: Request) -> Response:
     host: PluginHost = request.app.state.host
     stored = await host.files.load(token, request.path_params["name"])
     disposition = f"inline; filename*=utf-8''{quote(stored.name, safe='')}"
-    return Response(
-        stored.content,
-        media_type=stored.mime_type,
-        headers={"Content-Disposition": disposition},
-    )
+    # The type is the plugin's word: a browser must not run what it names (HTML, say)
+    # in the service's origin, nor guess another type.
+    headers = {
+        "Content-Disposition": disposition,
+        "Content-Security-Policy": "sandbox",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(stored.content, media_type=stored.mime_type, headers=headers)
 
 
 file_routes: list[Any] = [
