@@ -126,9 +126,15 @@ def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
         key = tokens.issue_debug_key(workspace=workspace, ttl=ttl)
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
+    host, port = settings.debug_host, settings.debug_port
     click.echo(
-        f"# INSTALL_METHOD=remote REMOTE_INSTALL_URL={settings.debug_host}:{settings.debug_port}"
-        " REMOTE_INSTALL_KEY=<this key> python -m main",
+        "# for the plugin's .env or environment: dify_plugin 0.2.3 and later read\n"
+        "# REMOTE_INSTALL_URL, older releases REMOTE_INSTALL_HOST and REMOTE_INSTALL_PORT\n"
+        "# INSTALL_METHOD=remote\n"
+        f"# REMOTE_INSTALL_URL={host}:{port}\n"
+        f"# REMOTE_INSTALL_HOST={host}\n"
+        f"# REMOTE_INSTALL_PORT={port}\n"
+        "# REMOTE_INSTALL_KEY=<the key below>",
         err=True,
     )
     click.echo(key)
@@ -228,6 +234,74 @@ def plugin_uninstall(url: str | None, data_dir: Path, workspace: str, plugin_id:
         click.echo(f"{plugin_id} serves no workspace any more and was stopped")
 
 
+@plugin.command("show")
+@click.argument("plugin_id", metavar="AUTHOR/NAME")
+@url_option
+@data_dir_option
+@click.option("--workspace", help="As the plugin serving this workspace declares it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON object the service gives.")
+def plugin_show(
+    plugin_id: str, url: str | None, data_dir: Path, workspace: str | None, as_json: bool
+) -> None:
+    """What a plugin offers: permissions, tool providers and their tools with their
+    parameters, endpoints with their settings, and where it runs."""
+    if plugin_id.count("/") != 1:
+        raise PluginKVFailure(InvalidArgument(f"{plugin_id!r} is no AUTHOR/NAME"))
+    path = "/v1/admin/plugins/" + urllib.parse.quote(plugin_id, safe="/")
+    if workspace is not None:
+        path += "?" + urllib.parse.urlencode({"workspace": workspace})
+    offer = json.loads(_call(url, data_dir, "GET", path))
+    if as_json:
+        click.echo(json.dumps(offer, indent=2))
+        return
+    click.echo(f"{offer['plugin']} {offer['version']}")
+    for running in offer["running"]:
+        where = ", ".join(running["workspaces"]) or "no workspace"
+        click.echo(f"  {running['transport']}, {running['state']}, for {where}")
+    click.echo(f"permissions: {_permissions(offer['permissions']) or 'none'}")
+    for provider in offer["providers"]:
+        click.echo(f"tool provider {provider['name']}{_about(provider['description'])}")
+        if provider["credentials"]:
+            click.echo(f"  credentials: {', '.join(map(_field, provider['credentials']))}")
+        for declared in provider["tools"]:
+            click.echo(f"  tool {declared['name']}{_about(declared['description'])}")
+            for parameter in declared["parameters"]:
+                click.echo(f"    {_field(parameter)}")
+    for group in offer["endpoints"]:
+        click.echo("endpoints")
+        if group["settings"]:
+            click.echo(f"  settings: {', '.join(map(_field, group['settings']))}")
+        for one in group["endpoints"]:
+            click.echo(f"  {one['method']} {one['path']}{' (hidden)' if one['hidden'] else ''}")
+
+
+def _permissions(declared: dict[str, Any]) -> str:
+    """The manifest permissions that are on, e.g. ``storage (65536 bytes), endpoint``."""
+    granted = []
+    for name, permission in declared.items():
+        if not isinstance(permission, dict) or permission.get("enabled") is not True:
+            continue
+        size = permission.get("size")
+        granted.append(f"{name} ({size} bytes)" if isinstance(size, int) else name)
+    return ", ".join(granted)
+
+
+def _field(item: dict[str, Any]) -> str:
+    """A parameter, credential or setting on one line: name (type, required, default, options)."""
+    notes = [str(item["type"])]
+    if item.get("options"):
+        notes.append("one of " + "|".join(map(str, item["options"])))
+    if item["required"]:
+        notes.append("required")
+    if item["default"] is not None:
+        notes.append(f"default {json.dumps(item['default'])}")
+    return f"{item['name']} ({', '.join(notes)})"
+
+
+def _about(description: str | None) -> str:
+    return f": {' '.join(description.split())}" if description else ""
+
+
 # -- endpoints ----------------------------------------------------------------------------------
 @main.group()
 def endpoint() -> None:
@@ -292,7 +366,10 @@ def tool() -> None:
 @click.option("--provider", required=True, help="The tool provider's name (identity.name).")
 @click.option("--tool", "tool_name", required=True, help="The tool's name (identity.name).")
 @click.option("--params", default="{}", metavar="JSON", help="The tool's parameters, an object.")
-@click.option("--user", default="", help="The user id the plugin sees.")
+@click.option("--user", default="", help="The user id the plugin sees (self.runtime.user_id).")
+@click.option("--conversation-id", help="self.session.conversation_id in the plugin.")
+@click.option("--app-id", help="self.session.app_id in the plugin.")
+@click.option("--message-id", help="self.session.message_id in the plugin.")
 @click.option(
     "--credentials",
     default="{}",
@@ -315,6 +392,9 @@ def tool_invoke(
     tool_name: str,
     params: str,
     user: str,
+    conversation_id: str | None,
+    app_id: str | None,
+    message_id: str | None,
     credentials: str,
     credential_type: str,
 ) -> None:
@@ -338,6 +418,9 @@ def tool_invoke(
         "user": user,
         "credentials": given,
         "credential_type": credential_type,
+        "conversation_id": conversation_id,
+        "app_id": app_id,
+        "message_id": message_id,
     }
     with _answer(url, data_dir, "POST", "/v1/admin/tools/invoke", body) as response:
         for line in response:
@@ -345,3 +428,46 @@ def tool_invoke(
             if "error" in message and "type" not in message:  # the tool failed after its start
                 raise PluginKVFailure(_error(502, line))
             click.echo(line.rstrip(b"\n"))
+
+
+@tool.command("validate-credentials")
+@url_option
+@data_dir_option
+@click.option("--workspace", required=True, help="The workspace the call is made for.")
+@click.option("--plugin", required=True, metavar="AUTHOR/NAME", help="The plugin.")
+@click.option("--provider", required=True, help="The tool provider's name (identity.name).")
+@click.option(
+    "--credentials",
+    default="{}",
+    metavar="JSON",
+    help="The credentials to check, an object of strings, numbers or booleans.",
+)
+@click.option("--user", default="", help="The user id the plugin sees.")
+def tool_validate_credentials(
+    url: str | None,
+    data_dir: Path,
+    workspace: str,
+    plugin: str,
+    provider: str,
+    credentials: str,
+    user: str,
+) -> None:
+    """Have a tool provider check credentials, as Dify does before keeping them.
+
+    Runs the provider's _validate_credentials in the plugin.  Prints "valid";
+    credentials the provider refuses exit 3 with its reason.
+    """
+    given = _object(credentials, "--credentials")
+    try:
+        check_credentials(given, "api-key")
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    body = {
+        "workspace": workspace,
+        "plugin": plugin,
+        "provider": provider,
+        "credentials": given,
+        "user": user,
+    }
+    _call(url, data_dir, "POST", "/v1/admin/tools/validate-credentials", body)
+    click.echo("valid")

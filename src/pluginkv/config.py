@@ -192,6 +192,14 @@ class Settings(BaseSettings):
     endpoint_max_body_bytes: int = Field(
         default=10 * MiB, ge=0, description="Largest request body an endpoint passes on."
     )
+    files_url: str = Field(
+        default="",
+        description="Base URL plugins reach the service at, for file upload and preview URLs "
+        "(empty: http://<host>:<port>).",
+    )
+    files_access_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="How long a file upload or preview URL stays valid."
+    )
     session_timeout_seconds: float = Field(
         default=300.0, gt=0, description="Longest a plugin may take to answer one request."
     )

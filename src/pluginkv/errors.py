@@ -166,9 +166,17 @@ class PluginNotFound(PluginKVError):
 
 
 class PluginFailed(PluginKVError):
-    """The plugin answered the request with an error (its type and message are in the text)."""
+    """The plugin answered the request with an error (its type and message are in the text).
+
+    ``error_type`` names the exception the plugin's code raised; ``None`` when
+    the plugin failed otherwise (its channel closed, say).
+    """
 
     code = "plugin_error"
+
+    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class PluginTimeout(PluginKVError):

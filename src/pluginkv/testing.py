@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 
+from .dify.key_paths import clean_key
 from .dify.messages import LOAD_FAILED, PERMISSION_DENIED
 from .errors import PluginKVError
 from .storage import Storage
@@ -30,7 +31,8 @@ __all__ = ["DifyStorage", "FakeSession"]
 
 
 class DifyStorage:
-    """``session.storage`` as a plugin sees it on pluginkv's host: Dify's four verbs."""
+    """``session.storage`` as a plugin sees it on pluginkv's host: Dify's four verbs,
+    keys cleaned as file paths (``dify/key_paths.py``)."""
 
     def __init__(self, storage: Storage, *, enabled: bool = True) -> None:
         self._storage = storage
@@ -39,14 +41,14 @@ class DifyStorage:
     def set(self, key: str, val: bytes) -> None:
         self._check()
         try:
-            self._storage.set(key, bytes(val))
+            self._storage.set(clean_key(key), bytes(val))
         except PluginKVError as exc:
             raise Exception(f"save data failed: {exc}") from None
 
     def get(self, key: str) -> bytes:
         self._check()
         try:
-            value = self._storage.get(key)
+            value = self._storage.get(clean_key(key))
         except PluginKVError as exc:
             raise Exception(f"load data failed: {exc}") from None
         if value is None:
@@ -56,14 +58,14 @@ class DifyStorage:
     def exist(self, key: str) -> bool:
         self._check()
         try:
-            return self._storage.exist(key)
+            return self._storage.exist(clean_key(key))
         except PluginKVError as exc:
-            raise Exception(f"load data failed: {exc}") from None
+            raise Exception(f"exist data failed: {exc}") from None
 
     def delete(self, key: str) -> None:
         self._check()
         try:
-            self._storage.delete(key)
+            self._storage.delete(clean_key(key))
         except PluginKVError as exc:
             raise Exception(f"delete data failed: {exc}") from None
 

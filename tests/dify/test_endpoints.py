@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,9 @@ from click.testing import CliRunner
 from pluginkv.cli import main
 from pluginkv.dify.endpoints import raw_request
 
-from .conftest import DENIED_ID, PLUGIN_ID, HostService
+from .conftest import DENIED_ID, PLUGIN_ID, STORAGE_TOOL, HostService, Plugins
+
+SETTINGS_ID = "pluginkv/storage_tool_settings"
 
 
 @pytest.fixture(name="endpoint_url")
@@ -200,3 +204,74 @@ def test_endpoints_are_listed_and_deleted_from_the_cli(service: HostService) -> 
     assert _request(url + "/visits")[0] == 404
     again = runner.invoke(main, ["endpoint", "delete", url.rsplit("/", 1)[1], *options])
     assert again.exit_code == 3 and "no endpoint" in again.stderr
+
+
+@pytest.fixture(name="settings_plugin", scope="session")
+def _settings_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the example, storage_tool_settings, whose greeting setting is required
+    and which has a select setting with a default."""
+    directory = tmp_path_factory.mktemp("settings") / "storage_tool"
+    shutil.copytree(STORAGE_TOOL, directory)
+    manifest = directory / "manifest.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("\nname: storage_tool\n", "\nname: storage_tool_settings\n")
+    )
+    group = directory / "group" / "storage_tool.yaml"
+    text = group.read_text()
+    assert "    required: false\n" in text
+    text = text.replace("    required: false\n", "    required: true\n")
+    text = text.replace(
+        "endpoints:\n",
+        "  - name: mode\n    type: select\n    required: true\n    default: plain\n"
+        "    options:\n      - value: plain\n        label:\n          en_US: Plain\n"
+        "      - value: fancy\n        label:\n          en_US: Fancy\n"
+        "    label:\n      en_US: Mode\nendpoints:\n",
+    )
+    group.write_text(text)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        pytest.param({}, "setting 'greeting' is required (declared required: true)", id="missing"),
+        pytest.param(
+            {"greeting": None},
+            "setting 'greeting' is required (declared required: true)",
+            id="null",
+        ),
+        pytest.param({"greeting": 5}, "setting 'greeting' must be a string", id="type"),
+        pytest.param(
+            {"greeting": "hi", "mode": "loud"},
+            "setting 'mode' must be one of 'plain', 'fancy'",
+            id="option",
+        ),
+    ],
+)
+def test_endpoint_settings_are_checked_against_the_group(
+    service: HostService,
+    plugins: Plugins,
+    settings_plugin: Path,
+    transport: str,
+    settings: dict[str, Any],
+    problem: str,
+) -> None:
+    """As Dify's daemon checks them when it sets up an endpoint: 400 naming the setting."""
+    workspace = f"settings-{transport}"
+    if not service.registered(SETTINGS_ID, workspace):
+        plugins.serve(service, transport, workspace, directory=settings_plugin, plugin=SETTINGS_ID)
+    body = {"workspace": workspace, "plugin": SETTINGS_ID, "settings": settings}
+    status, answer = service.call("POST", "/v1/admin/endpoints", body)
+    assert (status, json.loads(answer)["error"]) == (
+        400,
+        {
+            "code": "invalid_argument",
+            "message": f"the endpoint settings of {SETTINGS_ID} are not valid: {problem}",
+        },
+    )
+    # Declared defaults are filled in, as Dify's settings form does.
+    body["settings"] = {"greeting": "hi"}
+    status, answer = service.call("POST", "/v1/admin/endpoints", body)
+    assert status == 200, answer
+    created = service.app.state.host.endpoints.get(json.loads(answer)["hook_id"])
+    assert created.settings == {"greeting": "hi", "mode": "plain"}

@@ -9,7 +9,10 @@ calls land in the service's store.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +23,16 @@ from click.testing import CliRunner
 
 from pluginkv.cli import main
 
-from .conftest import DENIED_ID, PLUGIN_ENVS, PLUGIN_ID, HostService, Plugins, RemoteStarter
+from .conftest import (
+    DENIED_ID,
+    PLUGIN_ENVS,
+    PLUGIN_ID,
+    STORAGE_TOOL,
+    HostService,
+    PluginProcess,
+    Plugins,
+    RemoteStarter,
+)
 
 Kv = Callable[..., dict[str, Any]]
 Ws = tuple[str, str]
@@ -58,6 +70,39 @@ class TestRegistration:
         assert not service.registered(PLUGIN_ID, "ws-bad")
         assert plugin.process.poll() is None  # the SDK does not exit on a refusal
         plugin.stop()
+
+
+def test_debug_key_create_prints_the_settings_every_sdk_generation_reads(
+    service: HostService, plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both forms; a plugin given only REMOTE_INSTALL_HOST and _PORT (what SDKs before
+    0.2.3 read) registers."""
+    monkeypatch.setenv("PLUGINKV_DEBUG_PORT", str(service.debug_port))
+    result = CliRunner().invoke(
+        main, ["debug-key", "create", "--data-dir", str(service.data_dir), "--workspace", "ws-hp"]
+    )
+    assert result.exit_code == 0, result.output
+    key = result.stdout.splitlines()[-1]
+    printed = dict(
+        line.removeprefix("# ").split("=", 1)
+        for line in result.stderr.splitlines()
+        if line.startswith("# ") and "=" in line
+    )
+    assert printed == {
+        "INSTALL_METHOD": "remote",
+        "REMOTE_INSTALL_URL": f"127.0.0.1:{service.debug_port}",
+        "REMOTE_INSTALL_HOST": "127.0.0.1",
+        "REMOTE_INSTALL_PORT": str(service.debug_port),
+        "REMOTE_INSTALL_KEY": "<the key below>",
+    }
+    env = {name: printed[name] for name in ("INSTALL_METHOD", "REMOTE_INSTALL_HOST")}
+    env |= {"REMOTE_INSTALL_PORT": printed["REMOTE_INSTALL_PORT"], "REMOTE_INSTALL_KEY": key}
+    log = service.data_dir.parent / "host-port-plugin.log"
+    process = PluginProcess(plugins.python, STORAGE_TOOL, env, log)
+    try:
+        service.wait_for(lambda: service.registered(PLUGIN_ID, "ws-hp"), "registration")
+    finally:
+        process.stop()
 
 
 class TestStorage:
@@ -112,6 +157,48 @@ class TestStorage:
         answer = kv(workspaces[0], "set", "a..b", "x")
         assert answer["error_type"] == "Exception"
         assert "'..'" in answer["error"]
+
+    @pytest.mark.parametrize("spelling", ["paths//a", "/paths/a", "./paths/./a/", "paths/x/../a"])
+    def test_keys_are_cleaned_as_file_paths_as_on_dify(
+        self, kv: Kv, service: HostService, workspaces: Ws, spelling: str
+    ) -> None:
+        """Dify's daemon stores keys as cleaned paths: every spelling is the key paths/a."""
+        ws, _ = workspaces
+        value = uuid.uuid4().hex
+        assert "error" not in kv(ws, "set", spelling, value)
+        assert kv(ws, "get", "paths/a")["value"] == value
+        assert kv(ws, "exist", spelling)["exist"] is True
+        stored = service.store.storage(workspace=ws, plugin=PLUGIN_ID)
+        assert stored.get("paths/a") == value.encode()
+        assert [entry.key for entry in stored.keys("paths").entries] == ["paths/a"]
+
+    def test_keys_over_the_http_api_stay_opaque(
+        self, kv: Kv, service: HostService, workspaces: Ws
+    ) -> None:
+        """Written by the HTTP API or the engine, a//b is its own key, which a plugin
+        asking for a//b does not reach (it asks for a/b)."""
+        ws, _ = workspaces
+        service.store.storage(workspace=ws, plugin=PLUGIN_ID).set("opaque//k", b"engine's")
+        assert kv(ws, "exist", "opaque//k")["exist"] is False
+
+    @pytest.mark.parametrize(
+        ("key", "message"),
+        [
+            (".", "key '.' names no file once cleaned as a path, as Dify's daemon does"),
+            ("a/..", "key 'a/..' names no file once cleaned as a path, as Dify's daemon does"),
+            ("a/../../b", "'..'"),
+        ],
+    )
+    def test_a_key_that_cleans_to_no_file_or_outside_is_refused(
+        self, kv: Kv, workspaces: Ws, key: str, message: str
+    ) -> None:
+        answer = kv(workspaces[0], "set", key, "x")
+        assert answer["error_type"] == "Exception"
+        assert answer["error"].startswith("save data failed: ") and message in answer["error"]
+
+    def test_a_failed_exist_says_exist_as_the_daemon_does(self, kv: Kv, workspaces: Ws) -> None:
+        answer = kv(workspaces[0], "exist", "a/..")
+        assert answer["error"].startswith("exist data failed: key 'a/..' names no file")
 
     def test_the_manifest_storage_size_is_the_quota_and_its_error_names_it(
         self, kv: Kv, workspaces: Ws, service: HostService
@@ -179,14 +266,26 @@ class TestFullStorageApi:
 
 
 class TestOtherInvocations:
-    def test_an_unsupported_invocation_is_refused_at_once(self, kv: Kv, workspaces: Ws) -> None:
-        """Not the SDK's 250-second wait: an error naming the type, straight away."""
+    def test_an_unsupported_invocation_is_refused_at_once(
+        self, kv: Kv, workspaces: Ws, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Not the SDK's 250-second wait: an error naming the type and what is served.
+
+        The host logs the refusal with the plugin, the type and the session.
+        """
         started = time.monotonic()
-        answer = kv(workspaces[0], "call_other_tool")
+        with caplog.at_level(logging.WARNING, logger="pluginkv.dify"):
+            answer = kv(workspaces[0], "call_other_tool")
         assert time.monotonic() - started < 5
         assert answer["error"] == (
-            "backwards invocation 'tool' is not supported by this host "
-            "(pluginkv serves storage only)"
+            "backwards invocation 'tool' is not supported by this host: pluginkv serves "
+            "storage and upload_file only; LLM, tool, app and other calls need Dify"
+        )
+        (logged,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert re.fullmatch(
+            f"{PLUGIN_ID}: refused a backwards 'tool' call in session [0-9a-f]{{32}} "
+            f"\\(workspace {workspaces[0]}\\): this host serves storage and upload_file only",
+            logged,
         )
 
 

@@ -37,6 +37,14 @@ class TestFakeSession:
         with pytest.raises(Exception, match=r"'\.\.'"):
             session.storage.set("a..b", b"x")
 
+    def test_keys_are_cleaned_as_on_the_host(self) -> None:
+        session = FakeSession()
+        session.storage.set("notes//a/", b"v")
+        assert session.storage.get("/notes/./a") == b"v"
+        assert session.kv.get("notes/a") == b"v"
+        with pytest.raises(Exception, match=r"^save data failed: key '\.' names no file"):
+            session.storage.set(".", b"x")
+
     def test_storage_disabled_is_permission_denied(self) -> None:
         with pytest.raises(Exception, match=r"^permission denied"):
             FakeSession(storage_enabled=False).storage.exist("k")

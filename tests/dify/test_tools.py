@@ -348,3 +348,155 @@ class TestDeclaredCredentials:
 
     def test_a_provider_that_declares_none_takes_anything(self) -> None:
         assert with_declared_credentials({}, {"x": "1"}, "tool t") == {"x": "1"}
+
+
+@pytest.mark.usefixtures("ws1_plugin")
+class TestCasting:
+    def test_given_parameters_reach_the_tool_cast_to_their_types(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        """A form's text, as Dify sends it: "false" is false in plugin code, "3" is 3."""
+        given = {"op": "params", "missing_ok": "false", "step": "3", "encoding": "latin-1"}
+        status, answer = _invoke(service, workspaces[0], parameters=given)
+        assert (status, answer["parameters"]) == (
+            200,
+            {"op": "params", "missing_ok": False, "step": 3, "encoding": "latin-1"},
+        )
+
+    def test_a_false_given_as_text_is_honoured_by_the_tool(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        """Once a truthy string: get of a missing key would have answered no value."""
+        parameters = {"op": "get", "key": "never-set", "missing_ok": "false"}
+        status, answer = _invoke(service, workspaces[0], parameters=parameters)
+        assert status == 200 and answer["error"].startswith("load data failed")
+
+    @pytest.mark.parametrize(
+        ("parameters", "message"),
+        [
+            pytest.param(
+                {"missing_ok": "maybe"},
+                "parameter 'missing_ok' (boolean) takes true or false",
+                id="boolean",
+            ),
+            pytest.param({"step": "two"}, "parameter 'step' (number) takes a number", id="number"),
+            pytest.param(
+                {"encoding": "utf-16"},
+                "parameter 'encoding' (select) takes one of 'utf-8', 'latin-1', not \"utf-16\"",
+                id="select",
+            ),
+        ],
+    )
+    def test_a_value_that_cannot_be_cast_is_400_naming_the_parameter(
+        self, service: HostService, workspaces: Ws, parameters: dict[str, Any], message: str
+    ) -> None:
+        """The tool never runs: nothing is stored."""
+        key = f"uncast-{uuid.uuid4().hex}"
+        given = {"op": "set", "key": key, "value": "x", **parameters}
+        status, error = _invoke(service, workspaces[0], parameters=given)
+        assert (status, error["code"]) == (400, "invalid_argument")
+        assert error["message"].startswith(f"tool storage_tool/kv of {PLUGIN_ID}: {message}")
+        stored = service.store.storage(workspace=workspaces[0], plugin=PLUGIN_ID)
+        assert stored.get(key) is None
+
+    def test_cli_reports_a_value_that_cannot_be_cast(self, service: HostService) -> None:
+        result = _cli(service, "ws-1", "--params", '{"op": "params", "step": "two"}')
+        assert result.exit_code == 3
+        assert result.stderr.startswith(
+            f"error: tool storage_tool/kv of {PLUGIN_ID}: parameter 'step' (number) "
+        )
+
+
+@pytest.mark.usefixtures("ws1_plugin")
+class TestContext:
+    IDS: ClassVar[dict[str, str]] = {
+        "conversation_id": "conv-1",
+        "app_id": "app-1",
+        "message_id": "msg-1",
+    }
+
+    def test_the_ids_a_call_carries_reach_the_session(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        """self.session.conversation_id and the others, and self.runtime.user_id."""
+        ids = {**self.IDS, "conversation_id": f"conv-{uuid.uuid4().hex}"}
+        body = {"parameters": {"op": "context"}, "user": "user-7", **ids}
+        status, answer = _invoke(service, workspaces[0], **body)
+        assert (status, answer["context"]) == (200, {"user_id": "user-7", **ids})
+        # Storage keyed on the conversation, as real plugins do it.
+        assert answer["turns"] == 1
+        assert _invoke(service, workspaces[0], **body)[1]["turns"] == 2
+        stored = service.store.storage(workspace=workspaces[0], plugin=PLUGIN_ID)
+        assert stored.get(f"turns/{ids['conversation_id']}") == b"2"
+
+    def test_without_ids_the_session_has_none(self, service: HostService) -> None:
+        status, answer = _invoke(service, "ws-1", parameters={"op": "context"})
+        assert (status, answer["context"]) == (
+            200,
+            {"user_id": "", "conversation_id": None, "app_id": None, "message_id": None},
+        )
+
+    def test_cli_passes_the_ids(self, service: HostService) -> None:
+        options = ["--user", "u-9", "--conversation-id", "c-9", "--app-id", "a-9"]
+        options += ["--message-id", "m-9", "--params", '{"op": "context"}']
+        result = _cli(service, "ws-1", *options)
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout)["message"]["json_object"]
+        assert answer["context"] == {
+            "user_id": "u-9",
+            "conversation_id": "c-9",
+            "app_id": "a-9",
+            "message_id": "m-9",
+        }
+
+    def test_an_id_that_is_not_a_string_is_400(self, service: HostService) -> None:
+        status, error = _invoke(service, "ws-1", parameters={"op": "context"}, app_id=5)
+        assert (status, error["message"]) == (400, "field 'app_id' must be a str")
+
+
+def _validate(service: HostService, workspace: str, **body: Any) -> tuple[int, Any]:
+    request = {"workspace": workspace, "plugin": PLUGIN_ID, "provider": "storage_tool", **body}
+    status, answer = service.call("POST", "/v1/admin/tools/validate-credentials", request)
+    return status, json.loads(answer)
+
+
+@pytest.mark.usefixtures("ws1_plugin")
+class TestValidateCredentials:
+    def test_credentials_the_provider_accepts_are_valid(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        status, answer = _validate(service, workspaces[0], credentials={"api_key": "sk-1"})
+        assert (status, answer) == (
+            200,
+            {"plugin": PLUGIN_ID, "provider": "storage_tool", "valid": True},
+        )
+
+    def test_credentials_the_provider_refuses_are_400_with_its_reason(
+        self, service: HostService, workspaces: Ws
+    ) -> None:
+        """The provider's _validate_credentials ran in the plugin and raised."""
+        status, answer = _validate(service, workspaces[0], credentials={"api_key": "pk-1"})
+        assert (status, answer["error"]) == (
+            400,
+            {
+                "code": "invalid_argument",
+                "message": f"tool provider storage_tool of {PLUGIN_ID} refused the credentials: "
+                "ToolProviderCredentialValidationError: the API key must start with sk-",
+            },
+        )
+
+    def test_an_unknown_provider_is_404(self, service: HostService) -> None:
+        status, answer = _validate(service, "ws-1", provider="nope")
+        assert (status, answer["error"]["code"]) == (404, "plugin_not_found")
+
+    def test_cli_prints_valid_or_exits_with_the_reason(self, service: HostService) -> None:
+        args = ["tool", "validate-credentials", "--url", service.url]
+        args += ["--data-dir", str(service.data_dir), "--workspace", "ws-1"]
+        args += ["--plugin", PLUGIN_ID, "--provider", "storage_tool", "--credentials"]
+        valid = CliRunner().invoke(main, [*args, '{"api_key": "sk-1"}'])
+        assert (valid.exit_code, valid.stdout) == (0, "valid\n")
+        refused = CliRunner().invoke(main, [*args, '{"api_key": "pk-1"}'])
+        assert refused.exit_code == 3
+        assert refused.stderr.endswith(
+            "ToolProviderCredentialValidationError: the API key must start with sk-\n"
+        )

@@ -77,6 +77,15 @@ CALLS: dict[tuple[str, str], Call] = {
         writes=True,
     ),
     ("get", "/v1/admin/plugins"): Call("GET", "/v1/admin/plugins", admin=True),
+    ("get", "/v1/admin/plugins/{author}/{name}"): Call(
+        "GET", f"/v1/admin/plugins/{VICTIM[1]}", admin=True
+    ),
+    ("post", "/v1/admin/tools/validate-credentials"): Call(
+        "POST",
+        "/v1/admin/tools/validate-credentials",
+        json={"workspace": VICTIM[0], "plugin": VICTIM[1], "provider": "p", "credentials": {}},
+        admin=True,
+    ),
     ("post", "/v1/admin/plugins/install"): Call(
         "POST",
         "/v1/admin/plugins/install",

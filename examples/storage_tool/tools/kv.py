@@ -47,6 +47,28 @@ class KvTool(Tool):
                 result["count"] = count
             elif op == "params":
                 result["parameters"] = tool_parameters
+            elif op == "context":
+                # What Dify gives a call, and storage keyed on the conversation.
+                session = self.session
+                result["context"] = {
+                    "user_id": self.runtime.user_id,
+                    "conversation_id": session.conversation_id,
+                    "app_id": session.app_id,
+                    "message_id": session.message_id,
+                }
+                if session.conversation_id is not None:
+                    turns_key = f"turns/{session.conversation_id}"
+                    turns = int(storage.get(turns_key)) + 1 if storage.exist(turns_key) else 1
+                    storage.set(turns_key, str(turns).encode("ascii"))
+                    result["turns"] = turns
+            elif op == "upload":
+                # The file goes to the host; key is its name, value its text.
+                uploaded = self.session.file.upload(
+                    key or "file.txt",
+                    tool_parameters.get("value", "").encode(encoding),
+                    "text/plain",
+                )
+                result["file"] = uploaded.model_dump(mode="json")
             elif op in ("incr", "cas", "batch"):
                 result.update(_beyond_dify(self.session, op, key))
             elif op == "bench":

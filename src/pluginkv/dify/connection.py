@@ -87,20 +87,21 @@ class PluginConnection:
         workspace: str,
         timeout: float,
         what: str,
-        endpoint_id: str | None = None,
+        **ids: str | None,
     ) -> AsyncGenerator[Any, None]:
         """Open a session for ``workspace`` with ``data``; its stream chunks as they arrive.
 
         The workspace stays here: the plugin never sees it, and its storage
-        calls on the session are served in it.  Close the generator to stop
-        listening (there is no cancel message).
+        calls on the session are served in it.  ``ids`` are the envelope's
+        (``endpoint_id``, ``conversation_id``, ``message_id``, ``app_id``).
+        Close the generator to stop listening (there is no cancel message).
         """
         if self._closed:
             raise PluginNotFound(f"{self.plugin_id} has disconnected")
         session = Session(workspace)
         self._sessions[session.id] = session
         try:
-            await self._send(messages.request(session.id, data, endpoint_id=endpoint_id))
+            await self._send(messages.request(session.id, data, **ids))
             async for chunk in session.chunks(timeout, what):
                 yield chunk
         finally:

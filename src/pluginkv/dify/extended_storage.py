@@ -7,7 +7,8 @@ own exception: ``{"data": "ok", "result": ...}`` or
 ``{"data": "error", "error": {"code", "message", ...details}}`` (the HTTP
 API's error body).  Values travel as hex, as in Dify's four verbs.  A host
 that does not know the operation (Dify's daemon) answers with an ``error``
-event, which the plugin side turns into ``NotSupported``.
+event, which the plugin side turns into ``NotSupported``.  Keys are cleaned
+as in Dify's four verbs (``key_paths.py``), prefixes are not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..storage import Storage
 from ..store import Store
+from .key_paths import clean_key
 
 __all__ = ["CALLS", "serve_extended", "unhex"]
 
@@ -127,6 +129,7 @@ async def serve_extended(
             raise InvalidArgument(f"unknown pluginkv storage call {name!r}")
         if not isinstance(args, dict):
             raise InvalidArgument("args must be an object")
+        args = _cleaned(args)
         writes, call = CALLS[name]
         try:
             if writes:
@@ -140,6 +143,20 @@ async def serve_extended(
     except PluginKVError as exc:
         return {"data": "error", "error": _error(exc)}
     return {"data": "ok", "result": result}
+
+
+def _cleaned(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with its keys cleaned as Dify's four verbs clean them; prefixes stay as given."""
+    cleaned = dict(args)
+    if isinstance(args.get("key"), str):
+        cleaned["key"] = clean_key(args["key"])
+    keys = args.get("keys")
+    if isinstance(keys, list) and all(isinstance(key, str) for key in keys):
+        cleaned["keys"] = [clean_key(key) for key in keys]
+    items = args.get("items")
+    if isinstance(items, dict):
+        cleaned["items"] = {clean_key(key): value for key, value in items.items()}
+    return cleaned
 
 
 def _error(exc: PluginKVError) -> dict[str, Any]:

@@ -22,23 +22,32 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Forbidden, PluginKVError, PluginNotFound
+from ..errors import Forbidden, InvalidArgument, PluginFailed, PluginKVError, PluginNotFound
 from ..keys import check_scope
 from ..server.auth import Tokens
 from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from .connection import PluginConnection
+from .endpoint_settings import checked_settings
 from .endpoints import Endpoint, Endpoints
 from .envs import Environments
+from .files import PluginFiles
 from .framing import line_limit
 from .installs import Install, Installs
 from .invocations import Invocations
 from .local import LocalPlugin, Status
 from .manifest import Manifest
+from .offer import describe
 from .plugin_dir import PluginDirectory, read_plugin_directory
 from .remote import DebugListener
-from .tools import check_credentials, find_tool, with_declared_credentials, with_defaults
+from .tools import (
+    check_credentials,
+    find_provider,
+    find_tool,
+    with_declared_credentials,
+    with_defaults,
+)
 
 __all__ = ["PluginHost", "PluginInfo"]
 
@@ -90,7 +99,8 @@ class PluginHost:
         self._settings = settings
         self._tokens = tokens
         self._store = store
-        self.invocations = Invocations(store, writer, readers)
+        self.files = PluginFiles(settings, tokens, store, writer, readers)
+        self.invocations = Invocations(store, writer, readers, self.files)
         self._connections: dict[tuple[str, str], PluginConnection] = {}
         self._listener: DebugListener | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -216,6 +226,32 @@ class PluginHost:
         raise PluginNotFound(
             f"{plugin} is installed for workspace {workspace} but not running right now ({why})"
         )
+
+    def offer(self, plugin: str, workspace: str | None = None) -> dict[str, Any]:
+        """What ``plugin`` offers (``offer.describe``), and where it runs.
+
+        With ``workspace``, as the plugin serving it declared it; without, as
+        the installed plugin's files declare it (whatever its state), else as
+        its latest remote-debug connection did.
+        """
+        if workspace is not None:
+            connection = self.find(plugin, workspace)
+            manifest, declarations = connection.manifest, connection.declarations
+        elif plugin in self._local:
+            directory = self._local[plugin].directory
+            manifest, declarations = directory.manifest, directory.declarations
+        else:
+            connected = [c for c in self._connections.values() if c.plugin_id == plugin]
+            if not connected:
+                raise PluginNotFound(f"no plugin {plugin} is installed or connected")
+            latest = max(connected, key=lambda c: c.connected_at)
+            manifest, declarations = latest.manifest, latest.declarations
+        running = [
+            {"transport": info.transport, "workspaces": info.workspaces, "state": info.state}
+            for info in self.plugins()
+            if info.plugin == plugin
+        ]
+        return {**describe(manifest, declarations), "running": running}
 
     # -- installed plugins --------------------------------------------------------------------
     async def install(self, directory: str, workspace: str) -> PluginInfo:
@@ -381,11 +417,16 @@ class PluginHost:
         user: str = "",
         credentials: dict[str, Any] | None = None,
         credential_type: str = "api-key",
+        conversation_id: str | None = None,
+        message_id: str | None = None,
+        app_id: str | None = None,
     ) -> AsyncGenerator[Any]:
         """Invoke a tool for ``workspace``; its messages (``ToolInvokeMessage`` dicts) as they come.
 
         ``credentials`` are the provider's, as Dify's daemon sends them decrypted;
-        the declared defaults of missing ``parameters`` are filled in, as Dify's API does.
+        the declared defaults of missing ``parameters`` are filled in and every
+        declared one is cast to its type, as Dify's API does.  ``user`` and the
+        ids reach plugin code as ``self.runtime.user_id`` and ``self.session``'s.
         What is wrong with the call is raised before anything goes to the plugin.
         """
         credentials = {} if credentials is None else credentials
@@ -408,20 +449,70 @@ class PluginHost:
             "tool_parameters": with_defaults(declaration, parameters, what),
         }
         stream = connection.stream(
-            data, workspace=workspace, timeout=self._settings.session_timeout_seconds, what=what
+            data,
+            workspace=workspace,
+            timeout=self._settings.session_timeout_seconds,
+            what=what,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            app_id=app_id,
         )
         async with contextlib.aclosing(stream):
             async for message in stream:
                 yield message
 
+    async def validate_credentials(
+        self,
+        *,
+        workspace: str,
+        plugin: str,
+        provider: str,
+        credentials: dict[str, Any],
+        user: str = "",
+    ) -> None:
+        """Have the tool provider check ``credentials``, as Dify does before it keeps them.
+
+        The provider's ``_validate_credentials`` runs in the plugin; when it
+        raises, ``InvalidArgument`` carries its exception's type and text.
+        """
+        check_credentials(credentials, "api-key")
+        connection = self.find(plugin, workspace)
+        declaration = find_provider(connection.declarations, plugin, provider)
+        what = f"tool provider {provider} of {plugin}"
+        data = {
+            "user_id": user,
+            "type": "tool",
+            "action": "validate_tool_credentials",
+            "provider": provider,
+            "credentials": with_declared_credentials(declaration, credentials, what),
+        }
+        stream = connection.stream(
+            data, workspace=workspace, timeout=self._settings.session_timeout_seconds, what=what
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                answers = [chunk async for chunk in stream]
+        except PluginFailed as exc:
+            if exc.error_type is None:
+                raise
+            reason = str(exc).removeprefix(f"{what} failed: ")
+            raise InvalidArgument(f"{what} refused the credentials: {reason}") from None
+        if {"result": True} not in answers:
+            # The SDK answers {"result": true} or raises; anything else is no answer.
+            raise PluginFailed(f"{what} did not answer the credential check: {answers!r}")
+
     # -- endpoints ----------------------------------------------------------------------------
     def create_endpoint(self, *, workspace: str, plugin: str, settings: dict[str, Any]) -> Endpoint:
-        """A new endpoint of ``plugin`` for ``workspace``; the plugin must run and have some."""
+        """A new endpoint of ``plugin`` for ``workspace``; the plugin must run and have some.
+
+        ``settings`` are checked against the endpoint group's (``endpoint_settings.py``).
+        """
         connection = self.find(plugin, workspace)
         if not connection.declarations.get("endpoint"):
             raise PluginNotFound(f"{plugin} declares no endpoints")
         _check_endpoint_permission(connection)
-        return self.endpoints.create(workspace, plugin, settings)
+        groups = connection.declarations["endpoint"]
+        return self.endpoints.create(workspace, plugin, checked_settings(groups, settings, plugin))
 
     async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
         """Send a request to the endpoint's plugin; the response chunks as they arrive."""

@@ -1,8 +1,11 @@
-"""Answering a backwards invocation: storage is served, every other type refused at once.
+"""Answering a backwards invocation: storage and file uploads are served, the rest refused.
 
 A host that does not answer leaves the plugin waiting out its 250-second
-``MAX_INVOCATION_TIMEOUT``, so an unsupported type gets ``error`` and ``end``
-straight away, as does a call on a session the host no longer tracks.
+``MAX_INVOCATION_TIMEOUT``, so an unsupported type (``llm``, ``app``,
+``tool``, ...: Dify's own services) gets ``error`` and ``end`` straight away,
+as does a call on a session the host no longer tracks.  Each refusal is
+logged with the plugin, the type and the session, so an operator sees what a
+plugin expected of the host.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import PluginKVError
 from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from . import messages
+from .files import PluginFiles
 from .manifest import Manifest
 from .storage_handler import StorageRefused, serve_storage
 
@@ -35,10 +40,12 @@ class Invocations:
         store: Callable[[], Store],
         writer: Callable[[], WriteQueue],
         readers: Callable[[], Readers],
+        files: PluginFiles,
     ) -> None:
         self._store = store
         self._writer = writer
         self._readers = readers
+        self._files = files
 
     async def answer(
         self, session_id: str, invoke: object, *, workspace: str | None, manifest: Manifest
@@ -55,10 +62,28 @@ class Invocations:
         if workspace is None:
             text = f"session {session_id} is not open on this host (timed out or unknown)"
             return messages.backwards_error(session_id, request_id, text)
+        if kind == "upload_file":
+            try:
+                url = self._files.upload_url(
+                    invoke.get("request"), workspace=workspace, plugin=manifest.plugin_id
+                )
+            except PluginKVError as exc:
+                return messages.backwards_error(
+                    session_id, request_id, f"upload file failed: {exc}"
+                )
+            return messages.backwards_reply(session_id, request_id, url)
         if kind != "storage":
+            logger.warning(
+                "%s: refused a backwards %r call in session %s (workspace %s): "
+                "this host serves storage and upload_file only",
+                manifest.plugin_id,
+                kind,
+                session_id,
+                workspace,
+            )
             text = (
-                f"backwards invocation {kind!r} is not supported by this host "
-                "(pluginkv serves storage only)"
+                f"backwards invocation {kind!r} is not supported by this host: pluginkv serves "
+                "storage and upload_file only; LLM, tool, app and other calls need Dify"
             )
             return messages.backwards_error(session_id, request_id, text)
         try:

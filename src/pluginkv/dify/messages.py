@@ -19,13 +19,25 @@ PERMISSION_DENIED = "permission denied, you need to enable storage access in plu
 LOAD_FAILED = "load data failed, please check if the key is correct or you have not set it"
 
 
-def request(session_id: str, data: Message, *, endpoint_id: str | None = None) -> Message:
-    """Open a session: a request the plugin routes by ``data.type`` and ``data.action``."""
+def request(
+    session_id: str,
+    data: Message,
+    *,
+    endpoint_id: str | None = None,
+    conversation_id: str | None = None,
+    message_id: str | None = None,
+    app_id: str | None = None,
+) -> Message:
+    """Open a session: a request the plugin routes by ``data.type`` and ``data.action``.
+
+    The ids are those Dify gives a call (plugin code reads them as
+    ``self.session.conversation_id`` and so on); none is needed.
+    """
     message: Message = {
         "session_id": session_id,
-        "conversation_id": None,
-        "message_id": None,
-        "app_id": None,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "app_id": app_id,
         "endpoint_id": endpoint_id,
         "context": {},
         "event": "request",

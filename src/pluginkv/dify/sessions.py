@@ -25,13 +25,14 @@ _END = object()
 class Session:
     """A request in flight: its workspace (kept host-side) and the chunks coming back."""
 
-    __slots__ = ("_queue", "error", "id", "started", "workspace")
+    __slots__ = ("_lost", "_queue", "error", "id", "started", "workspace")
 
     def __init__(self, workspace: str) -> None:
         self.id = uuid.uuid4().hex
         self.workspace = workspace
         self.started = time.time()
         self.error: dict[str, Any] | None = None
+        self._lost = False
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
 
     def __repr__(self) -> str:
@@ -50,6 +51,7 @@ class Session:
 
     def on_lost(self, reason: str) -> None:
         """The channel closed before the session ended."""
+        self._lost = self.error is None
         self.on_error({"error_type": "ConnectionLost", "message": reason})
         self._queue.put_nowait(_END)
 
@@ -73,6 +75,9 @@ class Session:
                 if self.error is not None:
                     kind = self.error.get("error_type") or "Error"
                     message = self.error.get("message") or self.error.get("error") or ""
-                    raise PluginFailed(f"{what} failed: {kind}: {message}")
+                    raise PluginFailed(
+                        f"{what} failed: {kind}: {message}",
+                        error_type=None if self._lost else str(kind),
+                    )
                 return
             yield chunk

@@ -4,8 +4,9 @@ Answers as Dify's daemon does (``dify-protocol.md`` §9.2), so the SDK's
 ``session.storage`` works unchanged: values travel as lowercase hex, ``set``
 and ``del`` answer ``{"data": "ok"}``, ``exist`` a real boolean.  A missing
 key on ``get`` is the daemon's error text, which plugin code sees as a plain
-``Exception``.  Keys, value limit and quota are the engine's, so the same
-rules hold here as over HTTP and the CLI.
+``Exception``.  Keys are cleaned as the daemon's file paths are
+(``key_paths.py``); then keys, value limit and quota are the engine's, so
+the same rules hold here as over HTTP and the CLI.
 
 Writes and reads run where every other one of the service runs: writes
 through its writer (one commit for the writes that arrive together on
@@ -22,6 +23,7 @@ from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from .extended_storage import serve_extended, unhex
+from .key_paths import clean_key
 from .manifest import Manifest
 from .messages import LOAD_FAILED, PERMISSION_DENIED
 
@@ -58,6 +60,7 @@ async def serve_storage(
     if not isinstance(key, str):
         raise StorageRefused(f"storage request needs a string key, got {key!r}")
     try:
+        key = clean_key(key)
         storage = store.storage(workspace=workspace, plugin=manifest.plugin_id)
         if opt == "get":
             value = await readers.run(store.backend, storage.get, key)
@@ -79,6 +82,6 @@ async def serve_storage(
             )
             return {"data": "ok", "deleted_num": deleted}
     except PluginKVError as exc:
-        verb = {"set": "save", "del": "delete"}.get(str(opt), "load")
+        verb = {"set": "save", "del": "delete", "exist": "exist"}.get(str(opt), "load")
         raise StorageRefused(f"{verb} data failed: {exc}") from None
     raise StorageRefused(f"unknown storage operation {opt!r} (served: get, set, exist, del)")

@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidArgument, PluginNotFound
+from .parameter_types import cast_parameter, declared_default
 
 __all__ = [
     "CREDENTIAL_TYPES",
     "check_credentials",
+    "find_provider",
     "find_tool",
     "with_declared_credentials",
     "with_defaults",
@@ -35,21 +37,25 @@ def find_tool(
 
     Refused here because the SDK would answer an undeclared one with an empty session.
     """
-    providers = declarations.get("tool", [])
+    entry = find_provider(declarations, plugin, provider)
+    tools = [t for t in entry.get("tools", []) if isinstance(t, dict)]
+    for declared in tools:
+        if declared.get("identity", {}).get("name") == tool:
+            return entry, declared
+    names = [t.get("identity", {}).get("name") for t in tools]
+    raise PluginNotFound(
+        f"{plugin} has no tool {tool!r} in provider {provider!r} "
+        f"(it has {', '.join(map(repr, names)) or 'none'})"
+    )
+
+
+def find_provider(declarations: dict[str, list[Any]], plugin: str, provider: str) -> dict[str, Any]:
+    """The declaration of the tool provider ``provider``; ``PluginNotFound`` names what there is."""
+    providers = [e for e in declarations.get("tool", []) if isinstance(e, dict)]
     for entry in providers:
-        identity = entry.get("identity", {}) if isinstance(entry, dict) else {}
-        if identity.get("name") != provider:
-            continue
-        tools = [t for t in entry.get("tools", []) if isinstance(t, dict)]
-        for declared in tools:
-            if declared.get("identity", {}).get("name") == tool:
-                return entry, declared
-        names = [t.get("identity", {}).get("name") for t in tools]
-        raise PluginNotFound(
-            f"{plugin} has no tool {tool!r} in provider {provider!r} "
-            f"(it has {', '.join(map(repr, names)) or 'none'})"
-        )
-    known = [e.get("identity", {}).get("name") for e in providers if isinstance(e, dict)]
+        if entry.get("identity", {}).get("name") == provider:
+            return entry
+    known = [e.get("identity", {}).get("name") for e in providers]
     raise PluginNotFound(
         f"{plugin} has no tool provider {provider!r} "
         f"(it has {', '.join(map(repr, known)) or 'none'})"
@@ -59,14 +65,24 @@ def find_tool(
 def with_defaults(
     declaration: dict[str, Any], parameters: dict[str, Any], what: str
 ) -> dict[str, Any]:
-    """``parameters`` with the declared defaults of those missing (absent or null) filled in.
+    """``parameters`` with the declared defaults of those missing (absent or null) filled in,
+    and every declared one cast to its type (``parameter_types.py``).
 
     ``InvalidArgument`` names every required parameter that is missing and has
-    no default.  Parameters the tool does not declare pass as given.
+    no default, or the first value that cannot be cast.  Parameters the tool
+    does not declare pass as given.
     """
     declared = declaration.get("parameters")
     items = [p for p in declared if isinstance(p, dict)] if isinstance(declared, list) else []
-    return _filled(items, parameters, what, "parameter", "required, and declared without a default")
+    numbers = {p.get("name") for p in items if p.get("type") == "number"}
+    # An empty number field is no number: Dify sends null for it, or the default.
+    given = {k: None if k in numbers and v == "" else v for k, v in parameters.items()}
+    filled = _filled(items, given, what, "parameter", "required, and declared without a default")
+    for item in items:
+        name = item.get("name")
+        if isinstance(name, str) and name in filled:
+            filled[name] = cast_parameter(item, filled[name], what)
+    return filled
 
 
 def _filled(
@@ -86,7 +102,7 @@ def _filled(
             continue
         default = item.get("default")
         if default is not None:
-            filled[name] = _as_declared(item.get("type"), default)
+            filled[name] = declared_default(item)
         elif item.get("required") is True:
             missing.append(name)
     if missing:
@@ -95,32 +111,6 @@ def _filled(
             f"{what} needs the {kind}{'s' if len(missing) > 1 else ''} {names}: {why}"
         )
     return filled
-
-
-_TRUE = ("true", "yes", "y", "1")
-_FALSE = ("false", "no", "n", "0")
-
-
-def _as_declared(kind: object, value: Any) -> Any:
-    """A default cast to its parameter's type, as Dify casts it.
-
-    Needed beyond Dify's reasons: a remote plugin's declaration went through
-    the SDK's model, whose ``default: int | float | str`` makes a boolean's
-    ``true`` 1, while an installed plugin's YAML keeps it ``true``; both
-    reach the tool as ``True``.
-    """
-    if kind == "boolean":
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        return bool(value)
-    if kind == "number" and isinstance(value, str):
-        try:
-            return float(value) if "." in value else int(value)
-        except ValueError:
-            return value  # the plugin's own mistake, left for it to meet
-    if kind in ("string", "secret-input", "select") and not isinstance(value, str):
-        return str(value)
-    return value
 
 
 def with_declared_credentials(

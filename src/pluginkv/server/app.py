@@ -16,6 +16,7 @@ from ..dify.host import PluginHost
 from ..store import Store
 from .auth import Tokens, load_secret
 from .errors import exception_handlers
+from .file_routes import file_routes
 from .host_routes import host_routes
 from .kv import KeyValueFront
 from .metrics import Metrics, MetricsMiddleware, metrics_route
@@ -79,7 +80,7 @@ def create_app(
             if owned:
                 app.state.store.close()
 
-    all_routes = [*routes, *host_routes, metrics_route, openapi_route]
+    all_routes = [*routes, *host_routes, *file_routes, metrics_route, openapi_route]
     metrics = Metrics(all_routes)  # a registry of its own per app
     app = Starlette(
         routes=all_routes,

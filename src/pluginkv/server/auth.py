@@ -1,6 +1,7 @@
 """Bearer tokens: JWTs (HS256) scoped to one (workspace, plugin), or admin tokens; debug keys.
 
-Claims: ``iss`` = ``pluginkv``, ``typ`` = ``scope``, ``admin`` or ``debug``,
+Claims: ``iss`` = ``pluginkv``, ``typ`` = ``scope``, ``admin`` or ``debug``
+(or the type of a signed URL, ``issue_signed``),
 ``iat``, ``exp``; scope tokens add ``ws``, ``plugin`` and ``ro`` (read-only).
 A debug key (``typ`` = ``debug``, ``ws``) is what a remote-debug Dify plugin
 sends as ``REMOTE_INSTALL_KEY``: it binds the connection to one workspace, as
@@ -173,6 +174,26 @@ class Tokens:
             "ws": scope.workspace,
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def issue_signed(self, typ: str, claims: Mapping[str, object], ttl: float) -> str:
+        """A short-lived token of type ``typ`` carrying ``claims``, for a signed URL.
+
+        What the URL's bearer may do is in the claims, so it needs no bearer
+        token: the plugin host's file upload and preview URLs are these.
+        """
+        now = self._clock()
+        signed = {**claims, "iss": _ISSUER, "iat": now, "exp": math.ceil(now + ttl), "typ": typ}
+        return jwt.encode(signed, self._secret, algorithm=_ALGORITHM)
+
+    def signed_claims(self, token: str, typ: str) -> dict[str, Any]:
+        """The claims of a valid ``issue_signed`` token of type ``typ``; ``Forbidden`` otherwise."""
+        try:
+            claims = self._claims(token)
+        except Unauthorized as exc:
+            raise Forbidden(f"this URL is not valid: {exc}") from None
+        if claims["typ"] != typ:
+            raise Forbidden("this URL is not valid: it was signed for something else")
+        return claims
 
     def debug_workspace(self, key: str) -> str:
         """The workspace a valid debug key is bound to; ``Unauthorized`` for anything else."""

@@ -54,6 +54,13 @@ async def list_plugins(request: Request) -> Response:
     return JSONResponse({"plugins": [_info(info) for info in host.plugins()]})
 
 
+async def show_plugin(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    plugin = f"{request.path_params['author']}/{request.path_params['name']}"
+    return JSONResponse(host.offer(plugin, request.query_params.get("workspace")))
+
+
 async def install_plugin(request: Request) -> Response:
     body = await admin_json(request)
     host: PluginHost = request.app.state.host
@@ -85,6 +92,9 @@ async def invoke_tool(request: Request) -> Response:
         user=user,
         credentials=credentials,
         credential_type="api-key" if credential_type is None else credential_type,
+        conversation_id=field(body, "conversation_id", str, required=False),
+        message_id=field(body, "message_id", str, required=False),
+        app_id=field(body, "app_id", str, required=False),
     )
     try:
         # The first message before the status: a call refused before the tool
@@ -103,6 +113,21 @@ async def invoke_tool(request: Request) -> Response:
                 yield _ndjson(exception_body(exc))
 
     return StreamingResponse(lines(), media_type=NDJSON)
+
+
+async def validate_credentials(request: Request) -> Response:
+    body = await admin_json(request)
+    host: PluginHost = request.app.state.host
+    plugin = field(body, "plugin", str)
+    provider = _name(field(body, "provider", str), "provider")
+    await host.validate_credentials(
+        workspace=field(body, "workspace", str),
+        plugin=plugin,
+        provider=provider,
+        credentials=field(body, "credentials", dict, required=False) or {},
+        user=field(body, "user", str, required=False) or "",
+    )
+    return JSONResponse({"plugin": plugin, "provider": provider, "valid": True})
 
 
 def _ndjson(message: object) -> bytes:
@@ -308,7 +333,9 @@ host_routes: list[Any] = [
     Route("/v1/admin/plugins", list_plugins, methods=["GET"]),
     Route("/v1/admin/plugins/install", install_plugin, methods=["POST"]),
     Route("/v1/admin/plugins/uninstall", uninstall_plugin, methods=["POST"]),
+    Route("/v1/admin/plugins/{author}/{name}", show_plugin, methods=["GET"]),
     Route("/v1/admin/tools/invoke", invoke_tool, methods=["POST"]),
+    Route("/v1/admin/tools/validate-credentials", validate_credentials, methods=["POST"]),
     Route(
         "/v1/admin/endpoints",
         by_method(GET=list_endpoints, POST=create_endpoint),

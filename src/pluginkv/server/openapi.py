@@ -407,13 +407,22 @@ def _schemas(settings: Settings) -> Json:
                 "parameters": {
                     "type": ["object", "null"],
                     "description": "The tool's parameters. Those missing (absent or null) get "
-                    "the defaults the tool declares, cast to their types as Dify does; a required "
-                    "one missing without a default is a 400 naming it, and the plugin is not "
+                    "the defaults the tool declares; every declared one, given or defaulted, is "
+                    'cast to its type as Dify does (`"false"` for a boolean is `false`, '
+                    '`"3"` for a number is `3`). A required one missing without a default, or a '
+                    "value that cannot be cast, is a 400 naming it, and the plugin is not "
                     "called.",
                 },
                 "user": {
                     "type": ["string", "null"],
                     "description": "The user id the plugin sees (`self.runtime.user_id`).",
+                },
+                **{
+                    name: {
+                        "type": ["string", "null"],
+                        "description": f"`self.session.{name}` in the plugin; default null.",
+                    }
+                    for name in ("conversation_id", "app_id", "message_id")
                 },
                 "credentials": {
                     "type": ["object", "null"],
@@ -430,6 +439,158 @@ def _schemas(settings: Settings) -> Json:
                     "description": "How they were obtained (`self.runtime.credential_type`); "
                     "default `api-key`.",
                 },
+            },
+        },
+        "CredentialsRequest": {
+            "type": "object",
+            "required": ["workspace", "plugin", "provider"],
+            "properties": {
+                "workspace": _ref("schemas", "Workspace"),
+                "plugin": _ref("schemas", "Plugin"),
+                "provider": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The tool provider's `identity.name`.",
+                },
+                "credentials": {
+                    "type": ["object", "null"],
+                    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+                    "propertyNames": {"minLength": 1},
+                    "description": "The credentials to check, by name; the provider's declared "
+                    "defaults fill in those left out.",
+                },
+                "user": {
+                    "type": ["string", "null"],
+                    "description": "The user id the plugin sees.",
+                },
+            },
+        },
+        "CredentialsValid": {
+            "type": "object",
+            "required": ["plugin", "provider", "valid"],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "provider": {"type": "string"},
+                "valid": {"type": "boolean", "const": True},
+            },
+        },
+        "PluginOffer": {
+            "type": "object",
+            "required": ["plugin", "version", "permissions", "providers", "endpoints", "running"],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "version": {"type": "string"},
+                "permissions": {
+                    "type": "object",
+                    "description": "The manifest's `resource.permission`, as declared.",
+                },
+                "providers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "description", "credentials", "tools"],
+                        "properties": {
+                            "name": {"type": ["string", "null"]},
+                            "description": {"type": ["string", "null"]},
+                            "credentials": {
+                                "type": "array",
+                                "items": _ref("schemas", "DeclaredField"),
+                            },
+                            "tools": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "description", "parameters"],
+                                    "properties": {
+                                        "name": {"type": ["string", "null"]},
+                                        "description": {"type": ["string", "null"]},
+                                        "parameters": {
+                                            "type": "array",
+                                            "items": _ref("schemas", "DeclaredField"),
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "description": "The endpoint groups: their settings and endpoints.",
+                    "items": {
+                        "type": "object",
+                        "required": ["settings", "endpoints"],
+                        "properties": {
+                            "settings": {
+                                "type": "array",
+                                "items": _ref("schemas", "DeclaredField"),
+                            },
+                            "endpoints": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["method", "path", "hidden"],
+                                    "properties": {
+                                        "method": {"type": ["string", "null"]},
+                                        "path": {"type": ["string", "null"]},
+                                        "hidden": {"type": "boolean"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "running": {
+                    "type": "array",
+                    "description": "Where it runs: each connection or installed process.",
+                    "items": {
+                        "type": "object",
+                        "required": ["transport", "workspaces", "state"],
+                        "properties": {
+                            "transport": {"type": "string", "enum": ["tcp", "stdio"]},
+                            "workspaces": {
+                                "type": "array",
+                                "items": _ref("schemas", "Workspace"),
+                            },
+                            "state": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "DeclaredField": {
+            "type": "object",
+            "description": "A declared tool parameter, credential or setting.",
+            "required": ["name", "type", "required", "default"],
+            "properties": {
+                "name": {"type": ["string", "null"]},
+                "type": {"type": ["string", "null"]},
+                "required": {"type": "boolean"},
+                "default": {"description": "The declared default, or null."},
+                "form": {"type": "string", "description": "Tool parameters: llm, form, ..."},
+                "options": {"type": "array", "description": "A select's option values."},
+            },
+        },
+        "UploadedFile": {
+            "type": "object",
+            "description": "A file a plugin uploaded, described as Dify's upload answers it.",
+            "required": ["id", "name", "size", "extension", "mime_type", "preview_url"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "size": {"type": "integer", "minimum": 0},
+                "extension": {"type": "string", "description": "From the MIME type: `.txt`."},
+                "mime_type": {"type": "string"},
+                "preview_url": {
+                    "type": "string",
+                    "description": "Signed URL of this service that serves the file.",
+                },
+                "source_url": {"type": "null"},
+                "original_url": {"type": "null"},
+                "user_id": {"type": "null"},
+                "tenant_id": _ref("schemas", "Workspace"),
+                "conversation_id": {"type": "null"},
+                "file_key": {"type": "string", "description": "Its key in the plugin's scope."},
             },
         },
         "InstallRequest": {
@@ -1084,6 +1245,35 @@ def _paths(settings: Settings) -> Json:
                 },
             },
         },
+        "/v1/admin/plugins/{author}/{name}": {
+            "get": {
+                "operationId": "adminShowPlugin",
+                "tags": ["plugins"],
+                "summary": "What a plugin offers: providers, tools, endpoints, permissions",
+                "description": "Needs an admin token. With `workspace`, as the plugin serving "
+                "that workspace declared it; without, as the installed plugin's files declare "
+                "it (whatever its state), else as its latest remote-debug connection did.",
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "author",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query("workspace", _ref("schemas", "Workspace"), "As it serves this one."),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The plugin's offer.",
+                        "content": _json_content(_ref("schemas", "PluginOffer")),
+                    },
+                    **_errors(400),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
         "/v1/admin/plugins/install": {
             "post": {
                 "operationId": "adminInstallPlugin",
@@ -1154,6 +1344,101 @@ def _paths(settings: Settings) -> Json:
                 },
             },
         },
+        "/v1/admin/tools/validate-credentials": {
+            "post": {
+                "operationId": "adminValidateCredentials",
+                "tags": ["plugins"],
+                "summary": "Have a tool provider check credentials, as Dify does",
+                "description": "Needs an admin token. Sends Dify's credential-validation "
+                "request, so the provider's `_validate_credentials` runs in the plugin. "
+                "Credentials it refuses (it raised) are a 400 with its exception's type and "
+                "text.",
+                "security": _BEARER,
+                "requestBody": _json_body("CredentialsRequest", batch_limit),
+                "responses": {
+                    "200": {
+                        "description": "The provider accepted them.",
+                        "content": _json_content(_ref("schemas", "CredentialsValid")),
+                    },
+                    **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                    "502": _ref("responses", "PluginError"),
+                    "504": _ref("responses", "PluginTimeoutError"),
+                },
+            },
+        },
+        "/files/upload/for-plugin": {
+            "post": {
+                "operationId": "uploadPluginFile",
+                "tags": ["endpoints"],
+                "summary": "Upload a file a plugin sends (`self.session.file.upload`)",
+                "description": "No bearer token: the signed URL the plugin got from its "
+                "`upload_file` call carries a `token` for one file name and MIME type, valid "
+                "`PLUGINKV_FILES_ACCESS_TIMEOUT_SECONDS`. The file is kept in the plugin's "
+                "storage scope of the workspace and counts against its quota.",
+                "security": [],
+                "parameters": [
+                    _query("token", {"type": "string"}, "The URL's signature.", required=True)
+                ],
+                "requestBody": {
+                    "required": True,
+                    "description": f"{value_limit} for the file.",
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "contentMediaType": "*/*"}
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "Kept.",
+                        "content": _json_content(_ref("schemas", "UploadedFile")),
+                    },
+                    "400": _ref("responses", "BadRequestError"),
+                    "403": _ref("responses", "ForbiddenError"),
+                    "408": _ref("responses", "RequestTimeoutError"),
+                    "413": _ref("responses", "ValueTooLargeError"),
+                    "503": _ref("responses", _WRITE_UNAVAILABLE[0]),
+                    "507": _ref("responses", "QuotaExceededError"),
+                },
+            },
+        },
+        "/files/tools/{name}": {
+            "get": {
+                "operationId": "previewPluginFile",
+                "tags": ["endpoints"],
+                "summary": "A file a plugin uploaded, by its signed preview URL",
+                "description": "No bearer token: the `preview_url` of the upload's answer "
+                "carries a `token` for this file, valid "
+                "`PLUGINKV_FILES_ACCESS_TIMEOUT_SECONDS`.",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "description": "The file's id and extension.",
+                        "schema": {"type": "string"},
+                    },
+                    _query("token", {"type": "string"}, "The URL's signature.", required=True),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file, with its MIME type.",
+                        "content": {"*/*": {"schema": {}}},
+                    },
+                    "403": _ref("responses", "ForbiddenError"),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                    "503": _ref("responses", "BackendUnavailableError"),
+                },
+            },
+        },
         "/v1/admin/endpoints/{hook_id}": {
             "delete": {
                 "operationId": "adminDeleteEndpoint",
@@ -1200,8 +1485,10 @@ def _paths(settings: Settings) -> Json:
                 "summary": "Create an endpoint of a running plugin for a workspace",
                 "description": "Needs an admin token. The plugin must be running for the "
                 "workspace and declare endpoints (else 404), and its manifest must enable "
-                "`resource.permission.endpoint` (else 403). Endpoints are kept in the data "
-                "directory.",
+                "`resource.permission.endpoint` (else 403). The settings are checked against "
+                "the endpoint group's, as Dify's daemon checks them: declared defaults fill in "
+                "those left out, and a `required` one missing or a value of the wrong kind is "
+                "a 400 naming the setting. Endpoints are kept in the data directory.",
                 "security": _BEARER,
                 "requestBody": _json_body("EndpointRequest", batch_limit),
                 "responses": {
