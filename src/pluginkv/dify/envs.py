@@ -103,7 +103,9 @@ async def _build(env: Path, project: Path, files: list[Path], interpreter: Inter
     uv = uv_binary()
     environ = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}  # not the service's
     environ.update(uv_index_environment(environ))
-    environ.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", UV_PROJECT_ENVIRONMENT=str(env))
+    # Bytecode compiled now, as pip does and the daemon does after uv: not at each first start.
+    environ.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", UV_COMPILE_BYTECODE="1")
+    environ["UV_PROJECT_ENVIRONMENT"] = str(env)
     common = ("--no-python-downloads", "--prerelease=allow")
     if [f.name for f in files] == ["pyproject.toml", "uv.lock"]:
         await _run(
