@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,25 +14,11 @@ from typing import Any
 
 import pytest
 
-from pluginkv.errors import PluginFailed
-
-from . import sdk_venv
 from .conftest import EXAMPLES, PLUGIN_ENVS, HostService, Plugins
 from .test_endpoints import _request
 
 V2 = EXAMPLES / "storage_tool_v2"
 V2_ID = "pluginkv/storage_tool_v2"
-
-
-@pytest.fixture(name="sdk10_python", scope="session")
-def _sdk10_python() -> Path:
-    """The interpreter of dify_plugin 0.10 on Python 3.12, for remote-debug plugins."""
-    try:
-        return sdk_venv.ensure(sdk_venv.SDK_0_10)
-    except (OSError, subprocess.CalledProcessError, PluginFailed) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"could not build the dify_plugin 0.10 environment: {exc}")
-        pytest.skip(f"no dify_plugin 0.10 environment ({exc}); run `make dify-sdk`")
 
 
 @pytest.fixture(name="plugins10")
