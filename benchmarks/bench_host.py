@@ -251,11 +251,15 @@ def build_with_pip(env: Path, cache: Path, interpreter: Path, requirements: Path
     """The same pins the pip way: ``python -m venv``, then ``pip install -r`` with their hashes."""
     environ = {**os.environ, "PIP_CACHE_DIR": str(cache), "PIP_NO_INPUT": "1"}
     environ.pop("VIRTUAL_ENV", None)
-    subprocess.run([str(interpreter), "-m", "venv", str(env)], check=True, env=environ)
     pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    subprocess.run(
-        [*pip, "--disable-pip-version-check", "-r", str(requirements)], check=True, env=environ
-    )
+    for argv in (
+        [str(interpreter), "-m", "venv", str(env)],
+        [*pip, "--disable-pip-version-check", "-r", str(requirements)],
+    ):
+        # pip warns of every configured index that lacks a package: shown only on failure.
+        done = subprocess.run(argv, env=environ, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(argv[:4])} failed: {done.stderr[-2000:]}")
 
 
 def first_install(rounds: int) -> list[str]:

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+
+from pluginkv.cli import main
 
 from .conftest import EXAMPLES, PLUGIN_ENVS, HostService, Plugins
 from .test_endpoints import _request
@@ -124,3 +127,12 @@ def test_a_missing_python_is_one_line_naming_the_version_and_the_setting(
     assert "asks for Python 3.99 (meta.runner.version)" in message
     assert "PLUGINKV_PLUGIN_PYTHONS" in message and "pyenv" in message
     assert sorted(PLUGIN_ENVS.iterdir()) == envs_before
+
+
+def test_cli_installs_a_difypkg(service: HostService, tmp_path: Path) -> None:
+    package = make_difypkg(V2, tmp_path / "storage_tool_v2-0.1.0.difypkg")
+    options = ["--url", service.url, "--data-dir", str(service.data_dir), "--workspace", "v2-cli"]
+    installed = CliRunner().invoke(main, ["plugin", "install", str(package), *options])
+    assert installed.exit_code == 0, installed.output
+    assert installed.stdout.startswith(f"{V2_ID} 0.1.0 runs (stdio, pid ")
+    assert kv(service, "v2-cli", "version")["dify_plugin"] == "0.10.2"
