@@ -136,3 +136,30 @@ def test_cli_installs_a_difypkg(service: HostService, tmp_path: Path) -> None:
     assert installed.exit_code == 0, installed.output
     assert installed.stdout.startswith(f"{V2_ID} 0.1.0 runs (stdio, pid ")
     assert kv(service, "v2-cli", "version")["dify_plugin"] == "0.10.2"
+
+
+def test_a_pyproject_without_a_lock_installs_its_declared_dependencies(
+    service: HostService, tmp_path: Path
+) -> None:
+    directory = tmp_path / "unlocked"
+    shutil.copytree(V2, directory, ignore=shutil.ignore_patterns("__pycache__", "uv.lock"))
+    manifest = directory / "manifest.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("\nname: storage_tool_v2\n", "\nname: unlocked\n"))
+    body = {"directory": str(directory), "workspace": "v2-unlocked"}
+    status, answer = service.call("POST", "/v1/admin/plugins/install", body, timeout=900)
+    assert status == 200, answer
+    parameters = {"op": "version", "key": "", "value": ""}
+    body = {
+        "workspace": "v2-unlocked",
+        "plugin": "pluginkv/unlocked",
+        "provider": "storage_tool_v2",
+        "tool": "kv",
+        "parameters": parameters,
+    }
+    status, answer = service.call("POST", "/v1/admin/tools/invoke", body)
+    assert status == 200, answer
+    versions = json.loads(answer)["message"]["json_object"]
+    # pyproject.toml asks for dify_plugin>=0.10.2,<0.11; no lock was written into the folder.
+    assert versions["dify_plugin"].startswith("0.10.") and versions["python"].startswith("3.12.")
+    assert not (directory / "uv.lock").exists()
