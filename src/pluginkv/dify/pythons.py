@@ -68,17 +68,17 @@ def find_python(runner_version: str | None, configured: Mapping[str, str]) -> In
                 f"names {named}, which {why}"
             )
         return found
-    tried: list[str] = []
-    for label, path in _candidates(wanted):
+    candidates, looked = _candidates(wanted)
+    for label, path in candidates:
         found, why = _probe(path, wanted)
         if found is not None:
             return found
-        tried.append(f"{label} {path} {why}")
-    looked = "; ".join(tried) or f"no python{wanted} on PATH and no pyenv version {wanted}.*"
+        looked.append(f"{label} {path} {why}")
     example = json.dumps({wanted: f"/path/to/python{wanted}"})
     raise PluginFailed(
         f"the plugin asks for Python {wanted} (meta.runner.version) and none was found "
-        f"({looked}): install Python {wanted} or name it with {setting}='{example}'"
+        f"(looked for: {'; '.join(looked)}): install Python {wanted} or name it with "
+        f"{setting}='{example}'"
     )
 
 
@@ -86,21 +86,30 @@ def _own_version() -> str:
     return ".".join(str(part) for part in sys.version_info[:3])
 
 
-def _candidates(wanted: str) -> list[tuple[str, Path]]:
+def _candidates(wanted: str) -> tuple[list[tuple[str, Path]], list[str]]:
+    """The interpreters to try, in order, and the places that offered none."""
     found: list[tuple[str, Path]] = []
-    if _own_version().startswith(wanted + "."):
-        found.append(("the service's own interpreter", Path(sys.executable)))
+    empty: list[str] = []
+    own = _own_version()
+    if own.startswith(wanted + "."):
+        found.append(("the service's own", Path(sys.executable)))
+    else:
+        empty.append(f"the service's own is {own}")
     on_path = shutil.which(f"python{wanted}")
     if on_path is not None:
-        found.append(("PATH's", Path(on_path)))
+        found.append((f"python{wanted} on PATH:", Path(on_path)))
+    else:
+        empty.append(f"no python{wanted} on PATH")
     root = _pyenv_root()
-    if root is not None:
-        versions = [
-            d for d in (root / "versions").glob(f"{wanted}.*") if _VERSION.fullmatch(d.name)
-        ]
-        versions.sort(key=lambda d: int(d.name.split(".")[2]), reverse=True)
-        found += [("pyenv's", d / "bin" / f"python{wanted}") for d in versions]
-    return found
+    if root is None:
+        empty.append("no pyenv")
+        return found, empty
+    versions = [d for d in (root / "versions").glob(f"{wanted}.*") if _VERSION.fullmatch(d.name)]
+    versions.sort(key=lambda d: int(d.name.split(".")[2]), reverse=True)
+    found += [("pyenv's", d / "bin" / f"python{wanted}") for d in versions]
+    if not versions:
+        empty.append(f"no pyenv version {root / 'versions' / wanted}.*")
+    return found, empty
 
 
 def _pyenv_root() -> Path | None:
