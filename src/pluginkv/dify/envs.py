@@ -87,7 +87,7 @@ class Environments:
                 *(env, names, interpreter.version, interpreter.path),
             )
             if env.exists():
-                shutil.rmtree(env)  # a half-built one
+                await asyncio.to_thread(shutil.rmtree, env)  # a half-built one
             env.parent.mkdir(parents=True, exist_ok=True)
             try:
                 await _build(env, plugin.path, files, interpreter)
