@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import stat
@@ -97,4 +98,32 @@ def test_a_failed_build_leaves_no_half_built_environment(tmp_path: Path) -> None
     envs = Environments(tmp_path / "envs")
     with pytest.raises(PluginFailed, match=r"building the plugin environment failed \(uv pip"):
         asyncio.run(envs.ensure(read_plugin_directory(str(plugin))))
-    assert list((tmp_path / "envs").iterdir()) == []
+    assert [p for p in (tmp_path / "envs").iterdir() if p.is_dir()] == []  # lock files stay
+
+
+def test_a_build_waits_for_another_service_building_the_same_environment(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin"
+    shutil.copytree(EXAMPLES / "storage_tool", plugin)
+    (plugin / "requirements.txt").write_text(f"{tmp_path / 'no-such-project'}\n")
+    envs = Environments(tmp_path / "envs")
+    plugin_dir = read_plugin_directory(str(plugin))
+    env = envs.path_for(plugin_dir.dependency_files, find_python(None, {}))
+    env.parent.mkdir()
+
+    async def build_while_locked() -> tuple[bool, BaseException | None]:
+        with (env.parent / f".{env.name}.lock").open("w") as other:
+            fcntl.flock(other, fcntl.LOCK_EX)  # another service, building it
+            build = asyncio.create_task(envs.ensure(plugin_dir))
+            for _ in range(10):  # time enough to create the environment, were it not locked
+                await asyncio.sleep(0.1)
+            started_meanwhile = env.exists() or build.done()
+        error = None
+        try:
+            await build
+        except PluginFailed as exc:
+            error = exc
+        return started_meanwhile, error
+
+    started_meanwhile, error = asyncio.run(build_while_locked())
+    assert not started_meanwhile
+    assert error is not None  # once the lock was free, it built (and failed, as it must)

@@ -16,17 +16,21 @@ interpreter, so plugins (and versions of a plugin) with the same
 dependencies share one, and an unchanged plugin installed again reuses it.
 A stamp file written after a successful build marks it complete; a build
 that fails, or is cancelled, is removed, and an environment without a stamp
-is rebuilt.  uv's own cache keeps the wheels between builds.
+is rebuilt.  A lock file beside each environment makes services that share
+the folder (``PLUGINKV_PLUGIN_ENVS_DIR``) build it one at a time.  uv's own
+cache keeps the wheels between builds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from ..errors import PluginFailed
@@ -78,9 +82,15 @@ class Environments:
         except OSError as exc:
             raise PluginFailed(f"cannot read the plugin's {exc.filename}: {exc.strerror}") from None
         python = env / "bin" / "python"
-        async with self._locks.setdefault(env.name, asyncio.Lock()):
+        if (env / _STAMP).exists() and python.exists():
+            return python
+        env.parent.mkdir(parents=True, exist_ok=True)
+        async with (
+            self._locks.setdefault(env.name, asyncio.Lock()),
+            _exclusive(env.parent / f".{env.name}.lock"),
+        ):
             if (env / _STAMP).exists() and python.exists():
-                return python
+                return python  # built meanwhile, here or by another service
             names = " + ".join(file.name for file in files)
             logger.info(
                 "building the plugin environment %s from %s on Python %s (%s)",
@@ -88,7 +98,6 @@ class Environments:
             )
             if env.exists():
                 await asyncio.to_thread(shutil.rmtree, env)  # a half-built one
-            env.parent.mkdir(parents=True, exist_ok=True)
             try:
                 await _build(env, plugin.path, files, interpreter)
                 (env / _STAMP).write_text(f"{interpreter.path}\n{names}\n")
@@ -97,6 +106,25 @@ class Environments:
                 raise
             logger.info("built the plugin environment %s", env)
             return python
+
+
+@contextlib.asynccontextmanager
+async def _exclusive(path: Path) -> AsyncIterator[None]:
+    """Hold an advisory lock on ``path``: services sharing the folder build one at a time.
+
+    Polled rather than waited for in a thread, so a cancelled install leaves no lock held.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 async def _build(env: Path, project: Path, files: list[Path], interpreter: Interpreter) -> None:
