@@ -108,10 +108,12 @@ class Packages:
                 with archive.open(info) as source, target.open("xb") as sink:
                     shutil.copyfileobj(source, sink, _CHUNK)
             final = self.root / _folder_name(staging / "manifest.yaml", digest)
-            if final.is_dir():  # the same package, unpacked before
-                shutil.rmtree(staging)
-                return final
-            staging.rename(final)
+            try:
+                staging.rename(final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+                shutil.rmtree(staging)  # the same package, unpacked before (or meanwhile)
             return final
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
