@@ -17,8 +17,9 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/pluginkv serve
 
-# dify_plugin in a virtual environment of its own (never in .venv: it monkey-patches
-# its process with gevent); the tests under tests/dify build it too, on first use.
+# dify_plugin in virtual environments of its own (never in .venv: it monkey-patches
+# its process with gevent): 0.7.4, and 0.10.2 on Python 3.12; the tests under
+# tests/dify build them too, on first use.
 dify-sdk: install
 	$(PY) tests/dify/sdk_venv.py
 

@@ -196,18 +196,17 @@ def plugin() -> None:
 
 
 @plugin.command("install")
-@click.argument(
-    "directory", type=click.Path(exists=True, file_okay=False, resolve_path=True, path_type=Path)
-)
+@click.argument("directory", type=click.Path(exists=True, resolve_path=True, path_type=Path))
 @url_option
 @data_dir_option
 @click.option("--workspace", required=True, help="The workspace to install it for.")
 def plugin_install(directory: Path, url: str | None, data_dir: Path, workspace: str) -> None:
-    """Install the plugin in DIRECTORY for a workspace and wait until it runs.
+    """Install the plugin in DIRECTORY (a folder or a .difypkg) for a workspace; wait until it runs.
 
-    The first install builds the plugin's virtual environment from its
-    requirements.txt, which takes a while; installing it for more workspaces
-    reuses the running process.
+    The first install builds the plugin's virtual environment with uv (from its
+    uv.lock, pyproject.toml or requirements.txt, on the Python its manifest asks
+    for), which takes a while; installing it for more workspaces reuses the
+    running process. A .difypkg is unpacked under the service's data directory.
     """
     body = {"directory": str(directory), "workspace": workspace}
     info = json.loads(

@@ -189,6 +189,23 @@ class Settings(BaseSettings):
         description="Where installed plugins' virtual environments go "
         "(empty: <data_dir>/plugin-envs).",
     )
+    plugin_pythons: dict[str, str] = Field(
+        default_factory=dict,
+        description="Interpreters for the Python versions manifests ask for "
+        '(meta.runner.version), JSON: {"3.12": "/usr/bin/python3.12"}; '
+        "looked for on PATH and under pyenv otherwise.",
+    )
+    difypkg_max_bytes: int = Field(
+        default=50 * MiB, ge=0, description="Largest .difypkg file an install accepts."
+    )
+    difypkg_max_unpacked_bytes: int = Field(
+        default=256 * MiB,
+        ge=0,
+        description="Most bytes the files of one .difypkg may hold once unpacked.",
+    )
+    difypkg_max_files: int = Field(
+        default=10_000, ge=1, description="Most files and folders one .difypkg may hold."
+    )
     endpoint_max_body_bytes: int = Field(
         default=10 * MiB, ge=0, description="Largest request body an endpoint passes on."
     )

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from pluginkv import Store
+from pluginkv.errors import PluginFailed
 from pluginkv.server.app import create_app
 from pluginkv.server.auth import Tokens, load_secret
 from pluginkv.store import load_settings
@@ -53,6 +54,17 @@ def _sdk_python() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(f"could not build the dify_plugin environment: {exc}")
         pytest.skip(f"no dify_plugin environment ({exc}); run `make dify-sdk`")
+
+
+@pytest.fixture(name="sdk10_python", scope="session")
+def _sdk10_python() -> Path:
+    """The interpreter of dify_plugin 0.10 on Python 3.12 (today's generation of plugins)."""
+    try:
+        return sdk_venv.ensure(sdk_venv.SDK_0_10)
+    except (OSError, subprocess.CalledProcessError, PluginFailed) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"could not build the dify_plugin 0.10 environment: {exc}")
+        pytest.skip(f"no dify_plugin 0.10 environment ({exc}); run `make dify-sdk`")
 
 
 class HostService:

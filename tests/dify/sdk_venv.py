@@ -1,13 +1,20 @@
-"""Build (or reuse) the virtual environment that holds Dify's ``dify_plugin`` SDK.
+"""Build (or reuse) the virtual environments that hold Dify's ``dify_plugin`` SDK, one per release.
 
 The SDK monkey-patches its process with gevent on import, so it never goes
 into the test runner's interpreter: plugins run in their own processes on the
-interpreter of this environment.  It lives at ``.cache/dify-sdk-venv-<pin>``
-inside the repository (git-ignored) and is reused while its stamp file names
-the same pin; a changed pin or an interrupted build means a fresh build.
+interpreter of these environments.  Each lives at
+``.cache/dify-sdk-venv-<version>[-py<python>]`` inside the repository
+(git-ignored) and is reused while its stamp file names the same pin; a changed
+pin or an interrupted build means a fresh build.
+
+``SDK_0_7`` (0.7.4, the release dify-protocol.md was checked against) runs on
+the test runner's own Python; ``SDK_0_10`` (today's generation, which needs
+Python 3.12) on the Python 3.12 that ``pluginkv.dify.pythons`` finds, as the
+host finds it for a manifest that asks for 3.12 (``PLUGINKV_PLUGIN_PYTHONS``
+names one where it is elsewhere); uv builds that one.
 
 Run as a script (``python tests/dify/sdk_venv.py``, ``make dify-sdk``) it
-builds the environment and prints the path of its interpreter.
+builds every environment and prints the paths of their interpreters.
 """
 
 from __future__ import annotations
@@ -17,36 +24,81 @@ import shutil
 import subprocess
 import sys
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 
-# The release dify-protocol.md was checked against; 0.8 and later need Python 3.12.
-PIN = "dify_plugin==0.7.4"
 ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".cache" / f"dify-sdk-venv-{PIN.split('==')[1]}"
-STAMP = VENV / ".pluginkv-stamp"
 
 
-def python() -> Path:
-    return VENV / "bin" / "python"
+@dataclass(frozen=True, slots=True)
+class Sdk:
+    version: str
+    python: str | None = None  # a minor version; None: the test runner's own interpreter
+
+    @property
+    def pin(self) -> str:
+        return f"dify_plugin=={self.version}"
+
+    @property
+    def venv(self) -> Path:
+        suffix = "" if self.python is None else f"-py{self.python}"
+        return ROOT / ".cache" / f"dify-sdk-venv-{self.version}{suffix}"
+
+    @property
+    def stamp(self) -> Path:
+        return self.venv / ".pluginkv-stamp"
 
 
-def is_ready() -> bool:
-    return STAMP.exists() and STAMP.read_text().strip() == PIN and python().exists()
+SDK_0_7 = Sdk("0.7.4")
+SDK_0_10 = Sdk("0.10.2", "3.12")  # the newest 0.10.x; examples/storage_tool_v2 locks the same
+SDKS = (SDK_0_7, SDK_0_10)
+# The defaults, as the tests and benchmarks have always used them.
+PIN = SDK_0_7.pin
+VENV = SDK_0_7.venv
 
 
-def ensure() -> Path:
-    """The interpreter of a complete SDK environment, built first if needed."""
-    if is_ready():
-        return python()
-    if VENV.exists():
-        shutil.rmtree(VENV)  # a stale pin or a half-done build
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    pip = [str(python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, PIN], check=True, env={**os.environ, "PIP_NO_INPUT": "1"})
-    STAMP.write_text(PIN + "\n")
-    return python()
+def python(sdk: Sdk = SDK_0_7) -> Path:
+    return sdk.venv / "bin" / "python"
+
+
+def is_ready(sdk: Sdk = SDK_0_7) -> bool:
+    return sdk.stamp.exists() and sdk.stamp.read_text().strip() == sdk.pin and python(sdk).exists()
+
+
+def ensure(sdk: Sdk = SDK_0_7) -> Path:
+    """The interpreter of a complete SDK environment, built first if needed.
+
+    ``OSError`` or ``subprocess.CalledProcessError`` when it cannot be built;
+    ``pluginkv.PluginFailed`` when no interpreter of the version it needs exists.
+    """
+    if is_ready(sdk):
+        return python(sdk)
+    if sdk.venv.exists():
+        shutil.rmtree(sdk.venv)  # a stale pin or a half-done build
+    sdk.venv.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PIP_NO_INPUT": "1", "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    if sdk.python is None:
+        venv.EnvBuilder(with_pip=True, clear=True).create(sdk.venv)
+        pip = [str(python(sdk)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, sdk.pin], check=True, env=env)
+    else:
+        from pluginkv.dify.envs import uv_binary
+        from pluginkv.dify.package_index import uv_index_environment
+        from pluginkv.dify.pythons import find_python
+        from pluginkv.store import load_settings
+
+        interpreter = find_python(sdk.python, load_settings().plugin_pythons)
+        env.update(uv_index_environment(env))
+        uv = uv_binary()
+        venv_args = ["--quiet", "--python", str(interpreter.path), str(sdk.venv)]
+        subprocess.run([uv, "venv", *venv_args], check=True, env=env)
+        install = ["--quiet", "--python", str(python(sdk)), sdk.pin]
+        subprocess.run([uv, "pip", "install", *install], check=True, env=env)
+    sdk.stamp.write_text(sdk.pin + "\n")
+    return python(sdk)
 
 
 if __name__ == "__main__":
-    sys.stdout.write(f"{ensure()}\n")
+    for each in SDKS:
+        sys.stdout.write(f"{ensure(each)}\n")

@@ -1,4 +1,4 @@
-"""The plugin host benchmark still runs: ``bench_host.py --quick`` prints every row."""
+"""The plugin host benchmark still runs: ``bench_host.py --quick`` prints every row, per SDK."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_host.py"
 
 
-@pytest.mark.usefixtures("sdk_python")
-def test_bench_host_quick_prints_a_ratio_per_transport_and_operation() -> None:
+@pytest.mark.usefixtures("sdk_python", "sdk10_python")
+def test_bench_host_quick_prints_a_ratio_per_sdk_transport_and_operation() -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--synchronous", "NORMAL"],
         capture_output=True,
@@ -22,8 +22,11 @@ def test_bench_host_quick_prints_a_ratio_per_transport_and_operation() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for transport in ("stdio", "tcp"):
-        for operation in ("set 100 B", "get 100 B", "set 1 MiB", "get 1 MiB"):
-            row = rf"^{transport}\s+{operation}\s+[\d,.]+ (ops|MB)/s\s+[\d,.]+ (ops|MB)/s\s+"
-            row += r"\d+\.\d\dx\s+\S+\s+>=\d\.\d (PASS|MISS)$"
-            assert re.search(row, result.stdout, re.MULTILINE), (operation, result.stdout)
+    sections = re.split(r"^dify_plugin ", result.stdout, flags=re.MULTILINE)[1:]
+    assert [section.split()[0] for section in sections] == ["0.7.4", "0.10.2"], result.stdout
+    for section in sections:
+        for transport in ("stdio", "tcp"):
+            for operation in ("set 100 B", "get 100 B", "set 1 MiB", "get 1 MiB"):
+                row = rf"^{transport}\s+{operation}\s+[\d,.]+ (ops|MB)/s\s+[\d,.]+ (ops|MB)/s\s+"
+                row += r"\d+\.\d\dx\s+\S+\s+>=\d\.\d (PASS|MISS)$"
+                assert re.search(row, section, re.MULTILINE), (operation, section)

@@ -39,3 +39,20 @@ def test_no_storage_permission_means_denied_with_the_sdk_default_size() -> None:
 def test_an_author_the_daemon_refuses_is_refused(author: str) -> None:
     with pytest.raises(InvalidArgument, match="author"):
         parse_manifest(manifest(author=author))
+
+
+@pytest.mark.parametrize(
+    ("runner", "expected"),
+    [
+        pytest.param({"version": "3.12"}, "3.12", id="quoted"),
+        pytest.param({"version": 3.12}, "3.12", id="a-yaml-number"),
+        pytest.param({"version": " "}, None, id="blank"),
+        pytest.param({}, None, id="absent"),
+    ],
+)
+def test_the_runner_version_is_the_python_the_manifest_asks_for(
+    runner: dict[str, object], expected: str | None
+) -> None:
+    data = manifest()
+    data["meta"] = {"runner": {"language": "python", "entrypoint": "main", **runner}}
+    assert parse_manifest(data).runner_version == expected

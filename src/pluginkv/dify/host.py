@@ -29,6 +29,7 @@ from ..server.readers import Readers
 from ..server.writer import WriteQueue
 from ..store import Store
 from .connection import PluginConnection
+from .difypkg import Packages
 from .endpoint_settings import checked_settings
 from .endpoints import Endpoint, Endpoints
 from .envs import Environments
@@ -110,7 +111,13 @@ class PluginHost:
         self._wanted: dict[str, Install] | None = None
         self.endpoints = Endpoints(data_dir)
         envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
-        self._envs = Environments(Path(envs))
+        self._envs = Environments(Path(envs), settings.plugin_pythons)
+        self._packages = Packages(
+            data_dir / "dify-packages",
+            max_bytes=settings.difypkg_max_bytes,
+            max_unpacked_bytes=settings.difypkg_max_unpacked_bytes,
+            max_files=settings.difypkg_max_files,
+        )
         self._local: dict[str, LocalPlugin] = {}
         self._pending: dict[str, _Pending] = {}  # installed, but not in _local
         self._install_lock = asyncio.Lock()
@@ -255,12 +262,14 @@ class PluginHost:
 
     # -- installed plugins --------------------------------------------------------------------
     async def install(self, directory: str, workspace: str) -> PluginInfo:
-        """Install the plugin in ``directory`` for ``workspace`` and have it running.
+        """Install the plugin in ``directory`` (a folder or a .difypkg) for ``workspace``.
 
         The first install builds its environment and starts it; installing it
         for another workspace reuses the running process; a directory with
         another version (or another place) replaces it.
         """
+        if Path(directory).is_file():  # a .difypkg: it runs from where it is unpacked
+            directory = str(await asyncio.to_thread(self._packages.unpack, Path(directory)))
         plugin_dir = read_plugin_directory(directory)
         plugin = plugin_dir.manifest.plugin_id
         check_scope(workspace, plugin)
@@ -281,7 +290,7 @@ class PluginHost:
                 workspaces = {workspace} | before
                 self._pending[plugin] = _Pending(plugin_dir.manifest.version, workspaces)
                 try:
-                    python = await self._envs.ensure(plugin_dir.requirements)
+                    python = await self._envs.ensure(plugin_dir)
                     fresh = self._local_plugin(plugin_dir, python, workspaces)
                     if local is not None:
                         await local.stop()
@@ -382,7 +391,7 @@ class PluginHost:
                 if install is None or plugin in self._local:
                     continue  # uninstalled, or installed again: that took care of _pending
                 try:
-                    python = await self._envs.ensure(plugin_dir.requirements)
+                    python = await self._envs.ensure(plugin_dir)
                     local = self._local_plugin(plugin_dir, python, set(install.workspaces))
                     await local.start()
                 except PluginKVError as exc:

@@ -32,6 +32,17 @@ class Manifest:
         """``author/name``: the plugin's storage scope, without a version."""
         return f"{self.author}/{self.name}"
 
+    @property
+    def runner_version(self) -> str | None:
+        """The Python version it asks for (``meta.runner.version``, ``"3.12"``), if any."""
+        runner = _object(_object(self.raw.get("meta")).get("runner"))
+        version = runner.get("version")
+        if isinstance(version, int | float):  # YAML reads an unquoted 3.12 as a number
+            version = str(version)
+        if not isinstance(version, str) or not version.strip():
+            return None
+        return version.strip()
+
 
 def parse_manifest(data: object) -> Manifest:
     """The manifest of a ``manifest_declaration``; ``InvalidArgument`` names what is wrong."""

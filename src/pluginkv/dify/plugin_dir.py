@@ -20,7 +20,7 @@ __all__ = ["PluginDirectory", "read_plugin_directory"]
 
 
 class PluginDirectory:
-    """A plugin folder: ``manifest.yaml``, its declarations, its ``requirements.txt``."""
+    """A plugin folder: ``manifest.yaml``, its declarations, its dependency files."""
 
     def __init__(self, path: Path, manifest: Manifest, declarations: dict[str, list[Any]]) -> None:
         self.path = path
@@ -28,8 +28,17 @@ class PluginDirectory:
         self.declarations = declarations
 
     @property
-    def requirements(self) -> Path:
-        return self.path / "requirements.txt"
+    def dependency_files(self) -> list[Path]:
+        """What its environment is built from, as Dify's daemon picks it.
+
+        ``pyproject.toml`` (with ``uv.lock`` when there is one) when present,
+        else ``requirements.txt``.
+        """
+        pyproject = self.path / "pyproject.toml"
+        if pyproject.is_file():
+            lock = self.path / "uv.lock"
+            return [pyproject, lock] if lock.is_file() else [pyproject]
+        return [self.path / "requirements.txt"]
 
     @property
     def entrypoint(self) -> str:
@@ -51,8 +60,10 @@ def read_plugin_directory(directory: str) -> PluginDirectory:
         if not (path / "_assets").is_dir():
             # The SDK crashes at start-up without it (it scans it unconditionally).
             raise InvalidArgument(f"plugin directory {directory!r} has no _assets/ folder")
-        if not (path / "requirements.txt").is_file():
-            raise InvalidArgument(f"plugin directory {directory!r} has no requirements.txt")
+        if not any((path / name).is_file() for name in ("pyproject.toml", "requirements.txt")):
+            raise InvalidArgument(
+                f"plugin directory {directory!r} has no pyproject.toml and no requirements.txt"
+            )
         raw = _load(path, "manifest.yaml")
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, say
         if isinstance(exc, InvalidArgument):

@@ -600,8 +600,9 @@ def _schemas(settings: Settings) -> Json:
                 "directory": {
                     "type": "string",
                     "description": "Absolute path, on the service's machine, of a plugin "
-                    "folder: manifest.yaml, requirements.txt, _assets/, the YAML and Python "
-                    "files. The plugin runs from there.",
+                    "folder (manifest.yaml, pyproject.toml and uv.lock or requirements.txt, "
+                    "_assets/, the YAML and Python files), from which the plugin runs, or of a "
+                    ".difypkg file, which is checked and unpacked under the data directory.",
                 },
                 "workspace": _ref("schemas", "Workspace"),
             },
@@ -1280,8 +1281,10 @@ def _paths(settings: Settings) -> Json:
                 "tags": ["plugins"],
                 "summary": "Install a plugin folder for a workspace and run it over stdio",
                 "description": "Needs an admin token. The first install builds the plugin's "
-                "virtual environment from its requirements.txt (shared by plugins with the same "
-                "requirements) and starts it; installing it for more workspaces shares the "
+                "virtual environment with uv (from its uv.lock, pyproject.toml or "
+                "requirements.txt, on the Python its manifest asks for; shared by plugins with "
+                "the same dependency files) and starts it; installing it for more workspaces "
+                "shares the "
                 "running process; a folder with another version replaces it. Answers once the "
                 "plugin is running. Installs are kept in the data directory and started with "
                 "the service.",
