@@ -14,10 +14,18 @@ Why it looks the way it does:
   ``busy_timeout``; past it the caller gets ``BackendUnavailable``.
 * Single-row reads run in autocommit; multi-statement reads in a deferred
   transaction, which in WAL mode is one snapshot.
+* A full disk must not lock the data in: the store holds a reserve file
+  beside the database and releases it at the first SQLITE_FULL, so deletes
+  have room; writes that add data are refused with ``DiskFull`` until the
+  disk has room for the reserve again (``disk_reserve.py``).
+* The database, its ``-wal``, ``-shm`` and reserve are 0600, its new directory
+  0700 (``private_files.py``): SQLite gives ``-wal`` and ``-shm`` the mode of
+  the database file, so creating that one 0600 is enough.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -28,15 +36,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import BackendUnavailable, ReadOnly
+from ..errors import BackendUnavailable, DiskFull, PluginKVError, ReadOnly
 from ..keys import Scope
 from ..models import Entry, EntryMeta
+from ..private_files import FILE_MODE, create_private_file, private_dir, tighten
 from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
+from .disk_reserve import SUFFIX as RESERVE_SUFFIX
+from .disk_reserve import DiskReserve
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 from .read_only import SETTING as READ_ONLY_SETTING
 from .read_only import check_schema
 
 __all__ = ["SQLiteBackend"]
+
+logger = logging.getLogger(__name__)
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 # Values up to this size (with the key) come back from the query itself; a
@@ -127,6 +140,8 @@ _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
 _SAVEPOINT = "SAVEPOINT pluginkv_tx"
 _RELEASE = "RELEASE pluginkv_tx"
 _ROLLBACK_TO = "ROLLBACK TO pluginkv_tx"
+_SQLITE_FULL = 13  # the primary result code; extended codes keep it in the low byte
+_RESERVE_SETTING = "PLUGINKV_SQLITE_DISK_RESERVE_BYTES"
 
 
 def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> BackendUnavailable:
@@ -139,9 +154,14 @@ def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> Backend
     return BackendUnavailable(f"SQLite database {path} failed: {text}")
 
 
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL
+
+
 class _SQLiteTx(WriteTx):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, backend: SQLiteBackend) -> None:
         self._conn = conn
+        self._backend = backend
 
     # -- reads -----------------------------------------------------------------
     def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
@@ -228,6 +248,7 @@ class _SQLiteTx(WriteTx):
         return state, found
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
+        self._backend._require_room()
         self._conn.execute(
             _PUT,
             (
@@ -244,9 +265,11 @@ class _SQLiteTx(WriteTx):
         )
 
     def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+        self._backend._make_room_for_delete()
         self._conn.executemany(_REMOVE, [(scope.workspace, scope.plugin, key) for key in keys])
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
+        self._backend._make_room_for_delete()
         sql = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
         params: list[object] = [scope.workspace, scope.plugin, prefix]
         upper = prefix_upper_bound(prefix)
@@ -257,6 +280,7 @@ class _SQLiteTx(WriteTx):
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
+        self._backend._make_room_for_delete()
         return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? "
             "AND expires_at IS NOT NULL AND expires_at <= ?",
@@ -264,6 +288,7 @@ class _SQLiteTx(WriteTx):
         ).rowcount
 
     def sweep_expired(self, now: float, limit: int) -> int:
+        self._backend._make_room_for_delete()
         return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
             "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
@@ -281,6 +306,7 @@ class _SQLiteTx(WriteTx):
         self._conn.execute(_RAISE_LAST_VERSION, (scope.workspace, scope.plugin, version))
 
     def drop_scope(self, scope: Scope) -> int:
+        self._backend._make_room_for_delete()
         count = self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ?",
             (scope.workspace, scope.plugin),
@@ -315,7 +341,7 @@ class _Transaction:
             conn.execute(_SAVEPOINT if self._nested else self._begin)
         except sqlite3.Error as exc:
             raise self._backend._unavailable(exc) from exc
-        return _SQLiteTx(conn)
+        return _SQLiteTx(conn, self._backend)
 
     def __exit__(
         self,
@@ -327,9 +353,12 @@ class _Transaction:
         if exc is None:
             try:
                 conn.execute(_RELEASE if self._nested else "COMMIT")
-                return
             except sqlite3.Error as commit_error:
                 exc = commit_error
+            else:
+                if not self._nested and self._backend._disk_full is not None:
+                    self._backend._regain_room(checkpoint=True)
+                return
         try:
             if self._nested:
                 conn.execute(_ROLLBACK_TO)
@@ -355,6 +384,7 @@ class SQLiteBackend(Backend):
         busy_timeout_ms: int = 10_000,
         mmap_bytes: int = 0,
         read_only: bool = False,
+        disk_reserve_bytes: int = 0,
     ) -> None:
         self.path = str(path)
         self.read_only = read_only
@@ -365,6 +395,9 @@ class SQLiteBackend(Backend):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        self._reserve: DiskReserve | None = None
+        # Set while writes that add data are refused (a full disk); read on every write.
+        self._disk_full: DiskFull | None = None
         if read_only:
             if not Path(self.path).is_file():
                 raise ReadOnly(
@@ -372,17 +405,34 @@ class SQLiteBackend(Backend):
                     f"cannot create it: start pluginkv once without {READ_ONLY_SETTING}"
                 )
         elif self.path != ":memory:":
+            database = Path(self.path)
             try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                private_dir(database.parent)
+                create_private_file(database)
+                self._tighten_files(database)
             except OSError as exc:
                 raise BackendUnavailable(
-                    f"cannot create the directory of SQLite database {self.path}: {exc}"
+                    f"cannot create SQLite database {self.path} or its directory: {exc}"
                 ) from exc
+            self._reserve = DiskReserve(Path(self.path + RESERVE_SUFFIX), disk_reserve_bytes)
         _forget_after_fork.add(self)
         if read_only:
             check_schema(f"SQLite database {self.path}", self.applied_migrations())
         else:
             self._migrate()
+        if self._reserve is not None and not self._hold_reserve():
+            self._disk_full = self._disk_full_error()
+            logger.warning("%s", self._disk_full)
+
+    def _tighten_files(self, database: Path) -> None:
+        names = ("", "-wal", "-shm", RESERVE_SUFFIX)
+        changed = tighten((Path(self.path + name), FILE_MODE) for name in names)
+        if changed:
+            logger.warning(
+                "tightened the files of SQLite database %s so only their owner can read them: %s",
+                self.path,
+                ", ".join(changed),
+            )
 
     # -- connections -----------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -407,6 +457,14 @@ class SQLiteBackend(Backend):
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise BackendUnavailable(f"the store on {self.path} is closed")
+        try:
+            return self._open_connection()
+        except DiskFull:
+            # Opening may need room (the -shm file, recovering the WAL): the
+            # reserve released by the failure gives it that room.
+            return self._open_connection()
+
+    def _open_connection(self) -> sqlite3.Connection:
         # Read-only, SQLite itself refuses any write: a second guarantee
         # beside ReadOnlyBackend, and the file keeps its bytes and mtime.
         where = f"{Path(self.path).absolute().as_uri()}?mode=ro" if self.read_only else self.path
@@ -566,6 +624,8 @@ class SQLiteBackend(Backend):
         quota: int,
     ) -> bool:
         params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
+        if self._disk_full is not None:
+            self._require_room()
         try:
             self._write_conn().execute(_PUT_NOW, params)
         except sqlite3.IntegrityError:
@@ -575,10 +635,13 @@ class SQLiteBackend(Backend):
         return True
 
     def delete_now(self, scope: Scope, key: str) -> None:
+        self._make_room_for_delete()
         try:
             self._write_conn().execute(_REMOVE, (scope.workspace, scope.plugin, key))
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
+        if self._disk_full is not None:
+            self._regain_room(checkpoint=True)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         try:
@@ -610,6 +673,8 @@ class SQLiteBackend(Backend):
                     "of writes"
                 )
             conn.execute("COMMIT")
+            if self._disk_full is not None:
+                self._regain_room(checkpoint=True)
         except BaseException as exc:
             try:
                 conn.execute("ROLLBACK")
@@ -624,8 +689,103 @@ class SQLiteBackend(Backend):
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN IMMEDIATE")
 
-    def _unavailable(self, exc: sqlite3.Error) -> BackendUnavailable:
+    def _unavailable(self, exc: sqlite3.Error) -> PluginKVError:
+        if _is_full(exc) and self._reserve is not None:
+            return self._on_disk_full()
         return _unavailable(exc, self.path, self._busy_timeout_ms)
+
+    # -- a full disk -------------------------------------------------------------
+    def disk_full(self) -> DiskFull | None:
+        if self._disk_full is None or self._regain_room(checkpoint=False):
+            return None
+        return self._disk_full_error()
+
+    def _on_disk_full(self) -> DiskFull:
+        """SQLITE_FULL: release the reserve for the deletes to come, refuse writes that add."""
+        assert self._reserve is not None
+        try:
+            released = self._reserve.release()
+        except OSError as exc:
+            logger.error("cannot release the disk reserve %s: %s", self._reserve.path, exc)
+            released = 0
+        entering = self._disk_full is None
+        self._disk_full = error = self._disk_full_error()
+        if entering or released:
+            logger.warning("%s (released the reserve: %d bytes)", error, released)
+        return error
+
+    def _make_room_for_delete(self) -> None:
+        """Release the reserve before a delete when the disk has less room than it holds.
+
+        The disk may have filled up without a write of this store failing (another
+        program, another process): without this the delete would be the one to
+        meet SQLITE_FULL, and fail once before the reserve is released.  One
+        ``statvfs`` per delete, none per write.
+        """
+        reserve = self._reserve
+        if reserve is None or self._disk_full is not None or not reserve.size:
+            return
+        try:
+            if reserve.free_bytes() >= reserve.size:
+                return
+        except OSError:
+            return
+        self._on_disk_full()
+
+    def _disk_full_error(self) -> DiskFull:
+        assert self._reserve is not None
+        try:
+            free = f"{self._reserve.free_bytes()} now"
+        except OSError as exc:
+            free = str(exc)
+        return DiskFull(
+            f"the disk of SQLite database {self.path} is full: writes that add data are "
+            f"refused until it has {self._reserve.room_needed()} bytes free ({free}), twice "
+            f"the reserve (setting {_RESERVE_SETTING}); deletes still run and make room"
+        )
+
+    def _require_room(self) -> None:
+        """``DiskFull`` while the disk has no room for the reserve; writes that add call it."""
+        if self._disk_full is not None and not self._regain_room(checkpoint=False):
+            raise self._disk_full_error()
+
+    def _regain_room(self, *, checkpoint: bool) -> bool:
+        """Take the reserve back if the disk has room again; True when writes may add data.
+
+        ``checkpoint`` (after a delete committed) first copies the WAL into the
+        database and truncates it, which gives the WAL's space back: without
+        that the WAL keeps its size and the reserve may never fit again.  Never
+        on a thread inside a transaction, and never from the event loop (it
+        waits for readers).
+        """
+        if self._disk_full is None:
+            return True
+        try:
+            if checkpoint:
+                conn = self._conn()
+                if not conn.in_transaction:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if not self._hold_reserve():
+                return False
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("cannot take the disk reserve of %s back yet: %s", self.path, exc)
+            return False
+        if self._disk_full is not None:
+            self._disk_full = None
+            logger.warning(
+                "the disk of SQLite database %s has room again: the reserve is held, "
+                "writes are accepted",
+                self.path,
+            )
+        return True
+
+    def _hold_reserve(self) -> bool:
+        assert self._reserve is not None
+        try:
+            return self._reserve.hold()
+        except OSError as exc:
+            logger.error("cannot allocate the disk reserve %s: %s", self._reserve.path, exc)
+            return False
 
     def close(self) -> None:
         with self._lock:
