@@ -100,12 +100,15 @@ def tighten(paths: Iterable[tuple[Path, int]]) -> list[str]:
 
 
 def secure_data_dir(data_dir: Path) -> None:
-    """Create the data directory 0700, or tighten an existing one and its files."""
-    private_dir(data_dir)
+    """Tighten an existing data directory and the files pluginkv keeps in it (0700, 0600)."""
     entries = [(data_dir, DIR_MODE)]
     entries += [(data_dir / name, FILE_MODE) for name in DATA_DIR_FILES]
     entries += [(data_dir / (name + ".tmp"), FILE_MODE) for name in DATA_DIR_FILES]
-    changed = tighten(entries)
+    try:
+        changed = tighten(entries)
+    except OSError as exc:  # a file of another owner: whoever reads it next says so
+        logger.error("cannot tighten the modes in %s: %s", data_dir, exc)
+        return
     if changed:
         logger.warning(
             "tightened %s so only its owner can read it: %s", data_dir, ", ".join(changed)

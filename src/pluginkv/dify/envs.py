@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..errors import PluginFailed
+from ..private_files import private_dir
 
 __all__ = ["Environments"]
 
@@ -50,7 +51,7 @@ class Environments:
             logger.info("building the plugin environment %s from %s", env, requirements_file)
             if env.exists():
                 shutil.rmtree(env)  # a half-built one
-            env.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(env.parent)
             await _run(self._python, "-m", "venv", str(env))
             await _run(
                 str(python),
