@@ -16,8 +16,7 @@ Why it looks the way it does:
   transaction, which in WAL mode is one snapshot.
 * A full disk must not lock the data in: the store holds a reserve file
   beside the database and releases it at the first SQLITE_FULL, so deletes
-  have room; writes that add data are refused with ``DiskFull`` until the
-  disk has room for the reserve again (``disk_reserve.py``).
+  have room; writes that add data get ``DiskFull`` (``full_disk.py``).
 * The database, its ``-wal``, ``-shm`` and reserve are 0600, its new directory
   0700 (``private_files.py``): SQLite gives ``-wal`` and ``-shm`` the mode of
   the database file, so creating that one 0600 is enough.
@@ -41,8 +40,8 @@ from ..keys import Scope
 from ..models import Entry, EntryMeta
 from ..private_files import FILE_MODE, create_private_file, private_dir, tighten
 from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
-from .disk_reserve import SUFFIX as RESERVE_SUFFIX
-from .disk_reserve import DiskReserve
+from .full_disk import SUFFIX as RESERVE_SUFFIX
+from .full_disk import FullDisk
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 from .read_only import SETTING as READ_ONLY_SETTING
 from .read_only import check_schema
@@ -141,7 +140,6 @@ _SAVEPOINT = "SAVEPOINT pluginkv_tx"
 _RELEASE = "RELEASE pluginkv_tx"
 _ROLLBACK_TO = "ROLLBACK TO pluginkv_tx"
 _SQLITE_FULL = 13  # the primary result code; extended codes keep it in the low byte
-_RESERVE_SETTING = "PLUGINKV_SQLITE_DISK_RESERVE_BYTES"
 
 
 def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> BackendUnavailable:
@@ -248,7 +246,7 @@ class _SQLiteTx(WriteTx):
         return state, found
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
-        self._backend._require_room()
+        self._backend._before_add()
         self._conn.execute(
             _PUT,
             (
@@ -265,11 +263,11 @@ class _SQLiteTx(WriteTx):
         )
 
     def remove(self, scope: Scope, keys: Sequence[str]) -> None:
-        self._backend._make_room_for_delete()
+        self._backend._before_delete()
         self._conn.executemany(_REMOVE, [(scope.workspace, scope.plugin, key) for key in keys])
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
-        self._backend._make_room_for_delete()
+        self._backend._before_delete()
         sql = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
         params: list[object] = [scope.workspace, scope.plugin, prefix]
         upper = prefix_upper_bound(prefix)
@@ -280,7 +278,7 @@ class _SQLiteTx(WriteTx):
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
-        self._backend._make_room_for_delete()
+        self._backend._before_delete()
         return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? "
             "AND expires_at IS NOT NULL AND expires_at <= ?",
@@ -288,7 +286,7 @@ class _SQLiteTx(WriteTx):
         ).rowcount
 
     def sweep_expired(self, now: float, limit: int) -> int:
-        self._backend._make_room_for_delete()
+        self._backend._before_delete()
         return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
             "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
@@ -306,7 +304,7 @@ class _SQLiteTx(WriteTx):
         self._conn.execute(_RAISE_LAST_VERSION, (scope.workspace, scope.plugin, version))
 
     def drop_scope(self, scope: Scope) -> int:
-        self._backend._make_room_for_delete()
+        self._backend._before_delete()
         count = self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ?",
             (scope.workspace, scope.plugin),
@@ -356,8 +354,8 @@ class _Transaction:
             except sqlite3.Error as commit_error:
                 exc = commit_error
             else:
-                if not self._nested and self._backend._disk_full is not None:
-                    self._backend._regain_room(checkpoint=True)
+                if not self._nested:
+                    self._backend._after_commit(conn)
                 return
         try:
             if self._nested:
@@ -395,9 +393,7 @@ class SQLiteBackend(Backend):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
-        self._reserve: DiskReserve | None = None
-        # Set while writes that add data are refused (a full disk); read on every write.
-        self._disk_full: DiskFull | None = None
+        self._full_disk: FullDisk | None = None
         if read_only:
             if not Path(self.path).is_file():
                 raise ReadOnly(
@@ -414,15 +410,14 @@ class SQLiteBackend(Backend):
                 raise BackendUnavailable(
                     f"cannot create SQLite database {self.path} or its directory: {exc}"
                 ) from exc
-            self._reserve = DiskReserve(Path(self.path + RESERVE_SUFFIX), disk_reserve_bytes)
+            self._full_disk = FullDisk(self.path, disk_reserve_bytes)
         _forget_after_fork.add(self)
         if read_only:
             check_schema(f"SQLite database {self.path}", self.applied_migrations())
         else:
             self._migrate()
-        if self._reserve is not None and not self._hold_reserve():
-            self._disk_full = self._disk_full_error()
-            logger.warning("%s", self._disk_full)
+        if self._full_disk is not None:
+            self._full_disk.open(self._conn())
 
     def _tighten_files(self, database: Path) -> None:
         names = ("", "-wal", "-shm", RESERVE_SUFFIX)
@@ -445,7 +440,14 @@ class SQLiteBackend(Backend):
     def _write_conn(self) -> sqlite3.Connection:
         """This thread's connection for a write; refuses once a group's transaction is lost."""
         conn = self._conn()
-        if self._local.__dict__.get("grouped") and not conn.in_transaction:
+        state = self._local.__dict__
+        if self._full_disk is not None and state.get("cap", 0) != self._full_disk.cap:
+            try:
+                self._full_disk.apply(conn)
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc) from exc
+            state["cap"] = self._full_disk.cap
+        if state.get("grouped") and not conn.in_transaction:
             # SQLite rolled the group back (an I/O error, a full disk): a write
             # now would commit on its own, outside the group, and a retry of
             # the group would then apply it twice.
@@ -624,8 +626,8 @@ class SQLiteBackend(Backend):
         quota: int,
     ) -> bool:
         params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
-        if self._disk_full is not None:
-            self._require_room()
+        if self._full_disk is not None and self._full_disk.full:
+            self._full_disk.before_add()
         try:
             self._write_conn().execute(_PUT_NOW, params)
         except sqlite3.IntegrityError:
@@ -635,13 +637,13 @@ class SQLiteBackend(Backend):
         return True
 
     def delete_now(self, scope: Scope, key: str) -> None:
-        self._make_room_for_delete()
+        self._before_delete()
         try:
-            self._write_conn().execute(_REMOVE, (scope.workspace, scope.plugin, key))
+            conn = self._write_conn()
+            conn.execute(_REMOVE, (scope.workspace, scope.plugin, key))
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        if self._disk_full is not None:
-            self._regain_room(checkpoint=True)
+        self._after_commit(conn)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         try:
@@ -673,8 +675,7 @@ class SQLiteBackend(Backend):
                     "of writes"
                 )
             conn.execute("COMMIT")
-            if self._disk_full is not None:
-                self._regain_room(checkpoint=True)
+            self._after_commit(conn)
         except BaseException as exc:
             try:
                 conn.execute("ROLLBACK")
@@ -690,102 +691,25 @@ class SQLiteBackend(Backend):
         return _Transaction(self, "BEGIN IMMEDIATE")
 
     def _unavailable(self, exc: sqlite3.Error) -> PluginKVError:
-        if _is_full(exc) and self._reserve is not None:
-            return self._on_disk_full()
+        if _is_full(exc) and self._full_disk is not None:
+            return self._full_disk.on_full()
         return _unavailable(exc, self.path, self._busy_timeout_ms)
 
-    # -- a full disk -------------------------------------------------------------
+    # -- a full disk (full_disk.py) ---------------------------------------------
     def disk_full(self) -> DiskFull | None:
-        if self._disk_full is None or self._regain_room(checkpoint=False):
-            return None
-        return self._disk_full_error()
+        return None if self._full_disk is None else self._full_disk.status()
 
-    def _on_disk_full(self) -> DiskFull:
-        """SQLITE_FULL: release the reserve for the deletes to come, refuse writes that add."""
-        assert self._reserve is not None
-        try:
-            released = self._reserve.release()
-        except OSError as exc:
-            logger.error("cannot release the disk reserve %s: %s", self._reserve.path, exc)
-            released = 0
-        entering = self._disk_full is None
-        self._disk_full = error = self._disk_full_error()
-        if entering or released:
-            logger.warning("%s (released the reserve: %d bytes)", error, released)
-        return error
+    def _before_add(self) -> None:
+        if self._full_disk is not None:
+            self._full_disk.before_add()
 
-    def _make_room_for_delete(self) -> None:
-        """Release the reserve before a delete when the disk has less room than it holds.
+    def _before_delete(self) -> None:
+        if self._full_disk is not None:
+            self._full_disk.before_delete()
 
-        The disk may have filled up without a write of this store failing (another
-        program, another process): without this the delete would be the one to
-        meet SQLITE_FULL, and fail once before the reserve is released.  One
-        ``statvfs`` per delete, none per write.
-        """
-        reserve = self._reserve
-        if reserve is None or self._disk_full is not None or not reserve.size:
-            return
-        try:
-            if reserve.free_bytes() >= reserve.size:
-                return
-        except OSError:
-            return
-        self._on_disk_full()
-
-    def _disk_full_error(self) -> DiskFull:
-        assert self._reserve is not None
-        try:
-            free = f"{self._reserve.free_bytes()} now"
-        except OSError as exc:
-            free = str(exc)
-        return DiskFull(
-            f"the disk of SQLite database {self.path} is full: writes that add data are "
-            f"refused until it has {self._reserve.room_needed()} bytes free ({free}), twice "
-            f"the reserve (setting {_RESERVE_SETTING}); deletes still run and make room"
-        )
-
-    def _require_room(self) -> None:
-        """``DiskFull`` while the disk has no room for the reserve; writes that add call it."""
-        if self._disk_full is not None and not self._regain_room(checkpoint=False):
-            raise self._disk_full_error()
-
-    def _regain_room(self, *, checkpoint: bool) -> bool:
-        """Take the reserve back if the disk has room again; True when writes may add data.
-
-        ``checkpoint`` (after a delete committed) first copies the WAL into the
-        database and truncates it, which gives the WAL's space back: without
-        that the WAL keeps its size and the reserve may never fit again.  Never
-        on a thread inside a transaction, and never from the event loop (it
-        waits for readers).
-        """
-        if self._disk_full is None:
-            return True
-        try:
-            if checkpoint:
-                conn = self._conn()
-                if not conn.in_transaction:
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            if not self._hold_reserve():
-                return False
-        except (sqlite3.Error, OSError) as exc:
-            logger.warning("cannot take the disk reserve of %s back yet: %s", self.path, exc)
-            return False
-        if self._disk_full is not None:
-            self._disk_full = None
-            logger.warning(
-                "the disk of SQLite database %s has room again: the reserve is held, "
-                "writes are accepted",
-                self.path,
-            )
-        return True
-
-    def _hold_reserve(self) -> bool:
-        assert self._reserve is not None
-        try:
-            return self._reserve.hold()
-        except OSError as exc:
-            logger.error("cannot allocate the disk reserve %s: %s", self._reserve.path, exc)
-            return False
+    def _after_commit(self, conn: sqlite3.Connection) -> None:
+        if self._full_disk is not None and self._full_disk.full:
+            self._full_disk.after_commit(conn)
 
     def close(self) -> None:
         with self._lock:
