@@ -289,3 +289,14 @@ def test_the_service_answers_507_disk_full_and_deletes_on_every_route_after_a_re
         assert service.call("PUT", f"/v1/kv/{key}", token, stored[key])[0] == 204
     service.stop()
     assert integrity(service.data_dir / "pluginkv.db") == "ok"
+
+
+@pytest.mark.postgres
+def test_postgres_reports_a_full_disk_as_disk_full(postgres_url: str) -> None:
+    """PostgreSQL's SQLSTATE 53100 (a table that cannot grow) is the same 507 ``DiskFull``."""
+    import psycopg
+
+    with pluginkv.open_store(postgres_url) as store:
+        full = psycopg.errors.DiskFull('could not extend file "base/5/16384": No space left')
+        error = store.backend._unavailable(full)  # type: ignore[attr-defined]
+    assert isinstance(error, DiskFull) and "No space left" in str(error)
