@@ -27,7 +27,7 @@ from pluginkv.backends.full_disk import SUFFIX
 from pluginkv.dify.endpoints import ENDPOINTS_FILE, Endpoints
 from pluginkv.dify.installs import INSTALLS_FILE, Install, Installs
 from pluginkv.private_files import DATA_DIR_FILES
-from pluginkv.server.auth import SECRET_FILE
+from pluginkv.server.auth import SECRET_FILE, load_secret
 
 from ..server.test_serve import Service
 
@@ -111,7 +111,9 @@ def test_a_library_store_creates_its_files_private_under_umask_022(
 
 def test_an_existing_store_is_tightened_on_start_with_one_log_line(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    run_service_once(data_dir)
+    with pluginkv.open_store(f"sqlite:///{data_dir}/pluginkv.db") as store:
+        store.storage(workspace="ws", plugin="acme/weather").set("k", b"v")
+    load_secret(pluginkv.Settings(data_dir=str(data_dir)))
     write_records(data_dir)
     data_dir.chmod(0o755)  # as an older version left them
     for path in data_dir.iterdir():

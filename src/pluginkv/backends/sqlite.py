@@ -354,7 +354,9 @@ class _Transaction:
             except sqlite3.Error as commit_error:
                 exc = commit_error
             else:
-                if not self._nested:
+                # Writes only: reads run on the service's event loop, where a
+                # checkpoint must not wait for the writer.
+                if not self._nested and self._begin != "BEGIN":
                     self._backend._after_commit(conn)
                 return
         try:
