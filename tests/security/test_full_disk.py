@@ -300,3 +300,16 @@ def test_postgres_reports_a_full_disk_as_disk_full(postgres_url: str) -> None:
         full = psycopg.errors.DiskFull('could not extend file "base/5/16384": No space left')
         error = store.backend._unavailable(full)  # type: ignore[attr-defined]
     assert isinstance(error, DiskFull) and "No space left" in str(error)
+
+
+def test_disk_full_comes_back_as_disk_full_over_http_and_the_plugin_channel() -> None:
+    from pluginkv.client.errors import error_from_response
+    from pluginkv.dify.plugin_storage import _error
+    from pluginkv.server.errors import error_response
+
+    sent = error_response(DiskFull("the disk of SQLite database x is full"))
+    assert sent.status_code == 507 and sent.headers["X-Error-Code"] == "disk_full"
+    over_http = error_from_response(507, bytes(sent.body))
+    over_channel = _error(json.loads(sent.body)["error"])
+    for error in (over_http, over_channel):
+        assert type(error) is DiskFull and str(error) == "the disk of SQLite database x is full"
