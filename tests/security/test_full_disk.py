@@ -219,7 +219,7 @@ def test_a_disk_filled_by_another_program_lets_the_first_delete_through(
     assert storage.get("k00001") is not None
 
     filler.unlink()  # the operator makes room elsewhere: writes resume by themselves
-    storage.set("more", value(0))
+    storage.set_many({f"new{index}": value(index) for index in range(20)})
     assert store.backend.disk_full() is None
 
 

@@ -163,8 +163,13 @@ class FullDisk:
         self.on_full()
 
     def before_add(self) -> None:
-        """Raise ``DiskFull`` while writes that add data are refused up front."""
-        if self.full and not self.capped and not self._hold(beyond=self.reserve.size):
+        """On a full disk: take the reserve back if there is room, else refuse unless capped.
+
+        One ``statvfs`` per write while the disk is full, none otherwise.
+        """
+        if not self.full or self._hold(beyond=self.reserve.size):
+            return
+        if not self.capped:
             raise self.error()
 
     def after_commit(self, conn: sqlite3.Connection) -> None:

@@ -702,8 +702,9 @@ class SQLiteBackend(Backend):
         return None if self._full_disk is None else self._full_disk.status()
 
     def _before_add(self) -> None:
-        if self._full_disk is not None:
+        if self._full_disk is not None and self._full_disk.full:
             self._full_disk.before_add()
+            self._write_conn()  # applies the page limit, which may have changed with the state
 
     def _before_delete(self) -> None:
         if self._full_disk is not None:
