@@ -1,7 +1,9 @@
 """A full disk never locks data in: deletes run and give the space back, writes get 507.
 
 Each test mounts a real 32 MiB tmpfs and fills it through pluginkv, through
-the library and through ``pluginkv serve``.  Mounting needs root (CI runs as
+the library and through ``pluginkv serve``.  The reserve (5 MiB) must exceed
+the WAL a checkpoint may still have to copy (4 MiB), so 8 MiB would leave
+little room for data.  Mounting needs root (CI runs as
 root); elsewhere the tests skip, except under ``CI``, where they fail.
 """
 
