@@ -407,7 +407,7 @@ class SQLiteBackend(Backend):
             try:
                 private_dir(database.parent)
                 create_private_file(database)
-                self._tighten_files(database)
+                self._tighten_files()
             except OSError as exc:
                 raise BackendUnavailable(
                     f"cannot create SQLite database {self.path} or its directory: {exc}"
@@ -421,7 +421,7 @@ class SQLiteBackend(Backend):
         if self._full_disk is not None:
             self._full_disk.open(self._conn())
 
-    def _tighten_files(self, database: Path) -> None:
+    def _tighten_files(self) -> None:
         names = ("", "-wal", "-shm", RESERVE_SUFFIX)
         changed = tighten((Path(self.path + name), FILE_MODE) for name in names)
         if changed:
