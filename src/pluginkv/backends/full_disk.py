@@ -226,13 +226,13 @@ class FullDisk:
         except OSError as exc:
             free = str(exc)
         if self.capped:
-            refused = "writes that need more room than deletes have freed are refused"
+            refused = "writes fill only the room deletes have made"
         else:
-            refused = "writes that add data are refused until a delete has run"
+            refused = "writes that add data wait for a delete to make room"
         return DiskFull(
-            f"the disk of SQLite database {self.database} is full: {refused}, until the disk "
-            f"has room for the reserve of {self.reserve.size} bytes (setting {SETTING}) and "
-            f"as much again ({free}); deletes still run"
+            f"the disk of SQLite database {self.database} is full: {refused}; deletes still "
+            f"run. The database grows again once the disk has room for the reserve of "
+            f"{self.reserve.size} bytes (setting {SETTING}) and as much again ({free})"
         )
 
     # -- the reserve -------------------------------------------------------------
