@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -27,6 +28,11 @@ BACKENDS = [
     pytest.param("remote-postgres", marks=pytest.mark.postgres),
 ]
 SECRET = "test-secret-" + "x" * 40
+
+# Every SQLite store allocates its disk reserve (64 MiB by default), and a run
+# keeps every test's directory: a small one here, for this process and the
+# services it starts.  tests/security/test_full_disk.py sets its own.
+os.environ.setdefault("PLUGINKV_SQLITE_DISK_RESERVE_BYTES", str(64 * 1024))
 
 
 class FakeClock:

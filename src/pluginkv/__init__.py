@@ -5,6 +5,7 @@ from __future__ import annotations
 from .config import Settings
 from .errors import (
     BackendUnavailable,
+    DiskFull,
     Forbidden,
     InvalidArgument,
     InvalidKey,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable",
+    "DiskFull",
     "Entry",
     "EntryMeta",
     "Forbidden",

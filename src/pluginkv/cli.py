@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, private_files
 from .config import Settings, env_name, redact_url
 from .errors import PluginKVError, VersionConflict
 from .keys import check_scope, check_workspace
@@ -361,6 +361,7 @@ def data_dir_option(func: F) -> F:
 
 def service_settings(data_dir: Path, db: str | None = None, **overrides: Any) -> Settings:
     """Settings of the local service: the database defaults to <data-dir>/pluginkv.db."""
+    private_files.secure_data_dir(data_dir)  # before anything opens it: a store of an older version
     if db is None and "PLUGINKV_DATABASE_URL" not in os.environ:
         db = f"sqlite:///{(data_dir / 'pluginkv.db').resolve()}"
     if db is not None:

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How much of the database file SQLite reads through mmap (0: none).",
     )
+    sqlite_disk_reserve_bytes: int = Field(
+        default=64 * MiB,
+        ge=0,
+        description="Space held beside the SQLite database and released when the disk is full, "
+        "so deletes still run (0: none).",
+    )
     postgres_pool_min_size: int = Field(
         default=1, ge=0, description="PostgreSQL connections each process keeps open."
     )

@@ -10,6 +10,7 @@
     ├── WrongValueType        (also ValueError)  incr on a non-integer, get_json on non-JSON
     ├── ValueTooLarge                            a value over the per-value limit
     ├── QuotaExceeded                            a write that would pass the scope's quota
+    ├── DiskFull                                 the database's disk is full: writes refused
     ├── VersionConflict                          a compare-and-set or set-if-absent that failed
     ├── BackendUnavailable                       the database cannot be reached or used
     ├── ReadOnly                                 a write to a store opened read-only
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendUnavailable",
+    "DiskFull",
     "Forbidden",
     "InvalidArgument",
     "InvalidExportFile",
@@ -113,6 +115,16 @@ class QuotaExceeded(PluginKVError):
         self.used = used
         self.limit = limit
         self.needed = needed
+
+
+class DiskFull(PluginKVError):
+    """The filesystem under the database is full: writes are refused, deletes still run.
+
+    Not a quota: the scope may be far below its own.  Writes succeed again once
+    the disk has room (deletes through pluginkv make some; see docs/security.md).
+    """
+
+    code = "disk_full"
 
 
 class VersionConflict(PluginKVError):

@@ -82,6 +82,7 @@ def backend_for_url(settings: Settings) -> Backend:
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         mmap_bytes=settings.sqlite_mmap_bytes,
         read_only=settings.read_only,
+        disk_reserve_bytes=settings.sqlite_disk_reserve_bytes,
     )
 
 

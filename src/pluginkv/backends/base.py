@@ -39,6 +39,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..errors import DiskFull
 from ..keys import Scope
 from ..models import Entry, EntryMeta
 
@@ -247,6 +248,10 @@ class Backend(ABC):
         which satisfies the same contract.
         """
         return nullcontext()
+
+    def disk_full(self) -> DiskFull | None:
+        """Why writes that add data are refused now (the disk is full), else ``None``."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

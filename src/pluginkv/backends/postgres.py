@@ -41,7 +41,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, DiskFull, PluginKVError
 from ..keys import Scope
 from ..models import Entry, EntryMeta
 from .base import Backend, ScopeState, Stored, WriteTx, prefix_upper_bound
@@ -560,7 +560,7 @@ class PostgresBackend(Backend):
             # sessions): check the idle ones now rather than fail a call on each.
             self._pool.check()
 
-    def _unavailable(self, exc: psycopg.Error) -> BackendUnavailable:
+    def _unavailable(self, exc: psycopg.Error) -> PluginKVError:
         if isinstance(exc, PoolClosed):
             return BackendUnavailable(f"the store on PostgreSQL {self._where} is closed")
         if isinstance(exc, PoolTimeout):
@@ -570,6 +570,11 @@ class PostgresBackend(Backend):
                 "unreachable or every connection is busy"
             )
         text = str(exc).strip() or type(exc).__name__
+        if isinstance(exc, psycopg.errors.DiskFull):  # SQLSTATE 53100: the table could not grow
+            return DiskFull(
+                f"the disk of PostgreSQL {self._where} is full: {text} (docs/security.md, "
+                "A full disk)"
+            )
         if isinstance(exc, psycopg.errors.QueryCanceled) and "statement timeout" in text:
             return BackendUnavailable(
                 f"PostgreSQL {self._where} did not finish a statement within "

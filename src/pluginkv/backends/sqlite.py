@@ -14,10 +14,17 @@ Why it looks the way it does:
   ``busy_timeout``; past it the caller gets ``BackendUnavailable``.
 * Single-row reads run in autocommit; multi-statement reads in a deferred
   transaction, which in WAL mode is one snapshot.
+* A full disk must not lock the data in: the store holds a reserve file
+  beside the database and releases it at the first SQLITE_FULL, so deletes
+  have room; writes that add data get ``DiskFull`` (``full_disk.py``).
+* The database, its ``-wal``, ``-shm`` and reserve are 0600, its new directory
+  0700 (``private_files.py``): SQLite gives ``-wal`` and ``-shm`` the mode of
+  the database file, so creating that one 0600 is enough.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -28,15 +35,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import BackendUnavailable, ReadOnly
+from ..errors import BackendUnavailable, DiskFull, PluginKVError, ReadOnly
 from ..keys import Scope
 from ..models import Entry, EntryMeta
+from ..private_files import FILE_MODE, create_private_file, private_dir, tighten
 from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
+from .full_disk import SUFFIX as RESERVE_SUFFIX
+from .full_disk import FullDisk
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 from .read_only import SETTING as READ_ONLY_SETTING
 from .read_only import check_schema
 
 __all__ = ["SQLiteBackend"]
+
+logger = logging.getLogger(__name__)
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 # Values up to this size (with the key) come back from the query itself; a
@@ -127,6 +139,7 @@ _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
 _SAVEPOINT = "SAVEPOINT pluginkv_tx"
 _RELEASE = "RELEASE pluginkv_tx"
 _ROLLBACK_TO = "ROLLBACK TO pluginkv_tx"
+_SQLITE_FULL = 13  # the primary result code; extended codes keep it in the low byte
 
 
 def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> BackendUnavailable:
@@ -139,9 +152,14 @@ def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> Backend
     return BackendUnavailable(f"SQLite database {path} failed: {text}")
 
 
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL
+
+
 class _SQLiteTx(WriteTx):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, backend: SQLiteBackend) -> None:
         self._conn = conn
+        self._backend = backend
 
     # -- reads -----------------------------------------------------------------
     def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
@@ -228,6 +246,7 @@ class _SQLiteTx(WriteTx):
         return state, found
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
+        self._backend._before_add()
         self._conn.execute(
             _PUT,
             (
@@ -244,9 +263,11 @@ class _SQLiteTx(WriteTx):
         )
 
     def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+        self._backend._before_delete()
         self._conn.executemany(_REMOVE, [(scope.workspace, scope.plugin, key) for key in keys])
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
+        self._backend._before_delete()
         sql = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
         params: list[object] = [scope.workspace, scope.plugin, prefix]
         upper = prefix_upper_bound(prefix)
@@ -257,6 +278,7 @@ class _SQLiteTx(WriteTx):
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
+        self._backend._before_delete()
         return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? "
             "AND expires_at IS NOT NULL AND expires_at <= ?",
@@ -264,6 +286,7 @@ class _SQLiteTx(WriteTx):
         ).rowcount
 
     def sweep_expired(self, now: float, limit: int) -> int:
+        self._backend._before_delete()
         return self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
             "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
@@ -281,6 +304,7 @@ class _SQLiteTx(WriteTx):
         self._conn.execute(_RAISE_LAST_VERSION, (scope.workspace, scope.plugin, version))
 
     def drop_scope(self, scope: Scope) -> int:
+        self._backend._before_delete()
         count = self._conn.execute(
             "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ?",
             (scope.workspace, scope.plugin),
@@ -315,7 +339,7 @@ class _Transaction:
             conn.execute(_SAVEPOINT if self._nested else self._begin)
         except sqlite3.Error as exc:
             raise self._backend._unavailable(exc) from exc
-        return _SQLiteTx(conn)
+        return _SQLiteTx(conn, self._backend)
 
     def __exit__(
         self,
@@ -327,9 +351,14 @@ class _Transaction:
         if exc is None:
             try:
                 conn.execute(_RELEASE if self._nested else "COMMIT")
-                return
             except sqlite3.Error as commit_error:
                 exc = commit_error
+            else:
+                # Writes only: reads run on the service's event loop, where a
+                # checkpoint must not wait for the writer.
+                if not self._nested and self._begin != "BEGIN":
+                    self._backend._after_commit(conn)
+                return
         try:
             if self._nested:
                 conn.execute(_ROLLBACK_TO)
@@ -355,6 +384,7 @@ class SQLiteBackend(Backend):
         busy_timeout_ms: int = 10_000,
         mmap_bytes: int = 0,
         read_only: bool = False,
+        disk_reserve_bytes: int = 0,
     ) -> None:
         self.path = str(path)
         self.read_only = read_only
@@ -365,6 +395,7 @@ class SQLiteBackend(Backend):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
+        self._full_disk: FullDisk | None = None
         if read_only:
             if not Path(self.path).is_file():
                 raise ReadOnly(
@@ -372,17 +403,33 @@ class SQLiteBackend(Backend):
                     f"cannot create it: start pluginkv once without {READ_ONLY_SETTING}"
                 )
         elif self.path != ":memory:":
+            database = Path(self.path)
             try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                private_dir(database.parent)
+                create_private_file(database)
+                self._tighten_files()
             except OSError as exc:
                 raise BackendUnavailable(
-                    f"cannot create the directory of SQLite database {self.path}: {exc}"
+                    f"cannot create SQLite database {self.path} or its directory: {exc}"
                 ) from exc
+            self._full_disk = FullDisk(self.path, disk_reserve_bytes)
         _forget_after_fork.add(self)
         if read_only:
             check_schema(f"SQLite database {self.path}", self.applied_migrations())
         else:
             self._migrate()
+        if self._full_disk is not None:
+            self._full_disk.open(self._conn())
+
+    def _tighten_files(self) -> None:
+        names = ("", "-wal", "-shm", RESERVE_SUFFIX)
+        changed = tighten((Path(self.path + name), FILE_MODE) for name in names)
+        if changed:
+            logger.warning(
+                "tightened the files of SQLite database %s so only their owner can read them: %s",
+                self.path,
+                ", ".join(changed),
+            )
 
     # -- connections -----------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -395,7 +442,14 @@ class SQLiteBackend(Backend):
     def _write_conn(self) -> sqlite3.Connection:
         """This thread's connection for a write; refuses once a group's transaction is lost."""
         conn = self._conn()
-        if self._local.__dict__.get("grouped") and not conn.in_transaction:
+        state = self._local.__dict__
+        if self._full_disk is not None and state.get("cap", 0) != self._full_disk.cap:
+            try:
+                self._full_disk.apply(conn)
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc) from exc
+            state["cap"] = self._full_disk.cap
+        if state.get("grouped") and not conn.in_transaction:
             # SQLite rolled the group back (an I/O error, a full disk): a write
             # now would commit on its own, outside the group, and a retry of
             # the group would then apply it twice.
@@ -407,6 +461,14 @@ class SQLiteBackend(Backend):
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
             raise BackendUnavailable(f"the store on {self.path} is closed")
+        try:
+            return self._open_connection()
+        except DiskFull:
+            # Opening may need room (the -shm file, recovering the WAL): the
+            # reserve released by the failure gives it that room.
+            return self._open_connection()
+
+    def _open_connection(self) -> sqlite3.Connection:
         # Read-only, SQLite itself refuses any write: a second guarantee
         # beside ReadOnlyBackend, and the file keeps its bytes and mtime.
         where = f"{Path(self.path).absolute().as_uri()}?mode=ro" if self.read_only else self.path
@@ -566,6 +628,8 @@ class SQLiteBackend(Backend):
         quota: int,
     ) -> bool:
         params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
+        if self._full_disk is not None and self._full_disk.full:
+            self._full_disk.before_add()
         try:
             self._write_conn().execute(_PUT_NOW, params)
         except sqlite3.IntegrityError:
@@ -575,10 +639,13 @@ class SQLiteBackend(Backend):
         return True
 
     def delete_now(self, scope: Scope, key: str) -> None:
+        self._before_delete()
         try:
-            self._write_conn().execute(_REMOVE, (scope.workspace, scope.plugin, key))
+            conn = self._write_conn()
+            conn.execute(_REMOVE, (scope.workspace, scope.plugin, key))
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
+        self._after_commit(conn)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         try:
@@ -610,6 +677,7 @@ class SQLiteBackend(Backend):
                     "of writes"
                 )
             conn.execute("COMMIT")
+            self._after_commit(conn)
         except BaseException as exc:
             try:
                 conn.execute("ROLLBACK")
@@ -624,8 +692,27 @@ class SQLiteBackend(Backend):
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN IMMEDIATE")
 
-    def _unavailable(self, exc: sqlite3.Error) -> BackendUnavailable:
+    def _unavailable(self, exc: sqlite3.Error) -> PluginKVError:
+        if _is_full(exc) and self._full_disk is not None:
+            return self._full_disk.on_full()
         return _unavailable(exc, self.path, self._busy_timeout_ms)
+
+    # -- a full disk (full_disk.py) ---------------------------------------------
+    def disk_full(self) -> DiskFull | None:
+        return None if self._full_disk is None else self._full_disk.status()
+
+    def _before_add(self) -> None:
+        if self._full_disk is not None and self._full_disk.full:
+            self._full_disk.before_add()
+            self._write_conn()  # applies the page limit, which may have changed with the state
+
+    def _before_delete(self) -> None:
+        if self._full_disk is not None:
+            self._full_disk.before_delete()
+
+    def _after_commit(self, conn: sqlite3.Connection) -> None:
+        if self._full_disk is not None and self._full_disk.full:
+            self._full_disk.after_commit(conn)
 
     def close(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from typing import Any
 from ..error_fields import error_with_fields
 from ..errors import (
     BackendUnavailable,
+    DiskFull,
     Forbidden,
     InvalidArgument,
     InvalidKey,
@@ -27,6 +28,7 @@ _SIMPLE: dict[str, type[PluginKVError]] = {
     cls.code: cls
     for cls in (
         BackendUnavailable,
+        DiskFull,
         Forbidden,
         InvalidArgument,
         InvalidKey,

@@ -13,7 +13,6 @@ with h11, which insists on all of that).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PluginNotFound
+from ..private_files import write_private_text
 
 __all__ = ["ENDPOINTS_FILE", "Endpoint", "Endpoints", "raw_request"]
 
@@ -113,10 +113,8 @@ class Endpoints:
                 for e in endpoints
             ]
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, self.path)
+        # 0600: endpoint settings hold the plugins' API keys.
+        write_private_text(self.path, json.dumps(document, indent=2) + "\n")
 
 
 def raw_request(

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from ..errors import PluginFailed
+from ..private_files import private_dir
 from .package_index import uv_index_environment
 from .plugin_dir import PluginDirectory
 from .pythons import Interpreter, find_python
@@ -84,7 +85,7 @@ class Environments:
         python = env / "bin" / "python"
         if (env / _STAMP).exists() and python.exists():
             return python
-        env.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(env.parent)
         async with (
             self._locks.setdefault(env.name, asyncio.Lock()),
             _exclusive(env.parent / f".{env.name}.lock"),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..private_files import write_private_text
 
 __all__ = ["INSTALLS_FILE", "Install", "Installs"]
 
@@ -51,7 +52,4 @@ class Installs:
                 for i in sorted(installs, key=lambda i: i.plugin)
             ]
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_private_text(self.path, json.dumps(document, indent=2) + "\n")

@@ -18,6 +18,7 @@ from typing import Any
 from ..error_fields import error_with_fields
 from ..errors import (
     BackendUnavailable,
+    DiskFull,
     Forbidden,
     InvalidArgument,
     InvalidKey,
@@ -36,6 +37,7 @@ _SIMPLE = {
     cls.code: cls
     for cls in (
         BackendUnavailable,
+        DiskFull,
         InvalidArgument,
         InvalidKey,
         InvalidValueType,

@@ -39,6 +39,7 @@ import jwt
 from ..config import Settings
 from ..errors import Forbidden, InvalidArgument, PluginKVError, Unauthorized
 from ..keys import Scope, check_scope
+from ..private_files import private_dir, secure_data_dir
 
 __all__ = ["SECRET_FILE", "Grant", "Tokens", "load_secret"]
 
@@ -280,7 +281,8 @@ def load_secret(settings: Settings) -> str:
     if settings.token_secret is not None:
         return settings.token_secret
     path = Path(settings.data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
+    secure_data_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

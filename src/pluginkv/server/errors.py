@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from ..error_fields import error_fields
 from ..errors import (
     BackendUnavailable,
+    DiskFull,
     Forbidden,
     InvalidArgument,
     InvalidKey,
@@ -55,6 +56,9 @@ STATUS: dict[type[PluginKVError], int] = {
     VersionConflict: 409,
     ValueTooLarge: 413,
     QuotaExceeded: 507,
+    # 507 like a quota, with its own code: the request is valid, the scope may
+    # be far below its quota, and deletes still succeed (docs/security.md).
+    DiskFull: 507,
     BackendUnavailable: 503,
     # 503, not a 4xx: the request is valid and will succeed once the operator
     # ends the read-only spell (an export, a backup), which is what "unavailable

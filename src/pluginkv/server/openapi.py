@@ -101,9 +101,11 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
         "The database could not answer (locked past the timeout, unreachable, broken).",
     ),
     507: (
-        "QuotaExceededError",
-        ["quota_exceeded"],
-        "The write would take the scope past its quota; nothing was stored.",
+        "InsufficientStorageError",
+        ["quota_exceeded", "disk_full"],
+        "Nothing was stored: `quota_exceeded`, the write would take the scope past its "
+        "quota (with `used`, `limit`, `needed`); `disk_full`, the database's disk is full "
+        "(deletes still succeed).",
     ),
 }
 
@@ -159,7 +161,7 @@ _ERROR_DETAILS: dict[int, Json] = {
         "size": {"type": "integer", "minimum": 0, "description": "Bytes declared or read."},
         "limit": {"type": "integer", "minimum": 0},
     },
-    507: {
+    507: {  # quota_exceeded only
         "used": {"type": "integer", "minimum": 0, "description": "Bytes the scope holds now."},
         "limit": {"type": "integer", "minimum": 0, "description": "The scope's quota."},
         "needed": {"type": "integer", "description": "Bytes the refused write would add."},
@@ -176,7 +178,8 @@ def _error_schema(status: int, codes: list[str] | None = None) -> Json:
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message", *details],
+                # Details belong to one code; a status shared by two requires none.
+                "required": ["code", "message", *(details if len(codes) == 1 else [])],
                 "properties": {
                     "code": {"type": "string", "enum": codes},
                     "message": {"type": "string"},
@@ -743,7 +746,14 @@ def _schemas(settings: Settings) -> Json:
         "Ready": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"const": "ready"}},
+            "properties": {
+                "status": {"enum": ["ready", "disk_full"]},
+                "error": {
+                    "type": "object",
+                    "description": "With `disk_full`: why writes that add data are refused.",
+                    "properties": {"code": {"const": "disk_full"}, "message": {"type": "string"}},
+                },
+            },
         },
     }
     for status, (name, _, _) in _ERROR_CODES.items():
@@ -1574,6 +1584,8 @@ def _paths(settings: Settings) -> Json:
                 "operationId": "readyz",
                 "tags": ["health"],
                 "summary": "Readiness: 200 when the database answers a query",
+                "description": "Still 200 on a full disk, with `status` `disk_full` and the "
+                "reason: reads and deletes are served, and deletes are what make room.",
                 "security": [],
                 "responses": {
                     "200": {

@@ -264,6 +264,11 @@ async def readyz(request: Request) -> Response:
         await _read(request, store.ping)
     except PluginKVError as exc:
         return JSONResponse(error_body(exc.code, str(exc)), status_code=503)
+    # Still ready on a full disk: reads and deletes are served, and deletes
+    # are how the disk gets room again, so a balancer must keep sending them.
+    disk_full = store.backend.disk_full()
+    if disk_full is not None:
+        return JSONResponse({"status": "disk_full", **error_body(disk_full.code, str(disk_full))})
     return JSONResponse({"status": "ready"})
 
 
