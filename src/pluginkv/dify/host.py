@@ -7,7 +7,12 @@ registers again replaces its old registration.  Installed (local) plugins
 run one process per ``author/name``, serving every workspace that installed
 them.  Where both serve a workspace, the remote-debug one answers, as a
 plugin under debugging should.  An installed plugin is listed whatever its
-state, so an operator sees one that is starting, restarting or failed.
+state, so an operator sees one that is starting, restarting or failed; a
+call for one that is starting or restarting waits for it a while.
+
+Every path the host builds is absolute, resolved once from the data
+directory: a plugin runs in its own folder, where a relative one would
+point elsewhere.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Forbidden, PluginKVError, PluginNotFound
+from ..errors import Forbidden, PluginFailed, PluginKVError, PluginNotFound
 from ..keys import check_scope
 from ..server.auth import Tokens
 from ..server.readers import Readers
@@ -34,14 +39,18 @@ from .envs import Environments
 from .framing import line_limit
 from .installs import Install, Installs
 from .invocations import Invocations
-from .local import LocalPlugin, Status
+from .local import LocalPlugin, Status, failure_reason
 from .plugin_dir import PluginDirectory, read_plugin_directory
+from .plugin_logs import LogPage, PluginLogs
 from .remote import DebugListener
 from .tools import check_credentials, find_tool, with_declared_credentials, with_defaults
 
 __all__ = ["PluginHost", "PluginInfo"]
 
 logger = logging.getLogger("pluginkv.dify")
+
+# At shutdown, how long remote-debug connections may take to end once closed.
+_DISCONNECT_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +102,20 @@ class PluginHost:
         self._connections: dict[tuple[str, str], PluginConnection] = {}
         self._listener: DebugListener | None = None
         self._monitor: asyncio.Task[None] | None = None
-        data_dir = Path(settings.data_dir)
+        data_dir = Path(settings.data_dir).resolve()
         self._installs = Installs(data_dir)
         # What is installed (the file's list, kept current); _local is what runs of it.
         self._wanted: dict[str, Install] | None = None
         self.endpoints = Endpoints(data_dir)
-        envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
-        self._envs = Environments(Path(envs))
+        envs = Path(settings.plugin_envs_dir).resolve() if settings.plugin_envs_dir else None
+        self._envs = Environments(envs or data_dir / "plugin-envs")
+        self.logs = PluginLogs(
+            data_dir,
+            max_bytes=settings.plugin_log_max_bytes,
+            backups=settings.plugin_log_backups,
+        )
+        # Set, and replaced by a fresh one, whenever a plugin starts, stops or changes state.
+        self._changed = asyncio.Event()
         self._local: dict[str, LocalPlugin] = {}
         self._pending: dict[str, _Pending] = {}  # installed, but not in _local
         self._install_lock = asyncio.Lock()
@@ -128,19 +144,50 @@ class PluginHost:
         self._monitor = asyncio.create_task(self._watch_heartbeats())
 
     async def stop(self) -> None:
-        """Stop listening, disconnect every plugin and kill every process the host started."""
+        """Stop listening, disconnect every plugin and kill every process the host started.
+
+        Nothing that went wrong with a plugin stops the rest of the shutdown.
+        """
         for task in (self._monitor, self._starting):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await asyncio.gather(*(local.stop() for local in self._local.values()))
+        stopping = list(self._local.values())
+        results = await asyncio.gather(
+            *(local.stop() for local in stopping), return_exceptions=True
+        )
+        for local, result in zip(stopping, results, strict=True):
+            if isinstance(result, Exception):
+                logger.error("stopping %r failed: %s", local, failure_reason(result))
         self._local.clear()
         for connection in list(self._connections.values()):
             connection.close()
+        # Each connection's reader ends by itself once its socket is closed;
+        # the listener would cancel it otherwise, which Python 3.11's asyncio
+        # reports with a traceback.
+        await self._until(lambda: not self._connections, _DISCONNECT_GRACE)
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        self.logs.close()
+
+    def _notify(self) -> None:
+        """Wake whoever waits for a plugin's state to change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition`` holds, looking again at each change; whether it does."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            changed = self._changed
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+        return True
 
     async def _watch_heartbeats(self) -> None:
         while True:
@@ -182,6 +229,7 @@ class PluginHost:
             logger.info("%r replaces %r", connection, old)
             old.close()
         logger.info("registered %r", connection)
+        self._notify()
 
     def unregister(self, connection: PluginConnection) -> None:
         for workspace in connection.workspaces:
@@ -189,6 +237,7 @@ class PluginHost:
             if self._connections.get(slot) is connection:
                 del self._connections[slot]
                 logger.info("unregistered %r", connection)
+                self._notify()
 
     def plugins(self) -> list[PluginInfo]:
         """Every connected remote-debug plugin and every installed plugin, whatever its state."""
@@ -202,6 +251,48 @@ class PluginHost:
         return sorted(infos, key=lambda i: (i.plugin, i.transport, i.peer))
 
     def find(self, plugin: str, workspace: str) -> PluginConnection:
+        """The connection serving ``plugin`` for ``workspace`` now; ``PluginNotFound`` if none."""
+        found = self._lookup(plugin, workspace)
+        if isinstance(found, PluginConnection):
+            return found
+        raise PluginNotFound(
+            f"{plugin} is installed for workspace {workspace} but not running right now "
+            f"({_why(found)})"
+        )
+
+    async def _serving(self, plugin: str, workspace: str) -> PluginConnection:
+        """``find``, but an installed plugin that is starting or restarting is waited for.
+
+        Up to ``PLUGINKV_PLUGIN_START_WAIT_SECONDS``; one that failed is not:
+        only an install or a restart of the service starts it again.
+        """
+        found = self._lookup(plugin, workspace)
+        if isinstance(found, PluginConnection):
+            return found
+        wait = self._settings.plugin_start_wait_seconds
+        if found.state != "failed" and wait > 0:
+            logger.info("a call for %s in %s waits for it (%s)", plugin, workspace, found.state)
+            latest: list[PluginConnection | Status] = [found]
+
+            def ready() -> bool:
+                latest[0] = self._lookup(plugin, workspace)
+                return isinstance(latest[0], PluginConnection) or latest[0].state == "failed"
+
+            await self._until(ready, wait)
+            if isinstance(latest[0], PluginConnection):
+                return latest[0]
+            found = latest[0]
+        raise PluginNotFound(
+            f"{plugin} is installed for workspace {workspace} but not running ({_why(found)}); "
+            f"waited {wait:g} s for it (setting PLUGINKV_PLUGIN_START_WAIT_SECONDS)"
+            if found.state != "failed"
+            else f"{plugin} is installed for workspace {workspace} but not running "
+            f"({_why(found)}); install it again once that is fixed"
+        )
+
+    def _lookup(self, plugin: str, workspace: str) -> PluginConnection | Status:
+        """What serves ``plugin`` for ``workspace``, or the state of the installed one that
+        does not yet; ``PluginNotFound`` if it is neither connected nor installed there."""
         check_scope(workspace, plugin)
         connection = self._connections.get((plugin, workspace))
         if connection is not None and not connection.closed:
@@ -211,23 +302,31 @@ class PluginHost:
         if local is not None and workspace in local.workspaces:
             if local.connection is not None and not local.connection.closed:
                 return local.connection
-            status = local.status
-        elif pending is not None and workspace in pending.workspaces:
-            status = pending.status
-        else:
-            raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
-        why = f"{status.state}: {status.error}" if status.error else status.state
-        raise PluginNotFound(
-            f"{plugin} is installed for workspace {workspace} but not running right now ({why})"
-        )
+            return local.status
+        if pending is not None and workspace in pending.workspaces:
+            return pending.status
+        raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
+
+    async def read_log(self, plugin: str, *, lines: int, cursor: str | None) -> LogPage:
+        """A page of an installed plugin's log file (``plugin_logs``), read on a thread."""
+        check_scope("logs", plugin)
+        installed = plugin in self._wanted_installs() or plugin in self._local
+        if not installed and not self.logs.exists(plugin):
+            raise PluginNotFound(f"{plugin} is not installed and has no log")
+        return await asyncio.to_thread(self.logs.read, plugin, lines=lines, cursor=cursor)
 
     # -- installed plugins --------------------------------------------------------------------
     async def install(self, directory: str, workspace: str) -> PluginInfo:
         """Install the plugin in ``directory`` for ``workspace`` and have it running.
 
         The first install builds its environment and starts it; installing it
-        for another workspace reuses the running process; a directory with
-        another version (or another place) replaces it.
+        for another workspace reuses the running process.  A directory with
+        another version (or at another place) starts beside the running
+        process, which serves until the new one is ready and stops then; if
+        the new one fails, the old one stays and nothing changes.  A first
+        install that fails stays installed, listed as failed with why.
+        Whatever goes wrong once the directory is read raises the
+        ``PluginKVError`` it is, or ``PluginFailed`` saying what it was.
         """
         plugin_dir = read_plugin_directory(directory)
         plugin = plugin_dir.manifest.plugin_id
@@ -244,19 +343,30 @@ class PluginHost:
                 local.workspaces.add(workspace)
             else:
                 workspaces = {workspace} | before
-                self._pending[plugin] = _Pending(plugin_dir.manifest.version, workspaces)
+                if local is None:  # listed as starting meanwhile
+                    self._pending[plugin] = _Pending(plugin_dir.manifest.version, workspaces)
+                    self._notify()
                 try:
-                    python = await self._envs.ensure(plugin_dir.requirements)
-                    fresh = self._local_plugin(plugin_dir, python, workspaces)
-                    if local is not None:
-                        await local.stop()
-                        del self._local[plugin]
-                    await fresh.start()
-                except BaseException as exc:  # cancelled too: the listing must not say starting
-                    self._not_started(plugin, str(exc) or type(exc).__name__)
+                    fresh = await self._started(plugin_dir, workspaces)
+                except asyncio.CancelledError:  # the listing must not say starting
+                    self._not_started(plugin, "its start was cancelled")
                     raise
-                del self._pending[plugin]
+                except Exception as exc:
+                    reason = failure_reason(exc)
+                    if local is None:
+                        installed = tuple(sorted(workspaces))
+                        wanted[plugin] = Install(plugin, str(plugin_dir.path), installed)
+                        self._installs.save(list(wanted.values()))
+                    self._not_started(plugin, reason)
+                    if isinstance(exc, PluginKVError):
+                        raise
+                    raise PluginFailed(reason) from exc
+                self._pending.pop(plugin, None)
                 self._local[plugin] = fresh
+                self._notify()
+                if local is not None:
+                    logger.info("%r replaces %r", fresh, local)
+                    await local.stop()
                 local = fresh
             wanted[plugin] = Install(plugin, str(plugin_dir.path), tuple(sorted(local.workspaces)))
             self._installs.save(list(wanted.values()))
@@ -289,7 +399,15 @@ class PluginHost:
                     del self._local[plugin]
                     await local.stop()
             self._installs.save(list(wanted.values()))
+            self._notify()  # a call waiting for it there waits no more
             return list(left)
+
+    async def _started(self, plugin_dir: PluginDirectory, workspaces: set[str]) -> LocalPlugin:
+        """A new process of the plugin, running; its environment is built first if need be."""
+        python = await self._envs.ensure(plugin_dir.requirements)
+        local = self._local_plugin(plugin_dir, python, workspaces)
+        await local.start()
+        return local
 
     def _local_plugin(
         self, plugin_dir: PluginDirectory, python: Path, workspaces: set[str]
@@ -306,6 +424,8 @@ class PluginHost:
             workspaces,
             invocations=self.invocations,
             line_limit=line_limit(self._settings.max_value_bytes),
+            log=self.logs.of(manifest.plugin_id),
+            on_change=self._notify,
         )
 
     def _wanted_installs(self) -> dict[str, Install]:
@@ -322,8 +442,8 @@ class PluginHost:
             pending = self._pending[listed.plugin] = _Pending("", set(listed.workspaces))
             try:
                 directories[listed.plugin] = read_plugin_directory(listed.directory)
-            except PluginKVError as exc:
-                self._not_started(listed.plugin, str(exc))
+            except Exception as exc:
+                self._not_started(listed.plugin, failure_reason(exc))
                 continue
             pending.version = directories[listed.plugin].manifest.version
         for plugin, plugin_dir in directories.items():
@@ -332,26 +452,27 @@ class PluginHost:
                 if install is None or plugin in self._local:
                     continue  # uninstalled, or installed again: that took care of _pending
                 try:
-                    python = await self._envs.ensure(plugin_dir.requirements)
-                    local = self._local_plugin(plugin_dir, python, set(install.workspaces))
-                    await local.start()
-                except PluginKVError as exc:
-                    self._not_started(plugin, str(exc))
+                    local = await self._started(plugin_dir, set(install.workspaces))
+                except Exception as exc:  # of any kind: the next plugins still start
+                    self._not_started(plugin, failure_reason(exc))
                     continue
                 self._pending.pop(plugin, None)
                 self._local[plugin] = local
+                self._notify()
 
     def _not_started(self, plugin: str, error: str) -> None:
         """After a start that failed: an installed plugin that no process serves has failed."""
-        logger.error("could not start the installed plugin %s: %s", plugin, error)
+        logger.error("could not start the plugin %s: %s", plugin, error)
+        self.logs.of(plugin).write("host", f"could not start: {error}")
         install = self._wanted_installs().get(plugin)
         pending = self._pending.get(plugin)
         if install is None or plugin in self._local or pending is None:
             # Never installed (the caller hears why), or its old process still serves.
             self._pending.pop(plugin, None)
-            return
-        pending.workspaces = set(install.workspaces)
-        pending.status = Status("failed", error)
+        else:
+            pending.workspaces = set(install.workspaces)
+            pending.status = Status("failed", error)
+        self._notify()
 
     # -- requests -----------------------------------------------------------------------------
     async def invoke_tool(
@@ -374,7 +495,7 @@ class PluginHost:
         """
         credentials = {} if credentials is None else credentials
         check_credentials(credentials, credential_type)
-        connection = self.find(plugin, workspace)
+        connection = await self._serving(plugin, workspace)
         provider_declaration, declaration = find_tool(
             connection.declarations, plugin, provider, tool
         )
@@ -415,7 +536,7 @@ class PluginHost:
     async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
         """Send a request to the endpoint's plugin; the response chunks as they arrive."""
         endpoint = self.endpoints.get(hook_id)
-        connection = self.find(endpoint.plugin, endpoint.workspace)
+        connection = await self._serving(endpoint.plugin, endpoint.workspace)
         data = {
             "user_id": "",
             "type": "endpoint",
@@ -433,6 +554,10 @@ class PluginHost:
         async with contextlib.aclosing(stream):
             async for chunk in stream:
                 yield chunk
+
+
+def _why(status: Status) -> str:
+    return f"{status.state}: {status.error}" if status.error else status.state
 
 
 def _connection_info(c: PluginConnection) -> PluginInfo:

@@ -517,6 +517,22 @@ def _schemas(settings: Settings) -> Json:
                 }
             },
         },
+        "PluginLog": {
+            "type": "object",
+            "required": ["plugin", "text", "cursor", "more"],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "text": {"type": "string", "description": "Whole lines, each ending in a newline."},
+                "cursor": {
+                    "type": "string",
+                    "description": "Pass it back to read what is written after these lines.",
+                },
+                "more": {
+                    "type": "boolean",
+                    "description": "More was written already: read on at once with the cursor.",
+                },
+            },
+        },
         "PluginInfo": {
             "type": "object",
             "required": [
@@ -1097,6 +1113,48 @@ def _paths(settings: Settings) -> Json:
                         "content": _json_content(_ref("schemas", "Uninstalled")),
                     },
                     **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
+        "/v1/admin/plugins/{author}/{name}/logs": {
+            "get": {
+                "operationId": "adminPluginLogs",
+                "tags": ["plugins"],
+                "summary": "Read an installed plugin's log file",
+                "description": "Needs an admin token. What the plugin printed (stderr, "
+                "stdout lines that are not protocol messages), its log events, and each start "
+                "and exit, one timestamped line each, from "
+                "`<data-dir>/plugin-logs/<author>/<name>.log` (rotated at "
+                "`PLUGINKV_PLUGIN_LOG_MAX_BYTES`). Without `cursor`, the last `lines` lines; "
+                "with the `cursor` of an earlier answer, what was written since (poll with it "
+                "to follow the log).",
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "author",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query(
+                        "lines",
+                        {"type": "integer", "minimum": 0, "default": 100},
+                        "Without `cursor`: how many of the last lines.",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
+                        "The `cursor` of an earlier answer: what was written after it.",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Lines of the log.",
+                        "content": _json_content(_ref("schemas", "PluginLog")),
+                    },
+                    **_errors(400),
                     "404": _ref("responses", "PluginNotFoundError"),
                 },
             },
