@@ -457,10 +457,11 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
     )
     # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["pluginkv"] = {
-        "handlers": ["default"],
-        "level": settings.log_level.upper(),
-    }
+    # The access log (its own logger, at INFO) is on or off by its switch alone.
+    level = settings.log_level.upper()
+    for name in ("uvicorn", "uvicorn.error"):
+        log_config["loggers"][name]["level"] = level
+    log_config["loggers"]["pluginkv"] = {"handlers": ["default"], "level": level}
     uvicorn.run(
         app,
         log_config=log_config,
@@ -471,7 +472,6 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
         access_log=settings.access_log,
         timeout_keep_alive=settings.idle_timeout_seconds,
         timeout_graceful_shutdown=30,
-        log_level=settings.log_level,
     )
 
 
