@@ -1082,9 +1082,11 @@ def _paths(settings: Settings) -> Json:
                 "description": "Needs an admin token. The first install builds the plugin's "
                 "virtual environment from its requirements.txt (shared by plugins with the same "
                 "requirements) and starts it; installing it for more workspaces shares the "
-                "running process; a folder with another version replaces it. Answers once the "
-                "plugin is running. Installs are kept in the data directory and started with "
-                "the service.",
+                "running process. A folder with another version starts beside the running "
+                "one, which serves until the new one is ready; if the new one fails, the old "
+                "one stays. Answers once the plugin is running, or with why it could not start "
+                "(a first install that fails stays listed as failed). Installs are kept in the "
+                "data directory and started with the service.",
                 "security": _BEARER,
                 "requestBody": _json_body("InstallRequest", batch_limit),
                 "responses": {
