@@ -266,28 +266,27 @@ class PluginHost:
         Up to ``PLUGINKV_PLUGIN_START_WAIT_SECONDS``; one that failed is not:
         only an install or a restart of the service starts it again.
         """
+        loop = asyncio.get_running_loop()
+        wait = self._settings.plugin_start_wait_seconds
+        deadline = loop.time() + wait
         found = self._lookup(plugin, workspace)
+        if not isinstance(found, PluginConnection) and found.state != "failed" and wait > 0:
+            logger.info("a call for %s in %s waits for it (%s)", plugin, workspace, found.state)
+        while not isinstance(found, PluginConnection) and found.state != "failed":
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+            found = self._lookup(plugin, workspace)
         if isinstance(found, PluginConnection):
             return found
-        wait = self._settings.plugin_start_wait_seconds
-        if found.state != "failed" and wait > 0:
-            logger.info("a call for %s in %s waits for it (%s)", plugin, workspace, found.state)
-            latest: list[PluginConnection | Status] = [found]
-
-            def ready() -> bool:
-                latest[0] = self._lookup(plugin, workspace)
-                return isinstance(latest[0], PluginConnection) or latest[0].state == "failed"
-
-            await self._until(ready, wait)
-            if isinstance(latest[0], PluginConnection):
-                return latest[0]
-            found = latest[0]
+        why = f"{plugin} is installed for workspace {workspace} but not running ({_why(found)})"
+        if found.state == "failed":
+            raise PluginNotFound(f"{why}; install it again once that is fixed")
         raise PluginNotFound(
-            f"{plugin} is installed for workspace {workspace} but not running ({_why(found)}); "
-            f"waited {wait:g} s for it (setting PLUGINKV_PLUGIN_START_WAIT_SECONDS)"
-            if found.state != "failed"
-            else f"{plugin} is installed for workspace {workspace} but not running "
-            f"({_why(found)}); install it again once that is fixed"
+            f"{why}; waited {wait:g} s for it (setting PLUGINKV_PLUGIN_START_WAIT_SECONDS)"
         )
 
     def _lookup(self, plugin: str, workspace: str) -> PluginConnection | Status:
