@@ -130,6 +130,8 @@ class LocalPlugin:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        if self.process is not None and self.process.returncode is None:
+            self.log.write("host", f"pid {self.process.pid} stopped by the host")
         await self._kill()
         if self._stderr is not None:
             self._stderr.cancel()
@@ -167,12 +169,10 @@ class LocalPlugin:
                 start_new_session=True,
             )
         except OSError as exc:  # a missing or non-executable interpreter, a folder gone
-            reason = (
+            raise PluginFailed(
                 f"{self.plugin_id} cannot start: running {self.python} -m {entrypoint} "
                 f"in {self.directory.path} failed: {exc}"
-            )
-            self.log.write("host", reason)
-            raise PluginFailed(reason) from None
+            ) from None
         self.process = process
         source = f"pid {process.pid}"
         self.log.write("host", f"{source} started: {self.python} -m {entrypoint}")
@@ -244,6 +244,7 @@ class LocalPlugin:
                 serving = await self._launch()
             except Exception as exc:  # whatever it is, the next try may do better
                 reason = failure_reason(exc)
+                self.log.write("host", f"could not start again: {reason}")
                 if isinstance(exc, PluginKVError):
                     logger.warning("%s", reason)
                 else:
