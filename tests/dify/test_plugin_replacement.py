@@ -74,6 +74,44 @@ def test_the_old_version_serves_until_the_new_one_is_ready(
     entry = _entry(host)
     assert (entry["version"], entry["state"]) == ("0.2.0", "running")
     assert entry["peer"] != old["peer"]
-    with pytest.raises(ProcessLookupError):
-        os.kill(old_pid, 0)  # stopped and reaped
+    host.wait_for(lambda: not _alive(old_pid), "the old process to stop")  # no call was open
     assert host.kv("ws-r", "get", "kept")["value"] == "yes"
+
+
+def test_a_call_open_on_the_old_version_ends_normally_after_the_new_one_took_over(
+    host: HostService, tmp_path: Path
+) -> None:
+    """The old process serves its open calls to their end before it stops."""
+    old = host.install("ws-r")
+    old_pid = int(old["peer"].removeprefix("pid "))
+    answers: list[tuple[int, bytes]] = []
+    body = {
+        "workspace": "ws-r",
+        "plugin": PLUGIN_ID,
+        "provider": "storage_tool",
+        "tool": "kv",
+        "parameters": {"op": "wait", "key": "release", "value": "120"},
+    }
+    waiting = threading.Thread(
+        target=lambda: answers.append(host.call("POST", "/v1/admin/tools/invoke", body, 150))
+    )
+    waiting.start()
+    host.wait_for(lambda: host.kv("ws-r", "exist", "release")["exist"] is False, "a call")
+    new = host.install("ws-r", example_copy(tmp_path / "v2", version="0.2.0"))
+    assert new["version"] == "0.2.0" and new["peer"] != old["peer"]
+    os.kill(old_pid, 0)  # still there: a call is open on it
+    host.kv("ws-r", "set", "release", "done")  # through the new process
+    waiting.join(timeout=150)
+    ((status, answer),) = answers
+    assert status == 200
+    last = json.loads(answer.splitlines()[-1])
+    assert last["message"]["json_object"] == {"op": "wait", "key": "release", "released": "done"}
+    host.wait_for(lambda: not _alive(old_pid), "the old process to stop")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -117,6 +117,8 @@ class PluginHost:
         # Set, and replaced by a fresh one, whenever a plugin starts, stops or changes state.
         self._changed = asyncio.Event()
         self._local: dict[str, LocalPlugin] = {}
+        # Replaced processes that serve their open calls to the end, then stop.
+        self._retiring: dict[LocalPlugin, asyncio.Task[None]] = {}
         self._pending: dict[str, _Pending] = {}  # installed, but not in _local
         self._install_lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
@@ -153,7 +155,11 @@ class PluginHost:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        stopping = list(self._local.values())
+        retiring = dict(self._retiring)
+        for task in retiring.values():
+            task.cancel()
+        await asyncio.gather(*retiring.values(), return_exceptions=True)
+        stopping = [*self._local.values(), *retiring]
         results = await asyncio.gather(
             *(local.stop() for local in stopping), return_exceptions=True
         )
@@ -365,7 +371,7 @@ class PluginHost:
                 self._notify()
                 if local is not None:
                     logger.info("%r replaces %r", fresh, local)
-                    await local.stop()
+                    self._retire(local)
                 local = fresh
             wanted[plugin] = Install(plugin, str(plugin_dir.path), tuple(sorted(local.workspaces)))
             self._installs.save(list(wanted.values()))
@@ -400,6 +406,16 @@ class PluginHost:
             self._installs.save(list(wanted.values()))
             self._notify()  # a call waiting for it there waits no more
             return list(left)
+
+    def _retire(self, local: LocalPlugin) -> None:
+        """Stop a replaced process once the calls open on it have ended, in the background.
+
+        They may take ``PLUGINKV_SESSION_TIMEOUT_SECONDS`` at most; the install
+        does not wait for them.
+        """
+        task = asyncio.create_task(local.retire(self._settings.session_timeout_seconds))
+        self._retiring[local] = task
+        task.add_done_callback(lambda _: self._retiring.pop(local, None))
 
     async def _started(self, plugin_dir: PluginDirectory, workspaces: set[str]) -> LocalPlugin:
         """A new process of the plugin, running; its environment is built first if need be."""

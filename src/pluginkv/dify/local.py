@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -91,7 +91,7 @@ class LocalPlugin:
         self._invocations = invocations
         self._limit = line_limit
         self._on_change = on_change  # the host's waiters look again at each change of state
-        self.connection: PluginConnection | None = None
+        self.connection: _CountedConnection | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._exception = ExceptionCatcher()  # of the current process's stderr
@@ -136,6 +136,17 @@ class LocalPlugin:
         if self._stderr is not None:
             self._stderr.cancel()
         self._set_connection(None)
+
+    async def retire(self, grace: float) -> None:
+        """``stop``, once the calls open on the process have ended or ``grace`` seconds passed.
+
+        For a process another one has replaced: no new call reaches it.
+        """
+        connection = self.connection
+        if connection is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connection.idle.wait(), grace)
+        await self.stop()
 
     def restart(self, reason: str) -> None:
         """Kill the process; the supervisor starts a new one (for a plugin gone silent)."""
@@ -184,7 +195,7 @@ class LocalPlugin:
         # read_messages only calls readline(), which _Stdout has.
         stdout = cast("asyncio.StreamReader", _Stdout(process.stdout, self.log, source))
         process_events = read_messages(stdout, f"{self.plugin_id} (pid {process.pid})")
-        connection = PluginConnection(
+        connection = _CountedConnection(
             manifest=self.directory.manifest,
             declarations=self.directory.declarations,
             transport="stdio",
@@ -305,10 +316,32 @@ class LocalPlugin:
                 self.stderr_tail.append(text[:500])
                 logger.debug("%s stderr: %s", self.plugin_id, text)
 
-    def _set_connection(self, connection: PluginConnection | None) -> None:
+    def _set_connection(self, connection: _CountedConnection | None) -> None:
         self.connection = connection
         if connection is not None:
             self.status = Status("running")
+
+
+class _CountedConnection(PluginConnection):
+    """A local plugin's channel, which knows when no call is open on it (``retire``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._open = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def stream(self, data: dict[str, Any], **kwargs: Any) -> AsyncGenerator[Any, None]:
+        self._open += 1
+        self.idle.clear()
+        try:
+            async with contextlib.aclosing(super().stream(data, **kwargs)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self._open -= 1
+            if not self._open:
+                self.idle.set()
 
 
 class _Stdout:
