@@ -150,11 +150,12 @@ class PluginHost:
 
         Nothing that went wrong with a plugin stops the rest of the shutdown.
         """
-        for task in (self._monitor, self._starting):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [task for task in (self._monitor, self._starting) if task is not None]
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                logger.error("the plugin host's background work failed: %r", outcome)
         retiring = dict(self._retiring)
         for task in retiring.values():
             task.cancel()
