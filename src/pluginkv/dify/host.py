@@ -328,8 +328,9 @@ class PluginHost:
         The first install builds its environment and starts it; installing it
         for another workspace reuses the running process.  A directory with
         another version (or at another place) starts beside the running
-        process, which serves until the new one is ready and stops then; if
-        the new one fails, the old one stays and nothing changes.  A first
+        process, which serves until the new one is ready, then ends the calls
+        open on it and stops; if the new one fails, the old one stays and
+        nothing changes.  A first
         install that fails stays installed, listed as failed with why.
         Whatever goes wrong once the directory is read raises the
         ``PluginKVError`` it is, or ``PluginFailed`` saying what it was.
