@@ -273,13 +273,15 @@ class LocalPlugin:
             self.log.write("host", f"pid {self.process.pid} exited with code {code}")
         if reason is None:
             reason = f"exited with code {code}"
-        return reason + self._stderr_says()
+        # A traceback explains an exit of its own accord; one printed earlier
+        # and handled says nothing about a kill.
+        return reason + self._stderr_says(exception=code is not None and code > 0)
 
-    def _stderr_says(self) -> str:
+    def _stderr_says(self, *, exception: bool = True) -> str:
         """Why stderr says the process ended: its exception, or else its last KiB."""
-        exception = self._exception.reason()
-        if exception is not None:
-            return f": {exception}"
+        raised = self._exception.reason() if exception else None
+        if raised is not None:
+            return f": {raised}"
         if not self.stderr_tail:
             return ""
         text = " | ".join(self.stderr_tail)  # as much as the daemon keeps of a failed instance's
