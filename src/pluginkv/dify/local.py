@@ -234,8 +234,10 @@ class LocalPlugin:
     async def _supervise(self, serving: asyncio.Task[None]) -> None:
         pause = 1.0
         while not self._stopping:
-            with contextlib.suppress(Exception):  # a reader that failed: the process is done too
+            try:
                 await serving  # ends when stdout closes
+            except Exception:  # a reader that failed: the process is done with too
+                logger.exception("reading from %s failed", self.plugin_id)
             await self._kill()
             await self._stderr_drained()
             self._set_connection(None)
