@@ -231,13 +231,16 @@ class LocalPlugin:
         logger.info("started %r", self)
         return serving
 
-    async def _supervise(self, serving: asyncio.Task[None]) -> None:
+    async def _supervise(self, running: asyncio.Task[None]) -> None:
         pause = 1.0
+        serving: asyncio.Task[None] | None = running  # None after a failed start
         while not self._stopping:
-            try:
-                await serving  # ends when stdout closes
-            except Exception:  # a reader that failed: the process is done with too
-                logger.exception("reading from %s failed", self.plugin_id)
+            if serving is not None:
+                try:
+                    await serving  # ends when stdout closes
+                except Exception:  # a reader that failed: the process is done with too
+                    logger.exception("reading from %s failed", self.plugin_id)
+                serving = None
             await self._kill()
             await self._stderr_drained()
             self._set_connection(None)
