@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ pytestmark = pytest.mark.usefixtures("sdk_python")
 WAITING = f"a call for {PLUGIN_ID} in ws-w waits for it (starting)"
 
 
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=120) as response:
+        return response.status, response.read()
+
+
 def _state(service: HostService) -> str | None:
     states = [p["state"] for p in service.plugins() if p["plugin"] == PLUGIN_ID]
     return states[0] if states else None
@@ -31,7 +37,7 @@ def _state(service: HostService) -> str | None:
 CALL = {"workspace": "ws-w", "plugin": PLUGIN_ID, "provider": "storage_tool", "tool": "kv"}
 
 
-def test_after_a_service_restart_a_tool_call_waits_for_the_plugin_to_start(
+def test_after_a_service_restart_calls_and_endpoint_requests_wait_for_the_plugin(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="pluginkv.dify")
@@ -41,6 +47,8 @@ def test_after_a_service_restart_a_tool_call_waits_for_the_plugin_to_start(
     try:
         first.install("ws-w", gated)
         first.kv("ws-w", "set", "kept", "yes")
+        body = {"workspace": "ws-w", "plugin": PLUGIN_ID, "settings": {"greeting": "hi"}}
+        hook_id = json.loads(first.call("POST", "/v1/admin/endpoints", body)[1])["hook_id"]
     finally:
         first.stop()
     (gated / "gate").unlink()
@@ -48,12 +56,21 @@ def test_after_a_service_restart_a_tool_call_waits_for_the_plugin_to_start(
     try:
         second.wait_for(lambda: _state(second) == "starting", "the start")
         answers: list[dict[str, Any]] = []
-        call = threading.Thread(target=lambda: answers.append(second.kv("ws-w", "get", "kept")))
-        call.start()
-        second.wait_for(lambda: WAITING in caplog.text, "the call to wait")
+        visits: list[tuple[int, bytes]] = []
+        calls = [
+            threading.Thread(target=lambda: answers.append(second.kv("ws-w", "get", "kept"))),
+            threading.Thread(
+                target=lambda: visits.append(_get(f"{second.url}/e/{hook_id}/visits"))
+            ),
+        ]
+        for call in calls:
+            call.start()
+        second.wait_for(lambda: caplog.text.count(WAITING) == 2, "both calls to wait")
         (gated / "gate").touch()
-        call.join(timeout=120)
+        for call in calls:
+            call.join(timeout=120)
         assert [answer["value"] for answer in answers] == ["yes"]
+        assert [(status, json.loads(body)["visits"]) for status, body in visits] == [(200, 1)]
     finally:
         second.stop()
 
