@@ -76,3 +76,15 @@ def test_a_line_longer_than_a_file_is_cut_to_one(tmp_path: Path) -> None:
 def test_a_cursor_that_no_page_gave_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="cursor"):
         _logs(tmp_path).read(PLUGIN, lines=10, cursor="../etc")
+
+
+def test_a_log_that_cannot_be_written_is_skipped_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "plugin-logs").write_text("a file where the folder should be")
+    logs = _logs(tmp_path)
+    logs.of(PLUGIN).write("host", "one")
+    logs.of(PLUGIN).write("host", "two")
+    (said,) = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
+    assert said.startswith(f"cannot write the plugin log {logs.path(PLUGIN)}: ")
+    assert "Not a directory" in said

@@ -25,6 +25,8 @@ from ..errors import InvalidArgument
 
 __all__ = ["LogPage", "PluginLog", "PluginLogs"]
 
+logger = logging.getLogger("pluginkv.dify")
+
 _LOG_DIR = "plugin-logs"
 
 
@@ -45,6 +47,7 @@ class PluginLog:
         self._max_bytes = max_bytes
         self._handler: logging.handlers.RotatingFileHandler | None = None
         self._backups = backups
+        self._unwritable = False
 
     def write(self, source: str, text: str) -> None:
         """Append ``text`` (one line, or several for a traceback) under ``source``."""
@@ -56,10 +59,17 @@ class PluginLog:
         if len(line) > self._max_bytes:  # one line never takes more than a file's worth
             line = line[: self._max_bytes] + " [cut]"
         if self._handler is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handler = logging.handlers.RotatingFileHandler(
-                self.path, maxBytes=self._max_bytes, backupCount=self._backups, encoding="utf-8"
-            )
+            if self._unwritable:
+                return
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handler = logging.handlers.RotatingFileHandler(
+                    self.path, maxBytes=self._max_bytes, backupCount=self._backups, encoding="utf-8"
+                )
+            except OSError as exc:  # the plugin runs on without its log; said once
+                self._unwritable = True
+                logger.error("cannot write the plugin log %s: %s", self.path, exc)
+                return
         self._handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
 
     def close(self) -> None:
