@@ -408,8 +408,30 @@ def service_settings(data_dir: Path, db: str | None = None, **overrides: Any) ->
     help="Serve reads and refuse every write, e.g. while the store is exported "
     "[default: PLUGINKV_READ_ONLY].",
 )
+@click.option(
+    "--log-level",
+    envvar="PLUGINKV_LOG_LEVEL",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="Least severe message logged, by the service and the plugin host.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    envvar="PLUGINKV_ACCESS_LOG",
+    default=False,
+    show_default=True,
+    help="Log one line per HTTP request.",
+)
 def serve(
-    data_dir: Path, db: str | None, host: str, port: int, debug_port: int, read_only: bool
+    data_dir: Path,
+    db: str | None,
+    host: str,
+    port: int,
+    debug_port: int,
+    read_only: bool,
+    log_level: str,
+    access_log: bool,
 ) -> None:
     """Run the storage service (HTTP API under /v1) and the Dify plugin host until SIGTERM."""
     try:
@@ -421,6 +443,7 @@ def serve(
             f"the service needs the server extra: pip install 'pluginkv[server]' ({exc})"
         ) from None
     overrides: dict[str, Any] = {"host": host, "port": port, "debug_port": debug_port}
+    overrides |= {"log_level": log_level, "access_log": access_log}
     if read_only:
         overrides["read_only"] = True
     settings = service_settings(data_dir, db, **overrides)
@@ -460,7 +483,11 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
     )
     # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["pluginkv"] = {"handlers": ["default"], "level": "INFO"}
+    # The access log (its own logger, at INFO) is on or off by its switch alone.
+    level = settings.log_level.upper()
+    for name in ("uvicorn", "uvicorn.error"):
+        log_config["loggers"][name]["level"] = level
+    log_config["loggers"]["pluginkv"] = {"handlers": ["default"], "level": level}
     uvicorn.run(
         app,
         log_config=log_config,
@@ -468,10 +495,9 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
         port=port,
         loop="uvloop",
         http="httptools",
-        access_log=False,
+        access_log=settings.access_log,
         timeout_keep_alive=settings.idle_timeout_seconds,
         timeout_graceful_shutdown=30,
-        log_level="info",
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,11 +26,14 @@ import click
 from .cli import PluginKVFailure, data_dir_option, main, service_settings
 from .dify.tools import CREDENTIAL_TYPES, check_credentials
 from .errors import InvalidArgument, PluginKVError
+from .keys import check_scope
 
 __all__: list[str] = []
 
 _ADMIN_TOKEN_TTL = 900  # seconds: one command's worth, an install included
 _INSTALL_TIMEOUT = 900  # building an environment downloads and installs packages
+_FOLLOW_POLL = 0.5  # seconds between two reads of a followed log
+_FOLLOW_RETRY = 2.0  # seconds before trying an unreachable service again
 
 
 def url_option(func: Any) -> Any:
@@ -299,6 +303,55 @@ def _field(item: dict[str, Any]) -> str:
 
 def _about(description: str | None) -> str:
     return f": {' '.join(description.split())}" if description else ""
+
+
+@plugin.command("logs")
+@click.argument("plugin_id", metavar="AUTHOR/NAME")
+@url_option
+@data_dir_option
+@click.option(
+    "--lines",
+    "-n",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="How many of the last lines to print first.",
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+def plugin_logs(plugin_id: str, url: str | None, data_dir: Path, lines: int, follow: bool) -> None:
+    """Print the log of an installed plugin: what it printed and logged, its starts and exits.
+
+    The service keeps it in <data-dir>/plugin-logs/AUTHOR/NAME.log.  With
+    --follow, new lines are printed as the plugin writes them, across
+    restarts of the plugin and of the service.
+    """
+    try:
+        check_scope("logs", plugin_id)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    path = f"/v1/admin/plugins/{plugin_id}/logs"
+    page = json.loads(_call(url, data_dir, "GET", f"{path}?lines={lines}"))
+    click.echo(page["text"], nl=False)
+    unreachable = False
+    try:
+        while follow:
+            query = urllib.parse.urlencode({"cursor": page["cursor"]})
+            try:
+                page = json.loads(_call(url, data_dir, "GET", f"{path}?{query}"))
+            except PluginKVFailure:
+                raise
+            except click.ClickException as exc:  # unreachable: the service restarts, say
+                if not unreachable:
+                    click.echo(f"{exc.format_message()}; trying again", err=True)
+                unreachable = True
+                time.sleep(_FOLLOW_RETRY)
+                continue
+            unreachable = False
+            click.echo(page["text"], nl=False)
+            if not page["more"]:
+                time.sleep(_FOLLOW_POLL)
+    except KeyboardInterrupt:
+        pass
 
 
 # -- endpoints ----------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ MiB = 1024 * 1024
 DEFAULT_DATABASE_URL = "sqlite:///pluginkv-data/pluginkv.db"
 
 SyncMode = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
 # Ten years, and at most a thousand: an expiry must stay a moment that a date
 # can show (datetime ends at year 9999), whatever the clock says today.
 _MAX_TTL_DEFAULT = 10 * 365 * 24 * 3600
@@ -164,6 +166,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most concurrent writes the service commits together (1: each alone).",
     )
+    log_level: LogLevel = Field(
+        default="info", description="Least severe message the service logs (serve --log-level)."
+    )
+    access_log: bool = Field(
+        default=False, description="Log one line per HTTP request (serve --access-log)."
+    )
 
     # -- the Dify plugin host (`pluginkv serve`) ---------------------------------------------
     debug_host: str = Field(
@@ -211,6 +219,20 @@ class Settings(BaseSettings):
     )
     difypkg_max_files: int = Field(
         default=10_000, ge=1, description="Most files and folders one .difypkg may hold."
+    )
+    plugin_start_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a tool call or endpoint request waits for its installed plugin "
+        "while that is starting or restarting.",
+    )
+    plugin_log_max_bytes: int = Field(
+        default=5 * MiB,
+        ge=1024,
+        description="Size at which an installed plugin's log file is rotated.",
+    )
+    plugin_log_backups: int = Field(
+        default=3, ge=1, description="Rotated log files kept per installed plugin."
     )
     endpoint_max_body_bytes: int = Field(
         default=10 * MiB, ge=0, description="Largest request body an endpoint passes on."

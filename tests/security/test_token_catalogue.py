@@ -80,6 +80,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ("get", "/v1/admin/plugins/{author}/{name}"): Call(
         "GET", f"/v1/admin/plugins/{VICTIM[1]}", admin=True
     ),
+    ("get", "/v1/admin/plugins/{author}/{name}/logs"): Call(
+        "GET", f"/v1/admin/plugins/{VICTIM[1]}/logs", admin=True
+    ),
     ("post", "/v1/admin/tools/validate-credentials"): Call(
         "POST",
         "/v1/admin/tools/validate-credentials",

@@ -17,6 +17,8 @@ Plugin code gets the full ``Storage`` API with ``storage(self.session)``.
 ``remote``          the TCP listener for remote-debug plugins: handshake, registration
 ``plugin_dir``      reading a plugin folder: manifest and declarations from its YAML
 ``envs``            the virtual environments of installed plugins
+``tracebacks``      the exception that ended a plugin, picked out of its stderr
+``plugin_logs``     each installed plugin's log file: rotated, read on from a cursor
 ``local``           one installed plugin's process over stdio, restarted when it dies
 ``installs``        which folders are installed for which workspaces, on disk
 ``tools``           tool calls as Dify's API makes them: the declared tool, its credentials

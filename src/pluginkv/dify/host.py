@@ -7,7 +7,12 @@ registers again replaces its old registration.  Installed (local) plugins
 run one process per ``author/name``, serving every workspace that installed
 them.  Where both serve a workspace, the remote-debug one answers, as a
 plugin under debugging should.  An installed plugin is listed whatever its
-state, so an operator sees one that is starting, restarting or failed.
+state, so an operator sees one that is starting, restarting or failed; a
+call for one that is starting or restarting waits for it a while.
+
+Every path the host builds is absolute, resolved once from the data
+directory: a plugin runs in its own folder, where a relative one would
+point elsewhere.
 """
 
 from __future__ import annotations
@@ -37,10 +42,11 @@ from .files import PluginFiles
 from .framing import line_limit
 from .installs import Install, Installs
 from .invocations import Invocations
-from .local import LocalPlugin, Status
+from .local import LocalPlugin, Status, failure_reason
 from .manifest import Manifest
 from .offer import describe
 from .plugin_dir import PluginDirectory, read_plugin_directory
+from .plugin_logs import LogPage, PluginLogs
 from .remote import DebugListener
 from .tools import (
     check_credentials,
@@ -53,6 +59,9 @@ from .tools import (
 __all__ = ["PluginHost", "PluginInfo"]
 
 logger = logging.getLogger("pluginkv.dify")
+
+# At shutdown, how long remote-debug connections may take to end once closed.
+_DISCONNECT_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +114,29 @@ class PluginHost:
         self._connections: dict[tuple[str, str], PluginConnection] = {}
         self._listener: DebugListener | None = None
         self._monitor: asyncio.Task[None] | None = None
-        data_dir = Path(settings.data_dir)
+        data_dir = Path(settings.data_dir).resolve()
         self._installs = Installs(data_dir)
         # What is installed (the file's list, kept current); _local is what runs of it.
         self._wanted: dict[str, Install] | None = None
         self.endpoints = Endpoints(data_dir)
-        envs = settings.plugin_envs_dir or str(data_dir / "plugin-envs")
-        self._envs = Environments(Path(envs), settings.plugin_pythons)
+        envs = Path(settings.plugin_envs_dir).resolve() if settings.plugin_envs_dir else None
+        self._envs = Environments(envs or data_dir / "plugin-envs", settings.plugin_pythons)
         self._packages = Packages(
             data_dir / "dify-packages",
             max_bytes=settings.difypkg_max_bytes,
             max_unpacked_bytes=settings.difypkg_max_unpacked_bytes,
             max_files=settings.difypkg_max_files,
         )
+        self.logs = PluginLogs(
+            data_dir,
+            max_bytes=settings.plugin_log_max_bytes,
+            backups=settings.plugin_log_backups,
+        )
+        # Set, and replaced by a fresh one, whenever a plugin starts, stops or changes state.
+        self._changed = asyncio.Event()
         self._local: dict[str, LocalPlugin] = {}
+        # Replaced processes that serve their open calls to the end, then stop.
+        self._retiring: dict[LocalPlugin, asyncio.Task[None]] = {}
         self._pending: dict[str, _Pending] = {}  # installed, but not in _local
         self._install_lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
@@ -140,19 +158,55 @@ class PluginHost:
         self._monitor = asyncio.create_task(self._watch_heartbeats())
 
     async def stop(self) -> None:
-        """Stop listening, disconnect every plugin and kill every process the host started."""
-        for task in (self._monitor, self._starting):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        await asyncio.gather(*(local.stop() for local in self._local.values()))
+        """Stop listening, disconnect every plugin and kill every process the host started.
+
+        Nothing that went wrong with a plugin stops the rest of the shutdown.
+        """
+        tasks = [task for task in (self._monitor, self._starting) if task is not None]
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                logger.error("the plugin host's background work failed: %r", outcome)
+        retiring = dict(self._retiring)
+        for task in retiring.values():
+            task.cancel()
+        await asyncio.gather(*retiring.values(), return_exceptions=True)
+        stopping = [*self._local.values(), *retiring]
+        results = await asyncio.gather(
+            *(local.stop() for local in stopping), return_exceptions=True
+        )
+        for local, result in zip(stopping, results, strict=True):
+            if isinstance(result, Exception):
+                logger.error("stopping %r failed: %s", local, failure_reason(result))
         self._local.clear()
         for connection in list(self._connections.values()):
             connection.close()
+        # Each connection's reader ends by itself once its socket is closed;
+        # the listener would cancel it otherwise, which Python 3.11's asyncio
+        # reports with a traceback.
+        await self._until(lambda: not self._connections, _DISCONNECT_GRACE)
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
+        self.logs.close()
+
+    def _notify(self) -> None:
+        """Wake whoever waits for a plugin's state to change."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition`` holds, looking again at each change; whether it does."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            changed = self._changed
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+        return True
 
     async def _watch_heartbeats(self) -> None:
         while True:
@@ -194,6 +248,7 @@ class PluginHost:
             logger.info("%r replaces %r", connection, old)
             old.close()
         logger.info("registered %r", connection)
+        self._notify()
 
     def unregister(self, connection: PluginConnection) -> None:
         self._store().withdraw_quota(connection)
@@ -202,6 +257,7 @@ class PluginHost:
             if self._connections.get(slot) is connection:
                 del self._connections[slot]
                 logger.info("unregistered %r", connection)
+                self._notify()
 
     def plugins(self) -> list[PluginInfo]:
         """Every connected remote-debug plugin and every installed plugin, whatever its state."""
@@ -215,6 +271,47 @@ class PluginHost:
         return sorted(infos, key=lambda i: (i.plugin, i.transport, i.peer))
 
     def find(self, plugin: str, workspace: str) -> PluginConnection:
+        """The connection serving ``plugin`` for ``workspace`` now; ``PluginNotFound`` if none."""
+        found = self._lookup(plugin, workspace)
+        if isinstance(found, PluginConnection):
+            return found
+        raise PluginNotFound(
+            f"{plugin} is installed for workspace {workspace} but not running right now "
+            f"({_why(found)})"
+        )
+
+    async def _serving(self, plugin: str, workspace: str) -> PluginConnection:
+        """``find``, but an installed plugin that is starting or restarting is waited for.
+
+        Up to ``PLUGINKV_PLUGIN_START_WAIT_SECONDS``; one that failed is not:
+        only an install or a restart of the service starts it again.
+        """
+        loop = asyncio.get_running_loop()
+        wait = self._settings.plugin_start_wait_seconds
+        deadline = loop.time() + wait
+        found = self._lookup(plugin, workspace)
+        if not isinstance(found, PluginConnection) and found.state != "failed" and wait > 0:
+            logger.info("a call for %s in %s waits for it (%s)", plugin, workspace, found.state)
+        while not isinstance(found, PluginConnection) and found.state != "failed":
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+            found = self._lookup(plugin, workspace)
+        if isinstance(found, PluginConnection):
+            return found
+        why = f"{plugin} is installed for workspace {workspace} but not running ({_why(found)})"
+        if found.state == "failed":
+            raise PluginNotFound(f"{why}; install it again once that is fixed")
+        raise PluginNotFound(
+            f"{why}; waited {wait:g} s for it (setting PLUGINKV_PLUGIN_START_WAIT_SECONDS)"
+        )
+
+    def _lookup(self, plugin: str, workspace: str) -> PluginConnection | Status:
+        """What serves ``plugin`` for ``workspace``, or the state of the installed one that
+        does not yet; ``PluginNotFound`` if it is neither connected nor installed there."""
         check_scope(workspace, plugin)
         connection = self._connections.get((plugin, workspace))
         if connection is not None and not connection.closed:
@@ -224,15 +321,18 @@ class PluginHost:
         if local is not None and workspace in local.workspaces:
             if local.connection is not None and not local.connection.closed:
                 return local.connection
-            status = local.status
-        elif pending is not None and workspace in pending.workspaces:
-            status = pending.status
-        else:
-            raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
-        why = f"{status.state}: {status.error}" if status.error else status.state
-        raise PluginNotFound(
-            f"{plugin} is installed for workspace {workspace} but not running right now ({why})"
-        )
+            return local.status
+        if pending is not None and workspace in pending.workspaces:
+            return pending.status
+        raise PluginNotFound(f"no running plugin {plugin} serves workspace {workspace}")
+
+    async def read_log(self, plugin: str, *, lines: int, cursor: str | None) -> LogPage:
+        """A page of an installed plugin's log file (``plugin_logs``), read on a thread."""
+        check_scope("logs", plugin)
+        installed = plugin in self._wanted_installs() or plugin in self._local
+        if not installed and not self.logs.exists(plugin):
+            raise PluginNotFound(f"{plugin} is not installed and has no log")
+        return await asyncio.to_thread(self.logs.read, plugin, lines=lines, cursor=cursor)
 
     def offer(self, plugin: str, workspace: str | None = None) -> dict[str, Any]:
         """What ``plugin`` offers (``offer.describe``), and where it runs.
@@ -265,8 +365,14 @@ class PluginHost:
         """Install the plugin in ``directory`` (a folder or a .difypkg) for ``workspace``.
 
         The first install builds its environment and starts it; installing it
-        for another workspace reuses the running process; a directory with
-        another version (or another place) replaces it.
+        for another workspace reuses the running process.  A directory with
+        another version (or at another place) starts beside the running
+        process, which serves until the new one is ready, then ends the calls
+        open on it and stops; if the new one fails, the old one stays and
+        nothing changes.  A first
+        install that fails stays installed, listed as failed with why.
+        Whatever goes wrong once the directory is read raises the
+        ``PluginKVError`` it is, or ``PluginFailed`` saying what it was.
         """
         if Path(directory).is_file():  # a .difypkg: it runs from where it is unpacked
             directory = str(await asyncio.to_thread(self._packages.unpack, Path(directory)))
@@ -288,19 +394,30 @@ class PluginHost:
                 )
             else:
                 workspaces = {workspace} | before
-                self._pending[plugin] = _Pending(plugin_dir.manifest.version, workspaces)
+                if local is None:  # listed as starting meanwhile
+                    self._pending[plugin] = _Pending(plugin_dir.manifest.version, workspaces)
+                    self._notify()
                 try:
-                    python = await self._envs.ensure(plugin_dir)
-                    fresh = self._local_plugin(plugin_dir, python, workspaces)
-                    if local is not None:
-                        await local.stop()
-                        del self._local[plugin]
-                    await fresh.start()
-                except BaseException as exc:  # cancelled too: the listing must not say starting
-                    self._not_started(plugin, str(exc) or type(exc).__name__)
+                    fresh = await self._started(plugin_dir, workspaces)
+                except asyncio.CancelledError:  # the listing must not say starting
+                    self._not_started(plugin, "its start was cancelled")
                     raise
-                del self._pending[plugin]
+                except Exception as exc:
+                    reason = failure_reason(exc)
+                    if local is None:
+                        installed = tuple(sorted(workspaces))
+                        wanted[plugin] = Install(plugin, str(plugin_dir.path), installed)
+                        self._installs.save(list(wanted.values()))
+                    self._not_started(plugin, reason)
+                    if isinstance(exc, PluginKVError):
+                        raise
+                    raise PluginFailed(reason) from exc
+                self._pending.pop(plugin, None)
                 self._local[plugin] = fresh
+                self._notify()
+                if local is not None:
+                    logger.info("%r replaces %r", fresh, local)
+                    self._retire(local)
                 local = fresh
             wanted[plugin] = Install(plugin, str(plugin_dir.path), tuple(sorted(local.workspaces)))
             self._installs.save(list(wanted.values()))
@@ -340,7 +457,25 @@ class PluginHost:
                     del self._local[plugin]
                     await local.stop()
             self._installs.save(list(wanted.values()))
+            self._notify()  # a call waiting for it there waits no more
             return list(left)
+
+    def _retire(self, local: LocalPlugin) -> None:
+        """Stop a replaced process once the calls open on it have ended, in the background.
+
+        They may take ``PLUGINKV_SESSION_TIMEOUT_SECONDS`` at most; the install
+        does not wait for them.
+        """
+        task = asyncio.create_task(local.retire(self._settings.session_timeout_seconds))
+        self._retiring[local] = task
+        task.add_done_callback(lambda _: self._retiring.pop(local, None))
+
+    async def _started(self, plugin_dir: PluginDirectory, workspaces: set[str]) -> LocalPlugin:
+        """A new process of the plugin, running; its environment is built first if need be."""
+        python = await self._envs.ensure(plugin_dir)
+        local = self._local_plugin(plugin_dir, python, workspaces)
+        await local.start()
+        return local
 
     def _local_plugin(
         self, plugin_dir: PluginDirectory, python: Path, workspaces: set[str]
@@ -354,6 +489,8 @@ class PluginHost:
             workspaces,
             invocations=self.invocations,
             line_limit=line_limit(self._settings.max_value_bytes),
+            log=self.logs.of(plugin_dir.manifest.plugin_id),
+            on_change=self._notify,
         )
 
     def _declare_quota(self, manifest: Manifest, workspaces: set[str], *, by: Hashable) -> None:
@@ -381,8 +518,8 @@ class PluginHost:
             pending = self._pending[listed.plugin] = _Pending("", set(listed.workspaces))
             try:
                 directories[listed.plugin] = read_plugin_directory(listed.directory)
-            except PluginKVError as exc:
-                self._not_started(listed.plugin, str(exc))
+            except Exception as exc:
+                self._not_started(listed.plugin, failure_reason(exc))
                 continue
             pending.version = directories[listed.plugin].manifest.version
         for plugin, plugin_dir in directories.items():
@@ -391,18 +528,18 @@ class PluginHost:
                 if install is None or plugin in self._local:
                     continue  # uninstalled, or installed again: that took care of _pending
                 try:
-                    python = await self._envs.ensure(plugin_dir)
-                    local = self._local_plugin(plugin_dir, python, set(install.workspaces))
-                    await local.start()
-                except PluginKVError as exc:
-                    self._not_started(plugin, str(exc))
+                    local = await self._started(plugin_dir, set(install.workspaces))
+                except Exception as exc:  # of any kind: the next plugins still start
+                    self._not_started(plugin, failure_reason(exc))
                     continue
                 self._pending.pop(plugin, None)
                 self._local[plugin] = local
+                self._notify()
 
     def _not_started(self, plugin: str, error: str) -> None:
         """After a start that failed: an installed plugin that no process serves has failed."""
-        logger.error("could not start the installed plugin %s: %s", plugin, error)
+        logger.error("could not start the plugin %s: %s", plugin, error)
+        self.logs.of(plugin).write("host", f"could not start: {error}")
         install = self._wanted_installs().get(plugin)
         pending = self._pending.get(plugin)
         if install is None or plugin in self._local or pending is None:
@@ -410,9 +547,10 @@ class PluginHost:
             self._pending.pop(plugin, None)
             if install is None:
                 self._store().withdraw_quota(_installs_of(plugin))
-            return
-        pending.workspaces = set(install.workspaces)
-        pending.status = Status("failed", error)
+        else:
+            pending.workspaces = set(install.workspaces)
+            pending.status = Status("failed", error)
+        self._notify()
 
     # -- requests -----------------------------------------------------------------------------
     async def invoke_tool(
@@ -440,7 +578,7 @@ class PluginHost:
         """
         credentials = {} if credentials is None else credentials
         check_credentials(credentials, credential_type)
-        connection = self.find(plugin, workspace)
+        connection = await self._serving(plugin, workspace)
         provider_declaration, declaration = find_tool(
             connection.declarations, plugin, provider, tool
         )
@@ -526,7 +664,7 @@ class PluginHost:
     async def endpoint_stream(self, hook_id: str, raw_http_request: bytes) -> AsyncGenerator[Any]:
         """Send a request to the endpoint's plugin; the response chunks as they arrive."""
         endpoint = self.endpoints.get(hook_id)
-        connection = self.find(endpoint.plugin, endpoint.workspace)
+        connection = await self._serving(endpoint.plugin, endpoint.workspace)
         # The registration that had the permission when the endpoint was made may be gone.
         _check_endpoint_permission(connection)
         data = {
@@ -560,6 +698,10 @@ def _check_endpoint_permission(connection: PluginConnection) -> None:
 def _installs_of(plugin: str) -> tuple[str, str]:
     """Who declares the quota of an installed plugin: its installs, whichever process runs."""
     return ("installed", plugin)
+
+
+def _why(status: Status) -> str:
+    return f"{status.state}: {status.error}" if status.error else status.state
 
 
 def _connection_info(c: PluginConnection) -> PluginInfo:

@@ -23,7 +23,7 @@ from ..dify.endpoints import raw_request
 from ..dify.host import PluginHost, PluginInfo
 from ..errors import InvalidArgument, PluginFailed, PluginKVError, PluginNotFound, ValueTooLarge
 from .errors import STATUS, exception_body
-from .parsing import ClientGone, read_body
+from .parsing import ClientGone, query_number, read_body
 from .routes import admin_json, by_method, field
 
 __all__ = ["ENDPOINT_METHODS", "NDJSON", "REQUEST_ID_HEADER", "hook_and_target", "host_routes"]
@@ -74,6 +74,20 @@ async def uninstall_plugin(request: Request) -> Response:
     plugin = field(body, "plugin", str)
     left = await host.uninstall(plugin, field(body, "workspace", str))
     return JSONResponse({"plugin": plugin, "workspaces": left})
+
+
+async def plugin_logs(request: Request) -> Response:
+    await admin_json(request, body=False)
+    host: PluginHost = request.app.state.host
+    plugin = f"{request.path_params['author']}/{request.path_params['name']}"
+    lines = query_number(request.query_params, "lines", int)
+    if lines is not None and lines < 0:
+        raise InvalidArgument(f"query parameter lines={lines} must not be negative")
+    page = await host.read_log(
+        plugin, lines=100 if lines is None else lines, cursor=request.query_params.get("cursor")
+    )
+    body = {"plugin": plugin, "text": page.text, "cursor": page.cursor, "more": page.more}
+    return JSONResponse(body)
 
 
 async def invoke_tool(request: Request) -> Response:
@@ -334,6 +348,7 @@ host_routes: list[Any] = [
     Route("/v1/admin/plugins/install", install_plugin, methods=["POST"]),
     Route("/v1/admin/plugins/uninstall", uninstall_plugin, methods=["POST"]),
     Route("/v1/admin/plugins/{author}/{name}", show_plugin, methods=["GET"]),
+    Route("/v1/admin/plugins/{author}/{name}/logs", plugin_logs, methods=["GET"]),
     Route("/v1/admin/tools/invoke", invoke_tool, methods=["POST"]),
     Route("/v1/admin/tools/validate-credentials", validate_credentials, methods=["POST"]),
     Route(

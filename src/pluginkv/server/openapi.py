@@ -684,6 +684,22 @@ def _schemas(settings: Settings) -> Json:
                 }
             },
         },
+        "PluginLog": {
+            "type": "object",
+            "required": ["plugin", "text", "cursor", "more"],
+            "properties": {
+                "plugin": _ref("schemas", "Plugin"),
+                "text": {"type": "string", "description": "Whole lines, each ending in a newline."},
+                "cursor": {
+                    "type": "string",
+                    "description": "Pass it back to read what is written after these lines.",
+                },
+                "more": {
+                    "type": "boolean",
+                    "description": "More was written already: read on at once with the cursor.",
+                },
+            },
+        },
         "PluginInfo": {
             "type": "object",
             "required": [
@@ -1294,10 +1310,11 @@ def _paths(settings: Settings) -> Json:
                 "virtual environment with uv (from its uv.lock, pyproject.toml or "
                 "requirements.txt, on the Python its manifest asks for; shared by plugins with "
                 "the same dependency files) and starts it; installing it for more workspaces "
-                "shares the "
-                "running process; a folder with another version replaces it. Answers once the "
-                "plugin is running. Installs are kept in the data directory and started with "
-                "the service.",
+                "shares the running process. A folder with another version starts beside the "
+                "running one, which serves until the new one is ready; if the new one fails, "
+                "the old one stays. Answers once the plugin is running, or with why it could "
+                "not start (a first install that fails stays listed as failed). Installs are "
+                "kept in the data directory and started with the service.",
                 "security": _BEARER,
                 "requestBody": _json_body("InstallRequest", batch_limit),
                 "responses": {
@@ -1326,6 +1343,48 @@ def _paths(settings: Settings) -> Json:
                         "content": _json_content(_ref("schemas", "Uninstalled")),
                     },
                     **_errors(400, 408, 413),
+                    "404": _ref("responses", "PluginNotFoundError"),
+                },
+            },
+        },
+        "/v1/admin/plugins/{author}/{name}/logs": {
+            "get": {
+                "operationId": "adminPluginLogs",
+                "tags": ["plugins"],
+                "summary": "Read an installed plugin's log file",
+                "description": "Needs an admin token. What the plugin printed (stderr, "
+                "stdout lines that are not protocol messages), its log events, and each start "
+                "and exit, one timestamped line each, from "
+                "`<data-dir>/plugin-logs/<author>/<name>.log` (rotated at "
+                "`PLUGINKV_PLUGIN_LOG_MAX_BYTES`). Without `cursor`, the last `lines` lines; "
+                "with the `cursor` of an earlier answer, what was written since (poll with it "
+                "to follow the log).",
+                "security": _BEARER,
+                "parameters": [
+                    {
+                        "name": "author",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query(
+                        "lines",
+                        {"type": "integer", "minimum": 0, "default": 100},
+                        "Without `cursor`: how many of the last lines.",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
+                        "The `cursor` of an earlier answer: what was written after it.",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Lines of the log.",
+                        "content": _json_content(_ref("schemas", "PluginLog")),
+                    },
+                    **_errors(400),
                     "404": _ref("responses", "PluginNotFoundError"),
                 },
             },
@@ -1418,7 +1477,7 @@ def _paths(settings: Settings) -> Json:
                     "408": _ref("responses", "RequestTimeoutError"),
                     "413": _ref("responses", "ValueTooLargeError"),
                     "503": _ref("responses", _WRITE_UNAVAILABLE[0]),
-                    "507": _ref("responses", "QuotaExceededError"),
+                    "507": _ref("responses", "InsufficientStorageError"),
                 },
             },
         },
