@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 from ..server.test_serve import PLUGINKV, Service, free_port
@@ -41,6 +43,20 @@ def test_shutdown_with_remote_plugins_connected_prints_no_traceback(tmp_path: Pa
     assert "unregistered <PluginConnection fake/plugin" in output
     assert "Application shutdown complete" in output
     assert "Traceback" not in output and "Exception in callback" not in output
+
+
+def test_shutdown_with_a_connection_mid_handshake_prints_no_traceback(tmp_path: Path) -> None:
+    service = Service(tmp_path / "data")
+    debug_port = free_port()
+    service.extra_args = ["--debug-port", str(debug_port)]
+    service.start()
+    with socket.create_connection(("127.0.0.1", debug_port)) as waiting:
+        waiting.sendall(b'{"key": "half a line')
+        time.sleep(0.2)  # let the service read it and wait for the rest
+        code, output = service.stop(signal.SIGTERM)
+    assert code in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in output
+    assert "Traceback" not in output and "CancelledError" not in output
 
 
 def test_log_level_and_access_log_options(tmp_path: Path) -> None:

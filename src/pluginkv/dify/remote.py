@@ -130,6 +130,10 @@ class DebugListener:
                 self._host.unregister(connection)
         except (ConnectionError, asyncio.IncompleteReadError):
             writer.close()
+        except asyncio.CancelledError:
+            # Only stop() cancels a handler, and it waits for them all; ending
+            # normally keeps asyncio from printing the cancellation at shutdown.
+            writer.close()
         finally:
             self._handlers.discard(task)
 
