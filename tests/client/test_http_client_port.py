@@ -23,7 +23,8 @@ _LAYOUT = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tok
 
 def _code_digest(source: str) -> str:
     tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-    return hashlib.sha256(" ".join(t.string for t in tokens if t.type not in _LAYOUT).encode()).hexdigest()  # fmt: skip
+    code = " ".join(t.string for t in tokens if t.type not in _LAYOUT)
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def test_cpythons_response_begin_is_the_one_the_client_follows() -> None:
