@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean dify-sdk
+.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,27 @@ test: install
 stress: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
+# The contract suite on the other Pythons pluginkv supports, each in a venv of its own
+# (.venv-3.12, .venv-3.13), from pyenv's interpreters or python3.X on PATH.
+OTHER_PYTHONS ?= 3.12 3.13
+
+pythons:
+	@for v in $(OTHER_PYTHONS); do \
+		venv=.venv-$$v; \
+		if [ ! -f $$venv/.installed-stamp ] || [ pyproject.toml -nt $$venv/.installed-stamp ]; then \
+			py=$$(ls -d "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -1); \
+			[ -n "$$py" ] || py=$$(command -v python$$v) || { echo "no Python $$v: install it with pyenv or as python$$v on PATH" >&2; exit 1; }; \
+			$$py -m venv $$venv && $$venv/bin/python -m pip install --quiet --upgrade pip \
+				&& $$venv/bin/python -m pip install --quiet -e '.[dev]' && touch $$venv/.installed-stamp || exit 1; \
+		fi; \
+	done
+
+test-pythons: pythons
+	@for v in $(OTHER_PYTHONS); do \
+		echo "== the contract suite on Python $$v"; \
+		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/test_contract.py $(PYTEST_ARGS) || exit 1; \
+	done
+
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
@@ -48,4 +69,4 @@ bench: install wrk
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) .venv-3.* .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

@@ -81,11 +81,13 @@ _STATE = (
     "WHERE workspace = ? AND plugin = ?"
 )
 # The scope's state and one row in a single statement: the hot path of set/delete.
+# Statements use plain ? placeholders and repeat a value where it is used twice:
+# numbered ones (?1) bound from a sequence are deprecated since Python 3.12.
 _LOOKUP_ONE = (
     "SELECT s.bytes_used, s.key_count, s.last_version, s.quota_override, "
     "e.size, e.version, e.created_at, e.expires_at, {value} FROM (SELECT 1) "
-    "LEFT JOIN pluginkv_scopes AS s ON s.workspace = ?1 AND s.plugin = ?2 "
-    "LEFT JOIN pluginkv_entries AS e ON e.workspace = ?1 AND e.plugin = ?2 AND e.key = ?3"
+    "LEFT JOIN pluginkv_scopes AS s ON s.workspace = ? AND s.plugin = ? "
+    "LEFT JOIN pluginkv_entries AS e ON e.workspace = ? AND e.plugin = ? AND e.key = ?"
 )
 _LOOKUP_ONE_WITH_VALUE = _LOOKUP_ONE.format(value="e.value")
 _LOOKUP_ONE = _LOOKUP_ONE.format(value="NULL")
@@ -111,9 +113,9 @@ _PUT = (
 _PUT_NOW = (
     "INSERT INTO pluginkv_entries "
     "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value) "
-    "VALUES (?1, ?2, ?3, ?4, (SELECT CASE WHEN coalesce(max(s.bytes_used), 0) + ?4"
-    " <= coalesce(max(s.quota_override), ?8) THEN coalesce(max(s.last_version), 0) + 1 END"
-    " FROM pluginkv_scopes AS s WHERE s.workspace = ?1 AND s.plugin = ?2), ?5, ?5, ?6, ?7) "
+    "VALUES (?, ?, ?, ?, (SELECT CASE WHEN coalesce(max(s.bytes_used), 0) + ?"
+    " <= coalesce(max(s.quota_override), ?) THEN coalesce(max(s.last_version), 0) + 1 END"
+    " FROM pluginkv_scopes AS s WHERE s.workspace = ? AND s.plugin = ?), ?, ?, ?, ?) "
     "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size,"
     " version = excluded.version,"
     " created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at"
@@ -225,7 +227,10 @@ class _SQLiteTx(WriteTx):
     ) -> tuple[ScopeState, dict[str, Stored]]:
         if len(keys) == 1:
             sql = _LOOKUP_ONE_WITH_VALUE if with_values else _LOOKUP_ONE
-            row = self._conn.execute(sql, (scope.workspace, scope.plugin, keys[0])).fetchone()
+            workspace, plugin = scope.workspace, scope.plugin
+            row = self._conn.execute(
+                sql, (workspace, plugin, workspace, plugin, keys[0])
+            ).fetchone()
             state = ScopeState() if row[0] is None else ScopeState(*row[:4])
             if row[4] is None:
                 return state, {}
@@ -627,7 +632,21 @@ class SQLiteBackend(Backend):
         expires_at: float | None,
         quota: int,
     ) -> bool:
-        params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
+        workspace, plugin = scope.workspace, scope.plugin
+        params = (
+            workspace,
+            plugin,
+            key,
+            size,
+            size,
+            quota,
+            workspace,
+            plugin,
+            now,
+            now,
+            expires_at,
+            value,
+        )
         if self._full_disk is not None and self._full_disk.full:
             self._full_disk.before_add()
         try:
