@@ -12,7 +12,8 @@ phases:
 2. ``slowloris``: N connections (default 200) each send a request line, then one header
    byte per second per connection, for ``--seconds`` (default 15: past the default
    ``PLUGINKV_HEADER_TIMEOUT_SECONDS`` of 10);
-3. ``128 MiB header``: one connection sends a request whose one header is 128 MiB, as
+3. ``silent``: N connections (default 500) that send nothing, for ``--seconds``;
+4. ``128 MiB header``: one connection sends a request whose one header is 128 MiB, as
    fast as the server reads it, until it is sent or the server cuts it off (plus 1 s).
 
 Per phase: the probe's answer times (p50, p99, max) and failures, the server process's
@@ -167,12 +168,14 @@ def measured(probe: Probe, phase: Phase) -> Iterator[Phase]:
         phase.cpu = cpu_seconds(pid) - cpu_before
 
 
-def slowloris(port: int, count: int, seconds: float) -> str:
-    """``count`` connections at one header byte per second each; what the server did."""
+def slow_connections(port: int, count: int, seconds: float, drip: bool) -> str:
+    """``count`` connections that send one header byte per second each (``drip``) or
+    nothing at all, for ``seconds``; what the server did with them."""
     sockets = []
     for _ in range(count):
         sock = socket.create_connection((HOST, port), timeout=5)
-        sock.sendall(b"GET /v1/kv/probe HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
+        if drip:
+            sock.sendall(b"GET /v1/kv/probe HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
         sock.setblocking(False)
         sockets.append(sock)
     open_ = set(sockets)
@@ -183,7 +186,8 @@ def slowloris(port: int, count: int, seconds: float) -> str:
         while time.monotonic() - started < seconds:
             for sock in list(open_):
                 try:
-                    sock.send(b"a")
+                    if drip:
+                        sock.send(b"a")
                     data = sock.recv(4096)
                 except BlockingIOError:
                     continue
@@ -198,7 +202,7 @@ def slowloris(port: int, count: int, seconds: float) -> str:
         for sock in sockets:
             sock.close()
     if not closed_at:
-        return f"all {count} slow connections still open after {seconds:g} s"
+        return f"all {count} connections still open after {seconds:g} s"
     return (
         f"{len(closed_at)} of {count} closed by the server (first after {min(closed_at):.1f} s, "
         f"last after {max(closed_at):.1f} s; {answered} with an answer); "
@@ -245,10 +249,10 @@ def ms(seconds: float) -> str:
 
 def report(phases: Sequence[Phase]) -> None:
     print(
-        f"\n{'phase':<16}{'GETs':>6}{'p50':>11}{'p99':>11}{'max':>12}{'failed':>8}"
+        f"\n{'phase':<16}{'GETs':>6}{'p50':>12}{'p99':>12}{'max':>12}{'failed':>8}"
         f"{'server CPU':>12}{'peak RSS':>11}"
     )
-    print("-" * 87)
+    print("-" * 89)
     for phase in phases:
         times = sorted(phase.times)
         if times:
@@ -258,7 +262,7 @@ def report(phases: Sequence[Phase]) -> None:
         else:
             p50 = p99 = top = "-"
         print(
-            f"{phase.name:<16}{len(times):>6}{p50:>11}{p99:>11}{top:>12}{phase.failures:>8}"
+            f"{phase.name:<16}{len(times):>6}{p50:>12}{p99:>12}{top:>12}{phase.failures:>8}"
             f"{phase.cpu:>10.2f} s{phase.rss_peak / MiB:>7.0f} MiB"
         )
     for phase in phases:
@@ -271,18 +275,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Answer times of a normal GET while pluginkv serve is under attack."
     )
     parser.add_argument("--slow", type=int, default=200, help="slowloris connections (200)")
+    parser.add_argument("--silent", type=int, default=500, help="silent connections (500)")
     parser.add_argument(
-        "--seconds", type=float, default=15.0, help="length of the slowloris phase (15 s)"
+        "--seconds",
+        type=float,
+        default=15.0,
+        help="length of the slowloris and the silent phase (15 s)",
     )
     parser.add_argument("--header-mib", type=int, default=128, help="the huge header (128 MiB)")
     parser.add_argument("--quiet-seconds", type=float, default=3.0, help="reference phase (3 s)")
     parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 20 slow connections for 2 s, 8 MiB"
+        "--quick",
+        action="store_true",
+        help="smoke test: 20 slow and 20 silent connections for 2 s each, 8 MiB",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.slow, args.seconds, args.header_mib, args.quiet_seconds = 20, 2.0, 8, 0.5
-    if args.slow < 1 or args.seconds <= 0 or args.header_mib < 1 or args.quiet_seconds <= 0:
+        args.slow, args.silent, args.seconds, args.header_mib = 20, 20, 2.0, 8
+        args.quiet_seconds = 0.5
+    counts = (args.slow, args.silent, args.header_mib)
+    if min(counts) < 1 or args.seconds <= 0 or args.quiet_seconds <= 0:
         parser.error("every option must be positive")
     return args
 
@@ -328,7 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_attack(
                     probe,
                     Phase("slowloris"),
-                    lambda: slowloris(server.port, args.slow, args.seconds),
+                    lambda: slow_connections(server.port, args.slow, args.seconds, drip=True),
+                    0.0,
+                ),
+                run_attack(
+                    probe,
+                    Phase("silent"),
+                    lambda: slow_connections(server.port, args.silent, args.seconds, drip=False),
                     0.0,
                 ),
                 run_attack(
