@@ -37,12 +37,16 @@ from .errors import CODE_HEADER, error_body
 
 __all__ = ["ListenerLimits", "limited_protocol", "reserve_file_descriptors"]
 
-# How long a refused connection stays half-open before it is closed.  Closing a
-# socket whose peer's bytes are still unread makes the kernel send a reset, and a
-# reset that arrives before the client read the answer destroys it; so the answer
-# goes out with a FIN, reading stops (nothing more is buffered or parsed), and the
-# socket is closed a moment later.  Go's net/http waits 500 ms for the same reason.
-CLOSE_GRACE_SECONDS = 0.5
+# How long a connection stays half-open after the listener's last answer on it.
+# Closing a socket whose peer's bytes are still unread makes the kernel send a
+# reset, and a reset that arrives before the client read the answer destroys it.
+# So the answer goes out with a FIN, and the socket is closed this much later.
+# Meanwhile a refused request's bytes are left unread (the kernel's buffers fill
+# and the sender stalls), while the rest of a body answered early (a 413) is
+# dropped unparsed: a client that sends its whole body before it reads, as
+# http.client does, then gets the 413 instead of a broken pipe for a body of some
+# tens of MiB, and a larger one is cut off all the same.
+CLOSE_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -144,8 +148,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_head = True  # the bytes arriving are a request line and headers
-        self._head_bytes = 0
+        self._head_bytes = 0  # of the request line and headers arriving
         self._head_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._refused = False  # answered for good: what still arrives is ignored
@@ -162,7 +165,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_head_timer()
+        self._stop_head_clock()
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
@@ -171,41 +174,42 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if not self._in_head:
+        cycle = self.cycle  # the request whose headers came last
+        if cycle is not None and cycle.more_body:  # its body: not ours to count
             super().data_received(data)
             return
-        if self._head_timer is None:
-            # The first byte of a keep-alive connection's next request (the wait for it
-            # is uvicorn's keep-alive timeout).
+        budget = self.limits.max_header_bytes - self._head_bytes
+        if len(data) > budget:
+            # More than the headers may still take: feed what they may, and see whether
+            # they end within it (the rest is then body, or the next request).
+            view = memoryview(data)
+            super().data_received(view[:budget])  # type: ignore[arg-type]
+            if self.cycle is cycle:
+                if not self.transport.is_closing():
+                    self._refuse(self.refusals.too_large)
+                return
+            self._stop_head_clock()
+            self.data_received(view[budget:])  # type: ignore[arg-type]
+            return
+        self._head_bytes += len(data)
+        super().data_received(data)
+        if self.cycle is not cycle:
+            self._stop_head_clock()
+        elif self._head_timer is None:
+            # A keep-alive connection's next request that did not come in one read: its
+            # clock starts now (until its first byte, uvicorn's keep-alive timeout ran).
+            # One that does come whole, as nearly all do, costs no timer.
             self._head_timer = self.loop.call_later(
                 self.limits.header_timeout_seconds, self._head_timed_out
             )
-        budget = self.limits.max_header_bytes - self._head_bytes
-        if len(data) <= budget:
-            self._head_bytes += len(data)
-            super().data_received(data)
-            return
-        # More than the headers may still take: feed what they may, and see whether
-        # they end within it (the rest is then body, or the next request).
-        view = memoryview(data)
-        super().data_received(view[:budget])  # type: ignore[arg-type]
-        if self._in_head:
-            if not self.transport.is_closing():
-                self._refuse(self.refusals.too_large)
-            return
-        self.data_received(view[budget:])
 
-    # -- httptools' callbacks ----------------------------------------------------
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
+    def _stop_head_clock(self) -> None:
         self._head_bytes = 0
-        self._stop_head_timer()
-        super().on_headers_complete()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head = True
+    # -- uvicorn's callback ------------------------------------------------------
 
     def on_response_complete(self) -> None:
         # With no request queued behind it, self.cycle is the one just answered; a
@@ -219,7 +223,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         ):
             self.server_state.total_requests += 1
             self._refused = True
-            self._close_gracefully()
+            self._close_gracefully(drop_input=True)
             return
         super().on_response_complete()
 
@@ -238,7 +242,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, answer: bytes) -> None:
         self._refused = True
-        self._stop_head_timer()
+        self._stop_head_clock()
         self._unset_keepalive_if_required()
         if self._answering():
             # A pipelined request behind one still being answered: an answer now would
@@ -246,22 +250,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self.transport.write(answer)
-        self._close_gracefully()
+        self._close_gracefully(drop_input=False)
 
     def _answering(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
-    def _close_gracefully(self) -> None:
+    def _close_gracefully(self, drop_input: bool) -> None:
         transport = self.transport
         if transport.can_write_eof():
             transport.write_eof()
-        self.flow.pause_reading()
+        if drop_input:
+            self.flow.resume_reading()  # uvicorn pauses it past 64 KiB of unread body
+        else:
+            self.flow.pause_reading()
         self._close_timer = self.loop.call_later(CLOSE_GRACE_SECONDS, transport.close)
-
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
 
 
 def limited_protocol(limits: ListenerLimits) -> type[HttpToolsProtocol]:
