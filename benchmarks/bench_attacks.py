@@ -5,8 +5,8 @@ starts ``python -m pluginkv serve`` on a fresh data directory and a free port (w
 ``PLUGINKV_*`` variables of the calling environment, so limits can be set for a run, and
 whatever ``pluginkv`` this interpreter imports: put another checkout's ``src`` first on
 ``PYTHONPATH`` to measure that one), stores one 100-byte value, and measures a normal
-client -- one keep-alive connection doing ``GET /v1/kv/probe`` every 20 ms -- in three
-phases:
+client -- one keep-alive connection doing ``GET /v1/kv/probe`` every 20 ms, or with
+``--fresh`` a new connection per GET -- in four phases:
 
 1. ``quiet``: nothing else happens (the reference);
 2. ``slowloris``: N connections (default 200) each send a request line, then one header
@@ -20,6 +20,8 @@ Per phase: the probe's answer times (p50, p99, max) and failures, the server pro
 CPU time (user + system, from /proc) and its peak RSS, and what became of the attack
 (slow connections the server closed; header bytes sent before the server closed the
 connection, and its answer). Figures only, no pass/fail: a shared machine moves them.
+With ``--server-files 400 --fresh`` it shows whether 500 silent connections lock new
+clients out of a server started with ``ulimit -n 400``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from common import HOST, free_port, load_average, on_sigterm, stop_process, vers
 
 MiB = 1024 * 1024
 PROBE_INTERVAL = 0.02
+FRESH_TIMEOUT = 5.0
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -58,7 +61,7 @@ class Server:
     token: str
 
 
-def start_server(data_dir: Path, log: Path) -> Server:
+def start_server(data_dir: Path, log: Path, open_files: int | None) -> Server:
     port = free_port()
     env = dict(os.environ)
     scope = ["--workspace", "bench-ws", "--plugin", "bench/attacks"]
@@ -72,7 +75,13 @@ def start_server(data_dir: Path, log: Path) -> Server:
     argv = [sys.executable, "-m", "pluginkv", "serve", "--data-dir", str(data_dir)]
     argv += ["--host", HOST, "--port", str(port), "--debug-port", "0"]
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=None if open_files is None else lambda: limit_open_files(open_files),
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -109,10 +118,14 @@ class Phase:
 
 
 class Probe:
-    """A normal client: GET every 20 ms on one keep-alive connection, timed."""
+    """A normal client: GET every 20 ms on one keep-alive connection (or, ``fresh``, each
+    on a new one, which shows whether new clients get in), timed."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, fresh: bool) -> None:
         self.server = server
+        self.fresh = fresh
+        # A new client locked out would wait forever; a stalled loop answers in seconds.
+        self.timeout = FRESH_TIMEOUT if fresh else 60.0
         self.phase: Phase | None = None
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -125,12 +138,15 @@ class Probe:
             started = time.perf_counter()
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(HOST, self.server.port, timeout=60)
+                    conn = http.client.HTTPConnection(HOST, self.server.port, timeout=self.timeout)
                 conn.request("GET", "/v1/kv/probe", headers=headers)
                 response = conn.getresponse()
                 response.read()
                 ok = response.status == 200
-            except OSError:
+                if self.fresh:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
                 ok = False
                 if conn is not None:
                     conn.close()
@@ -243,6 +259,23 @@ def run_attack(probe: Probe, phase: Phase, attack: Callable[[], str], tail: floa
     return phase
 
 
+def limit_open_files(soft: int) -> None:
+    import resource
+
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    )
+
+
+def raise_own_open_files() -> None:
+    """Room for this script's own connections, whatever the server is given."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms"
 
@@ -285,6 +318,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--header-mib", type=int, default=128, help="the huge header (128 MiB)")
     parser.add_argument("--quiet-seconds", type=float, default=3.0, help="reference phase (3 s)")
     parser.add_argument(
+        "--server-files",
+        type=int,
+        metavar="N",
+        help="start the server with a soft open-file limit of N (ulimit -n), e.g. 400",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help=f"the probe opens a new connection per GET (a failure after {FRESH_TIMEOUT:g} s)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: 20 slow and 20 silent connections for 2 s each, 8 MiB",
@@ -318,12 +362,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"python  : {platform.python_version()}; pluginkv from {where}; "
         + ", ".join(f"{n} {version(n)}" for n in libs)
     )
-    print(f"settings: {limits or 'defaults'}")
+    files = "as this shell's" if args.server_files is None else f"{args.server_files} (soft)"
+    print(f"settings: {limits or 'defaults'}; the server starts with open files {files}")
+    print(
+        f"probe   : a GET every {PROBE_INTERVAL * 1000:g} ms, "
+        + ("each on a new connection" if args.fresh else "on one keep-alive connection")
+    )
     print(f"load    : {load_average()} (1, 5, 15 min) at the start; the machine may be shared")
     with tempfile.TemporaryDirectory(prefix="pluginkv-bench-attacks-") as tmp_name:
         tmp = Path(tmp_name)
-        server = start_server(tmp / "data", tmp / "serve.log")
-        probe = Probe(server)
+        raise_own_open_files()
+        server = start_server(tmp / "data", tmp / "serve.log", args.server_files)
+        probe = Probe(server, args.fresh)
         try:
             conn = http.client.HTTPConnection(HOST, server.port, timeout=10)
             conn.request(
