@@ -16,7 +16,8 @@ protocol, a subclass of uvicorn's, adds per connection:
   503 as soon as it opens, and closed, so that a flood of connections costs a file
   descriptor each for a moment only;
 * a connection whose request was answered before its body was read (a 413, a 401 on
-  an upload) is closed, instead of reading and discarding the rest of the body.
+  an upload) is closed a second later, instead of reading the rest of the body,
+  however large, to keep the connection.
 
 It keeps uvicorn's uvloop + httptools path: a request within the limits costs one
 timer per connection and a length comparison per read.
