@@ -390,6 +390,22 @@ def test_connections_past_the_limit_are_answered_503_and_closed(small_service: S
     raise AssertionError("closed connections still count against the limit")
 
 
+def test_serve_raises_a_low_open_file_limit_to_fit_the_connection_limit(tmp_path: Path) -> None:
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 4096))
+
+    service = Service(
+        tmp_path / "data", {"PLUGINKV_MAX_CONNECTIONS": "1000"}, preexec_fn=low_soft_limit
+    )
+    try:
+        service.wait_ready()
+        limits = Path(f"/proc/{service.process.pid}/limits").read_text()
+    finally:
+        service.stop()
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3:5] == ["1256", "4096"]
+
+
 def test_serve_refuses_a_connection_limit_the_open_file_limit_cannot_hold(
     tmp_path: Path,
 ) -> None:

@@ -19,6 +19,9 @@ protocol, a subclass of uvicorn's, adds per connection:
   an upload) is closed a second later, instead of reading the rest of the body,
   however large, to keep the connection.
 
+uvicorn's own ``limit_concurrency`` does not fit: it answers 503 only once a request's
+headers are complete, so connections that send none still take every descriptor.
+
 It keeps uvicorn's uvloop + httptools path: a request within the limits costs one
 timer per connection and a length comparison per read.
 """
