@@ -48,6 +48,7 @@ class Service:
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.printed = ""
         environ = {k: v for k, v in os.environ.items() if not k.startswith("PLUGINKV_")}
         self.process = subprocess.Popen(
             [
@@ -69,7 +70,7 @@ class Service:
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output()
+            assert self.process.poll() is None, self.stop()
             try:
                 with self.connect() as sock:
                     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -99,16 +100,17 @@ class Service:
         )
         return out.stdout.strip().splitlines()[-1]
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop the service (if still running); everything it printed."""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=30)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-
-    def output(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.read().decode(errors="replace")
+        stdout = self.process.stdout
+        assert stdout is not None
+        if not stdout.closed:
+            self.printed = stdout.read().decode(errors="replace")
+            stdout.close()
+        return self.printed
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
@@ -385,9 +387,11 @@ def test_connections_past_the_limit_are_answered_503_and_closed(small_service: S
         with small_service.connect() as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             if read_response(sock)[0] == 200:
-                return
+                break
         time.sleep(0.05)
-    raise AssertionError("closed connections still count against the limit")
+    else:
+        raise AssertionError("closed connections still count against the limit")
+    assert "PLUGINKV_MAX_CONNECTIONS" in small_service.stop()  # the operator is told
 
 
 def test_serve_raises_a_low_open_file_limit_to_fit_the_connection_limit(tmp_path: Path) -> None:
@@ -415,11 +419,8 @@ def test_serve_refuses_a_connection_limit_the_open_file_limit_cannot_hold(
     service = Service(
         tmp_path / "data", {"PLUGINKV_MAX_CONNECTIONS": "1000"}, preexec_fn=low_file_limit
     )
-    try:
-        code = service.process.wait(timeout=30)
-        output = service.output()
-    finally:
-        service.stop()
+    code = service.process.wait(timeout=30)
+    output = service.stop()
     assert code != 0
     assert "PLUGINKV_MAX_CONNECTIONS=1000" in output
     assert "Traceback" not in output

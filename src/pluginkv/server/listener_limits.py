@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -51,6 +53,12 @@ __all__ = ["ListenerLimits", "limited_protocol", "reserve_file_descriptors"]
 # http.client does, then gets the 413 instead of a broken pipe for a body of some
 # tens of MiB, and a larger one is cut off all the same.
 CLOSE_GRACE_SECONDS = 1.0
+
+# The connection limit is logged when it is reached, at most this often: a flood of
+# connections must not become a flood of log lines.
+LIMIT_LOG_INTERVAL_SECONDS = 60.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ListenerLimits]
     refusals: ClassVar[_Refusals]
+    limit_logged_at: ClassVar[float] = float("-inf")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,6 +171,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
+            self._log_connection_limit()
             self._refuse(self.refusals.too_many)
             return
         self._head_timer = self.loop.call_later(
@@ -243,6 +253,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._refuse(self.refusals.too_slow)
+
+    def _log_connection_limit(self) -> None:
+        now = time.monotonic()
+        cls = type(self)
+        if now - cls.limit_logged_at >= LIMIT_LOG_INTERVAL_SECONDS:
+            cls.limit_logged_at = now
+            logger.warning(
+                "%d connections open, the most %s allows: new ones are answered 503 "
+                "(logged at most once a minute)",
+                self.limits.max_connections,
+                env_name("max_connections"),
+            )
 
     def _refuse(self, answer: bytes) -> None:
         self._refused = True
