@@ -213,6 +213,17 @@ def test_headers_within_the_limit_are_served(service: Service) -> None:
         assert read_response(sock)[0] == 200
 
 
+def test_pipelined_requests_and_requests_in_pieces_are_served(service: Service) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    with service.connect() as sock:
+        sock.sendall(request * 3)  # three in one read
+        assert [read_response(sock)[0] for _ in range(3)] == [200, 200, 200]
+        for piece in (request[:5], request[5:20], request[20:]):  # one in three reads
+            sock.sendall(piece)
+            time.sleep(0.05)
+        assert read_response(sock)[0] == 200
+
+
 def slowloris(sockets: list[socket.socket], request: bytes) -> dict[socket.socket, bytes]:
     """Send ``request`` a byte at a time (4 a second) on each socket; what each then got back."""
     got = {sock: b"" for sock in sockets}
