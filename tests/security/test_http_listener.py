@@ -114,8 +114,23 @@ class Service:
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP response from ``sock``: status, headers (lower-case names), body."""
+    """One HTTP response from ``sock``: status, headers (lower-case names), body.
+
+    What arrives after it is lost: for one response at a time."""
+    return read_responses(sock, 1)[0]
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` HTTP responses from ``sock``, one after the other."""
+    responses = []
     data = b""
+    for _ in range(count):
+        status, headers, body, data = _next_response(sock, data)
+        responses.append((status, headers, body))
+    return responses
+
+
+def _next_response(sock: socket.socket, data: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -133,7 +148,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         if not chunk:
             raise ConnectionError("closed inside the body")
         body += chunk
-    return int(status_line.split()[1]), headers, body
+    return int(status_line.split()[1]), headers, body[:length], body[length:]
 
 
 def closed_by_peer(sock: socket.socket) -> bool:
@@ -217,7 +232,7 @@ def test_pipelined_requests_and_requests_in_pieces_are_served(service: Service) 
     request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
     with service.connect() as sock:
         sock.sendall(request * 3)  # three in one read
-        assert [read_response(sock)[0] for _ in range(3)] == [200, 200, 200]
+        assert [status for status, _, _ in read_responses(sock, 3)] == [200, 200, 200]
         for piece in (request[:5], request[5:20], request[20:]):  # one in three reads
             sock.sendall(piece)
             time.sleep(0.05)
