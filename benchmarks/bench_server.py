@@ -8,10 +8,12 @@ Servers, each a subprocess of this script on 127.0.0.1 and a free port, all star
 and stopped in ``finally`` (also on Ctrl-C and SIGTERM):
 
 * ``echo``: the ceiling. A plain Starlette app with no middleware, run by ``uvicorn.run``
-  with exactly the arguments of ``pluginkv serve`` (``loop="uvloop"``, ``http="httptools"``,
-  one worker, ``access_log=False``, keep-alive 30 s). Its routes have pluginkv's shapes:
-  ``GET /v1/kv/{key}`` answers 100 bytes (10 MiB for keys under ``large/``), ``PUT
-  /v1/kv/{key}`` reads the whole body and answers ``204`` with no body, as pluginkv does;
+  with the arguments of ``pluginkv serve`` (``loop="uvloop"``, httptools, one worker,
+  ``access_log=False``, keep-alive 30 s) but uvicorn's own httptools protocol, without the
+  service's listener limits (``bench_listener_cost.py`` measures what those cost). Its
+  routes have pluginkv's shapes: ``GET /v1/kv/{key}`` answers 100 bytes (10 MiB for keys
+  under ``large/``), ``PUT /v1/kv/{key}`` reads the whole body and answers ``204`` with no
+  body, as pluginkv does;
 * ``pluginkv FULL``: the real ``python -m pluginkv serve --data-dir <fresh dir>``, every
   setting at its default (SQLite ``synchronous=FULL``);
 * ``pluginkv NORMAL``: the same with ``PLUGINKV_SQLITE_SYNCHRONOUS=NORMAL``, for information.
@@ -148,7 +150,8 @@ def make_echo_app() -> object:
 
 
 def serve_echo(port: int) -> None:
-    """The echo app under ``uvicorn.run`` with the arguments of ``pluginkv serve``."""
+    """The echo app under ``uvicorn.run`` with the arguments of ``pluginkv serve``, but
+    uvicorn's own httptools protocol."""
     import uvicorn
 
     uvicorn.run(

@@ -83,3 +83,10 @@ def test_bench_write_floor_quick_prints_every_figure(tmp_path: Path) -> None:
         line = re.compile(rf"^{re.escape(row)}\s+\d+ us  \(\d+-\d+\)$", re.MULTILINE)
         assert line.search(out), f"no figure for {row!r}:\n{out}"
     assert list(tmp_path.iterdir()) == [], "the benchmark left files behind"
+
+
+def test_bench_attacks_quick_prints_every_phase() -> None:
+    out = run_quick(SCRIPT.parent / "bench_attacks.py", timeout=120)
+    for phase in ("quiet", "slowloris", "silent", "8 MiB header"):
+        row = rf"^{re.escape(phase)}\s+\d+\s+[\d,.]+ ms\s+[\d,.]+ ms\s+[\d,.]+ ms\s+\d+\s"
+        assert re.search(row, out, re.MULTILINE), f"no row for {phase!r}:\n{out}"

@@ -464,6 +464,13 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
     """Say where the service listens, then run it under uvicorn until SIGTERM or Ctrl-C."""
     import uvicorn
 
+    from .server.listener_limits import ListenerLimits, limited_protocol, reserve_file_descriptors
+
+    limits = ListenerLimits.from_settings(settings)
+    try:
+        reserve_file_descriptors(limits.max_connections)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
     host, port = settings.host, settings.port
     database = redact_url(settings.database_url)
     click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({database})")
@@ -494,7 +501,8 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with the limits on headers and connections it lacks.
+        http=limited_protocol(limits),
         access_log=settings.access_log,
         timeout_keep_alive=settings.idle_timeout_seconds,
         timeout_graceful_shutdown=30,

@@ -161,6 +161,22 @@ class Settings(BaseSettings):
     idle_timeout_seconds: int = Field(
         default=30, ge=1, description="How long an idle keep-alive connection stays open."
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request line plus headers of one request (431 above).",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a request line and headers may take to arrive, and a new "
+        "connection to send its first byte.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Most open HTTP connections; one more is answered 503 and closed.",
+    )
     write_group_max: int = Field(
         default=128,
         ge=1,
