@@ -19,16 +19,16 @@ from pluginkv import Forbidden
 from pluginkv.dify.files import FILES_PREFIX
 from pluginkv.server.auth import Tokens
 
-from .conftest import PLUGIN_ID, HostService
-
-Ws = tuple[str, str]
+from .conftest import EXAMPLE, PLUGIN_ID, Example, HostService, Served
 
 
-def _upload(service: HostService, workspace: str, name: str, text: str) -> dict[str, Any]:
+def _upload(
+    service: HostService, workspace: str, name: str, text: str, *, example: Example = EXAMPLE
+) -> dict[str, Any]:
     parameters = {"op": "upload", "key": name, "value": text}
-    body = {"workspace": workspace, "plugin": PLUGIN_ID, "provider": "storage_tool", "tool": "kv"}
+    body = {"workspace": workspace, "plugin": example.plugin, "provider": example.provider}
     status, answer = service.call(
-        "POST", "/v1/admin/tools/invoke", {**body, "parameters": parameters}
+        "POST", "/v1/admin/tools/invoke", {**body, "tool": "kv", "parameters": parameters}
     )
     assert status == 200, answer
     result: dict[str, Any] = json.loads(answer)["message"]["json_object"]
@@ -45,10 +45,12 @@ def _get(url: str) -> tuple[int, str, bytes]:
 
 
 def test_an_uploaded_file_is_described_as_dify_describes_it_and_served_back(
-    service: HostService, workspaces: Ws
+    service: HostService, served: Served
 ) -> None:
+    """On SDK 0.7.4 and 0.10 alike (the same two steps; 0.10 posts with a timeout)."""
     name = f"notes-{uuid.uuid4().hex[:8]}.txt"
-    uploaded = _upload(service, workspaces[0], name, "hello, file")["file"]
+    answer = _upload(service, served.workspace, name, "hello, file", example=served.example)
+    uploaded = answer["file"]
     file_id = uploaded["id"]
     assert uploaded == {
         "id": file_id,
@@ -62,9 +64,10 @@ def test_an_uploaded_file_is_described_as_dify_describes_it_and_served_back(
     assert uploaded["preview_url"].startswith(f"{service.url}/files/tools/{file_id}.txt?token=")
     assert _get(uploaded["preview_url"]) == (200, "text/plain; charset=utf-8", b"hello, file")
     # Kept in the plugin's scope of the workspace, where it counts against its quota.
-    stored = service.store.storage(workspace=workspaces[0], plugin=PLUGIN_ID)
+    plugin = served.example.plugin
+    stored = service.store.storage(workspace=served.workspaces[0], plugin=plugin)
     assert stored.get(f"{FILES_PREFIX}{file_id}/content") == b"hello, file"
-    other = service.store.storage(workspace=workspaces[1], plugin=PLUGIN_ID)
+    other = service.store.storage(workspace=served.workspaces[1], plugin=plugin)
     assert other.get(f"{FILES_PREFIX}{file_id}/content") is None
 
 
