@@ -19,7 +19,7 @@ from pluginkv import Forbidden
 from pluginkv.dify.files import FILES_PREFIX
 from pluginkv.server.auth import Tokens
 
-from .conftest import EXAMPLE, PLUGIN_ID, Example, HostService, Served
+from .conftest import EXAMPLE, EXAMPLE_V2, PLUGIN_ID, Example, HostService, Served
 
 
 def _upload(
@@ -71,12 +71,28 @@ def test_an_uploaded_file_is_described_as_dify_describes_it_and_served_back(
     assert other.get(f"{FILES_PREFIX}{file_id}/content") is None
 
 
-def test_a_file_over_the_plugins_quota_is_refused(service: HostService) -> None:
-    """The example's manifest gives it 64 KiB: the SDK raises with the host's answer,
-    and nothing is stored."""
-    stored = service.store.storage(workspace="ws-1", plugin=PLUGIN_ID)
+@pytest.mark.parametrize(
+    ("example", "plugin_fixture", "workspace", "quota"),
+    [
+        (EXAMPLE, "ws1_plugin", "ws-1", 64 * 1024),
+        (EXAMPLE_V2, "v2_remote_plugins", "v2-ws-1", 1024 * 1024),
+    ],
+    ids=["sdk0.7.4", "sdk0.10.2"],
+)
+def test_a_file_over_the_plugins_quota_is_refused(
+    service: HostService,
+    example: Example,
+    plugin_fixture: str,
+    workspace: str,
+    quota: int,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The examples' manifests give them 64 KiB and 1 MiB: the SDK raises with the host's
+    answer, and nothing is stored."""
+    request.getfixturevalue(plugin_fixture)  # the plugin serving the workspace
+    stored = service.store.storage(workspace=workspace, plugin=example.plugin)
     before = stored.usage()
-    answer = _upload(service, "ws-1", "big.txt", "x" * 70_000)
+    answer = _upload(service, workspace, "big.txt", "x" * (quota + 1), example=example)
     assert answer["error_type"] == "Exception"
     assert answer["error"].startswith("upload file failed, status code: 507")
     assert "quota exceeded" in answer["error"]
