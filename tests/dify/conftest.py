@@ -5,7 +5,9 @@ interpreter: it monkey-patches its process with gevent.  One service and one
 plugin process per workspace serve the whole session; starting a plugin takes
 about a second.  A test that takes ``transport`` (or ``workspaces``,
 ``denied_workspace``) runs twice: with remote-debug plugins over TCP and with
-installed ones over stdio.  A test that needs a service of its own (a
+installed ones over stdio; one that takes ``served`` runs four times: the
+example on SDK 0.7.4 and ``V2`` (today's generation) on SDK 0.10, each over
+both transports.  A test that needs a service of its own (a
 restart, another store) runs plugins on it with ``plugins``.  Without the SDK
 environment (no network, say) these tests skip, except under ``CI=true``,
 where that is a failure.
@@ -24,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,24 @@ PLUGIN_ENVS = ROOT / ".cache" / "plugin-envs"
 STORAGE_TOOL = EXAMPLES / "storage_tool"
 PLUGIN_ID = "pluginkv/storage_tool"
 DENIED_ID = "pluginkv/storage_tool_denied"  # the example without its permissions
+# Today's generation: pyproject.toml + uv.lock, Python 3.12, dify_plugin 0.10.
+V2 = EXAMPLES / "storage_tool_v2"
+V2_ID = "pluginkv/storage_tool_v2"
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One of the example plugins, and the SDK it runs on."""
+
+    directory: Path
+    plugin: str
+    provider: str
+    sdk: str
+    sdk_fixture: str  # the fixture with the SDK's interpreter
+
+
+EXAMPLE = Example(STORAGE_TOOL, PLUGIN_ID, "storage_tool", "0.7.4", "sdk_python")
+EXAMPLE_V2 = Example(V2, V2_ID, "storage_tool_v2", "0.10.2", "sdk10_python")
 
 
 @pytest.fixture(name="sdk_python", scope="session")
@@ -163,6 +184,7 @@ class HostService:
         value: str | None = None,
         *,
         plugin: str = PLUGIN_ID,
+        provider: str = "storage_tool",
     ) -> dict[str, Any]:
         """The example tool's one JSON answer to ``op`` on ``key``, called through the HTTP API."""
         parameters = {"op": op, "key": key}
@@ -171,7 +193,7 @@ class HostService:
         body = {
             "workspace": workspace,
             "plugin": plugin,
-            "provider": "storage_tool",
+            "provider": provider,
             "tool": "kv",
             "parameters": parameters,
         }
@@ -371,6 +393,10 @@ def _transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(name="workspaces")
 def _workspaces(transport: str, request: pytest.FixtureRequest) -> tuple[str, str]:
     """Two workspaces the example serves, over the transport."""
+    return _example_workspaces(transport, request)
+
+
+def _example_workspaces(transport: str, request: pytest.FixtureRequest) -> tuple[str, str]:
     if transport == "tcp":
         request.getfixturevalue("ws1_plugin")
         request.getfixturevalue("ws2_plugin")
@@ -387,6 +413,72 @@ def _denied_workspace(transport: str, request: pytest.FixtureRequest) -> str:
         return "ws-denied"
     request.getfixturevalue("denied_local_plugin")
     return "ls-denied"
+
+
+@pytest.fixture(name="start_remote10", scope="session")
+def _start_remote10(
+    sdk10_python: Path, service: HostService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RemoteStarter]:
+    """``start_remote`` on dify_plugin 0.10, for ``V2`` by default."""
+    plugins = Plugins(sdk10_python, tmp_path_factory)
+    yield functools.partial(plugins.remote, service, directory=V2, plugin=V2_ID)
+    plugins.stop()
+
+
+@pytest.fixture(name="v2_remote_plugins", scope="session")
+def _v2_remote_plugins(start_remote10: RemoteStarter, service: HostService) -> tuple[str, str]:
+    """``V2`` on SDK 0.10 in remote debugging, one process for each of two workspaces."""
+    workspaces = ("v2-ws-1", "v2-ws-2")
+    processes = [start_remote10(workspace, wait=False) for workspace in workspaces]
+    for workspace, process in zip(workspaces, processes, strict=True):
+        try:
+            service.wait_for(lambda w=workspace: service.registered(V2_ID, w), "registration")
+        except AssertionError:
+            raise AssertionError(process.output()) from None
+    return workspaces
+
+
+@pytest.fixture(name="v2_local_plugin", scope="session")
+def _v2_local_plugin(sdk10_python: Path, service: HostService) -> tuple[str, str]:
+    """``V2`` installed for two workspaces: one process over stdio, serving both."""
+    service.install("v2-ls-1", V2)
+    service.install("v2-ls-2", V2)
+    return "v2-ls-1", "v2-ls-2"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Two workspaces an example plugin serves over a transport: what a call names."""
+
+    example: Example
+    transport: str
+    workspaces: tuple[str, str]
+
+    @property
+    def workspace(self) -> str:
+        return self.workspaces[0]
+
+    def call(self, **body: Any) -> dict[str, Any]:
+        """The body of a tool call on the example's ``kv`` tool in the first workspace."""
+        request = {"workspace": self.workspace, "plugin": self.example.plugin}
+        return request | {"provider": self.example.provider, "tool": "kv", **body}
+
+
+@pytest.fixture(
+    name="served",
+    params=[(EXAMPLE, "tcp"), (EXAMPLE, "stdio"), (EXAMPLE_V2, "tcp"), (EXAMPLE_V2, "stdio")],
+    ids=lambda param: f"sdk{param[0].sdk}-{param[1]}",
+)
+def _served(request: pytest.FixtureRequest) -> Served:
+    """The example on SDK 0.7.4 and ``V2`` on SDK 0.10, each over both transports."""
+    example, transport = request.param
+    if example is EXAMPLE:
+        workspaces = _example_workspaces(transport, request)
+    elif transport == "tcp":
+        workspaces = request.getfixturevalue("v2_remote_plugins")
+    else:
+        workspaces = request.getfixturevalue("v2_local_plugin")
+    return Served(example, transport, workspaces)
 
 
 @pytest.fixture(name="kv")

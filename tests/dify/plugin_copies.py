@@ -34,9 +34,16 @@ if __name__ == "__main__":
 """
 
 
-def example_copy(directory: Path, *, version: str = "0.1.0", main: str | None = None) -> Path:
-    """The example plugin copied to ``directory``, at ``version``, with another ``main.py``."""
-    shutil.copytree(STORAGE_TOOL, directory, ignore=shutil.ignore_patterns("__pycache__"))
+def example_copy(
+    directory: Path,
+    *,
+    version: str = "0.1.0",
+    main: str | None = None,
+    source: Path = STORAGE_TOOL,
+) -> Path:
+    """An example plugin (``source``) copied to ``directory``, at ``version``, with another
+    ``main.py``."""
+    shutil.copytree(source, directory, ignore=shutil.ignore_patterns("__pycache__"))
     manifest = directory / "manifest.yaml"
     text = manifest.read_text()
     assert text.startswith("version: 0.1.0\n")

@@ -13,8 +13,8 @@ import pytest
 from pluginkv.dify.difypkg import Packages
 from pluginkv.errors import InvalidArgument
 
-from .conftest import HostService
-from .test_installs import V2, make_difypkg
+from .conftest import V2, HostService
+from .test_installs import make_difypkg
 
 MANIFEST = b"version: 0.1.0\ntype: plugin\nauthor: acme\nname: notes\n"
 

@@ -19,16 +19,16 @@ from pluginkv import Forbidden
 from pluginkv.dify.files import FILES_PREFIX
 from pluginkv.server.auth import Tokens
 
-from .conftest import PLUGIN_ID, HostService
-
-Ws = tuple[str, str]
+from .conftest import EXAMPLE, EXAMPLE_V2, PLUGIN_ID, Example, HostService, Served
 
 
-def _upload(service: HostService, workspace: str, name: str, text: str) -> dict[str, Any]:
+def _upload(
+    service: HostService, workspace: str, name: str, text: str, *, example: Example = EXAMPLE
+) -> dict[str, Any]:
     parameters = {"op": "upload", "key": name, "value": text}
-    body = {"workspace": workspace, "plugin": PLUGIN_ID, "provider": "storage_tool", "tool": "kv"}
+    body = {"workspace": workspace, "plugin": example.plugin, "provider": example.provider}
     status, answer = service.call(
-        "POST", "/v1/admin/tools/invoke", {**body, "parameters": parameters}
+        "POST", "/v1/admin/tools/invoke", {**body, "tool": "kv", "parameters": parameters}
     )
     assert status == 200, answer
     result: dict[str, Any] = json.loads(answer)["message"]["json_object"]
@@ -45,10 +45,12 @@ def _get(url: str) -> tuple[int, str, bytes]:
 
 
 def test_an_uploaded_file_is_described_as_dify_describes_it_and_served_back(
-    service: HostService, workspaces: Ws
+    service: HostService, served: Served
 ) -> None:
+    """On SDK 0.7.4 and 0.10 alike (the same two steps; 0.10 posts with a timeout)."""
     name = f"notes-{uuid.uuid4().hex[:8]}.txt"
-    uploaded = _upload(service, workspaces[0], name, "hello, file")["file"]
+    answer = _upload(service, served.workspace, name, "hello, file", example=served.example)
+    uploaded = answer["file"]
     file_id = uploaded["id"]
     assert uploaded == {
         "id": file_id,
@@ -62,18 +64,35 @@ def test_an_uploaded_file_is_described_as_dify_describes_it_and_served_back(
     assert uploaded["preview_url"].startswith(f"{service.url}/files/tools/{file_id}.txt?token=")
     assert _get(uploaded["preview_url"]) == (200, "text/plain; charset=utf-8", b"hello, file")
     # Kept in the plugin's scope of the workspace, where it counts against its quota.
-    stored = service.store.storage(workspace=workspaces[0], plugin=PLUGIN_ID)
+    plugin = served.example.plugin
+    stored = service.store.storage(workspace=served.workspaces[0], plugin=plugin)
     assert stored.get(f"{FILES_PREFIX}{file_id}/content") == b"hello, file"
-    other = service.store.storage(workspace=workspaces[1], plugin=PLUGIN_ID)
+    other = service.store.storage(workspace=served.workspaces[1], plugin=plugin)
     assert other.get(f"{FILES_PREFIX}{file_id}/content") is None
 
 
-def test_a_file_over_the_plugins_quota_is_refused(service: HostService) -> None:
-    """The example's manifest gives it 64 KiB: the SDK raises with the host's answer,
-    and nothing is stored."""
-    stored = service.store.storage(workspace="ws-1", plugin=PLUGIN_ID)
+@pytest.mark.parametrize(
+    ("example", "plugin_fixture", "workspace", "quota"),
+    [
+        (EXAMPLE, "ws1_plugin", "ws-1", 64 * 1024),
+        (EXAMPLE_V2, "v2_remote_plugins", "v2-ws-1", 1024 * 1024),
+    ],
+    ids=["sdk0.7.4", "sdk0.10.2"],
+)
+def test_a_file_over_the_plugins_quota_is_refused(
+    service: HostService,
+    example: Example,
+    plugin_fixture: str,
+    workspace: str,
+    quota: int,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The examples' manifests give them 64 KiB and 1 MiB: the SDK raises with the host's
+    answer, and nothing is stored."""
+    request.getfixturevalue(plugin_fixture)  # the plugin serving the workspace
+    stored = service.store.storage(workspace=workspace, plugin=example.plugin)
     before = stored.usage()
-    answer = _upload(service, "ws-1", "big.txt", "x" * 70_000)
+    answer = _upload(service, workspace, "big.txt", "x" * (quota + 1), example=example)
     assert answer["error_type"] == "Exception"
     assert answer["error"].startswith("upload file failed, status code: 507")
     assert "quota exceeded" in answer["error"]

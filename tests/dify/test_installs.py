@@ -8,27 +8,15 @@ import json
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from pluginkv.cli import main
 
-from .conftest import EXAMPLES, PLUGIN_ENVS, HostService, Plugins
+from .conftest import PLUGIN_ENVS, V2, V2_ID, HostService
 from .test_endpoints import _request
-
-V2 = EXAMPLES / "storage_tool_v2"
-V2_ID = "pluginkv/storage_tool_v2"
-
-
-@pytest.fixture(name="plugins10")
-def _plugins10(sdk10_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plugins]:
-    plugins = Plugins(sdk10_python, tmp_path_factory)
-    yield plugins
-    plugins.stop()
 
 
 def make_difypkg(directory: Path, package: Path) -> Path:
@@ -90,11 +78,11 @@ def test_a_uv_project_installs_with_its_lock_on_the_python_its_manifest_asks_for
 
 
 def test_the_same_plugin_runs_in_remote_debugging_on_sdk_0_10(
-    service: HostService, plugins10: Plugins
+    service: HostService, v2_remote_plugins: tuple[str, str]
 ) -> None:
-    plugins10.remote(service, "v2-tcp", directory=V2, plugin=V2_ID)
-    assert kv(service, "v2-tcp", "version")["python"].startswith("3.12.")
-    exercise(service, "v2-tcp")
+    workspace = v2_remote_plugins[0]
+    assert kv(service, workspace, "version")["python"].startswith("3.12.")
+    exercise(service, workspace)
 
 
 def test_a_difypkg_installs_from_where_it_is_unpacked_under_the_data_directory(

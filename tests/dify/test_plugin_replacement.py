@@ -13,7 +13,7 @@ import pytest
 
 from pluginkv.dify.installs import INSTALLS_FILE
 
-from .conftest import PLUGIN_ENVS, PLUGIN_ID, STORAGE_TOOL, HostService
+from .conftest import PLUGIN_ENVS, PLUGIN_ID, STORAGE_TOOL, V2, V2_ID, HostService
 from .plugin_copies import GATED_MAIN, INVALID_MAIN, example_copy
 
 pytestmark = pytest.mark.usefixtures("sdk_python")
@@ -26,8 +26,23 @@ def _host(tmp_path: Path) -> Iterator[HostService]:
     service.stop()
 
 
-def _entry(service: HostService) -> dict[str, Any]:
-    (entry,) = [p for p in service.plugins() if p["plugin"] == PLUGIN_ID]
+@pytest.fixture(name="v2_host", scope="module")
+def _v2_host(sdk10_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
+    """A service running ``V2`` (SDK 0.10) for ws-r, which holds ``kept``.
+
+    Shared by the tests of failed replacements: a replacement that fails changes nothing.
+    """
+    service = HostService(
+        tmp_path_factory.mktemp("v2-host") / "data", plugin_envs_dir=str(PLUGIN_ENVS)
+    )
+    service.install("ws-r", V2)
+    service.kv("ws-r", "set", "kept", "yes", plugin=V2_ID, provider="storage_tool_v2")
+    yield service
+    service.stop()
+
+
+def _entry(service: HostService, plugin: str = PLUGIN_ID) -> dict[str, Any]:
+    (entry,) = [p for p in service.plugins() if p["plugin"] == plugin]
     return entry
 
 
@@ -52,6 +67,57 @@ def test_a_new_version_that_fails_to_start_leaves_the_old_one_serving(
     assert host.kv("ws-r", "get", "kept")["value"] == "yes"
     (listed,) = json.loads((host.data_dir / INSTALLS_FILE).read_text())["plugins"]
     assert listed["directory"] == str(STORAGE_TOOL)
+
+
+def test_a_new_version_of_a_uv_project_that_fails_to_start_leaves_the_old_one_serving(
+    v2_host: HostService, tmp_path: Path
+) -> None:
+    """On SDK 0.10: the new version's environment is the old one's (the same lock)."""
+    before = _entry(v2_host, V2_ID)
+    broken = example_copy(tmp_path / "v2", version="0.2.0", main=INVALID_MAIN, source=V2)
+    answer = _refused(v2_host, broken)
+    assert "ValidationError" in answer and "MAX_REQUEST_TIMEOUT" in answer
+    _still_serves(v2_host, before)
+
+
+def test_a_new_version_whose_lock_uv_cannot_read_leaves_the_old_one_serving(
+    v2_host: HostService, tmp_path: Path
+) -> None:
+    """Its environment fails to build: no process of it starts, the old one serves on."""
+    before = _entry(v2_host, V2_ID)
+    broken = example_copy(tmp_path / "v2", version="0.2.0", source=V2)
+    with (broken / "uv.lock").open("a") as lock:
+        lock.write("not toml [\n")
+    envs_before = _environments()
+    answer = _refused(v2_host, broken)
+    assert "uv.lock" in answer and "TOML parse error" in answer
+    _still_serves(v2_host, before)
+    assert _environments() == envs_before  # nothing half-built left behind
+
+
+def _environments() -> set[Path]:
+    return {path for path in PLUGIN_ENVS.iterdir() if not path.name.startswith(".")}
+
+
+def _refused(service: HostService, directory: Path) -> str:
+    """The reason the install of ``directory`` for ws-r was refused with."""
+    body = {"directory": str(directory), "workspace": "ws-r"}
+    status, answer = service.call("POST", "/v1/admin/plugins/install", body)
+    assert status == 502, answer
+    message: str = json.loads(answer)["error"]["message"]
+    return message
+
+
+def _still_serves(service: HostService, before: dict[str, Any]) -> None:
+    """``V2`` 0.1.0 as ``before`` listed it serves ws-r, with its data and its install."""
+    entry = _entry(service, V2_ID)
+    assert (entry["version"], entry["state"], entry["peer"]) == ("0.1.0", "running", before["peer"])
+    kept = service.kv("ws-r", "get", "kept", plugin=V2_ID, provider="storage_tool_v2")
+    assert kept["value"] == "yes"
+    stored = service.store.storage(workspace="ws-r", plugin=V2_ID)
+    assert [(e.key, e.version) for e in stored.keys()] == [("kept", 1)]
+    (listed,) = json.loads((service.data_dir / INSTALLS_FILE).read_text())["plugins"]
+    assert listed["directory"] == str(V2)
 
 
 def test_the_old_version_serves_until_the_new_one_is_ready(

@@ -25,7 +25,7 @@ from pluginkv import InvalidArgument
 from pluginkv.cli import main
 from pluginkv.dify.tools import with_declared_credentials, with_defaults
 
-from .conftest import PLUGIN_ID, HostService
+from .conftest import EXAMPLE, PLUGIN_ID, Example, HostService, Served
 
 Ws = tuple[str, str]
 
@@ -33,7 +33,11 @@ Ws = tuple[str, str]
 def _invoke(service: HostService, workspace: str, **body: Any) -> tuple[int, Any]:
     """The example's kv tool for ``workspace``: its JSON answer, or the error body."""
     request = {"workspace": workspace, "plugin": PLUGIN_ID, "provider": "storage_tool"}
-    request |= {"tool": "kv", **body}
+    return _call(service, request | {"tool": "kv", **body})
+
+
+def _call(service: HostService, request: dict[str, Any]) -> tuple[int, Any]:
+    """A tool call's one JSON answer, or the error body."""
     status, answer = service.call("POST", "/v1/admin/tools/invoke", request)
     if status != 200:
         return status, json.loads(answer)["error"]
@@ -45,9 +49,9 @@ def _release(service: HostService, workspace: str, key: str, value: bytes = b"go
     service.store.storage(workspace=workspace, plugin=PLUGIN_ID).set(key, value)
 
 
-def _cli(service: HostService, workspace: str, *options: str) -> Any:
+def _cli(service: HostService, workspace: str, *options: str, example: Example = EXAMPLE) -> Any:
     args = ["tool", "invoke", "--url", service.url, "--data-dir", str(service.data_dir)]
-    args += ["--workspace", workspace, "--plugin", PLUGIN_ID, "--provider", "storage_tool"]
+    args += ["--workspace", workspace, "--plugin", example.plugin, "--provider", example.provider]
     return CliRunner().invoke(main, [*args, "--tool", "kv", *options])
 
 
@@ -416,30 +420,39 @@ class TestContext:
     }
 
     def test_the_ids_a_call_carries_reach_the_session(
-        self, service: HostService, workspaces: Ws
+        self, service: HostService, served: Served
     ) -> None:
         """self.session.conversation_id and the others, and self.runtime.user_id."""
         ids = {**self.IDS, "conversation_id": f"conv-{uuid.uuid4().hex}"}
-        body = {"parameters": {"op": "context"}, "user": "user-7", **ids}
-        status, answer = _invoke(service, workspaces[0], **body)
+        body = served.call(parameters={"op": "context"}, user="user-7", **ids)
+        status, answer = _call(service, body)
         assert (status, answer["context"]) == (200, {"user_id": "user-7", **ids})
         # Storage keyed on the conversation, as real plugins do it.
         assert answer["turns"] == 1
-        assert _invoke(service, workspaces[0], **body)[1]["turns"] == 2
-        stored = service.store.storage(workspace=workspaces[0], plugin=PLUGIN_ID)
+        assert _call(service, body)[1]["turns"] == 2
+        stored = service.store.storage(workspace=served.workspace, plugin=served.example.plugin)
         assert stored.get(f"turns/{ids['conversation_id']}") == b"2"
 
-    def test_without_ids_the_session_has_none(self, service: HostService) -> None:
-        status, answer = _invoke(service, "ws-1", parameters={"op": "context"})
-        assert (status, answer["context"]) == (
+    def test_without_ids_the_session_has_none(self, service: HostService, served: Served) -> None:
+        status, answer = _call(service, served.call(parameters={"op": "context"}))
+        assert (status, answer) == (
             200,
-            {"user_id": "", "conversation_id": None, "app_id": None, "message_id": None},
+            {
+                "op": "context",
+                "key": "",
+                "context": {
+                    "user_id": "",
+                    "conversation_id": None,
+                    "app_id": None,
+                    "message_id": None,
+                },
+            },
         )
 
-    def test_cli_passes_the_ids(self, service: HostService) -> None:
+    def test_cli_passes_the_ids(self, service: HostService, served: Served) -> None:
         options = ["--user", "u-9", "--conversation-id", "c-9", "--app-id", "a-9"]
         options += ["--message-id", "m-9", "--params", '{"op": "context"}']
-        result = _cli(service, "ws-1", *options)
+        result = _cli(service, served.workspace, *options, example=served.example)
         assert result.exit_code == 0, result.output
         answer = json.loads(result.stdout)["message"]["json_object"]
         assert answer["context"] == {

@@ -32,6 +32,16 @@ class KvTool(Tool):
                     result["exist"] = storage.exist(key)
                 case "delete":
                     storage.delete(key)
+                case "context":
+                    result.update(_context(self))
+                case "upload":
+                    # The file goes to the host: key is its name, value its text.
+                    uploaded = self.session.file.upload(
+                        key or "file.txt",
+                        (tool_parameters.get("value") or "").encode(),
+                        "text/plain",
+                    )
+                    result["file"] = uploaded.model_dump(mode="json")
                 case "version":
                     result["python"] = platform.python_version()
                     result["dify_plugin"] = importlib.metadata.version("dify_plugin")
@@ -43,6 +53,26 @@ class KvTool(Tool):
             result["error"] = str(exc)
             result["error_type"] = type(exc).__name__
         yield self.create_json_message(result)
+
+
+def _context(tool: Tool) -> dict[str, Any]:
+    """The ids the call carries and, in a conversation, its turns counted in storage.
+
+    Plugins on Dify key storage on ``self.session.conversation_id`` this way.
+    """
+    session = tool.session
+    ids = {
+        "user_id": tool.runtime.user_id,
+        "conversation_id": session.conversation_id,
+        "app_id": session.app_id,
+        "message_id": session.message_id,
+    }
+    if session.conversation_id is None:
+        return {"context": ids}
+    turns_key = f"turns/{session.conversation_id}"
+    turns = int(session.storage.get(turns_key)) + 1 if session.storage.exist(turns_key) else 1
+    session.storage.set(turns_key, str(turns).encode())
+    return {"context": ids, "turns": turns}
 
 
 def _bench(session: Any, spec: dict[str, Any]) -> dict[str, Any]:
