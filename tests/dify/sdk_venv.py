@@ -7,7 +7,7 @@ interpreter of these environments.  Each lives at
 (git-ignored) and is reused while its stamp file names the same pin; a changed
 pin or an interrupted build means a fresh build.
 
-``SDK_0_7`` (0.7.4, the release dify-protocol.md was checked against) runs on
+``SDK_0_7`` (0.7.4, the first release the host was checked against) runs on
 the test runner's own Python; ``SDK_0_10`` (today's generation, which needs
 Python 3.12) on the Python 3.12 that ``pluginkv.dify.pythons`` finds, as the
 host finds it for a manifest that asks for 3.12 (``PLUGINKV_PLUGIN_PYTHONS``

@@ -3,7 +3,7 @@
 An endpoint binds a hook id to ``(workspace, plugin, settings)``; the list
 lives in ``<data_dir>/dify-endpoints.json``, so URLs survive restarts.  A
 request under the URL reaches the plugin as the daemon sends it
-(``dify-protocol.md`` §6.2): the raw HTTP/1.1 request, hex-encoded, with the
+(``docs/dify-protocol.md`` §6.3): the raw HTTP/1.1 request, hex-encoded, with the
 path rewritten to what follows the hook id, ``Dify-Hook-Id`` and
 ``Dify-Hook-Url`` set, the forwarding headers stripped, ``Host`` always
 present, an exact ``Content-Length`` and the body de-chunked (SDK 0.10 parses

@@ -1,6 +1,6 @@
 """The lines the host writes to a plugin.
 
-Shapes from ``dify-protocol.md`` §5 (request envelope) and §9.1 (backwards
+Shapes from ``docs/dify-protocol.md`` §5 (request envelope) and §7.1 (backwards
 responses).  Every backwards answer carries ``message`` (a string) and
 ``data`` (an object or null): the SDK rejects an answer without them.  Every
 backwards call is closed with ``end``, success or failure, as the daemon does.

@@ -1,6 +1,6 @@
 """Reading a plugin directory: its manifest and the declarations its YAML files hold.
 
-A local plugin sends no declarations (``dify-protocol.md`` §1.1): its first
+A local plugin sends no declarations (``docs/dify-protocol.md`` §2.1): its first
 line is the bare manifest, which names its tool and endpoint YAML files by
 path only.  So the host reads the files itself, from the directory the
 plugin runs in, and expands them as a remote plugin's registration would.

@@ -2,7 +2,7 @@
 
 A plugin connects, sends ``handshake`` with its ``REMOTE_INSTALL_KEY``, then
 its registration: ``manifest_declaration``, the ``*_declaration`` arrays,
-``asset_chunk``s and ``end`` (``dify-protocol.md`` §3.1).  The host never
+``asset_chunk``s and ``end`` (``docs/dify-protocol.md`` §2.2).  The host never
 acknowledges; a refusal is one plain-text line, e.g. ``handshake failed,
 invalid key``, and the connection closes (the SDK logs it and retries).
 Each new connection is a fresh registration: a plugin that reconnects

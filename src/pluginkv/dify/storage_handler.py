@@ -1,6 +1,6 @@
 """The storage verbs of a backwards invocation (``type: "storage"``), served from the ``Store``.
 
-Answers as Dify's daemon does (``dify-protocol.md`` §9.2), so the SDK's
+Answers as Dify's daemon does (``docs/dify-protocol.md`` §7.2), so the SDK's
 ``session.storage`` works unchanged: values travel as lowercase hex, ``set``
 and ``del`` answer ``{"data": "ok"}``, ``exist`` a real boolean.  A missing
 key on ``get`` is the daemon's error text, which plugin code sees as a plain

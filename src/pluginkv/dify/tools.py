@@ -1,7 +1,7 @@
 """Tool calls as Dify's API makes them: the declared tool, its parameters, its credentials.
 
 The SDK hands ``tool_parameters`` and ``credentials`` to plugin code as they
-arrive (``dify-protocol.md`` §6.1): filling in the declared defaults,
+arrive (``docs/dify-protocol.md`` §6.1): filling in the declared defaults,
 refusing a call that lacks a required parameter and checking the
 credentials is the caller's work, which Dify's API does before a request
 reaches the daemon, and which the host does here before anything goes to

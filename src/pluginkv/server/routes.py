@@ -1,8 +1,9 @@
 """Thin handlers: authorise, parse, call ``Storage``, serialise.
 
 Batches travel as JSON with base64 values; single-key values as raw bytes
-bodies (``kv.py``).  Reads run on the event loop, writes on the writer thread
-(``_write``).
+bodies (``kv.py``).  Reads run inline on the event loop for SQLite and the
+memory backend and on reader threads for PostgreSQL (``_read``); writes go to
+the writer (``_write``).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ INCR_PREFIX = "/v1/incr/"
 
 # -- where storage calls run ----------------------------------------------------------------
 # Reads run inline on the event loop for an embedded database, on threads for
-# a database server (``readers.py``).  Writes wait for fsync, so they go to
-# the app's one writer thread, which commits the writes that arrive together
-# in one transaction (``writer.py``).
+# a database server (``readers.py``).  Writes wait for their commit, so they
+# go to the app's writer: on SQLite one thread, which commits the writes that
+# arrive together in one transaction; on PostgreSQL several threads
+# (``writer.py``).
 async def _read(request: Request, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     store: Store = request.app.state.store
     readers: Readers = request.app.state.readers

@@ -1,4 +1,4 @@
-"""The writer thread: every write of the service runs here, and concurrent ones share a commit.
+"""The writer: every write of the service runs here; on SQLite concurrent ones share a commit.
 
 A durable commit costs one fsync (hundreds of microseconds on a real disk),
 far more than the write itself.  So the writer takes every write that queued
@@ -20,9 +20,12 @@ it fails to start (the database is locked past its timeout, or down), every
 write of the group gets that error: running them one by one would only wait
 the same timeout again for each.
 
-Writes and nothing else come here: reads run on the event loop.  With one
-writer a single process never waits on SQLite's busy handler, which sleeps in
-whole milliseconds.
+Writes and nothing else come here; reads run where ``readers.py`` puts
+them, inline on the event loop for SQLite and the memory backend, on reader
+threads for PostgreSQL.  With one writer a single process never waits on
+SQLite's busy handler, which sleeps in whole milliseconds.  PostgreSQL orders
+concurrent writes with its own row locks, so its writes skip the group and
+run on several threads at once (``WriteQueue``).
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ class WriteQueue:
         self._closed = False
 
     async def run(self, backend: Backend, call: Callable[[], T]) -> T:
-        """Run ``call`` (a write on ``backend``) on the writer thread.
+        """Run ``call`` (a write on ``backend``) on the writer thread, or on one of the
+        pool's threads for a backend with ``concurrent_writes``.
 
         Returns its result, or raises its exception, once the commit that
         holds its write is done.
