@@ -530,7 +530,7 @@ def token_create(
     admin: bool,
 ) -> None:
     """Print a token: for one (workspace, plugin), or with --admin for the admin API."""
-    from .server.auth import Tokens, load_secret
+    from .services.tokens import Tokens, load_secret
 
     if admin == (workspace is not None or plugin is not None):
         raise click.UsageError("give --workspace and --plugin, or --admin alone")

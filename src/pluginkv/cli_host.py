@@ -24,8 +24,8 @@ from typing import Any
 import click
 
 from .cli import PluginKVFailure, data_dir_option, main, service_settings
-from .dify.tools import CREDENTIAL_TYPES, check_credentials
 from .errors import InvalidArgument, PluginKVError
+from .host.tools import CREDENTIAL_TYPES, check_credentials
 from .keys import check_scope
 
 __all__: list[str] = []
@@ -73,7 +73,7 @@ def _answer(
     timeout: float | None = None,
 ) -> Iterator[http.client.HTTPResponse]:
     """``_call``'s answer, open for reading as it arrives (a streamed one line by line)."""
-    from .server.auth import Tokens, load_secret
+    from .services.tokens import Tokens, load_secret
 
     settings = service_settings(data_dir)
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
@@ -122,7 +122,7 @@ def debug_key() -> None:
 @click.option("--ttl", type=float, metavar="SECONDS", help="Lifetime [default: 30 days].")
 def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
     """Print a key for REMOTE_INSTALL_KEY; a plugin connecting with it serves WORKSPACE."""
-    from .server.auth import Tokens, load_secret
+    from .services.tokens import Tokens, load_secret
 
     settings = service_settings(data_dir)
     try:

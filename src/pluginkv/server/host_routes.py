@@ -19,9 +19,9 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from ..config import Settings
-from ..dify.endpoints import raw_request
-from ..dify.host import PluginHost, PluginInfo
 from ..errors import InvalidArgument, PluginFailed, PluginKVError, PluginNotFound, ValueTooLarge
+from ..host.endpoints import raw_request
+from ..host.plugin_host import PluginHost, PluginInfo
 from .errors import STATUS, exception_body
 from .parsing import ClientGone, query_number, read_body
 from .routes import admin_json, by_method, field
