@@ -107,6 +107,7 @@ _PUT_NOW = (
     " created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at"
     " THEN excluded.created_at ELSE created_at END,"
     " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+    " RETURNING version"
 )
 _SET_QUOTA = (
     "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (?, ?, ?) "
@@ -564,15 +565,16 @@ class SQLiteBackend(Backend):
         now: float,
         expires_at: float | None,
         quota: int,
-    ) -> bool:
+    ) -> int | None:
         params = (scope.workspace, scope.plugin, key, size, now, expires_at, value, quota)
         try:
-            self._write_conn().execute(_PUT_NOW, params)
+            # fetchall: the statement runs to its end before the call returns.
+            rows = self._write_conn().execute(_PUT_NOW, params).fetchall()
         except sqlite3.IntegrityError:
-            return False  # the NULL version of a write that does not fit
+            return None  # the NULL version of a write that does not fit
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        return True
+        return int(rows[0][0])
 
     def delete_now(self, scope: Scope, key: str) -> None:
         try:
