@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -57,7 +57,7 @@ __all__ = [
     "usage_from_json",
     "values_from_json",
     "version_from_etag",
-    "versions_from_json",
+    "versions_from_reply",
 ]
 
 NO_LIMIT = 2**63  # the service enforces the value limit; it may differ from local settings
@@ -169,10 +169,14 @@ def _if_match(if_version: int | None, if_exists: bool) -> dict[str, str]:
 
 
 def version_from_etag(etag: str | None) -> int:
-    """The version a write's ``ETag`` names (``"7"``)."""
-    if etag is None:
-        raise BackendUnavailable("the service answered a write without an ETag")
-    return int(etag.removeprefix("W/").strip('"'))
+    """The version a write's ``ETag`` names (``"7"``); 0 when there is none.
+
+    A service from before writes answered with their version sends none; the
+    write did happen, so it must not look failed.  0 is no version any entry
+    has, and ``if_version=0`` is refused, so it cannot be mistaken for one.
+    """
+    tag = "" if etag is None else etag.removeprefix("W/").strip('"')
+    return int(tag) if tag.isascii() and tag.isdigit() else 0
 
 
 def set_many_body(mapping: Mapping[str, bytes], ttl: float | None) -> bytes:
@@ -277,9 +281,11 @@ def values_from_json(found: Mapping[str, Any]) -> dict[str, bytes]:
     return {key: base64.b64decode(text) for key, text in found["values"].items()}
 
 
-def versions_from_json(stored: Mapping[str, Any]) -> dict[str, int]:
-    """The new version of each key a batch set stored."""
-    return {key: int(version) for key, version in stored["versions"].items()}
+def versions_from_reply(body: bytes, keys: Iterable[str]) -> dict[str, int]:
+    """The new version of each key a batch set stored (0 each from an older service's 204)."""
+    if not body:
+        return dict.fromkeys(keys, 0)
+    return {key: int(version) for key, version in parse_json(body)["versions"].items()}
 
 
 def usage_from_json(used: Mapping[str, Any]) -> Usage:

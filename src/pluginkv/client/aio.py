@@ -55,7 +55,7 @@ from ._wire import (
     usage_from_json,
     values_from_json,
     version_from_etag,
-    versions_from_json,
+    versions_from_reply,
 )
 
 __all__ = ["AsyncRemoteStorage"]
@@ -203,7 +203,7 @@ class AsyncRemoteStorage:
     ) -> dict[str, int]:
         body = set_many_body(mapping, ttl)
         reply = await self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
-        return versions_from_json(parse_json(reply.body))
+        return versions_from_reply(reply.body, mapping)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         body = {"keys": check_keys(keys)}

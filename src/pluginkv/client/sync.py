@@ -51,7 +51,7 @@ from ._wire import (
     usage_from_json,
     values_from_json,
     version_from_etag,
-    versions_from_json,
+    versions_from_reply,
 )
 
 __all__ = ["RemoteStorage"]
@@ -176,7 +176,7 @@ class RemoteStorage(JSONHelpers, KeyPages):
     def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> dict[str, int]:
         body = set_many_body(mapping, ttl)
         reply = self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
-        return versions_from_json(parse_json(reply.body))
+        return versions_from_reply(reply.body, mapping)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         wanted = check_keys(keys)
