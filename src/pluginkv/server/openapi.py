@@ -317,10 +317,11 @@ def _schemas(settings: Settings) -> Json:
             "properties": {
                 "keys": key_list,
                 "encoding": {
-                    "type": "string",
-                    "enum": ["base64", "text"],
+                    "type": ["string", "null"],
+                    "enum": ["base64", "text", None],
                     "default": "base64",
-                    "description": "`base64` (default): each value a base64 string. `text`: "
+                    "description": "`base64` (default, also null): each value a base64 string. "
+                    "`text`: "
                     'each value `{"text": "..."}` when it is UTF-8, else `{"base64": "..."}`.',
                 },
             },
@@ -1566,7 +1567,7 @@ def _paths(settings: Settings) -> Json:
                         "description": "The endpoints.",
                         "content": _json_content(_ref("schemas", "EndpointList")),
                     },
-                    **_errors(),
+                    **_errors(400),
                 },
             },
             "post": {

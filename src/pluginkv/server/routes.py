@@ -140,10 +140,16 @@ field = _field
 
 
 async def admin_json(
-    request: Request, *, body: bool = True, fields: frozenset[str] | None = None
+    request: Request,
+    *,
+    body: bool = True,
+    fields: frozenset[str] | None = None,
+    params: frozenset[str] = _NONE,
 ) -> dict[str, Any]:
-    """Refuse all but the admin token; then the JSON body (``{}`` with ``body=False``)."""
+    """Refuse all but the admin token, and query parameters not in ``params``; then the
+    JSON body (``{}`` with ``body=False``), refusing fields not in ``fields`` if given."""
     _grant(request).require_admin()
+    _query(request, params)
     return await _json(request, fields) if body else {}
 
 
@@ -249,7 +255,8 @@ async def batch_get(request: Request) -> Response:
     _query(request)
     body = await _json(request, _BATCH_GET_FIELDS)
     keys = _key_list(request, body)
-    encoding = _field(body, "encoding", str, required=False) or "base64"
+    encoding = _field(body, "encoding", str, required=False)
+    encoding = "base64" if encoding is None else encoding
     if encoding not in ("base64", "text"):
         raise InvalidArgument(f"field 'encoding' must be 'base64' or 'text', got {encoding!r}")
     found = await _read(request, storage.get_many, keys)
@@ -325,7 +332,6 @@ async def admin_quota(request: Request) -> Response:
 async def _admin_scope(request: Request) -> tuple[str, str]:
     """Refuse all but the admin token; then the body's ``workspace`` and ``plugin``."""
     body = await admin_json(request, fields=_SCOPE_FIELDS)
-    _query(request)
     return _field(body, "workspace", str), _field(body, "plugin", str)
 
 
