@@ -1,4 +1,4 @@
-"""The README's Python example runs as printed, and runs again: nothing in it raises the second time."""
+"""The README's Python example runs as printed, and again: nothing in it raises the second time."""
 
 from __future__ import annotations
 
