@@ -985,6 +985,8 @@ def _query(name: str, schema: Json, description: str, *, required: bool = False)
 def _prefix_schema() -> Json:
     return {
         "type": "string",
+        "description": f"At most {MAX_KEY_BYTES} bytes of UTF-8 (`maxLength` counts "
+        "characters); the characters a key may hold.",
         "maxLength": MAX_KEY_BYTES,
         "pattern": _NO_FORBIDDEN,
         "not": {"pattern": r"\.\."},
