@@ -109,6 +109,8 @@ class TestOnPluginkvsHost:
         assert full.set("k", b"2", if_version=version) == version + 1  # type: ignore[operator]
         with pytest.raises(VersionConflict):
             full.set("absent", b"v", if_exists=True)
+        with pytest.raises(VersionConflict):
+            full.delete("absent", if_exists=True)
         assert full.set_many({"a": b"1"}) == {"a": full.get_entry("a").version}  # type: ignore[union-attr]
         full.set_many({f"p/{i}": b"v" for i in range(5)})
         assert [e.key for e in full.iter_keys("p/", page_size=2)] == [f"p/{i}" for i in range(5)]

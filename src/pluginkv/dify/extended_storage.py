@@ -103,7 +103,12 @@ CALLS: dict[str, tuple[bool, _Call]] = {
     "get_many": (False, lambda s, a: {k: v.hex() for k, v in s.get_many(a["keys"]).items()}),
     "usage": (False, _usage),
     "set": (True, _set),
-    "delete": (True, lambda s, a: s.delete(a["key"], if_version=a.get("if_version"))),
+    "delete": (
+        True,
+        lambda s, a: s.delete(
+            a["key"], if_version=a.get("if_version"), if_exists=bool(a.get("if_exists", False))
+        ),
+    ),
     "set_many": (True, _set_many),
     "delete_many": (True, lambda s, a: s.delete_many(a["keys"])),
     "delete_prefix": (True, lambda s, a: s.delete_prefix(a["prefix"], all=a.get("all", False))),

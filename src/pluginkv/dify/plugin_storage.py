@@ -108,10 +108,11 @@ class ChannelStorage(JSONHelpers, KeyPages):
             raise _dify_error(exc) from None
         return None
 
-    def delete(self, key: str, *, if_version: int | None = None) -> None:
-        """Remove ``key``; removing an absent key is not an error."""
-        if if_version is not None or self._has_extended():
-            self._call("delete", key=key, if_version=if_version)
+    def delete(self, key: str, *, if_version: int | None = None, if_exists: bool = False) -> None:
+        """Remove ``key``; removing an absent key is not an error (unless ``if_exists``)."""
+        if if_version is not None or if_exists or self._has_extended():
+            args: dict[str, Any] = {"if_exists": True} if if_exists else {}
+            self._call("delete", key=key, if_version=if_version, **args)
             return
         try:
             self._invocation.delete(key)
