@@ -39,11 +39,15 @@ def _ref(kind: str, name: str) -> Json:
 
 
 # -- schemas -------------------------------------------------------------------------------
-# Keys: 1-256 bytes of UTF-8 (JSON Schema counts characters, so `maxLength` is the
-# character bound an ASCII key reaches), no control character, no backslash, no "..".
+# Keys: 1-256 bytes of UTF-8, no control character, no backslash, no "..".  JSON
+# Schema's `maxLength` counts characters, and no schema keyword counts bytes: 256
+# characters is the bound that holds for every key (a character is 1 to 4 bytes),
+# exact for ASCII keys; the description says what the server counts.
 _NO_FORBIDDEN = r"^[^\x00-\x1f\x7f-\x9f\\]*$"
 _KEY_RULES = (
-    f"1 to {MAX_KEY_BYTES} bytes of UTF-8; no control characters (C0, DEL, C1), "
+    f"1 to {MAX_KEY_BYTES} **bytes** of UTF-8 (the schema's `maxLength` counts characters: "
+    f"{MAX_KEY_BYTES} ASCII characters fit, {MAX_KEY_BYTES // 2} two-byte ones); "
+    "no control characters (C0, DEL, C1), "
     "no backslash, no `..`. Keys are opaque: nothing is normalised, so `a//b` and `a/b` "
     "are two keys."
 )
@@ -84,10 +88,11 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
         "The body did not arrive within the time allowed (setting "
         "`PLUGINKV_REQUEST_TIMEOUT_SECONDS`).",
     ),
-    409: (
+    412: (
         "VersionConflictError",
         ["version_conflict"],
-        "A condition (`If-Match`, `If-None-Match: *`) did not hold; nothing was changed.",
+        "A precondition (`If-Match`, `If-None-Match: *`) did not hold; nothing was changed. "
+        "`ETag` is the entry's current version, when it has one.",
     ),
     413: (
         "ValueTooLargeError",
@@ -146,11 +151,12 @@ _WRITE_UNAVAILABLE = (
 
 _ERROR_DETAILS: dict[int, Json] = {
     404: {"key": {"type": "string"}},
-    409: {
+    412: {
         "key": {"type": "string"},
         "expected": {
             "type": ["integer", "null"],
-            "description": "The version the request named; null for `If-None-Match: *`.",
+            "description": "The version the request named; null for `If-None-Match: *` "
+            "and `If-Match: *`.",
         },
         "actual": {
             "type": ["integer", "null"],
@@ -204,6 +210,13 @@ def _schemas(settings: Settings) -> Json:
         "contentEncoding": "base64",
         "pattern": _BASE64,
         "description": "The value's bytes in standard base64 with padding.",
+    }
+    key_list = {
+        "type": "array",
+        "maxItems": settings.max_batch_items,
+        "items": _ref("schemas", "Key"),
+        "description": f"At most {settings.max_batch_items} keys, duplicates counted "
+        "(setting `PLUGINKV_MAX_BATCH_ITEMS`).",
     }
     scope_usage = {
         "bytes_used": {
@@ -260,6 +273,7 @@ def _schemas(settings: Settings) -> Json:
         },
         "IncrRequest": {
             "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "delta": {
                     "type": ["integer", "null"],
@@ -296,15 +310,36 @@ def _schemas(settings: Settings) -> Json:
         "KeyList": {
             "type": "object",
             "required": ["keys"],
+            "additionalProperties": False,
+            "properties": {"keys": key_list},
+        },
+        "BatchGetRequest": {
+            "type": "object",
+            "required": ["keys"],
+            "additionalProperties": False,
             "properties": {
-                "keys": {
-                    "type": "array",
-                    "maxItems": settings.max_batch_items,
-                    "items": _ref("schemas", "Key"),
-                    "description": "At most `PLUGINKV_MAX_BATCH_ITEMS` distinct keys "
-                    "(duplicates count once).",
-                }
+                "keys": key_list,
+                "encoding": {
+                    "type": ["string", "null"],
+                    "enum": ["base64", "text", None],
+                    "default": "base64",
+                    "description": "`base64` (default, also null): each value a base64 string. "
+                    "`text`: "
+                    'each value `{"text": "..."}` when it is UTF-8, else `{"base64": "..."}`.',
+                },
             },
+        },
+        "TextValue": {
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {"text": {"type": "string", "description": "The value as UTF-8 text."}},
+        },
+        "TaggedBase64Value": {
+            "type": "object",
+            "required": ["base64"],
+            "additionalProperties": False,
+            "properties": {"base64": _ref("schemas", "Base64Value")},
         },
         "BatchValues": {
             "type": "object",
@@ -312,20 +347,49 @@ def _schemas(settings: Settings) -> Json:
             "properties": {
                 "values": {
                     "type": "object",
-                    "additionalProperties": _ref("schemas", "Base64Value"),
-                    "description": "The keys that are present, with their values.",
+                    "additionalProperties": {
+                        "oneOf": [
+                            _ref("schemas", "Base64Value"),
+                            _ref("schemas", "TextValue"),
+                            _ref("schemas", "TaggedBase64Value"),
+                        ]
+                    },
+                    "description": "The keys that are present, with their values, as "
+                    "`encoding` asked.",
+                }
+            },
+        },
+        "BatchVersions": {
+            "type": "object",
+            "required": ["versions"],
+            "properties": {
+                "versions": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 1},
+                    "description": "Each stored key's new version (its `ETag`, unquoted).",
                 }
             },
         },
         "BatchSetRequest": {
             "type": "object",
             "required": ["items"],
+            "additionalProperties": False,
             "properties": {
                 "items": {
                     "type": "object",
                     "maxProperties": settings.max_batch_items,
                     "propertyNames": _ref("schemas", "Key"),
-                    "additionalProperties": _ref("schemas", "Base64Value"),
+                    "additionalProperties": {
+                        "oneOf": [
+                            _ref("schemas", "Base64Value"),
+                            _ref("schemas", "TextValue"),
+                            _ref("schemas", "TaggedBase64Value"),
+                        ]
+                    },
+                    "description": "Key to value: a base64 string, "
+                    '`{"base64": "..."}`, or `{"text": "..."}` (stored as its UTF-8 bytes). '
+                    f"At most {settings.max_batch_items} items "
+                    "(setting `PLUGINKV_MAX_BATCH_ITEMS`).",
                 },
                 "ttl": {
                     "type": ["number", "null"],
@@ -358,6 +422,7 @@ def _schemas(settings: Settings) -> Json:
         "QuotaRequest": {
             "type": "object",
             "required": ["workspace", "plugin"],
+            "additionalProperties": False,
             "properties": {
                 "workspace": _ref("schemas", "Workspace"),
                 "plugin": _ref("schemas", "Plugin"),
@@ -373,6 +438,7 @@ def _schemas(settings: Settings) -> Json:
         "ScopeRef": {
             "type": "object",
             "required": ["workspace", "plugin"],
+            "additionalProperties": False,
             "properties": {
                 "workspace": _ref("schemas", "Workspace"),
                 "plugin": _ref("schemas", "Plugin"),
@@ -796,6 +862,10 @@ def _code_header(codes: list[str]) -> Json:
 def _responses() -> Json:
     responses: Json = {
         "NoContent": {"description": "Done."},
+        "Written": {
+            "description": "Stored; `ETag` is the entry's new version.",
+            "headers": {"ETag": _ref("headers", "ETag")},
+        },
         "NotModified": {
             "description": "The entry is at a version `If-None-Match` names: no body.",
             "headers": {
@@ -807,11 +877,19 @@ def _responses() -> Json:
             "description": "Done.",
             "content": _json_content(_ref("schemas", "Deleted")),
         },
+        "KeyNotFound": {
+            "description": "The key holds no value. `no_such_route` for an empty key "
+            "(`GET /v1/kv/`): the message points to `GET /v1/keys`, the one listing path.",
+            "headers": {"X-Error-Code": _code_header(["not_found", "no_such_route"])},
+            "content": _json_content(_error_schema(404, ["not_found", "no_such_route"])),
+        },
     }
     for status, (name, codes, description) in _ERROR_CODES.items():
         headers = {"X-Error-Code": _code_header(codes)}
         if status == 401:
             headers["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
+        elif status == 412:
+            headers["ETag"] = _ref("headers", "CurrentETag")
         responses[name] = {
             "description": description,
             "headers": headers,
@@ -889,8 +967,10 @@ def _parameters() -> Json:
             "in": "header",
             "required": False,
             "description": "Compare-and-set: act only if the entry is at this version (the `ETag` "
-            'of a GET, e.g. `"3"`; `W/` and the quotes are optional).',
-            "schema": {"type": "string", "pattern": r'^(W/)?"?[1-9][0-9]{0,18}"?$'},
+            'of a GET or a write, e.g. `"3"`; `W/` and the quotes are optional), or, with `*`, '
+            "only if the key holds a value. Else 412 with the current `ETag`. Not combinable "
+            "with `If-None-Match` (400).",
+            "schema": {"type": "string", "pattern": r'^(\*|(W/)?"?[1-9][0-9]{0,18}"?)$'},
         },
         "Meta": _query(
             "meta",
@@ -912,7 +992,7 @@ def _parameters() -> Json:
             "name": "If-None-Match",
             "in": "header",
             "required": False,
-            "description": "`*`: store only if the key holds no value (else 409). Not "
+            "description": "`*`: store only if the key holds no value (else 412). Not "
             "combinable with `If-Match` (400).",
             "schema": {"type": "string", "enum": ["*"]},
         },
@@ -932,6 +1012,8 @@ def _query(name: str, schema: Json, description: str, *, required: bool = False)
 def _prefix_schema() -> Json:
     return {
         "type": "string",
+        "description": f"At most {MAX_KEY_BYTES} bytes of UTF-8 (`maxLength` counts "
+        "characters); the characters a key may hold.",
         "maxLength": MAX_KEY_BYTES,
         "pattern": _NO_FORBIDDEN,
         "not": {"pattern": r"\.\."},
@@ -988,8 +1070,8 @@ def _paths(settings: Settings) -> Json:
                     },
                 },
                 "responses": {
-                    "204": _ref("responses", "NoContent"),
-                    **_write_errors(400, 408, 409, 413, 507),
+                    "204": _ref("responses", "Written"),
+                    **_write_errors(400, 408, 412, 413, 507),
                 },
             },
             "get": {
@@ -1017,7 +1099,8 @@ def _paths(settings: Settings) -> Json:
                             }
                         },
                     },
-                    **_errors(400, 404),
+                    **_errors(400),
+                    "404": _ref("responses", "KeyNotFound"),
                 },
             },
             "head": {
@@ -1043,8 +1126,9 @@ def _paths(settings: Settings) -> Json:
                         },
                     },
                     "404": {
-                        "description": "The key holds no value.",
-                        "headers": {"X-Error-Code": _code_header(["not_found"])},
+                        "description": "The key holds no value (`no_such_route`: the key is "
+                        "empty, `/v1/kv/`).",
+                        "headers": {"X-Error-Code": _code_header(["not_found", "no_such_route"])},
                     },
                     **_errors(400),
                 },
@@ -1058,7 +1142,7 @@ def _paths(settings: Settings) -> Json:
                 "parameters": [_ref("parameters", "IfMatch")],
                 "responses": {
                     "204": _ref("responses", "NoContent"),
-                    **_write_errors(400, 409),
+                    **_write_errors(400, 412),
                 },
             },
         },
@@ -1070,12 +1154,18 @@ def _paths(settings: Settings) -> Json:
                 "summary": "Add to an integer counter",
                 "description": "Adds `delta` to the decimal integer stored at the key (an "
                 "absent key counts as 0), atomically, and keeps its TTL. The value is stored "
-                "as ASCII decimal. The result must stay in the signed 64-bit range.",
+                "as ASCII decimal. `delta` and the result must stay in the signed 64-bit "
+                "range (else 400).",
                 "security": _BEARER,
-                "requestBody": _json_body("IncrRequest", "`{}` adds 1."),
+                "requestBody": {
+                    "required": False,
+                    "description": "Optional: no body, or `{}`, adds 1.",
+                    "content": _json_content(_ref("schemas", "IncrRequest")),
+                },
                 "responses": {
                     "200": {
-                        "description": "The new value.",
+                        "description": "The new value; `ETag` is the entry's new version.",
+                        "headers": {"ETag": _ref("headers", "ETag")},
                         "content": _json_content(_ref("schemas", "IncrResult")),
                     },
                     **_write_errors(400, 408, 413, 507),
@@ -1142,7 +1232,7 @@ def _paths(settings: Settings) -> Json:
                 "tags": ["batches"],
                 "summary": "Read many keys",
                 "security": _BEARER,
-                "requestBody": _json_body("KeyList", batch_limit),
+                "requestBody": _json_body("BatchGetRequest", batch_limit),
                 "responses": {
                     "200": {
                         "description": "The present keys only.",
@@ -1162,7 +1252,10 @@ def _paths(settings: Settings) -> Json:
                 "security": _BEARER,
                 "requestBody": _json_body("BatchSetRequest", batch_limit),
                 "responses": {
-                    "204": _ref("responses", "NoContent"),
+                    "200": {
+                        "description": "Stored, each key with its new version.",
+                        "content": _json_content(_ref("schemas", "BatchVersions")),
+                    },
                     **_write_errors(400, 408, 413, 507),
                 },
             },
@@ -1548,7 +1641,7 @@ def _paths(settings: Settings) -> Json:
                         "description": "The endpoints.",
                         "content": _json_content(_ref("schemas", "EndpointList")),
                     },
-                    **_errors(),
+                    **_errors(400),
                 },
             },
             "post": {
@@ -1704,12 +1797,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "scope token reaches exactly one (workspace, plugin), which never appears in a "
             "URL; the `/v1/admin` calls need an admin token. Every error is one status and a "
             'JSON body `{"error": {"code": ..., "message": ..., ...details}}`. '
+            "A query parameter or body field a route does not take is a 400 that names it. "
             "HEAD is also answered on every GET route, as HTTP requires.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "tags": [
             {"name": "keys", "description": "Single keys, listing, counters and usage."},
-            {"name": "batches", "description": "Many keys in one call; values in base64."},
+            {
+                "name": "batches",
+                "description": "Many keys in one call; values in base64 or as UTF-8 text.",
+            },
             {"name": "admin", "description": "Administration; needs an admin token."},
             {
                 "name": "plugins",
@@ -1725,9 +1822,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "parameters": _parameters(),
             "headers": {
                 "ETag": {
-                    "description": 'The entry\'s version, quoted: `"3"`. Send it back as '
-                    "`If-Match` for compare-and-set.",
+                    "description": 'The entry\'s version, quoted: `"3"` (after a write: the '
+                    "version it made). Send it back as `If-Match` for compare-and-set.",
                     "required": True,
+                    "schema": {"type": "string", "pattern": r'^"[1-9][0-9]*"$'},
+                },
+                "CurrentETag": {
+                    "description": 'The entry\'s current version, quoted (`"3"`); absent '
+                    "when the key holds no value.",
+                    "required": False,
                     "schema": {"type": "string", "pattern": r'^"[1-9][0-9]*"$'},
                 },
                 "X-Created-At": {
