@@ -244,7 +244,14 @@ class RemoteStorage(JSONHelpers, KeyPages):
         conn = self._connection()
         try:
             sent = {**self._headers, **headers} if headers else self._headers
-            conn.request(method, self._prefix + path, body=body, headers=sent)
+            try:
+                conn.request(method, self._prefix + path, body=body, headers=sent)
+            except (BrokenPipeError, ConnectionResetError):
+                if not body:
+                    raise
+                # The service answered before it read the whole body (a 413 for a
+                # value over its limit) and closed: that answer, still in the
+                # socket's buffer, says more than the broken pipe.
             response = conn.getresponse()
             reply = _Reply(response.status, response.headers, response.read())
         except (OSError, http.client.HTTPException) as exc:
