@@ -53,8 +53,12 @@ class TestDocumentedFour:
         storage.set("k", b"two")
         assert storage.get("k") == b"two"
 
-    def test_set_returns_none(self, storage: Storage) -> None:
-        assert storage.set("k", b"v") is None  # type: ignore[func-returns-value]
+    def test_set_returns_the_new_version_as_an_int(self, storage: Storage) -> None:
+        first = storage.set("k", b"v")
+        second = storage.set("k", b"w")
+        assert type(first) is int and type(second) is int
+        assert second > first
+        assert storage.get_entry("k").version == second  # type: ignore[union-attr]
 
     def test_exist_is_a_bool(self, storage: Storage) -> None:
         assert storage.exist("k") is False
@@ -493,6 +497,29 @@ class TestVersions:
             storage.set("k", b"second", if_absent=True)
         assert storage.get("k") == b"first"
 
+    def test_the_version_set_returns_is_the_one_compare_and_set_takes(
+        self, storage: Storage
+    ) -> None:
+        version = storage.set("k", b"1")
+        version = storage.set("k", b"2", if_version=version)
+        storage.set("k", b"3", if_version=version)
+        assert storage.get("k") == b"3"
+
+    def test_set_if_exists_replaces_only_a_present_value(self, storage: Storage) -> None:
+        with pytest.raises(VersionConflict, match="absent"):
+            storage.set("k", b"v", if_exists=True)
+        assert storage.get("k") is None
+        storage.set("k", b"v")
+        assert storage.set("k", b"w", if_exists=True) > 0
+        assert storage.get("k") == b"w"
+
+    def test_delete_if_exists_refuses_an_absent_key(self, storage: Storage) -> None:
+        with pytest.raises(VersionConflict):
+            storage.delete("k", if_exists=True)
+        storage.set("k", b"v")
+        storage.delete("k", if_exists=True)
+        assert storage.get("k") is None
+
     def test_conditional_delete(self, storage: Storage) -> None:
         storage.set("k", b"v")
         version = storage.get_entry("k").version  # type: ignore[union-attr]
@@ -507,6 +534,8 @@ class TestVersions:
             pytest.param({"if_version": 0}, id="zero"),
             pytest.param({"if_version": "1"}, id="str"),
             pytest.param({"if_version": 1, "if_absent": True}, id="both"),
+            pytest.param({"if_absent": True, "if_exists": True}, id="absent-and-exists"),
+            pytest.param({"if_version": 1, "if_exists": True}, id="version-and-exists"),
         ],
     )
     def test_bad_conditions_are_refused(self, storage: Storage, kwargs: dict[str, object]) -> None:
@@ -559,6 +588,13 @@ class TestListing:
         assert seen == expected
         assert pages == 4
 
+    def test_iter_keys_follows_the_cursors_to_the_last_page(self, storage: Storage) -> None:
+        storage.set_many({f"p/{i:02}": b"v" for i in range(7)})
+        storage.set("q", b"v")
+        listed = [entry.key for entry in storage.iter_keys("p/", page_size=3)]
+        assert listed == [f"p/{i:02}" for i in range(7)]
+        assert [entry.key for entry in storage.iter_keys()] == [*listed, "q"]
+
     def test_last_full_page_has_no_cursor(self, storage: Storage) -> None:
         storage.set_many({"a": b"", "b": b""})
         assert storage.keys(limit=2).next_cursor is None
@@ -607,6 +643,13 @@ class TestBatches:
         storage.set_many({"a": b"1", "b": b"2"}, ttl=1)
         clock.advance(1)
         assert storage.get_many(["a", "b"]) == {}
+
+    def test_set_many_returns_each_keys_new_version(self, storage: Storage) -> None:
+        versions = storage.set_many({"a": b"1", "b": b"2"})
+        assert versions == {
+            key: storage.get_entry(key).version  # type: ignore[union-attr]
+            for key in ("a", "b")
+        }
 
     def test_set_many_with_one_bad_value_stores_nothing(self, storage: Storage) -> None:
         with pytest.raises(TypeError):
@@ -670,6 +713,15 @@ class TestIncr:
         storage.set("n", str(2**63 - 1).encode())
         with pytest.raises(InvalidArgument, match="64-bit"):
             storage.incr("n")
+
+    @pytest.mark.parametrize("delta", [2**63, -(2**63) - 1])
+    def test_a_delta_outside_64_bits_is_refused_even_when_the_sum_fits(
+        self, storage: Storage, delta: int
+    ) -> None:
+        storage.set("n", b"-1" if delta > 0 else b"1")
+        with pytest.raises(InvalidArgument, match="64-bit"):
+            storage.incr("n", delta)
+        assert storage.get("n") == (b"-1" if delta > 0 else b"1")
 
     @pytest.mark.parametrize("delta", [1.5, "1", True])
     def test_non_int_delta_is_refused(self, storage: Storage, delta: object) -> None:

@@ -177,15 +177,16 @@ def check_scope(workspace: object, plugin: object) -> Scope:
     return Scope(workspace, plugin)
 
 
-def check_conditions(if_version: int | None, if_absent: bool) -> None:
+def check_conditions(if_version: int | None, if_absent: bool, if_exists: bool = False) -> None:
     """Raise ``InvalidArgument`` for malformed or contradictory write conditions."""
-    if if_version is not None:
-        if type(if_version) is not int or if_version < 1:
-            raise InvalidArgument(f"if_version must be a positive int, got {if_version!r}")
-        if if_absent:
-            raise InvalidArgument("if_version and if_absent cannot be combined")
     if type(if_absent) is not bool:
         raise InvalidArgument(f"if_absent must be a bool, got {if_absent!r}")
+    if type(if_exists) is not bool:
+        raise InvalidArgument(f"if_exists must be a bool, got {if_exists!r}")
+    if if_version is not None and (type(if_version) is not int or if_version < 1):
+        raise InvalidArgument(f"if_version must be a positive int, got {if_version!r}")
+    if (if_version is not None) + if_absent + if_exists > 1:
+        raise InvalidArgument("if_version, if_absent and if_exists cannot be combined")
 
 
 def check_ttl(ttl: float | None, maximum: float | None = None) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import InvalidValueType, WrongValueType
 
-__all__ = ["Entry", "EntryMeta", "JSONHelpers", "Page", "Usage", "shown_expiry"]
+__all__ = ["Entry", "EntryMeta", "JSONHelpers", "KeyPages", "Page", "Usage", "shown_expiry"]
 
 
 def shown_expiry(expires_at: float | None) -> float | None:
@@ -91,19 +91,19 @@ class Usage:
 class JSONHelpers:
     """``set_json``/``get_json`` for any class with ``set`` and ``get``: one encoding everywhere."""
 
-    def set(self, key: str, val: bytes, *, ttl: float | None = None) -> None:
+    def set(self, key: str, val: bytes, *, ttl: float | None = None) -> int | None:
         raise NotImplementedError
 
     def get(self, key: str) -> bytes | None:
         raise NotImplementedError
 
-    def set_json(self, key: str, obj: Any, *, ttl: float | None = None) -> None:
-        """Store ``obj`` as compact UTF-8 JSON."""
+    def set_json(self, key: str, obj: Any, *, ttl: float | None = None) -> int | None:
+        """Store ``obj`` as compact UTF-8 JSON; returns what ``set`` does (the new version)."""
         try:
             data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidValueType(f"set_json cannot encode the value of {key!r}: {exc}") from None
-        self.set(key, data.encode("utf-8"), ttl=ttl)
+        return self.set(key, data.encode("utf-8"), ttl=ttl)
 
     def get_json(self, key: str, default: Any = None) -> Any:
         """The decoded JSON stored at ``key``, or ``default`` when absent."""
@@ -114,3 +114,27 @@ class JSONHelpers:
             return json.loads(data)
         except ValueError as exc:
             raise WrongValueType(f"the value of key {key!r} is not JSON: {exc}") from None
+
+
+class KeyPages:
+    """``iter_keys`` for any class with ``keys``: one loop over every page, cursors followed."""
+
+    def keys(
+        self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Page:
+        raise NotImplementedError
+
+    def iter_keys(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[EntryMeta]:
+        """Every entry (metadata only) whose key starts with ``prefix``, in key order.
+
+        Reads one page of ``page_size`` entries at a time (``keys()``'s ``limit``)
+        and asks for the next when this one is used up: keys written meanwhile
+        may or may not appear, none appears twice.
+        """
+        cursor: str | None = None
+        while True:
+            page = self.keys(prefix, limit=page_size, cursor=cursor)
+            yield from page.entries
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor

@@ -36,7 +36,7 @@ from .keys import (
     check_ttl,
     check_value,
 )
-from .models import Entry, EntryMeta, JSONHelpers, Page, Usage
+from .models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
 
 if TYPE_CHECKING:
     from .store import Store
@@ -48,7 +48,7 @@ _INTEGER = re.compile(rb"-?[0-9]{1,19}")
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-class Storage(JSONHelpers):
+class Storage(JSONHelpers, KeyPages):
     """Key-value storage of one plugin in one workspace.
 
     Get one from ``Store.storage(workspace=..., plugin=...)``.  Thread-safe.
@@ -94,14 +94,19 @@ class Storage(JSONHelpers):
         ttl: float | None = None,
         if_version: int | None = None,
         if_absent: bool = False,
-    ) -> None:
-        """Store ``val`` under ``key``.
+        if_exists: bool = False,
+    ) -> int:
+        """Store ``val`` under ``key``; returns the entry's new version.
+
+        Code written for Dify's ``set(key, val) -> None`` ignores the version
+        and is unaffected; compare-and-set passes it back as ``if_version``.
 
         Args:
             ttl: seconds until the entry expires; ``None`` (default) keeps it
                 forever, also when it replaces an entry that had a TTL.
             if_version: only replace the entry if its version is this one.
             if_absent: only store if the key holds no value.
+            if_exists: only replace a value the key holds (HTTP's ``If-Match: *``).
 
         Raises:
             VersionConflict: a condition failed; nothing was stored.
@@ -110,37 +115,41 @@ class Storage(JSONHelpers):
         """
         key_size = check_key(key)
         data = check_value(val, self._settings.max_value_bytes)
-        check_conditions(if_version, if_absent)
+        check_conditions(if_version, if_absent, if_exists)
         ttl_seconds = check_ttl(ttl, self._settings.max_ttl_seconds)
         now = self._clock()
         expires_at = None if ttl_seconds is None else now + ttl_seconds
         size = key_size + len(data)
-        if (
-            if_version is not None
-            or if_absent
-            or not self._backend.put_now(self._scope, key, data, size, now, expires_at, self._quota)
-        ):
+        conditional = if_version is not None or if_absent or if_exists
+        version = (
+            None
+            if conditional
+            else self._backend.put_now(self._scope, key, data, size, now, expires_at, self._quota)
+        )
+        if version is None:
             with self._backend.write() as tx:
                 state, rows = tx.lookup(self._scope, [key])
-                _require(key, rows.get(key), now, if_version, if_absent)
-                self._write(tx, state, now, {key: (data, key_size)}, rows, ttl_seconds)
+                _require(key, rows.get(key), now, if_version, if_absent, if_exists)
+                items = {key: (data, key_size)}
+                version = self._write(tx, state, now, items, rows, ttl_seconds)[key]
         self._store.after_write(now)
+        return version
 
-    def delete(self, key: str, *, if_version: int | None = None) -> None:
+    def delete(self, key: str, *, if_version: int | None = None, if_exists: bool = False) -> None:
         """Remove ``key``; removing an absent key is not an error.
 
-        With ``if_version``, remove it only if its version is that one, else
-        raise ``VersionConflict``.
+        With ``if_version``, remove it only if its version is that one, with
+        ``if_exists`` only if it holds a value; else raise ``VersionConflict``.
         """
         check_key(key)
-        check_conditions(if_version, False)
+        check_conditions(if_version, False, if_exists)
         now = self._clock()
-        if if_version is None:
+        if if_version is None and not if_exists:
             self._backend.delete_now(self._scope, key)
         else:
             with self._backend.write() as tx:
                 _, rows = tx.lookup(self._scope, [key])
-                _require(key, rows.get(key), now, if_version, False)
+                _require(key, rows.get(key), now, if_version, False, if_exists)
                 tx.remove(self._scope, [key])
         self._store.after_write(now)
 
@@ -188,8 +197,11 @@ class Storage(JSONHelpers):
             entries = tx.get_many(self._scope, wanted, self._clock())
         return {entry.key: entry.value for entry in entries}
 
-    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
-        """Store every pair in one transaction: all of them, or none (on any error)."""
+    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> dict[str, int]:
+        """Store every pair in one transaction: all of them, or none (on any error).
+
+        Returns each key's new version.
+        """
         if not isinstance(mapping, Mapping):
             raise InvalidArgument(
                 f"set_many takes a mapping of key to bytes, not {type(mapping).__name__}"
@@ -201,12 +213,13 @@ class Storage(JSONHelpers):
         }
         ttl_seconds = check_ttl(ttl, self._settings.max_ttl_seconds)
         if not items:
-            return
+            return {}
         now = self._clock()
         with self._backend.write() as tx:
             state, rows = tx.lookup(self._scope, keys)
-            self._write(tx, state, now, items, rows, ttl_seconds)
+            versions = self._write(tx, state, now, items, rows, ttl_seconds)
         self._store.after_write(now)
+        return versions
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove these keys in one transaction; returns how many held a value."""
@@ -240,11 +253,17 @@ class Storage(JSONHelpers):
 
         Raises:
             WrongValueType: the stored value is not a decimal integer.
-            InvalidArgument: the result leaves the signed 64-bit range.
+            InvalidArgument: ``delta`` or the result leaves the signed 64-bit range.
         """
+        return self.incr_versioned(key, delta)[0]
+
+    def incr_versioned(self, key: str, delta: int = 1) -> tuple[int, int]:
+        """``incr``, returning ``(sum, the entry's new version)``."""
         key_size = check_key(key)
         if type(delta) is not int:
             raise InvalidArgument(f"incr delta must be an int, not {type(delta).__name__}")
+        if not _INT64[0] <= delta <= _INT64[1]:
+            raise InvalidArgument(f"incr delta {delta} is outside the signed 64-bit range")
         now = self._clock()
         with self._backend.write() as tx:
             state, rows = tx.lookup(self._scope, [key], with_values=True)
@@ -262,9 +281,9 @@ class Storage(JSONHelpers):
             if not _INT64[0] <= result <= _INT64[1]:
                 raise InvalidArgument(f"incr of key {key!r} would leave the signed 64-bit range")
             item = {key: (str(result).encode("ascii"), key_size)}
-            self._write(tx, state, now, item, rows, None, keep_ttl=True)
+            version = self._write(tx, state, now, item, rows, None, keep_ttl=True)[key]
         self._store.after_write(now)
-        return result
+        return result, version
 
     # -- usage -------------------------------------------------------------------
     def usage(self) -> Usage:
@@ -286,8 +305,10 @@ class Storage(JSONHelpers):
         ttl: float | None,
         *,
         keep_ttl: bool = False,
-    ) -> None:
+    ) -> dict[str, int]:
         """Store ``items`` (key -> (value, key size)) over ``rows``, within the quota.
+
+        Returns each key's new version.
 
         ``state`` and ``rows`` come from ``tx.lookup`` in the same transaction.
         The backend moves the counters; this decides whether the write may happen.
@@ -309,6 +330,7 @@ class Storage(JSONHelpers):
                 )
         expires_at = None if ttl is None else now + ttl
         version = state.last_version
+        versions = {}
         for key, (data, key_size) in items.items():
             old = rows.get(key)
             live = old if old is not None and old.live(now) else None
@@ -321,6 +343,8 @@ class Storage(JSONHelpers):
                 value=None,
             )
             tx.put(self._scope, key, data, row, now)
+            versions[key] = version
+        return versions
 
     def _check_batch(self, keys: Iterable[str]) -> list[str]:
         wanted = check_keys(keys)
@@ -342,9 +366,21 @@ def _growth(items: Mapping[str, tuple[bytes, int]], rows: Mapping[str, Stored]) 
 
 
 def _require(
-    key: str, row: Stored | None, now: float, if_version: int | None, if_absent: bool
+    key: str,
+    row: Stored | None,
+    now: float,
+    if_version: int | None,
+    if_absent: bool,
+    if_exists: bool,
 ) -> None:
     actual = row.version if row is not None and row.live(now) else None
+    if if_exists and actual is None:
+        raise VersionConflict(
+            f"key {key!r} is absent; if_exists refused the write",
+            key=key,
+            expected=None,
+            actual=None,
+        )
     if if_absent and actual is not None:
         raise VersionConflict(
             f"key {key!r} already holds a value (version {actual}); if_absent refused the write",

@@ -47,6 +47,15 @@ class SyncAsyncStorage:
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self.client, name)
+        if inspect.isasyncgenfunction(method):
+
+            def iterate(*args: Any, **kwargs: Any) -> Any:
+                async def collect() -> list[Any]:
+                    return [item async for item in method(*args, **kwargs)]
+
+                return iter(self._runner.run(collect()))
+
+            return iterate
         if not inspect.iscoroutinefunction(method):
             raise AttributeError(name)
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pluginkv import BackendUnavailable, InvalidArgument, PluginKVError, QuotaExceeded, ReadOnly
+from pluginkv import (
+    BackendUnavailable,
+    InvalidArgument,
+    PluginKVError,
+    QuotaExceeded,
+    ReadOnly,
+    ValueTooLarge,
+)
 from pluginkv.client import RemoteStorage
 
 from ..conftest import LiveService
@@ -225,3 +233,34 @@ def test_a_reply_that_is_not_json_is_unavailable(stub: Stub) -> None:
 def test_a_port_out_of_range_is_refused() -> None:
     with pytest.raises(InvalidArgument):
         RemoteStorage("http://localhost:99999", "t")
+
+
+def test_an_answer_given_before_the_body_was_sent_is_the_one_raised() -> None:
+    """A service that answers 413 and closes mid-upload: ValueTooLarge, not a broken pipe."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_early() -> None:
+        peer, _ = listener.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += peer.recv(65536)
+        error = {"code": "value_too_large", "message": "over the limit", "size": 2, "limit": 1}
+        body = json.dumps({"error": error}).encode()
+        peer.sendall(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        peer.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)  # then close with the body unread: the client's send breaks
+        peer.close()
+
+    server = threading.Thread(target=answer_early)
+    server.start()
+    try:
+        with RemoteStorage(f"http://127.0.0.1:{port}", "token", retries=0) as storage:
+            with pytest.raises(ValueTooLarge, match="over the limit"):
+                storage.set("big", b"x" * (64 * 1024 * 1024))
+    finally:
+        server.join()
+        listener.close()

@@ -102,6 +102,19 @@ class TestOnPluginkvsHost:
         assert full.delete_prefix("", all=True) == 4
         assert full.usage().keys == 0
 
+    def test_writes_return_their_versions_and_conditions_hold(self, store: Store) -> None:
+        full = ChannelStorage(PluginkvHost(store))
+        version = full.set("k", b"1")
+        assert version == full.get_entry("k").version  # type: ignore[union-attr]
+        assert full.set("k", b"2", if_version=version) == version + 1  # type: ignore[operator]
+        with pytest.raises(VersionConflict):
+            full.set("absent", b"v", if_exists=True)
+        with pytest.raises(VersionConflict):
+            full.delete("absent", if_exists=True)
+        assert full.set_many({"a": b"1"}) == {"a": full.get_entry("a").version}  # type: ignore[union-attr]
+        full.set_many({f"p/{i}": b"v" for i in range(5)})
+        assert [e.key for e in full.iter_keys("p/", page_size=2)] == [f"p/{i}" for i in range(5)]
+
     def test_engine_errors_arrive_as_the_engines_exceptions(self, store: Store) -> None:
         full = ChannelStorage(PluginkvHost(store))
         full.set("k", b"v")
@@ -116,7 +129,7 @@ class TestOnPluginkvsHost:
 class TestOnAHostWithDifysFourVerbs:
     def test_the_four_verbs_work(self) -> None:
         full = ChannelStorage(DifyDaemon())
-        full.set("k", b"v")
+        assert full.set("k", b"v") is None  # Dify's set tells no version
         assert full.get("k") == b"v" and full.exist("k")
         assert full.get("nope") is None
         full.delete("k")

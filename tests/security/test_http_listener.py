@@ -351,14 +351,16 @@ def test_an_upload_refused_with_413_closes_the_connection(service: Service) -> N
         assert sent[0] < ENDLESS
 
 
+@pytest.mark.parametrize("size", [8 * MiB, 200 * MiB], ids=["8 MiB", "200 MiB"])
 def test_the_client_sdk_gets_value_too_large_for_an_upload_answered_early(
-    service: Service,
+    service: Service, size: int
 ) -> None:
     # http.client sends the whole body before it reads: the 413 must still reach it,
-    # and the next call goes out on a new connection.
+    # even when the service closed before the body was all sent (200 MiB), and the
+    # next call goes out on a new connection.
     with RemoteStorage(f"http://127.0.0.1:{service.port}", service.token()) as storage:
         with pytest.raises(ValueTooLarge):
-            storage.set("big", b"x" * (8 * MiB))
+            storage.set("big", b"x" * size)
         storage.set("small", b"fits")
         assert storage.get("small") == b"fits"
 

@@ -145,14 +145,15 @@ class TestConditions:
         response = client.put(url("k"), content=b"2", headers={**auth(), "If-Match": etag})
         assert response.status_code == 204
 
-    def test_if_match_with_a_stale_version_is_409_and_changes_nothing(
+    def test_if_match_with_a_stale_version_is_412_and_changes_nothing(
         self, client: TestClient, auth: Auth
     ) -> None:
         client.put(url("k"), content=b"1", headers=auth())
         etag = client.get(url("k"), headers=auth()).headers["etag"]
-        client.put(url("k"), content=b"2", headers=auth())
+        current = client.put(url("k"), content=b"2", headers=auth()).headers["etag"]
         response = client.put(url("k"), content=b"3", headers={**auth(), "If-Match": etag})
-        assert response.status_code == 409
+        assert response.status_code == 412
+        assert response.headers["etag"] == current
         error = response.json()["error"]
         assert error["code"] == "version_conflict"
         assert error["expected"] == int(etag.strip('"'))
@@ -161,12 +162,12 @@ class TestConditions:
     def test_if_none_match_star_sets_only_once(self, client: TestClient, auth: Auth) -> None:
         headers = {**auth(), "If-None-Match": "*"}
         assert client.put(url("k"), content=b"1", headers=headers).status_code == 204
-        assert client.put(url("k"), content=b"2", headers=headers).status_code == 409
+        assert client.put(url("k"), content=b"2", headers=headers).status_code == 412
 
     def test_conditional_delete(self, client: TestClient, auth: Auth) -> None:
         client.put(url("k"), content=b"1", headers=auth())
         response = client.delete(url("k"), headers={**auth(), "If-Match": '"999999"'})
-        assert response.status_code == 409
+        assert response.status_code == 412
 
     def test_malformed_if_match_is_400(self, client: TestClient, auth: Auth) -> None:
         response = client.put(url("k"), content=b"1", headers={**auth(), "If-Match": "abc"})
@@ -237,9 +238,8 @@ class TestListingAndBatches:
 
     def test_batch_set_get_delete(self, client: TestClient, auth: Auth) -> None:
         items = {"a": base64.b64encode(b"\x00\xff").decode(), "b": base64.b64encode(b"").decode()}
-        assert (
-            client.post("/v1/batch/set", json={"items": items}, headers=auth()).status_code == 204
-        )
+        stored = client.post("/v1/batch/set", json={"items": items}, headers=auth())
+        assert set(stored.json()["versions"]) == {"a", "b"}
         got = client.post("/v1/batch/get", json={"keys": ["a", "b", "c"]}, headers=auth()).json()
         assert got == {"values": items}
         deleted = client.post("/v1/batch/delete", json={"keys": ["a", "c"]}, headers=auth())

@@ -2,7 +2,8 @@
 
 The schemathesis tests at the bottom fuzz the in-process app from the document it
 serves at ``/openapi.json`` and check every answer against it: no 5xx, only
-documented statuses, content types, headers and bodies.
+documented statuses, content types, headers and bodies; and, with requests the
+document forbids (negative mode), that each is refused with a 4xx.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import schemathesis
 from schemathesis.checks import (
     content_type_conformance,
     ignored_auth,
+    negative_data_rejection,
     not_a_server_error,
     response_headers_conformance,
     response_schema_conformance,
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp
 import pluginkv
 from pluginkv import Store
 from pluginkv.server.app import create_app
+from pluginkv.server.docs_page import DOCS_PATH
 from pluginkv.server.errors import STATUS
 from pluginkv.server.openapi import openapi_document
 from pluginkv.services.tokens import Tokens
@@ -66,7 +69,7 @@ def _served_methods(routes: list[Any]) -> dict[str, set[str]]:
     only where a handler of its own serves it (``/v1/kv/{key}``).
     """
     served: dict[str, set[str]] = {}
-    for route in routes:
+    for route in _api_routes(routes):
         assert isinstance(route, Route), f"{route!r}: describe this kind of route in openapi.py"
         assert route.methods is not None, f"{route.path} takes any method"
         methods = set(route.methods)
@@ -74,6 +77,11 @@ def _served_methods(routes: list[Any]) -> dict[str, set[str]]:
             methods.discard("HEAD")
         served.setdefault(_openapi_path(route.path), set()).update(methods)
     return served
+
+
+def _api_routes(routes: list[Any]) -> list[Any]:
+    """The app's routes but the /docs/ page's, which shows the document and is not in it."""
+    return [route for route in routes if not route.path.startswith(DOCS_PATH)]
 
 
 def _openapi_path(template: str) -> str:
@@ -114,7 +122,7 @@ class TestDocument:
     def test_path_parameters_are_the_route_parameters(self, memory_client: TestClient) -> None:
         document = memory_client.get("/openapi.json").json()
         app: Any = memory_client.app
-        for route in app.routes:
+        for route in _api_routes(app.routes):
             item = document["paths"][_openapi_path(route.path)]
             for method, operation in item.items():
                 if method not in METHODS:
@@ -182,7 +190,10 @@ class TestDocument:
     def test_error_codes_are_those_of_the_error_table(self) -> None:
         """Every (code, status) an operation documents is in docs/http-api.md, and the reverse.
 
-        Except the two the router answers for paths and methods that no operation has.
+        Except the two the router answers for paths and methods that no operation has
+        (``no_such_route`` is also documented where a near-miss path meets an operation's
+        template: ``GET /v1/kv/``), and the two the listener answers before any request
+        reaches an operation.
         """
         table = {
             (code, int(status))
@@ -202,7 +213,10 @@ class TestDocument:
                     documented |= {
                         (code, int(status)) for code in error["properties"]["code"]["enum"]
                     }
-        assert documented == table - {("no_such_route", 404), ("method_not_allowed", 405)}
+        documented -= {("no_such_route", 404)}
+        router = {("no_such_route", 404), ("method_not_allowed", 405)}
+        listener = {("headers_too_large", 431), ("too_many_connections", 503)}
+        assert documented == table - router - listener
 
 
 # -- inputs the fuzzer seldom draws, which answered 500 --------------------------------------
@@ -323,6 +337,58 @@ def test_the_app_keeps_to_the_document_with_a_token_that_may_not(
 def test_the_app_keeps_to_the_document_when_the_scope_is_full(case: schemathesis.Case[Any]) -> None:
     """A scope without room: the writes that grow it answer 507 as documented."""
     case.call_and_validate(headers={"Authorization": _AUTHORIZATION["full"]}, checks=CHECKS)
+
+
+# Requests the document forbids (a key too long or with a forbidden character, a
+# field of the wrong type, a limit out of range, an unknown body field...): each must
+# be refused with a 4xx the document lists, never accepted and never a 5xx.
+negative_schema = schemathesis.openapi.from_asgi(
+    "/openapi.json",
+    create_app(store=_STORE, tokens=_TOKENS),
+    config=SchemathesisConfig.from_dict(
+        {
+            "seed": 20260601,
+            "generation": {
+                "mode": "negative",
+                "max-examples": 15,
+                "deterministic": True,
+                "database": "none",
+            },
+            "checks": {
+                "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "507"]},
+                "negative_data_rejection": {"expected-statuses": ["4xx"]},
+            },
+        }
+    ),
+)
+
+NEGATIVE_CHECKS = [
+    not_a_server_error,
+    negative_data_rejection,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+def _without_input() -> list[str]:
+    """The operations with nothing to send wrong: no negative case exists for them."""
+    document = openapi_document(pluginkv.Settings())
+    return [
+        operation["operationId"]
+        for path, _, operation in _operations(document)
+        if not document["paths"][path].get("parameters")
+        and not operation.get("parameters")
+        and "requestBody" not in operation
+    ]
+
+
+# Plugin endpoints (/e/...) take any path, query and body: they forbid nothing.
+@negative_schema.exclude(operation_id=_without_input()).exclude(path_regex="^/e/").parametrize()
+@hypothesis.settings(deadline=None)
+def test_the_app_refuses_what_the_document_forbids(case: schemathesis.Case[Any]) -> None:
+    token = _AUTHORIZATION["admin" if _admin_route(case) else "scope"]
+    case.call_and_validate(headers={"Authorization": token}, checks=NEGATIVE_CHECKS)
 
 
 @pytest.fixture(scope="module", autouse=True)

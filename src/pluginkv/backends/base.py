@@ -215,13 +215,13 @@ class Backend(ABC):
         now: float,
         expires_at: float | None,
         quota: int,
-    ) -> bool:
-        """Store one entry unconditionally in a single step, if it fits.
+    ) -> int | None:
+        """Store one entry unconditionally in a single step, if it fits; its new version.
 
         The entry gets the scope's next version; ``created_at`` is kept when it
         replaces a live row.  It fits when it does not grow the scope's stored
         bytes (expired rows included) or when those bytes plus the growth stay
-        within the scope's quota override, else ``quota``.  Returns ``False``,
+        within the scope's quota override, else ``quota``.  Returns ``None``,
         having changed nothing, when it does not fit.
         """
 

@@ -224,18 +224,18 @@ class MemoryBackend(Backend):
         now: float,
         expires_at: float | None,
         quota: int,
-    ) -> bool:
+    ) -> int | None:
         with self.write() as tx:
             state, rows = tx.lookup(scope, [key])
             old = rows.get(key)
             growth = size - (0 if old is None else old.size)
             limit = quota if state.quota_override is None else state.quota_override
             if growth > 0 and state.bytes_used + growth > limit:
-                return False
+                return None
             created_at = old.created_at if old is not None and old.live(now) else now
             row = Stored(size, state.last_version + 1, created_at, expires_at, None)
             tx.put(scope, key, value, row, now)
-        return True
+        return row.version
 
     def delete_now(self, scope: Scope, key: str) -> None:
         with self.write() as tx:

@@ -124,6 +124,7 @@ _PUT_NOW = (
         created_at="CASE WHEN e.expires_at IS NOT NULL AND e.expires_at <= excluded.updated_at "
         "THEN excluded.created_at ELSE e.created_at END"
     )
+    + " RETURNING e.version"
 )
 # A plain delete in one statement: the scope's row is locked first (the same
 # order as every other writer); a scope without a row has no entries.
@@ -693,10 +694,11 @@ class PostgresBackend(Backend):
         now: float,
         expires_at: float | None,
         quota: int,
-    ) -> bool:
+    ) -> int | None:
         ws, pl = scope.workspace, scope.plugin
         params = (ws, pl, ws, pl, key, size, now, now, expires_at, value, size, quota)
-        return self._count(_PUT_NOW, params) == 1
+        row = self._one(_PUT_NOW, params)
+        return None if row is None else int(row[0])
 
     def delete_now(self, scope: Scope, key: str) -> None:
         ws, pl = scope.workspace, scope.plugin

@@ -84,7 +84,7 @@ class ReadOnlyBackend(Backend):
         now: float,
         expires_at: float | None,
         quota: int,
-    ) -> bool:
+    ) -> int | None:
         raise read_only_error()
 
     def delete_now(self, scope: Scope, key: str) -> None:

@@ -121,6 +121,7 @@ _PUT_NOW = (
     " created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at"
     " THEN excluded.created_at ELSE created_at END,"
     " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+    " RETURNING version"
 )
 _SET_QUOTA = (
     "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (?, ?, ?) "
@@ -631,7 +632,7 @@ class SQLiteBackend(Backend):
         now: float,
         expires_at: float | None,
         quota: int,
-    ) -> bool:
+    ) -> int | None:
         workspace, plugin = scope.workspace, scope.plugin
         params = (
             workspace,
@@ -650,12 +651,13 @@ class SQLiteBackend(Backend):
         if self._full_disk is not None and self._full_disk.full:
             self._full_disk.before_add()
         try:
-            self._write_conn().execute(_PUT_NOW, params)
+            # fetchall: the statement runs to its end before the call returns.
+            rows = self._write_conn().execute(_PUT_NOW, params).fetchall()
         except sqlite3.IntegrityError:
-            return False  # the NULL version of a write that does not fit
+            return None  # the NULL version of a write that does not fit
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        return True
+        return int(rows[0][0])
 
     def delete_now(self, scope: Scope, key: str) -> None:
         self._before_delete()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -56,6 +56,8 @@ __all__ = [
     "set_request",
     "usage_from_json",
     "values_from_json",
+    "version_from_etag",
+    "versions_from_reply",
 ]
 
 NO_LIMIT = 2**63  # the service enforces the value limit; it may differ from local settings
@@ -133,27 +135,48 @@ class Put(NamedTuple):
 
 
 def set_request(
-    key: str, val: bytes, ttl: float | None, if_version: int | None, if_absent: bool
+    key: str,
+    val: bytes,
+    ttl: float | None,
+    if_version: int | None,
+    if_absent: bool,
+    if_exists: bool = False,
 ) -> Put:
     check_key(key)
     data = check_value(val, NO_LIMIT)
-    check_conditions(if_version, if_absent)
+    check_conditions(if_version, if_absent, if_exists)
     seconds = check_ttl(ttl)
     headers = {"Content-Type": "application/octet-stream"}
-    if if_version is not None:
-        headers["If-Match"] = f'"{if_version}"'
+    headers.update(_if_match(if_version, if_exists))
     if if_absent:
         headers["If-None-Match"] = "*"
     path = kv_path(key) if seconds is None else f"{kv_path(key)}?ttl={seconds!r}"
-    conditional = if_version is not None or if_absent
+    conditional = if_version is not None or if_absent or if_exists
     return Put(path, data, headers, not conditional)
 
 
-def delete_headers(key: str, if_version: int | None) -> dict[str, str]:
-    """The headers of a checked ``delete`` (safe to repeat only without ``if_version``)."""
+def delete_headers(key: str, if_version: int | None, if_exists: bool = False) -> dict[str, str]:
+    """The headers of a checked ``delete`` (safe to repeat only without a condition)."""
     check_key(key)
-    check_conditions(if_version, False)
-    return {} if if_version is None else {"If-Match": f'"{if_version}"'}
+    check_conditions(if_version, False, if_exists)
+    return _if_match(if_version, if_exists)
+
+
+def _if_match(if_version: int | None, if_exists: bool) -> dict[str, str]:
+    if if_version is not None:
+        return {"If-Match": f'"{if_version}"'}
+    return {"If-Match": "*"} if if_exists else {}
+
+
+def version_from_etag(etag: str | None) -> int:
+    """The version a write's ``ETag`` names (``"7"``); 0 when there is none.
+
+    A service from before writes answered with their version sends none; the
+    write did happen, so it must not look failed.  0 is no version any entry
+    has, and ``if_version=0`` is refused, so it cannot be mistaken for one.
+    """
+    tag = "" if etag is None else etag.removeprefix("W/").strip('"')
+    return int(tag) if tag.isascii() and tag.isdigit() else 0
 
 
 def set_many_body(mapping: Mapping[str, bytes], ttl: float | None) -> bytes:
@@ -256,6 +279,13 @@ def page_from_json(page: Mapping[str, Any]) -> Page:
 
 def values_from_json(found: Mapping[str, Any]) -> dict[str, bytes]:
     return {key: base64.b64decode(text) for key, text in found["values"].items()}
+
+
+def versions_from_reply(body: bytes, keys: Iterable[str]) -> dict[str, int]:
+    """The new version of each key a batch set stored (0 each from an older service's 204)."""
+    if not body:
+        return dict.fromkeys(keys, 0)
+    return {key: int(version) for key, version in parse_json(body)["versions"].items()}
 
 
 def usage_from_json(used: Mapping[str, Any]) -> Usage:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -54,6 +54,8 @@ from ._wire import (
     set_request,
     usage_from_json,
     values_from_json,
+    version_from_etag,
+    versions_from_reply,
 )
 
 __all__ = ["AsyncRemoteStorage"]
@@ -145,13 +147,17 @@ class AsyncRemoteStorage:
         ttl: float | None = None,
         if_version: int | None = None,
         if_absent: bool = False,
-    ) -> None:
-        put = set_request(key, val, ttl, if_version, if_absent)
-        await self._call("PUT", put.path, put.data, put.headers, safe=put.safe)
+        if_exists: bool = False,
+    ) -> int:
+        put = set_request(key, val, ttl, if_version, if_absent, if_exists)
+        reply = await self._call("PUT", put.path, put.data, put.headers, safe=put.safe)
+        return version_from_etag(reply.headers.get("ETag"))
 
-    async def delete(self, key: str, *, if_version: int | None = None) -> None:
-        headers = delete_headers(key, if_version)
-        await self._call("DELETE", kv_path(key), None, headers, safe=if_version is None)
+    async def delete(
+        self, key: str, *, if_version: int | None = None, if_exists: bool = False
+    ) -> None:
+        headers = delete_headers(key, if_version, if_exists)
+        await self._call("DELETE", kv_path(key), None, headers, safe=not headers)
 
     # -- entries and listing -----------------------------------------------------
     async def get_entry(self, key: str) -> Entry | None:
@@ -174,14 +180,30 @@ class AsyncRemoteStorage:
         path = keys_path(prefix, limit, cursor)
         return page_from_json(await self._json("GET", path, safe=True))
 
+    async def iter_keys(
+        self, prefix: str = "", *, page_size: int | None = None
+    ) -> AsyncIterator[EntryMeta]:
+        """Every entry whose key starts with ``prefix``, page after page (``async for``)."""
+        cursor: str | None = None
+        while True:
+            page = await self.keys(prefix, limit=page_size, cursor=cursor)
+            for entry in page.entries:
+                yield entry
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     # -- batches -------------------------------------------------------------------
     async def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         body = {"keys": check_keys(keys)}
         return values_from_json(await self._json("POST", "/v1/batch/get", body, safe=True))
 
-    async def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+    async def set_many(
+        self, mapping: Mapping[str, bytes], *, ttl: float | None = None
+    ) -> dict[str, int]:
         body = set_many_body(mapping, ttl)
-        await self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
+        reply = await self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
+        return versions_from_reply(reply.body, mapping)
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         body = {"keys": check_keys(keys)}
@@ -195,9 +217,9 @@ class AsyncRemoteStorage:
         path, body = incr_request(key, delta)
         return int((await self._json("POST", path, body))["value"])
 
-    async def set_json(self, key: str, obj: Any, *, ttl: float | None = None) -> None:
+    async def set_json(self, key: str, obj: Any, *, ttl: float | None = None) -> int:
         """Store ``obj`` as compact UTF-8 JSON (the encoding ``Storage.set_json`` uses)."""
-        await self.set(key, encode_json(key, obj), ttl=ttl)
+        return await self.set(key, encode_json(key, obj), ttl=ttl)
 
     async def get_json(self, key: str, default: Any = None) -> Any:
         """The decoded JSON stored at ``key``, or ``default`` when absent."""

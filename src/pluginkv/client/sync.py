@@ -27,7 +27,7 @@ from tenacity import (
 from .. import __version__
 from ..errors import BackendUnavailable, PluginKVError
 from ..keys import check_key, check_keys
-from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
+from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
 from ._http import Connection, TLSConnection
 from ._wire import (
     JSON_HEADERS,
@@ -50,6 +50,8 @@ from ._wire import (
     set_request,
     usage_from_json,
     values_from_json,
+    version_from_etag,
+    versions_from_reply,
 )
 
 __all__ = ["RemoteStorage"]
@@ -69,7 +71,7 @@ class _Retryable(Exception):
         self.error = error
 
 
-class RemoteStorage(JSONHelpers):
+class RemoteStorage(JSONHelpers, KeyPages):
     """The storage of the scope a token grants, on a pluginkv service.
 
     Args:
@@ -136,13 +138,15 @@ class RemoteStorage(JSONHelpers):
         ttl: float | None = None,
         if_version: int | None = None,
         if_absent: bool = False,
-    ) -> None:
-        put = set_request(key, val, ttl, if_version, if_absent)
-        self._call("PUT", put.path, put.data, put.headers, safe=put.safe)
+        if_exists: bool = False,
+    ) -> int:
+        put = set_request(key, val, ttl, if_version, if_absent, if_exists)
+        reply = self._call("PUT", put.path, put.data, put.headers, safe=put.safe)
+        return version_from_etag(reply.headers.get("ETag"))
 
-    def delete(self, key: str, *, if_version: int | None = None) -> None:
-        headers = delete_headers(key, if_version)
-        self._call("DELETE", kv_path(key), None, headers, safe=if_version is None)
+    def delete(self, key: str, *, if_version: int | None = None, if_exists: bool = False) -> None:
+        headers = delete_headers(key, if_version, if_exists)
+        self._call("DELETE", kv_path(key), None, headers, safe=not headers)
 
     # -- entries and listing -----------------------------------------------------
     def get_entry(self, key: str) -> Entry | None:
@@ -169,9 +173,10 @@ class RemoteStorage(JSONHelpers):
         wanted = check_keys(keys)
         return values_from_json(self._json("POST", "/v1/batch/get", {"keys": wanted}, safe=True))
 
-    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> dict[str, int]:
         body = set_many_body(mapping, ttl)
-        self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
+        reply = self._call("POST", "/v1/batch/set", body, JSON_HEADERS, safe=True)
+        return versions_from_reply(reply.body, mapping)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         wanted = check_keys(keys)
@@ -239,7 +244,14 @@ class RemoteStorage(JSONHelpers):
         conn = self._connection()
         try:
             sent = {**self._headers, **headers} if headers else self._headers
-            conn.request(method, self._prefix + path, body=body, headers=sent)
+            try:
+                conn.request(method, self._prefix + path, body=body, headers=sent)
+            except (BrokenPipeError, ConnectionResetError):
+                if not body:
+                    raise
+                # The service answered before it read the whole body (a 413 for a
+                # value over its limit) and closed: that answer, still in the
+                # socket's buffer, says more than the broken pipe.
             response = conn.getresponse()
             reply = _Reply(response.status, response.headers, response.read())
         except (OSError, http.client.HTTPException) as exc:

@@ -28,7 +28,7 @@ from ..errors import (
     ReadOnly,
     WrongValueType,
 )
-from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
+from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
 from .messages import LOAD_FAILED, PERMISSION_DENIED
 
 __all__ = ["ChannelStorage"]
@@ -47,7 +47,7 @@ _SIMPLE = {
 }
 
 
-class ChannelStorage(JSONHelpers):
+class ChannelStorage(JSONHelpers, KeyPages):
     """``Storage``'s methods for a plugin, over ``session.storage``'s channel.
 
     Get one with ``pluginkv.dify.storage(self.session)``.
@@ -82,30 +82,39 @@ class ChannelStorage(JSONHelpers):
         ttl: float | None = None,
         if_version: int | None = None,
         if_absent: bool = False,
-    ) -> None:
-        """Store ``val`` under ``key``; ``ttl``, ``if_version`` and ``if_absent`` need pluginkv."""
+        if_exists: bool = False,
+    ) -> int | None:
+        """Store ``val`` under ``key``; the new version, ``None`` on a host that has none.
+
+        ``ttl``, ``if_version``, ``if_absent`` and ``if_exists`` need pluginkv's
+        host; on Dify's daemon the value is stored and no version is known.
+        """
         if not isinstance(val, (bytes, bytearray, memoryview)):
             raise InvalidValueType(f"value must be bytes, not {type(val).__name__}")
-        extra = ttl is not None or if_version is not None or if_absent
+        extra = ttl is not None or if_version is not None or if_absent or if_exists
         if extra or self._has_extended():
-            self._call(
+            args: dict[str, Any] = {"if_exists": True} if if_exists else {}
+            version = self._call(
                 "set",
                 key=key,
                 value=bytes(val).hex(),
                 ttl=ttl,
                 if_version=if_version,
                 if_absent=if_absent,
+                **args,
             )
-            return
+            return None if version is None else int(version)
         try:
             self._invocation.set(key, bytes(val))
         except Exception as exc:
             raise _dify_error(exc) from None
+        return None
 
-    def delete(self, key: str, *, if_version: int | None = None) -> None:
-        """Remove ``key``; removing an absent key is not an error."""
-        if if_version is not None or self._has_extended():
-            self._call("delete", key=key, if_version=if_version)
+    def delete(self, key: str, *, if_version: int | None = None, if_exists: bool = False) -> None:
+        """Remove ``key``; removing an absent key is not an error (unless ``if_exists``)."""
+        if if_version is not None or if_exists or self._has_extended():
+            args: dict[str, Any] = {"if_exists": True} if if_exists else {}
+            self._call("delete", key=key, if_version=if_version, **args)
             return
         try:
             self._invocation.delete(key)
@@ -149,9 +158,10 @@ class ChannelStorage(JSONHelpers):
         found = self._call("get_many", keys=list(keys))
         return {key: binascii.unhexlify(value) for key, value in found.items()}
 
-    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+    def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> dict[str, int]:
         items = {key: bytes(value).hex() for key, value in mapping.items()}
-        self._call("set_many", items=items, ttl=ttl)
+        versions = self._call("set_many", items=items, ttl=ttl)
+        return {} if versions is None else {key: int(v) for key, v in versions.items()}
 
     def delete_many(self, keys: Iterable[str]) -> int:
         return int(self._call("delete_many", keys=list(keys)))

@@ -66,13 +66,14 @@ def _get(s: Storage, a: dict[str, Any]) -> Any:
     return None if value is None else value.hex()
 
 
-def _set(s: Storage, a: dict[str, Any]) -> None:
-    s.set(
+def _set(s: Storage, a: dict[str, Any]) -> int:
+    return s.set(
         a["key"],
         unhex(a["value"]),
         ttl=a.get("ttl"),
         if_version=a.get("if_version"),
         if_absent=bool(a.get("if_absent", False)),
+        if_exists=bool(a.get("if_exists", False)),
     )
 
 
@@ -81,11 +82,11 @@ def _keys(s: Storage, a: dict[str, Any]) -> Any:
     return {"entries": [e.as_dict() for e in page.entries], "next_cursor": page.next_cursor}
 
 
-def _set_many(s: Storage, a: dict[str, Any]) -> None:
+def _set_many(s: Storage, a: dict[str, Any]) -> dict[str, int]:
     items = a["items"]
     if not isinstance(items, dict):
         raise InvalidArgument("set_many takes an object of key to hex value")
-    s.set_many({key: unhex(value) for key, value in items.items()}, ttl=a.get("ttl"))
+    return s.set_many({key: unhex(value) for key, value in items.items()}, ttl=a.get("ttl"))
 
 
 def _usage(s: Storage, a: dict[str, Any]) -> Any:
@@ -102,7 +103,12 @@ CALLS: dict[str, tuple[bool, _Call]] = {
     "get_many": (False, lambda s, a: {k: v.hex() for k, v in s.get_many(a["keys"]).items()}),
     "usage": (False, _usage),
     "set": (True, _set),
-    "delete": (True, lambda s, a: s.delete(a["key"], if_version=a.get("if_version"))),
+    "delete": (
+        True,
+        lambda s, a: s.delete(
+            a["key"], if_version=a.get("if_version"), if_exists=bool(a.get("if_exists", False))
+        ),
+    ),
     "set_many": (True, _set_many),
     "delete_many": (True, lambda s, a: s.delete_many(a["keys"])),
     "delete_prefix": (True, lambda s, a: s.delete_prefix(a["prefix"], all=a.get("all", False))),

@@ -17,6 +17,7 @@ from ..services.readers import Readers
 from ..services.tokens import Tokens, load_secret
 from ..services.write_groups import WriteQueue
 from ..store import Store
+from .docs_page import docs_routes
 from .errors import exception_handlers
 from .file_routes import file_routes
 from .host_routes import host_routes
@@ -82,6 +83,7 @@ def create_app(
 
     all_routes = [*routes, *host_routes, *file_routes, metrics_route, openapi_route]
     metrics = Metrics(all_routes)  # a registry of its own per app
+    all_routes += docs_routes()
     app = Starlette(
         routes=all_routes,
         # KeyValueFront serves single keys before the router and does its own
@@ -93,6 +95,9 @@ def create_app(
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+    # A near-miss path answers 404 with a hint (hints.py), never a redirect
+    # that a client would follow with its method and body.
+    app.router.redirect_slashes = False
     app.state.metrics = metrics
     # Replaced at each startup; these serve apps run without lifespan.
     app.state.writer = _writer(settings, metrics)

@@ -32,6 +32,7 @@ from ..errors import (
     VersionConflict,
     WrongValueType,
 )
+from .hints import route_hint
 from .parsing import ClientGone
 
 __all__ = [
@@ -53,7 +54,9 @@ STATUS: dict[type[PluginKVError], int] = {
     WrongValueType: 400,
     Unauthorized: 401,
     Forbidden: 403,
-    VersionConflict: 409,
+    # 412, HTTP's "Precondition Failed": every conflict is a failed If-Match or
+    # If-None-Match (or its Python twin), and the answer carries the current ETag.
+    VersionConflict: 412,
     ValueTooLarge: 413,
     QuotaExceeded: 507,
     # 507 like a quota, with its own code: the request is valid, the scope may
@@ -97,6 +100,8 @@ def error_response(exc: PluginKVError) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(exc, ReadOnly):
         headers["Retry-After"] = READ_ONLY_RETRY_AFTER
+    elif isinstance(exc, VersionConflict) and exc.actual is not None:
+        headers["ETag"] = f'"{exc.actual}"'
     return JSONResponse(exception_body(exc), status_code=status, headers=headers)
 
 
@@ -110,7 +115,8 @@ async def _pluginkv_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-def http_error_response(exc: HTTPException) -> JSONResponse:
+def http_error_response(exc: HTTPException, hint: str | None = None) -> JSONResponse:
+    """The JSON answer of a router or protocol error; ``hint`` follows a 404's message."""
     codes = {
         404: "no_such_route",
         405: "method_not_allowed",
@@ -119,12 +125,14 @@ def http_error_response(exc: HTTPException) -> JSONResponse:
     }
     code = codes.get(exc.status_code, "http_error")
     headers = {**(exc.headers or {}), CODE_HEADER: code}
-    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
+    message = str(exc.detail) if hint is None else f"{exc.detail}: {hint}"
+    return JSONResponse(error_body(code, message), exc.status_code, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return http_error_response(exc)
+    hint = route_hint(request.scope) if exc.status_code == 404 else None
+    return http_error_response(exc, hint)
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..errors import InvalidArgument, PluginFailed, PluginKVError, PluginNotFound, ValueTooLarge
 from ..host.endpoints import raw_request
 from ..host.plugin_host import PluginHost, PluginInfo
+from ..keys import check_workspace
 from .errors import STATUS, exception_body
 from .parsing import ClientGone, query_number, read_body
 from .routes import admin_json, by_method, field
@@ -48,6 +49,9 @@ def _info(info: PluginInfo) -> dict[str, Any]:
     }
 
 
+_WORKSPACE_PARAM = frozenset({"workspace"})
+
+
 async def list_plugins(request: Request) -> Response:
     await admin_json(request, body=False)
     host: PluginHost = request.app.state.host
@@ -55,7 +59,7 @@ async def list_plugins(request: Request) -> Response:
 
 
 async def show_plugin(request: Request) -> Response:
-    await admin_json(request, body=False)
+    await admin_json(request, body=False, params=_WORKSPACE_PARAM)
     host: PluginHost = request.app.state.host
     plugin = f"{request.path_params['author']}/{request.path_params['name']}"
     return JSONResponse(host.offer(plugin, request.query_params.get("workspace")))
@@ -161,10 +165,12 @@ async def create_endpoint(request: Request) -> Response:
 
 
 async def list_endpoints(request: Request) -> Response:
-    await admin_json(request, body=False)
+    await admin_json(request, body=False, params=_WORKSPACE_PARAM)
     host: PluginHost = request.app.state.host
     base = str(request.base_url).rstrip("/")
     workspace = request.query_params.get("workspace")
+    if workspace is not None:
+        check_workspace(workspace)  # as the document says; "" would list every workspace
     return JSONResponse(
         {
             "endpoints": [

@@ -17,7 +17,6 @@ from time import perf_counter
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +27,7 @@ from ..services.write_groups import WriteQueue
 from ..storage import Storage
 from ..store import Store
 from .errors import CODE_HEADER, error_response, http_error_response, not_found
+from .hints import route_hint
 from .metrics import Metrics
 from .parsing import (
     ClientGone,
@@ -36,6 +36,7 @@ from .parsing import (
     key_from_path,
     query_flag,
     query_number,
+    query_params,
     read_body,
     unchanged,
 )
@@ -45,6 +46,11 @@ __all__ = ["KV_PREFIX", "KV_ROUTE", "KeyValueFront", "key_value_endpoint"]
 KV_PREFIX = "/v1/kv/"
 KV_ROUTE = "/v1/kv/{key:path}"
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# The query parameters each method takes; any other is a 400 that names it.
+# Checked only when a query string is there: the common request has none.
+_READ_PARAMS = frozenset({"meta"})
+_PUT_PARAMS = frozenset({"ttl"})
+_NO_PARAMS: frozenset[str] = frozenset()
 
 _OCTETS = (b"content-type", b"application/octet-stream")
 _ABSENT = (CODE_HEADER.lower().encode("latin-1"), b"not_found")
@@ -81,6 +87,9 @@ async def key_value_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     headers = _Headers(scope["headers"])
     try:
         method = scope["method"]
+        if method in ("GET", "HEAD") and _route_path(scope) == KV_PREFIX:
+            # GET /v1/kv/ is what listing looks like elsewhere: point to /v1/keys.
+            raise HTTPException(404, "Not Found")
         if method == "GET":
             await _get(state, scope, headers, send)
         elif method == "HEAD":
@@ -92,7 +101,8 @@ async def key_value_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     except PluginKVError as exc:
         await error_response(exc)(scope, receive, send)
     except HTTPException as exc:
-        await http_error_response(exc)(scope, receive, send)
+        hint = route_hint(scope) if exc.status_code == 404 else None
+        await http_error_response(exc, hint)(scope, receive, send)
     except ClientGone:
         # As errors.py answers it on the other routes: nobody reads this, and
         # metrics count it as nginx's "client closed request", not as a 500.
@@ -194,7 +204,7 @@ def _wants_times(scope: Scope) -> bool:
     """
     if not scope.get("query_string"):
         return False
-    return query_flag(Request(scope).query_params, "meta")
+    return query_flag(query_params(scope, _READ_PARAMS), "meta")
 
 
 def _entry_headers(
@@ -252,7 +262,7 @@ async def _put(state: Any, scope: Scope, headers: _Headers, receive: Receive, se
     storage = _storage(state, headers, write=True)
     key = key_from_path(scope, KV_PREFIX)
     ttl = _ttl(scope)
-    if_version, if_absent = conditions(headers.if_match, headers.if_none_match)
+    wanted = conditions(headers.if_match, headers.if_none_match)
     store: Store = state.store
     value = await read_body(
         receive,
@@ -263,29 +273,47 @@ async def _put(state: Any, scope: Scope, headers: _Headers, receive: Receive, se
     )
     writer: WriteQueue = state.writer
 
-    def write() -> None:
-        storage.set(key, value, ttl=ttl, if_version=if_version, if_absent=if_absent)
+    def write() -> int:
+        return storage.set(
+            key,
+            value,
+            ttl=ttl,
+            if_version=wanted.if_version,
+            if_absent=wanted.if_absent,
+            if_exists=wanted.if_exists,
+        )
 
-    await writer.run(store.backend, write)
-    await _no_content(send)
+    version = await writer.run(store.backend, write)
+    await send({"type": "http.response.start", "status": 204, "headers": [_etag(version)]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _delete(state: Any, scope: Scope, headers: _Headers, send: Send) -> None:
     storage = _storage(state, headers, write=True)
     key = key_from_path(scope, KV_PREFIX)
-    if_version, if_absent = conditions(headers.if_match, headers.if_none_match)
-    if if_absent:
+    if scope.get("query_string"):
+        query_params(scope, _NO_PARAMS)
+    wanted = conditions(headers.if_match, headers.if_none_match)
+    if wanted.if_absent:
         raise InvalidArgument("If-None-Match has no meaning on DELETE")
     writer: WriteQueue = state.writer
     store: Store = state.store
-    await writer.run(store.backend, lambda: storage.delete(key, if_version=if_version))
+
+    def delete() -> None:
+        storage.delete(key, if_version=wanted.if_version, if_exists=wanted.if_exists)
+
+    await writer.run(store.backend, delete)
     await _no_content(send)
+
+
+def _etag(version: int) -> tuple[bytes, bytes]:
+    return (b"etag", b'"%d"' % version)
 
 
 def _ttl(scope: Scope) -> float | None:
     if not scope.get("query_string"):
         return None
-    return query_number(Request(scope).query_params, "ttl", float)
+    return query_number(query_params(scope, _PUT_PARAMS), "ttl", float)
 
 
 async def _no_content(send: Send) -> None:

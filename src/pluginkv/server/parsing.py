@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope
 
@@ -22,11 +24,15 @@ N = TypeVar("N", int, float)
 
 __all__ = [
     "ClientGone",
+    "Conditions",
+    "KeyConvertor",
     "conditions",
     "grant",
     "key_from_path",
+    "known_fields",
     "query_flag",
     "query_number",
+    "query_params",
     "read_body",
     "unchanged",
 ]
@@ -106,10 +112,25 @@ def unchanged(if_none_match: str | None, version: int) -> bool:
     return False
 
 
-def conditions(if_match: str | None, if_none_match: str | None) -> tuple[int | None, bool]:
-    """``(if_version, if_absent)`` from the ``If-Match`` and ``If-None-Match`` headers."""
+class Conditions(NamedTuple):
+    """A write's preconditions, from ``If-Match`` and ``If-None-Match``."""
+
+    if_version: int | None
+    if_absent: bool
+    if_exists: bool
+
+
+def conditions(if_match: str | None, if_none_match: str | None) -> Conditions:
+    """The conditions the ``If-Match`` and ``If-None-Match`` headers set.
+
+    ``If-Match: *`` is HTTP's "only if it exists"; ``If-None-Match: *`` its
+    "only if absent"; ``If-Match: "3"`` "only at version 3".
+    """
     if_version = None
-    if if_match is not None:
+    if_exists = False
+    if if_match is not None and if_match.strip() == "*":
+        if_exists = True
+    elif if_match is not None:
         tag = if_match.strip().removeprefix("W/").strip('"')
         # ASCII digits only ('²'.isdigit() is true, int('²') fails); 19 digits span int64.
         if not (tag.isascii() and tag.isdigit() and len(tag) <= 19):
@@ -119,7 +140,57 @@ def conditions(if_match: str | None, if_none_match: str | None) -> tuple[int | N
         if_version = int(tag)
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidArgument("If-None-Match supports only '*' (set only if absent)")
-    return if_version, if_none_match is not None
+    if if_match is not None and if_none_match is not None:
+        raise InvalidArgument("If-Match and If-None-Match cannot be combined")
+    return Conditions(if_version, if_none_match is not None, if_exists)
+
+
+def query_params(scope: Scope, allowed: frozenset[str]) -> QueryParams:
+    """The request's query parameters, or ``InvalidArgument`` naming any not in ``allowed``.
+
+    A misspelt parameter (``limt=2``, Cloudflare's ``expiration_ttl=60``)
+    would otherwise be ignored, and the request would do something else than
+    its sender meant.
+    """
+    params = QueryParams(scope.get("query_string", b""))
+    unknown = sorted(set(params.keys()) - allowed)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; this route takes "
+            + (", ".join(sorted(allowed)) if allowed else "none")
+        )
+    return params
+
+
+def known_fields(body: Mapping[str, object], allowed: frozenset[str]) -> None:
+    """``InvalidArgument`` naming the fields of a JSON body that are not in ``allowed``."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"in the request body; it takes {', '.join(sorted(allowed))}"
+        )
+
+
+class KeyConvertor(Convertor[str]):
+    """A key in a route path: any characters, newlines included.
+
+    Starlette's ``path`` stops at a newline (its regex is ``.*``), so a key
+    with one would miss the route and answer 404 ``no_such_route``; with this,
+    every key reaches ``key_from_path`` and gets the same 400 on every route.
+    """
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("key", KeyConvertor())
 
 
 async def read_body(

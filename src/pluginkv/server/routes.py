@@ -1,9 +1,11 @@
 """Thin handlers: authorise, parse, call ``Storage``, serialise.
 
-Batches travel as JSON with base64 values; single-key values as raw bytes
-bodies (``kv.py``).  Reads run inline on the event loop for SQLite and the
-memory backend and on reader threads for PostgreSQL (``_read``); writes go to
-the writer (``_write``).
+Batches travel as JSON, each value base64 or UTF-8 text (``_value``);
+single-key values as raw bytes bodies (``kv.py``).  Reads run inline on the
+event loop for SQLite and the memory backend and on reader threads for
+PostgreSQL (``_read``); writes go to the writer (``_write``).  Every handler
+names the query parameters and body fields it takes: anything else is a 400
+that names it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,15 @@ from ..store import Store
 from .errors import error_body
 from .kv import KV_ROUTE, key_value_endpoint
 from .kv import METHODS as KV_METHODS
-from .parsing import grant, key_from_path, query_flag, query_number, read_body
+from .parsing import (
+    grant,
+    key_from_path,
+    known_fields,
+    query_flag,
+    query_number,
+    query_params,
+    read_body,
+)
 
 __all__ = ["admin_json", "by_method", "field", "routes"]
 
@@ -37,6 +47,17 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 
 INCR_PREFIX = "/v1/incr/"
+INCR_ROUTE = "/v1/incr/{key:key}"
+_NONE: frozenset[str] = frozenset()
+_LIST_PARAMS = frozenset({"prefix", "limit", "cursor"})
+_DELETE_PREFIX_PARAMS = frozenset({"prefix", "all"})
+_INCR_FIELDS = frozenset({"delta"})
+_KEYS_FIELDS = frozenset({"keys"})
+_BATCH_GET_FIELDS = frozenset({"keys", "encoding"})
+_BATCH_SET_FIELDS = frozenset({"items", "ttl"})
+_QUOTA_FIELDS = frozenset({"workspace", "plugin", "quota_bytes"})
+_SCOPE_FIELDS = frozenset({"workspace", "plugin"})
+_VALUE_FIELDS = frozenset({"text", "base64"})
 
 
 # -- where storage calls run ----------------------------------------------------------------
@@ -69,7 +90,18 @@ def _storage(request: Request, *, write: bool) -> Storage:
     return store.storage(workspace=scope.workspace, plugin=scope.plugin)
 
 
-async def _json(request: Request) -> dict[str, Any]:
+def _query(request: Request, allowed: frozenset[str] = _NONE) -> Any:
+    """The query parameters, after refusing any this route does not take."""
+    return query_params(request.scope, allowed) if request.scope.get("query_string") else {}
+
+
+async def _json(
+    request: Request, fields: frozenset[str] | None = None, *, optional: bool = False
+) -> dict[str, Any]:
+    """The JSON object of the body; with ``fields``, any other field is refused.
+
+    With ``optional``, no body at all is ``{}`` (``POST /v1/incr/k`` adds 1).
+    """
     store: Store = request.app.state.store
     raw = await read_body(
         request.receive,
@@ -78,12 +110,16 @@ async def _json(request: Request) -> dict[str, Any]:
         "PLUGINKV_MAX_BATCH_BYTES",
         request.app.state.settings.request_timeout_seconds,
     )
+    if optional and not raw:
+        return {}
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidArgument(f"request body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object")
+    if fields is not None:
+        known_fields(body, fields)
     return body
 
 
@@ -106,48 +142,100 @@ def _field(
 field = _field
 
 
-async def admin_json(request: Request, *, body: bool = True) -> dict[str, Any]:
-    """Refuse all but the admin token; then the JSON body (``{}`` with ``body=False``)."""
+async def admin_json(
+    request: Request,
+    *,
+    body: bool = True,
+    fields: frozenset[str] | None = None,
+    params: frozenset[str] = _NONE,
+) -> dict[str, Any]:
+    """Refuse all but the admin token, and query parameters not in ``params``; then the
+    JSON body (``{}`` with ``body=False``), refusing fields not in ``fields`` if given."""
     _grant(request).require_admin()
-    return await _json(request) if body else {}
+    _query(request, params)
+    return await _json(request, fields) if body else {}
 
 
-def _key_list(body: dict[str, Any]) -> list[str]:
+def _key_list(request: Request, body: dict[str, Any]) -> list[str]:
     keys: list[str] = _field(body, "keys", list)
     if not all(isinstance(key, str) for key in keys):
         raise InvalidArgument("field 'keys' must be a list of strings")
+    _check_batch_size(request, len(keys))
     return keys
 
 
-def _b64(key: str, text: object) -> bytes:
-    if not isinstance(text, str):
-        raise InvalidArgument(f"value of {key!r} must be a base64 string")
+def _check_batch_size(request: Request, count: int) -> None:
+    """Refuse a list longer than the setting, duplicates counted as JSON Schema's maxItems does."""
+    store: Store = request.app.state.store
+    maximum = store.settings.max_batch_items
+    if count > maximum:
+        raise InvalidArgument(
+            f"a batch holds at most {maximum} keys (setting PLUGINKV_MAX_BATCH_ITEMS), got {count}"
+        )
+
+
+def _value(key: str, item: object) -> bytes:
+    """A batch value: a base64 string, ``{"base64": "..."}`` or ``{"text": "..."}`` (UTF-8)."""
+    if isinstance(item, dict):
+        known_fields(item, _VALUE_FIELDS)
+        if len(item) != 1:
+            raise InvalidArgument(
+                f'value of {key!r} must be one of {{"text": ...}} or {{"base64": ...}}'
+            )
+        ((form, text),) = item.items()
+        if not isinstance(text, str):
+            raise InvalidArgument(f"value of {key!r}: {form!r} must be a string")
+        if form == "text":
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate (JSON's \ud800)
+                raise InvalidArgument(f"value of {key!r} is not valid UTF-8 text") from None
+        item = text
+    if not isinstance(item, str):
+        raise InvalidArgument(
+            f'value of {key!r} must be a base64 string, {{"base64": ...}} or {{"text": ...}}'
+        )
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(item, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidArgument(f"value of {key!r} is not valid base64") from None
+
+
+def _shown(value: bytes, as_text: bool) -> Any:
+    """A batch value as ``batch/get`` answers it: base64, or tagged text where it is UTF-8."""
+    encoded = base64.b64encode(value).decode("ascii")
+    if not as_text:
+        return encoded
+    try:
+        return {"text": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": encoded}
 
 
 # -- single keys (GET, HEAD, PUT and DELETE are in kv.py) ---------------------------------
 async def incr(request: Request) -> Response:
     storage = _storage(request, write=True)
     key = key_from_path(request.scope, INCR_PREFIX)
-    body = await _json(request)
+    _query(request)
+    body = await _json(request, _INCR_FIELDS, optional=True)
     delta = _field(body, "delta", int, required=False)
-    value = await _write(request, storage.incr, key, 1 if delta is None else delta)
-    return JSONResponse({"value": value})
+    value, version = await _write(
+        request, storage.incr_versioned, key, 1 if delta is None else delta
+    )
+    return JSONResponse({"value": value}, headers={"ETag": f'"{version}"'})
 
 
 # -- listing, batches, usage ------------------------------------------------------------------
 async def list_keys(request: Request) -> Response:
     storage = _storage(request, write=False)
-    limit = query_number(request.query_params, "limit", int)
+    params = _query(request, _LIST_PARAMS)
+    limit = query_number(params, "limit", int)
     page = await _read(
         request,
         storage.keys,
-        request.query_params.get("prefix", ""),
+        params.get("prefix", ""),
         limit=limit,
-        cursor=request.query_params.get("cursor"),
+        cursor=params.get("cursor"),
     )
     return JSONResponse(
         {"entries": [e.as_dict() for e in page.entries], "next_cursor": page.next_cursor}
@@ -156,8 +244,9 @@ async def list_keys(request: Request) -> Response:
 
 async def delete_prefix(request: Request) -> Response:
     storage = _storage(request, write=True)
-    prefix = request.query_params.get("prefix")
-    everything = query_flag(request.query_params, "all")
+    params = _query(request, _DELETE_PREFIX_PARAMS)
+    prefix = params.get("prefix")
+    everything = query_flag(params, "all")
     if prefix is None:
         raise InvalidArgument("DELETE /v1/keys needs ?prefix=P (every key: ?prefix=&all=true)")
     deleted = await _write(request, storage.delete_prefix, prefix, all=everything)
@@ -166,31 +255,41 @@ async def delete_prefix(request: Request) -> Response:
 
 async def batch_get(request: Request) -> Response:
     storage = _storage(request, write=False)
-    keys = _key_list(await _json(request))
+    _query(request)
+    body = await _json(request, _BATCH_GET_FIELDS)
+    keys = _key_list(request, body)
+    encoding = _field(body, "encoding", str, required=False)
+    encoding = "base64" if encoding is None else encoding
+    if encoding not in ("base64", "text"):
+        raise InvalidArgument(f"field 'encoding' must be 'base64' or 'text', got {encoding!r}")
     found = await _read(request, storage.get_many, keys)
-    values = {key: base64.b64encode(value).decode("ascii") for key, value in found.items()}
-    return JSONResponse({"values": values})
+    as_text = encoding == "text"
+    return JSONResponse({"values": {key: _shown(v, as_text) for key, v in found.items()}})
 
 
 async def batch_set(request: Request) -> Response:
     storage = _storage(request, write=True)
-    body = await _json(request)
+    _query(request)
+    body = await _json(request, _BATCH_SET_FIELDS)
     items = _field(body, "items", dict)
     ttl = _field(body, "ttl", (int, float), required=False)
-    mapping = {key: _b64(key, text) for key, text in items.items()}
-    await _write(request, storage.set_many, mapping, ttl=ttl)
-    return Response(status_code=204)
+    _check_batch_size(request, len(items))
+    mapping = {key: _value(key, item) for key, item in items.items()}
+    versions = await _write(request, storage.set_many, mapping, ttl=ttl)
+    return JSONResponse({"versions": versions})
 
 
 async def batch_delete(request: Request) -> Response:
     storage = _storage(request, write=True)
-    keys = _key_list(await _json(request))
+    _query(request)
+    keys = _key_list(request, await _json(request, _KEYS_FIELDS))
     deleted = await _write(request, storage.delete_many, keys)
     return JSONResponse({"deleted": deleted})
 
 
 async def usage(request: Request) -> Response:
     storage = _storage(request, write=False)
+    _query(request)
     used = await _read(request, storage.usage)
     return JSONResponse(
         {"bytes_used": used.bytes_used, "keys": used.keys, "quota_bytes": used.quota_bytes}
@@ -200,6 +299,7 @@ async def usage(request: Request) -> Response:
 # -- administration --------------------------------------------------------------------------
 async def admin_scopes(request: Request) -> Response:
     _grant(request).require_admin()
+    _query(request)
     store: Store = request.app.state.store
     listed = await _read(request, store.scopes)
     return JSONResponse(
@@ -220,7 +320,8 @@ async def admin_scopes(request: Request) -> Response:
 
 async def admin_quota(request: Request) -> Response:
     _grant(request).require_admin()
-    body = await _json(request)
+    _query(request)
+    body = await _json(request, _QUOTA_FIELDS)
     workspace = _field(body, "workspace", str)
     plugin = _field(body, "plugin", str)
     quota = _field(body, "quota_bytes", int, required=False)
@@ -233,7 +334,7 @@ async def admin_quota(request: Request) -> Response:
 
 async def _admin_scope(request: Request) -> tuple[str, str]:
     """Refuse all but the admin token; then the body's ``workspace`` and ``plugin``."""
-    body = await admin_json(request)
+    body = await admin_json(request, fields=_SCOPE_FIELDS)
     return _field(body, "workspace", str), _field(body, "plugin", str)
 
 
@@ -257,6 +358,7 @@ async def admin_revoke_tokens(request: Request) -> Response:
 
 # -- health --------------------------------------------------------------------------------
 async def healthz(request: Request) -> Response:
+    _query(request)
     return JSONResponse({"status": "ok"})
 
 
@@ -290,7 +392,7 @@ by_method = _by_method
 routes = [
     # Served by kv.KeyValueFront before the router; here for 405s, metrics and OpenAPI.
     Route(KV_ROUTE, key_value_endpoint, methods=sorted(KV_METHODS)),
-    Route("/v1/incr/{key:path}", incr, methods=["POST"]),
+    Route(INCR_ROUTE, incr, methods=["POST"]),
     Route(
         "/v1/keys",
         _by_method(GET=list_keys, HEAD=list_keys, DELETE=delete_prefix),

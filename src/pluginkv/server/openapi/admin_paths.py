@@ -371,7 +371,7 @@ def _admin_paths(settings: Settings) -> Json:
                         "description": "The endpoints.",
                         "content": _json_content(_ref("schemas", "EndpointList")),
                     },
-                    **_errors(),
+                    **_errors(400),
                 },
             },
             "post": {

@@ -18,11 +18,16 @@ def _ref(kind: str, name: str) -> Json:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-# Keys: 1-256 bytes of UTF-8 (JSON Schema counts characters, so `maxLength` is the
-# character bound an ASCII key reaches), no control character, no backslash, no "..".
+# -- schemas -------------------------------------------------------------------------------
+# Keys: 1-256 bytes of UTF-8, no control character, no backslash, no "..".  JSON
+# Schema's `maxLength` counts characters, and no schema keyword counts bytes: 256
+# characters is the bound that holds for every key (a character is 1 to 4 bytes),
+# exact for ASCII keys; the description says what the server counts.
 _NO_FORBIDDEN = r"^[^\x00-\x1f\x7f-\x9f\\]*$"
 _KEY_RULES = (
-    f"1 to {MAX_KEY_BYTES} bytes of UTF-8; no control characters (C0, DEL, C1), "
+    f"1 to {MAX_KEY_BYTES} **bytes** of UTF-8 (the schema's `maxLength` counts characters: "
+    f"{MAX_KEY_BYTES} ASCII characters fit, {MAX_KEY_BYTES // 2} two-byte ones); "
+    "no control characters (C0, DEL, C1), "
     "no backslash, no `..`. Keys are opaque: nothing is normalised, so `a//b` and `a/b` "
     "are two keys."
 )

@@ -49,8 +49,8 @@ def _data_paths(settings: Settings) -> Json:
                     },
                 },
                 "responses": {
-                    "204": _ref("responses", "NoContent"),
-                    **_write_errors(400, 408, 409, 413, 507),
+                    "204": _ref("responses", "Written"),
+                    **_write_errors(400, 408, 412, 413, 507),
                 },
             },
             "get": {
@@ -78,7 +78,8 @@ def _data_paths(settings: Settings) -> Json:
                             }
                         },
                     },
-                    **_errors(400, 404),
+                    **_errors(400),
+                    "404": _ref("responses", "KeyNotFound"),
                 },
             },
             "head": {
@@ -104,8 +105,9 @@ def _data_paths(settings: Settings) -> Json:
                         },
                     },
                     "404": {
-                        "description": "The key holds no value.",
-                        "headers": {"X-Error-Code": _code_header(["not_found"])},
+                        "description": "The key holds no value (`no_such_route`: the key is "
+                        "empty, `/v1/kv/`).",
+                        "headers": {"X-Error-Code": _code_header(["not_found", "no_such_route"])},
                     },
                     **_errors(400),
                 },
@@ -119,7 +121,7 @@ def _data_paths(settings: Settings) -> Json:
                 "parameters": [_ref("parameters", "IfMatch")],
                 "responses": {
                     "204": _ref("responses", "NoContent"),
-                    **_write_errors(400, 409),
+                    **_write_errors(400, 412),
                 },
             },
         },
@@ -131,12 +133,18 @@ def _data_paths(settings: Settings) -> Json:
                 "summary": "Add to an integer counter",
                 "description": "Adds `delta` to the decimal integer stored at the key (an "
                 "absent key counts as 0), atomically, and keeps its TTL. The value is stored "
-                "as ASCII decimal. The result must stay in the signed 64-bit range.",
+                "as ASCII decimal. `delta` and the result must stay in the signed 64-bit "
+                "range (else 400).",
                 "security": _BEARER,
-                "requestBody": _json_body("IncrRequest", "`{}` adds 1."),
+                "requestBody": {
+                    "required": False,
+                    "description": "Optional: no body, or `{}`, adds 1.",
+                    "content": _json_content(_ref("schemas", "IncrRequest")),
+                },
                 "responses": {
                     "200": {
-                        "description": "The new value.",
+                        "description": "The new value; `ETag` is the entry's new version.",
+                        "headers": {"ETag": _ref("headers", "ETag")},
                         "content": _json_content(_ref("schemas", "IncrResult")),
                     },
                     **_write_errors(400, 408, 413, 507),
@@ -203,7 +211,7 @@ def _data_paths(settings: Settings) -> Json:
                 "tags": ["batches"],
                 "summary": "Read many keys",
                 "security": _BEARER,
-                "requestBody": _json_body("KeyList", batch_limit),
+                "requestBody": _json_body("BatchGetRequest", batch_limit),
                 "responses": {
                     "200": {
                         "description": "The present keys only.",
@@ -223,7 +231,10 @@ def _data_paths(settings: Settings) -> Json:
                 "security": _BEARER,
                 "requestBody": _json_body("BatchSetRequest", batch_limit),
                 "responses": {
-                    "204": _ref("responses", "NoContent"),
+                    "200": {
+                        "description": "Stored, each key with its new version.",
+                        "content": _json_content(_ref("schemas", "BatchVersions")),
+                    },
                     **_write_errors(400, 408, 413, 507),
                 },
             },

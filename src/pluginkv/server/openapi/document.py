@@ -20,6 +20,7 @@ from .responses import _responses
 from .schemas import _schemas
 
 
+# -- the paths -----------------------------------------------------------------------------
 def _paths(settings: Settings) -> Json:
     return {**_data_paths(settings), **_admin_paths(settings), **_probe_paths()}
 
@@ -39,12 +40,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "scope token reaches exactly one (workspace, plugin), which never appears in a "
             "URL; the `/v1/admin` calls need an admin token. Every error is one status and a "
             'JSON body `{"error": {"code": ..., "message": ..., ...details}}`. '
+            "A query parameter or body field a route does not take is a 400 that names it. "
             "HEAD is also answered on every GET route, as HTTP requires.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "tags": [
             {"name": "keys", "description": "Single keys, listing, counters and usage."},
-            {"name": "batches", "description": "Many keys in one call; values in base64."},
+            {
+                "name": "batches",
+                "description": "Many keys in one call; values in base64 or as UTF-8 text.",
+            },
             {"name": "admin", "description": "Administration; needs an admin token."},
             {
                 "name": "plugins",
@@ -60,9 +65,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "parameters": _parameters(),
             "headers": {
                 "ETag": {
-                    "description": 'The entry\'s version, quoted: `"3"`. Send it back as '
-                    "`If-Match` for compare-and-set.",
+                    "description": 'The entry\'s version, quoted: `"3"` (after a write: the '
+                    "version it made). Send it back as `If-Match` for compare-and-set.",
                     "required": True,
+                    "schema": {"type": "string", "pattern": r'^"[1-9][0-9]*"$'},
+                },
+                "CurrentETag": {
+                    "description": 'The entry\'s current version, quoted (`"3"`); absent '
+                    "when the key holds no value.",
+                    "required": False,
                     "schema": {"type": "string", "pattern": r'^"[1-9][0-9]*"$'},
                 },
                 "X-Created-At": {

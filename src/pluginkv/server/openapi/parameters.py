@@ -7,6 +7,7 @@ from .common import _KEY_RULES, _NO_FORBIDDEN, Json, _ref
 from .responses import _json_content
 
 
+# -- parameters ----------------------------------------------------------------------------
 def _parameters() -> Json:
     return {
         "Key": {
@@ -30,8 +31,10 @@ def _parameters() -> Json:
             "in": "header",
             "required": False,
             "description": "Compare-and-set: act only if the entry is at this version (the `ETag` "
-            'of a GET, e.g. `"3"`; `W/` and the quotes are optional).',
-            "schema": {"type": "string", "pattern": r'^(W/)?"?[1-9][0-9]{0,18}"?$'},
+            'of a GET or a write, e.g. `"3"`; `W/` and the quotes are optional), or, with `*`, '
+            "only if the key holds a value. Else 412 with the current `ETag`. Not combinable "
+            "with `If-None-Match` (400).",
+            "schema": {"type": "string", "pattern": r'^(\*|(W/)?"?[1-9][0-9]{0,18}"?)$'},
         },
         "Meta": _query(
             "meta",
@@ -53,7 +56,7 @@ def _parameters() -> Json:
             "name": "If-None-Match",
             "in": "header",
             "required": False,
-            "description": "`*`: store only if the key holds no value (else 409). Not "
+            "description": "`*`: store only if the key holds no value (else 412). Not "
             "combinable with `If-Match` (400).",
             "schema": {"type": "string", "enum": ["*"]},
         },
@@ -73,6 +76,8 @@ def _query(name: str, schema: Json, description: str, *, required: bool = False)
 def _prefix_schema() -> Json:
     return {
         "type": "string",
+        "description": f"At most {MAX_KEY_BYTES} bytes of UTF-8 (`maxLength` counts "
+        "characters); the characters a key may hold.",
         "maxLength": MAX_KEY_BYTES,
         "pattern": _NO_FORBIDDEN,
         "not": {"pattern": r"\.\."},

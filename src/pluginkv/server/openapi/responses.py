@@ -31,10 +31,11 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
         "The body did not arrive within the time allowed (setting "
         "`PLUGINKV_REQUEST_TIMEOUT_SECONDS`).",
     ),
-    409: (
+    412: (
         "VersionConflictError",
         ["version_conflict"],
-        "A condition (`If-Match`, `If-None-Match: *`) did not hold; nothing was changed.",
+        "A precondition (`If-Match`, `If-None-Match: *`) did not hold; nothing was changed. "
+        "`ETag` is the entry's current version, when it has one.",
     ),
     413: (
         "ValueTooLargeError",
@@ -93,11 +94,12 @@ _WRITE_UNAVAILABLE = (
 
 _ERROR_DETAILS: dict[int, Json] = {
     404: {"key": {"type": "string"}},
-    409: {
+    412: {
         "key": {"type": "string"},
         "expected": {
             "type": ["integer", "null"],
-            "description": "The version the request named; null for `If-None-Match: *`.",
+            "description": "The version the request named; null for `If-None-Match: *` "
+            "and `If-Match: *`.",
         },
         "actual": {
             "type": ["integer", "null"],
@@ -137,6 +139,7 @@ def _error_schema(status: int, codes: list[str] | None = None) -> Json:
     }
 
 
+# -- responses -----------------------------------------------------------------------------
 def _json_content(schema: Json) -> Json:
     return {"application/json": {"schema": schema}}
 
@@ -152,6 +155,10 @@ def _code_header(codes: list[str]) -> Json:
 def _responses() -> Json:
     responses: Json = {
         "NoContent": {"description": "Done."},
+        "Written": {
+            "description": "Stored; `ETag` is the entry's new version.",
+            "headers": {"ETag": _ref("headers", "ETag")},
+        },
         "NotModified": {
             "description": "The entry is at a version `If-None-Match` names: no body.",
             "headers": {
@@ -163,11 +170,19 @@ def _responses() -> Json:
             "description": "Done.",
             "content": _json_content(_ref("schemas", "Deleted")),
         },
+        "KeyNotFound": {
+            "description": "The key holds no value. `no_such_route` for an empty key "
+            "(`GET /v1/kv/`): the message points to `GET /v1/keys`, the one listing path.",
+            "headers": {"X-Error-Code": _code_header(["not_found", "no_such_route"])},
+            "content": _json_content(_error_schema(404, ["not_found", "no_such_route"])),
+        },
     }
     for status, (name, codes, description) in _ERROR_CODES.items():
         headers = {"X-Error-Code": _code_header(codes)}
         if status == 401:
             headers["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
+        elif status == 412:
+            headers["ETag"] = _ref("headers", "CurrentETag")
         responses[name] = {
             "description": description,
             "headers": headers,

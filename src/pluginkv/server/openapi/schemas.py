@@ -33,6 +33,13 @@ def _schemas(settings: Settings) -> Json:
         "pattern": _BASE64,
         "description": "The value's bytes in standard base64 with padding.",
     }
+    key_list = {
+        "type": "array",
+        "maxItems": settings.max_batch_items,
+        "items": _ref("schemas", "Key"),
+        "description": f"At most {settings.max_batch_items} keys, duplicates counted "
+        "(setting `PLUGINKV_MAX_BATCH_ITEMS`).",
+    }
     scope_usage = {
         "bytes_used": {
             "type": "integer",
@@ -88,6 +95,7 @@ def _schemas(settings: Settings) -> Json:
         },
         "IncrRequest": {
             "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "delta": {
                     "type": ["integer", "null"],
@@ -124,15 +132,36 @@ def _schemas(settings: Settings) -> Json:
         "KeyList": {
             "type": "object",
             "required": ["keys"],
+            "additionalProperties": False,
+            "properties": {"keys": key_list},
+        },
+        "BatchGetRequest": {
+            "type": "object",
+            "required": ["keys"],
+            "additionalProperties": False,
             "properties": {
-                "keys": {
-                    "type": "array",
-                    "maxItems": settings.max_batch_items,
-                    "items": _ref("schemas", "Key"),
-                    "description": "At most `PLUGINKV_MAX_BATCH_ITEMS` distinct keys "
-                    "(duplicates count once).",
-                }
+                "keys": key_list,
+                "encoding": {
+                    "type": ["string", "null"],
+                    "enum": ["base64", "text", None],
+                    "default": "base64",
+                    "description": "`base64` (default, also null): each value a base64 string. "
+                    "`text`: "
+                    'each value `{"text": "..."}` when it is UTF-8, else `{"base64": "..."}`.',
+                },
             },
+        },
+        "TextValue": {
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {"text": {"type": "string", "description": "The value as UTF-8 text."}},
+        },
+        "TaggedBase64Value": {
+            "type": "object",
+            "required": ["base64"],
+            "additionalProperties": False,
+            "properties": {"base64": _ref("schemas", "Base64Value")},
         },
         "BatchValues": {
             "type": "object",
@@ -140,20 +169,49 @@ def _schemas(settings: Settings) -> Json:
             "properties": {
                 "values": {
                     "type": "object",
-                    "additionalProperties": _ref("schemas", "Base64Value"),
-                    "description": "The keys that are present, with their values.",
+                    "additionalProperties": {
+                        "oneOf": [
+                            _ref("schemas", "Base64Value"),
+                            _ref("schemas", "TextValue"),
+                            _ref("schemas", "TaggedBase64Value"),
+                        ]
+                    },
+                    "description": "The keys that are present, with their values, as "
+                    "`encoding` asked.",
+                }
+            },
+        },
+        "BatchVersions": {
+            "type": "object",
+            "required": ["versions"],
+            "properties": {
+                "versions": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 1},
+                    "description": "Each stored key's new version (its `ETag`, unquoted).",
                 }
             },
         },
         "BatchSetRequest": {
             "type": "object",
             "required": ["items"],
+            "additionalProperties": False,
             "properties": {
                 "items": {
                     "type": "object",
                     "maxProperties": settings.max_batch_items,
                     "propertyNames": _ref("schemas", "Key"),
-                    "additionalProperties": _ref("schemas", "Base64Value"),
+                    "additionalProperties": {
+                        "oneOf": [
+                            _ref("schemas", "Base64Value"),
+                            _ref("schemas", "TextValue"),
+                            _ref("schemas", "TaggedBase64Value"),
+                        ]
+                    },
+                    "description": "Key to value: a base64 string, "
+                    '`{"base64": "..."}`, or `{"text": "..."}` (stored as its UTF-8 bytes). '
+                    f"At most {settings.max_batch_items} items "
+                    "(setting `PLUGINKV_MAX_BATCH_ITEMS`).",
                 },
                 "ttl": {
                     "type": ["number", "null"],
@@ -186,6 +244,7 @@ def _schemas(settings: Settings) -> Json:
         "QuotaRequest": {
             "type": "object",
             "required": ["workspace", "plugin"],
+            "additionalProperties": False,
             "properties": {
                 "workspace": _ref("schemas", "Workspace"),
                 "plugin": _ref("schemas", "Plugin"),
@@ -201,6 +260,7 @@ def _schemas(settings: Settings) -> Json:
         "ScopeRef": {
             "type": "object",
             "required": ["workspace", "plugin"],
+            "additionalProperties": False,
             "properties": {
                 "workspace": _ref("schemas", "Workspace"),
                 "plugin": _ref("schemas", "Plugin"),
