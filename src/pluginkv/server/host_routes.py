@@ -81,7 +81,7 @@ async def uninstall_plugin(request: Request) -> Response:
 
 
 async def plugin_logs(request: Request) -> Response:
-    await admin_json(request, body=False)
+    await admin_json(request, body=False, params=frozenset({"lines", "cursor"}))
     host: PluginHost = request.app.state.host
     plugin = f"{request.path_params['author']}/{request.path_params['name']}"
     lines = query_number(request.query_params, "lines", int)
