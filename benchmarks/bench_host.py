@@ -17,7 +17,7 @@ Targets (ratios, storage / no-op, medians of the per-round ratios):
 
 ``--first-install N`` (not in ``--quick``) also times building the
 environment of ``examples/storage_tool_v2`` from its ``uv.lock``, N times
-each: with uv as the host builds it (``pluginkv.dify.envs``), and with
+each: with uv as the host builds it (``pluginkv.host.envs``), and with
 ``python -m venv`` and pip from the same pins (``uv export``), each with an
 empty download cache (cold) and with one filled by an untimed build (warm).
 
@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from common import free_port
-from pluginkv.dify.envs import Environments, uv_binary
-from pluginkv.dify.plugin_dir import read_plugin_directory
-from pluginkv.dify.pythons import find_python
+from pluginkv.host.envs import Environments, uv_binary
+from pluginkv.host.plugin_dir import read_plugin_directory
+from pluginkv.host.pythons import find_python
 from pluginkv.store import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ from pathlib import Path
 import uvloop
 
 from pluginkv import Settings
-from pluginkv.server.writer import WriteQueue
+from pluginkv.services.write_groups import WriteQueue
 from pluginkv.store import Store
 
 VALUE = b"x" * 100

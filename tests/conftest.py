@@ -63,7 +63,7 @@ class LiveService:
         import uvicorn
 
         from pluginkv.server.app import create_app
-        from pluginkv.server.auth import Tokens
+        from pluginkv.services.tokens import Tokens
 
         self.tokens = Tokens(SECRET, default_ttl=3600)
         self.app = create_app(store=pluginkv.open_store("memory://"), tokens=self.tokens)

@@ -28,7 +28,7 @@ from pluginkv.backends.migrations import MIGRATIONS
 from pluginkv.backends.postgres import PostgresBackend
 from pluginkv.client import RemoteStorage
 from pluginkv.keys import Scope
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 from ..postgres import (
     LOCAL_CLUSTER,

@@ -35,7 +35,7 @@ import pytest
 from pluginkv import Store
 from pluginkv.errors import PluginFailed
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens, load_secret
+from pluginkv.services.tokens import Tokens, load_secret
 from pluginkv.store import load_settings
 
 from . import sdk_venv

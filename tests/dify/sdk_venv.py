@@ -9,7 +9,7 @@ pin or an interrupted build means a fresh build.
 
 ``SDK_0_7`` (0.7.4, the first release the host was checked against) runs on
 the test runner's own Python; ``SDK_0_10`` (today's generation, which needs
-Python 3.12) on the Python 3.12 that ``pluginkv.dify.pythons`` finds, as the
+Python 3.12) on the Python 3.12 that ``pluginkv.host.pythons`` finds, as the
 host finds it for a manifest that asks for 3.12 (``PLUGINKV_PLUGIN_PYTHONS``
 names one where it is elsewhere); uv builds that one.
 
@@ -83,9 +83,9 @@ def ensure(sdk: Sdk = SDK_0_7) -> Path:
         pip = [str(python(sdk)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, sdk.pin], check=True, env=env)
     else:
-        from pluginkv.dify.envs import uv_binary
-        from pluginkv.dify.package_index import uv_index_environment
-        from pluginkv.dify.pythons import find_python
+        from pluginkv.host.envs import uv_binary
+        from pluginkv.host.package_index import uv_index_environment
+        from pluginkv.host.pythons import find_python
         from pluginkv.store import load_settings
 
         interpreter = find_python(sdk.python, load_settings().plugin_pythons)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pluginkv.dify.difypkg import Packages
 from pluginkv.errors import InvalidArgument
+from pluginkv.host.difypkg import Packages
 
 from .conftest import V2, HostService
 from .test_installs import make_difypkg

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pluginkv import InvalidArgument
-from pluginkv.dify.endpoint_settings import checked_settings
+from pluginkv.host.endpoint_settings import checked_settings
 
 GROUP = {
     "settings": [

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from pluginkv.cli import main
-from pluginkv.dify.endpoints import raw_request
+from pluginkv.host.endpoints import raw_request
 
 from .conftest import DENIED_ID, PLUGIN_ID, STORAGE_TOOL, HostService, Plugins
 

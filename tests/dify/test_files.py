@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from pluginkv import Forbidden
-from pluginkv.dify.files import FILES_PREFIX
-from pluginkv.server.auth import Tokens
+from pluginkv.host.files import FILES_PREFIX
+from pluginkv.services.tokens import Tokens
 
 from .conftest import EXAMPLE, EXAMPLE_V2, PLUGIN_ID, Example, HostService, Served
 

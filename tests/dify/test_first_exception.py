@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pluginkv.dify.tracebacks import ExceptionCatcher
+from pluginkv.host.tracebacks import ExceptionCatcher
 
 GEVENT_NOISE = """\
 Exception ignored in: <function _removeHandlerRef at 0x7f00e11ee480>

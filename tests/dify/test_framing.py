@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pluginkv.dify.framing import LineReader, LineTooLong, read_messages
+from pluginkv.host.framing import LineReader, LineTooLong, read_messages
 
 LIMIT = 64
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pluginkv import InvalidArgument
-from pluginkv.dify.manifest import DEFAULT_STORAGE_BYTES, parse_manifest
+from pluginkv.host.manifest import DEFAULT_STORAGE_BYTES, parse_manifest
 
 from .fake_plugin import manifest
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from pluginkv import InvalidArgument
-from pluginkv.dify.parameter_types import cast_parameter
-from pluginkv.dify.tools import with_defaults
+from pluginkv.host.parameter_types import cast_parameter
+from pluginkv.host.tools import with_defaults
 
 SELECT = {"name": "p", "type": "select", "options": [{"value": "a"}, {"value": "b"}]}
 

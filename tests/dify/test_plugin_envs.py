@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pluginkv.dify.envs import Environments
-from pluginkv.dify.package_index import parse_pip_config, uv_index_environment
-from pluginkv.dify.plugin_dir import read_plugin_directory
-from pluginkv.dify.pythons import find_python
 from pluginkv.errors import PluginFailed
+from pluginkv.host.envs import Environments
+from pluginkv.host.package_index import parse_pip_config, uv_index_environment
+from pluginkv.host.plugin_dir import read_plugin_directory
+from pluginkv.host.pythons import find_python
 
 from .conftest import EXAMPLES
 

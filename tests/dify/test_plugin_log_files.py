@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pluginkv.dify.plugin_logs import PluginLogs
 from pluginkv.errors import InvalidArgument
+from pluginkv.host.plugin_logs import PluginLogs
 
 PLUGIN = "acme/chatty"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pluginkv.dify.installs import INSTALLS_FILE
+from pluginkv.host.installs import INSTALLS_FILE
 
 from .conftest import PLUGIN_ENVS, PLUGIN_ID, STORAGE_TOOL, V2, V2_ID, HostService
 from .plugin_copies import GATED_MAIN, INVALID_MAIN, example_copy

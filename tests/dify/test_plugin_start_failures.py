@@ -24,13 +24,13 @@ import pytest
 from click.testing import CliRunner
 
 from pluginkv.cli import main
-from pluginkv.dify.envs import Environments
-from pluginkv.dify.installs import INSTALLS_FILE
-from pluginkv.dify.invocations import Invocations
-from pluginkv.dify.local import LocalPlugin
-from pluginkv.dify.plugin_dir import read_plugin_directory
-from pluginkv.dify.plugin_logs import PluginLogs
 from pluginkv.errors import PluginFailed
+from pluginkv.host.envs import Environments
+from pluginkv.host.installs import INSTALLS_FILE
+from pluginkv.host.invocations import Invocations
+from pluginkv.host.local import LocalPlugin
+from pluginkv.host.plugin_dir import read_plugin_directory
+from pluginkv.host.plugin_logs import PluginLogs
 
 from ..server.test_serve import PLUGINKV, Service
 from .conftest import DENIED_ID, PLUGIN_ENVS, PLUGIN_ID, STORAGE_TOOL, HostService

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from pluginkv.cli import main
-from pluginkv.dify.installs import INSTALLS_FILE
+from pluginkv.host.installs import INSTALLS_FILE
 
 from .conftest import PLUGIN_ENVS, PLUGIN_ID, STORAGE_TOOL, HostService
 

@@ -16,13 +16,13 @@ import pytest
 import pluginkv
 import pluginkv.dify
 from pluginkv import NotSupported, QuotaExceeded, ReadOnly, Store, VersionConflict
-from pluginkv.dify.extended_storage import serve_extended
-from pluginkv.dify.manifest import parse_manifest
 from pluginkv.dify.messages import LOAD_FAILED
 from pluginkv.dify.plugin_storage import ChannelStorage
-from pluginkv.dify.storage_handler import StorageRefused, serve_storage
-from pluginkv.server.readers import Readers
-from pluginkv.server.writer import WriteQueue
+from pluginkv.host.extended_storage import serve_extended
+from pluginkv.host.manifest import parse_manifest
+from pluginkv.host.storage_handler import StorageRefused, serve_storage
+from pluginkv.services.readers import Readers
+from pluginkv.services.write_groups import WriteQueue
 from pluginkv.testing import FakeSession
 
 from .fake_plugin import manifest

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from pluginkv import InvalidArgument
 from pluginkv.cli import main
-from pluginkv.dify.tools import with_declared_credentials, with_defaults
+from pluginkv.host.tools import with_declared_credentials, with_defaults
 
 from .conftest import EXAMPLE, PLUGIN_ID, Example, HostService, Served
 

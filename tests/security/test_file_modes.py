@@ -24,10 +24,10 @@ import pytest
 
 import pluginkv
 from pluginkv.backends.full_disk import SUFFIX
-from pluginkv.dify.endpoints import ENDPOINTS_FILE, Endpoints
-from pluginkv.dify.installs import INSTALLS_FILE, Install, Installs
+from pluginkv.host.endpoints import ENDPOINTS_FILE, Endpoints
+from pluginkv.host.installs import INSTALLS_FILE, Install, Installs
 from pluginkv.private_files import DATA_DIR_FILES
-from pluginkv.server.auth import SECRET_FILE, load_secret
+from pluginkv.services.tokens import SECRET_FILE, load_secret
 
 from ..server.test_serve import Service
 

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from starlette.types import ASGIApp, Message
 
 from pluginkv import Store, open_store
-from pluginkv.dify.framing import LineReader, read_messages
+from pluginkv.host.framing import LineReader, read_messages
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 SECRET = "fuzz-secret-" + "f" * 40
 QUICK = settings(

@@ -27,14 +27,14 @@ from starlette.testclient import TestClient
 
 from pluginkv import InvalidArgument, Store, VersionConflict
 from pluginkv.cli import main
-from pluginkv.dify.extended_storage import serve_extended
 from pluginkv.dify.plugin_storage import ChannelStorage
 from pluginkv.errors import PluginFailed, PluginTimeout
+from pluginkv.host.extended_storage import serve_extended
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
 from pluginkv.server.host_routes import hook_and_target
-from pluginkv.server.readers import Readers
-from pluginkv.server.writer import WriteQueue
+from pluginkv.services.readers import Readers
+from pluginkv.services.tokens import Tokens
+from pluginkv.services.write_groups import WriteQueue
 from pluginkv.transfer import export_store, import_lines
 
 from ..postgres import connect

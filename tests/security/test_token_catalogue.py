@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from pluginkv import Store, open_store
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 SECRET = "catalogue-secret-" + "s" * 40
 VICTIM = ("ws-victim", "acme/weather")

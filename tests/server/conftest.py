@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from pluginkv import Store
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 SECRET = "test-secret-" + "x" * 40
 

@@ -12,7 +12,7 @@ from starlette.types import Message
 
 from pluginkv import Store
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 from . import asgi
 
@@ -292,7 +292,7 @@ class TestAuth:
         assert client.get(url("k"), headers=headers).status_code == 401
 
     def test_wrong_secret_is_401(self, client: TestClient) -> None:
-        from pluginkv.server.auth import Tokens
+        from pluginkv.services.tokens import Tokens
 
         other = Tokens("another-secret-" + "y" * 40, default_ttl=60)
         token = other.issue(workspace="ws-1", plugin="acme/weather")
@@ -300,7 +300,7 @@ class TestAuth:
         assert response.status_code == 401
 
     def test_expired_token_is_401(self, client: TestClient) -> None:
-        from pluginkv.server.auth import Tokens
+        from pluginkv.services.tokens import Tokens
 
         from .conftest import SECRET
 

@@ -6,7 +6,7 @@ import pytest
 
 from pluginkv import Unauthorized
 from pluginkv.keys import Scope
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 from ..conftest import FakeClock
 

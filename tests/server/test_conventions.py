@@ -19,7 +19,7 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from pluginkv import Store
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 Auth = Callable[..., dict[str, str]]
 

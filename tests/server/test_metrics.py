@@ -19,7 +19,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from pluginkv import Store
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
 from pluginkv.server.metrics import (
     DURATION_BUCKETS,
     UNMATCHED,
@@ -27,6 +26,7 @@ from pluginkv.server.metrics import (
     MetricsMiddleware,
     metrics_route,
 )
+from pluginkv.services.tokens import Tokens
 
 Auth = Callable[..., dict[str, str]]
 KV = "/v1/kv/{key:path}"

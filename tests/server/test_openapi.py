@@ -34,10 +34,10 @@ from starlette.types import ASGIApp
 import pluginkv
 from pluginkv import Store
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
 from pluginkv.server.docs_page import DOCS_PATH
 from pluginkv.server.errors import STATUS
 from pluginkv.server.openapi import openapi_document
+from pluginkv.services.tokens import Tokens
 
 from . import asgi
 from .conftest import SECRET

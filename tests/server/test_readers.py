@@ -9,7 +9,7 @@ import httpx
 import pluginkv
 from pluginkv import Store
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens
+from pluginkv.services.tokens import Tokens
 
 from ..slow_server import SlowServer
 from .conftest import SECRET

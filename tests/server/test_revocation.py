@@ -18,7 +18,7 @@ from pluginkv import Store, Unauthorized
 from pluginkv.cli import main
 from pluginkv.keys import Scope
 from pluginkv.server.app import create_app
-from pluginkv.server.auth import Tokens, load_secret
+from pluginkv.services.tokens import Tokens, load_secret
 
 from ..conftest import FakeClock
 from ..slow_server import SlowServer

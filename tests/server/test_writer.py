@@ -13,7 +13,7 @@ import pytest
 import pluginkv
 from pluginkv import BackendUnavailable, QuotaExceeded, Store, VersionConflict
 from pluginkv.backends.memory import MemoryBackend
-from pluginkv.server.writer import WriteQueue
+from pluginkv.services.write_groups import WriteQueue
 
 
 class Recorder:

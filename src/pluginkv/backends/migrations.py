@@ -176,7 +176,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         name="0002_token_revocations",
         # One row per scope whose tokens were revoked: a token of the scope
         # issued at or before ``revoked_at`` no longer verifies.  Few rows, read
-        # whole by every service process (see server/auth.py), so no index
+        # whole by every service process (see services/tokens.py), so no index
         # beyond the key.
         sqlite=(
             """

@@ -12,9 +12,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ..config import Settings
-from ..dify.host import PluginHost
+from ..host.plugin_host import PluginHost
+from ..services.readers import Readers
+from ..services.tokens import Tokens, load_secret
+from ..services.write_groups import WriteQueue
 from ..store import Store
-from .auth import Tokens, load_secret
 from .docs_page import docs_routes
 from .errors import exception_handlers
 from .file_routes import file_routes
@@ -22,9 +24,7 @@ from .host_routes import host_routes
 from .kv import KeyValueFront
 from .metrics import Metrics, MetricsMiddleware, metrics_route
 from .openapi import openapi_route
-from .readers import Readers
 from .routes import routes
-from .writer import WriteQueue
 
 __all__ = ["create_app"]
 
@@ -153,7 +153,7 @@ def _readers(settings: Settings) -> Readers:
 
 
 def _writer(settings: Settings, metrics: Metrics) -> WriteQueue:
-    """Where writes run: one thread for SQLite, several for a database server (``writer.py``)."""
+    """Where writes run: one thread for SQLite, several for a database server (``WriteQueue``)."""
     return WriteQueue(
         max_group=settings.write_group_max,
         threads=settings.postgres_pool_max_size,  # for a database server's writes

@@ -1,4 +1,4 @@
-"""The signed URLs of files plugins upload: the upload itself and the preview (``dify/files.py``).
+"""The signed URLs of files plugins upload: the upload itself and the preview (``host/files.py``).
 
 No bearer token: the URL's own signed ``token`` says what it allows, as
 Dify's signed file URLs do.  The upload is the multipart form the SDK's
@@ -18,9 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
-from ..dify.files import PREVIEW_PATH, UPLOAD_PATH
-from ..dify.host import PluginHost
 from ..errors import Forbidden, InvalidArgument
+from ..host.files import PREVIEW_PATH, UPLOAD_PATH
+from ..host.plugin_host import PluginHost
 from .parsing import read_body
 
 __all__ = ["file_routes"]

@@ -19,9 +19,9 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from ..config import Settings
-from ..dify.endpoints import raw_request
-from ..dify.host import PluginHost, PluginInfo
 from ..errors import InvalidArgument, PluginFailed, PluginKVError, PluginNotFound, ValueTooLarge
+from ..host.endpoints import raw_request
+from ..host.plugin_host import PluginHost, PluginInfo
 from ..keys import check_workspace
 from .errors import STATUS, exception_body
 from .parsing import ClientGone, query_number, read_body
@@ -81,7 +81,7 @@ async def uninstall_plugin(request: Request) -> Response:
 
 
 async def plugin_logs(request: Request) -> Response:
-    await admin_json(request, body=False)
+    await admin_json(request, body=False, params=frozenset({"lines", "cursor"}))
     host: PluginHost = request.app.state.host
     plugin = f"{request.path_params['author']}/{request.path_params['name']}"
     lines = query_number(request.query_params, "lines", int)

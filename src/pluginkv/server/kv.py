@@ -22,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidArgument, PluginKVError
 from ..models import Entry, EntryMeta, shown_expiry
+from ..services.readers import Readers
+from ..services.write_groups import WriteQueue
 from ..storage import Storage
 from ..store import Store
 from .errors import CODE_HEADER, error_response, http_error_response, not_found
@@ -38,8 +40,6 @@ from .parsing import (
     read_body,
     unchanged,
 )
-from .readers import Readers
-from .writer import WriteQueue
 
 __all__ = ["KV_PREFIX", "KV_ROUTE", "KeyValueFront", "key_value_endpoint"]
 

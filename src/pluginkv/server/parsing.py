@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope
 
 from ..errors import InvalidArgument, InvalidKey, Unauthorized, ValueTooLarge
 from ..keys import check_key
-from .auth import Grant, Tokens
+from ..services.tokens import Grant, Tokens
 
 N = TypeVar("N", int, float)
 

@@ -23,9 +23,11 @@ from starlette.routing import Route
 
 from ..errors import InvalidArgument, PluginKVError
 from ..keys import Scope
+from ..services.readers import Readers
+from ..services.tokens import Grant, Tokens
+from ..services.write_groups import WriteQueue
 from ..storage import Storage
 from ..store import Store
-from .auth import Grant, Tokens
 from .errors import error_body
 from .kv import KV_ROUTE, key_value_endpoint
 from .kv import METHODS as KV_METHODS
@@ -38,8 +40,6 @@ from .parsing import (
     query_params,
     read_body,
 )
-from .readers import Readers
-from .writer import WriteQueue
 
 __all__ = ["admin_json", "by_method", "field", "routes"]
 
@@ -62,10 +62,10 @@ _VALUE_FIELDS = frozenset({"text", "base64"})
 
 # -- where storage calls run ----------------------------------------------------------------
 # Reads run inline on the event loop for an embedded database, on threads for
-# a database server (``readers.py``).  Writes wait for their commit, so they
+# a database server (``services/readers.py``).  Writes wait for their commit, so they
 # go to the app's writer: on SQLite one thread, which commits the writes that
 # arrive together in one transaction; on PostgreSQL several threads
-# (``writer.py``).
+# (``services/write_groups.py``).
 async def _read(request: Request, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     store: Store = request.app.state.store
     readers: Readers = request.app.state.readers

@@ -29,9 +29,9 @@ from typing import Any
 from ..config import Settings
 from ..errors import Forbidden, InvalidArgument, PluginFailed, PluginKVError, PluginNotFound
 from ..keys import check_scope
-from ..server.auth import Tokens
-from ..server.readers import Readers
-from ..server.writer import WriteQueue
+from ..services.readers import Readers
+from ..services.tokens import Tokens
+from ..services.write_groups import WriteQueue
 from ..store import Store
 from .connection import PluginConnection
 from .difypkg import Packages

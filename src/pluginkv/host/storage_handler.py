@@ -18,14 +18,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from ..dify.key_paths import clean_key
+from ..dify.messages import LOAD_FAILED, PERMISSION_DENIED
 from ..errors import PluginKVError
-from ..server.readers import Readers
-from ..server.writer import WriteQueue
+from ..services.readers import Readers
+from ..services.write_groups import WriteQueue
 from ..store import Store
 from .extended_storage import serve_extended, unhex
-from .key_paths import clean_key
 from .manifest import Manifest
-from .messages import LOAD_FAILED, PERMISSION_DENIED
 
 __all__ = ["LOAD_FAILED", "PERMISSION_DENIED", "StorageRefused", "serve_storage"]
 

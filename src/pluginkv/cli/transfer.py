@@ -1,6 +1,6 @@
 """``pluginkv export`` and ``pluginkv import``: a store to a JSON Lines file and back.
 
-Imported by ``cli.py``, which owns the command group.  They open the store as
+Registered on ``main`` in ``pluginkv.cli``.  They open the store as
 the ``kv`` commands do (``--db`` or ``PLUGINKV_DATABASE_URL``); the work is
 done by ``pluginkv.transfer``.
 """
@@ -15,16 +15,16 @@ from typing import IO
 
 import click
 
-from .cli import EXIT_ERROR, PluginKVFailure, db_option, engine_errors, main
-from .errors import PluginKVError
-from .keys import check_scope, check_workspace
-from .store import open_store
-from .transfer import ImportReport, export_store, import_lines
+from ..errors import PluginKVError
+from ..keys import check_scope, check_workspace
+from ..store import open_store
+from ..transfer import ImportReport, export_store, import_lines
+from .common import EXIT_ERROR, PluginKVFailure, db_option, engine_errors
 
-__all__: list[str] = []
+__all__ = ["export", "import_"]
 
 
-@main.command("export")
+@click.command("export")
 @db_option
 @click.option("--workspace", help="Export only this workspace.")
 @click.option("--plugin", metavar="AUTHOR/NAME", help="Export only this plugin (with --workspace).")
@@ -76,7 +76,7 @@ def _destination(output: Path | None) -> Iterator[IO[bytes]]:
         raise
 
 
-@main.command("import")
+@click.command("import")
 @click.argument("file", type=click.File("rb"))
 @db_option
 @click.option(

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, env_name
 from ..errors import InvalidArgument, Unauthorized
-from ..server.auth import Tokens
+from ..services.tokens import Tokens
 from .connection import PluginConnection
 from .framing import LineReader, LineTooLong, line_limit, quick_ack, read_messages
 from .manifest import Manifest, parse_manifest
 
 if TYPE_CHECKING:
-    from .host import PluginHost
+    from .plugin_host import PluginHost
 
 __all__ = ["DebugListener"]
 

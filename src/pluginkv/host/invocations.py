@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..dify import messages
 from ..errors import PluginKVError
-from ..server.readers import Readers
-from ..server.writer import WriteQueue
+from ..services.readers import Readers
+from ..services.write_groups import WriteQueue
 from ..store import Store
-from . import messages
 from .files import PluginFiles
 from .manifest import Manifest
 from .storage_handler import StorageRefused, serve_storage

@@ -1,6 +1,6 @@
 """The ``pluginkv`` commands of the Dify plugin host: debug keys, plugins, tool calls.
 
-Imported by ``cli.py``, which owns the command group.  The commands that talk
+Registered on ``main`` in ``pluginkv.cli``.  The commands that talk
 to a running service take ``--url`` and ``--data-dir`` and sign a short-lived
 admin token with that data directory's secret themselves, as ``token create``
 does; a command that prints one thing to use next prints it alone on the last
@@ -23,12 +23,12 @@ from typing import Any
 
 import click
 
-from .cli import PluginKVFailure, data_dir_option, main, service_settings
-from .dify.tools import CREDENTIAL_TYPES, check_credentials
-from .errors import InvalidArgument, PluginKVError
-from .keys import check_scope
+from ..errors import InvalidArgument, PluginKVError
+from ..host.tools import CREDENTIAL_TYPES, check_credentials
+from ..keys import check_scope
+from .common import PluginKVFailure, data_dir_option, service_settings
 
-__all__: list[str] = []
+__all__ = ["debug_key", "endpoint", "plugin", "plugins", "tool"]
 
 _ADMIN_TOKEN_TTL = 900  # seconds: one command's worth, an install included
 _INSTALL_TIMEOUT = 900  # building an environment downloads and installs packages
@@ -73,7 +73,7 @@ def _answer(
     timeout: float | None = None,
 ) -> Iterator[http.client.HTTPResponse]:
     """``_call``'s answer, open for reading as it arrives (a streamed one line by line)."""
-    from .server.auth import Tokens, load_secret
+    from ..services.tokens import Tokens, load_secret
 
     settings = service_settings(data_dir)
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
@@ -105,13 +105,13 @@ def _answer(
 
 
 def _error(status: int, body: bytes) -> PluginKVError:
-    from .client.errors import error_from_response
+    from ..client.errors import error_from_response
 
     return error_from_response(status, body)
 
 
 # -- debug keys ---------------------------------------------------------------------------------
-@main.group("debug-key")
+@click.group("debug-key")
 def debug_key() -> None:
     """Keys with which remote-debug Dify plugins connect to the service."""
 
@@ -122,7 +122,7 @@ def debug_key() -> None:
 @click.option("--ttl", type=float, metavar="SECONDS", help="Lifetime [default: 30 days].")
 def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
     """Print a key for REMOTE_INSTALL_KEY; a plugin connecting with it serves WORKSPACE."""
-    from .server.auth import Tokens, load_secret
+    from ..services.tokens import Tokens, load_secret
 
     settings = service_settings(data_dir)
     try:
@@ -145,7 +145,7 @@ def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
 
 
 # -- plugins ------------------------------------------------------------------------------------
-@main.command("plugins")
+@click.command("plugins")
 @url_option
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per plugin.")
@@ -194,7 +194,7 @@ def _moment(timestamp: float) -> str:
 
 
 # -- installed plugins ----------------------------------------------------------------------
-@main.group()
+@click.group()
 def plugin() -> None:
     """Install Dify plugin folders for workspaces; the service runs them over stdio."""
 
@@ -355,7 +355,7 @@ def plugin_logs(plugin_id: str, url: str | None, data_dir: Path, lines: int, fol
 
 
 # -- endpoints ----------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def endpoint() -> None:
     """Public URLs whose requests a running Dify plugin answers."""
 
@@ -405,7 +405,7 @@ def endpoint_delete(hook_id: str, url: str | None, data_dir: Path) -> None:
 
 
 # -- tools --------------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def tool() -> None:
     """Call the tools of running Dify plugins."""
 

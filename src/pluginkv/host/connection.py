@@ -14,8 +14,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
+from ..dify import messages
 from ..errors import PluginNotFound
-from . import messages
 from .framing import encode
 from .invocations import Invocations
 from .manifest import Manifest

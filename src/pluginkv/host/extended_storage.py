@@ -18,14 +18,14 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from ..dify.key_paths import clean_key
 from ..error_fields import error_fields
 from ..errors import InvalidArgument, PluginKVError
 from ..models import Entry, EntryMeta, shown_expiry
-from ..server.readers import Readers
-from ..server.writer import WriteQueue
+from ..services.readers import Readers
+from ..services.write_groups import WriteQueue
 from ..storage import Storage
 from ..store import Store
-from .key_paths import clean_key
 
 __all__ = ["CALLS", "serve_extended", "unhex"]
 

@@ -28,9 +28,9 @@ from urllib.parse import quote
 
 from ..config import Settings
 from ..errors import Forbidden, InvalidArgument, PluginNotFound
-from ..server.auth import Tokens
-from ..server.readers import Readers
-from ..server.writer import WriteQueue
+from ..services.readers import Readers
+from ..services.tokens import Tokens
+from ..services.write_groups import WriteQueue
 from ..store import Store
 
 __all__ = ["FILES_PREFIX", "PREVIEW_PATH", "UPLOAD_PATH", "PluginFiles", "StoredFile"]

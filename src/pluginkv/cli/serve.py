@@ -1,0 +1,154 @@
+"""``pluginkv serve``: the HTTP service and the plugin host of a local data directory."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..config import Settings, env_name, redact_url
+from ..errors import PluginKVError
+from ..store import Store
+from .common import PluginKVFailure, data_dir_option, service_settings
+
+__all__ = ["serve"]
+
+
+@click.command("serve")
+@data_dir_option
+@click.option(
+    "--db",
+    metavar="URL",
+    help="Database URL, e.g. postgresql://user@host/dbname [default: <data-dir>/pluginkv.db].",
+)
+@click.option(
+    "--host",
+    envvar="PLUGINKV_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind.",
+)
+@click.option(
+    "--port",
+    envvar="PLUGINKV_PORT",
+    type=int,
+    default=8787,
+    show_default=True,
+    help="Port to bind.",
+)
+@click.option(
+    "--debug-port",
+    envvar="PLUGINKV_DEBUG_PORT",
+    type=int,
+    default=5003,
+    show_default=True,
+    help="Port remote-debug Dify plugins connect to (on PLUGINKV_DEBUG_HOST, 127.0.0.1).",
+)
+@click.option(
+    "--read-only",
+    is_flag=True,
+    help="Serve reads and refuse every write, e.g. while the store is exported "
+    "[default: PLUGINKV_READ_ONLY].",
+)
+@click.option(
+    "--log-level",
+    envvar="PLUGINKV_LOG_LEVEL",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="Least severe message logged, by the service and the plugin host.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    envvar="PLUGINKV_ACCESS_LOG",
+    default=False,
+    show_default=True,
+    help="Log one line per HTTP request.",
+)
+def serve(
+    data_dir: Path,
+    db: str | None,
+    host: str,
+    port: int,
+    debug_port: int,
+    read_only: bool,
+    log_level: str,
+    access_log: bool,
+) -> None:
+    """Run the storage service (HTTP API under /v1) and the Dify plugin host until SIGTERM."""
+    try:
+        import uvicorn  # noqa: F401  (here only to fail with the install hint before opening)
+
+        from ..server.app import create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the service needs the server extra: pip install 'pluginkv[server]' ({exc})"
+        ) from None
+    overrides: dict[str, Any] = {"host": host, "port": port, "debug_port": debug_port}
+    overrides |= {"log_level": log_level, "access_log": access_log}
+    if read_only:
+        overrides["read_only"] = True
+    settings = service_settings(data_dir, db, **overrides)
+    # Opened here, not in the app's startup, so that a store that cannot open
+    # (a database down, a read-only file that is missing or not migrated) is
+    # one error line and exit 3, not uvicorn's startup traceback.  The app
+    # closes it at shutdown: uvicorn ends the process by re-raising SIGTERM
+    # once it has stopped, so nothing after uvicorn.run() would run.
+    try:
+        store = Store(settings)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    app = create_app(settings, store=store, listen_for_plugins=True, close_store=True)
+    _run_service(app, settings, data_dir)
+
+
+def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
+    """Say where the service listens, then run it under uvicorn until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from ..server.listener_limits import ListenerLimits, limited_protocol, reserve_file_descriptors
+
+    limits = ListenerLimits.from_settings(settings)
+    try:
+        reserve_file_descriptors(limits.max_connections)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    host, port = settings.host, settings.port
+    database = redact_url(settings.database_url)
+    click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({database})")
+    click.echo(f"listening on http://{host}:{port}  (API under /v1, health at /healthz)")
+    if settings.read_only:
+        click.echo(
+            f"read-only ({env_name('read_only')}=true): reads are served, every write is "
+            "refused with 503 read_only"
+        )
+    click.echo(
+        f"a token for a plugin: pluginkv token create --data-dir {data_dir} "
+        "--workspace WS --plugin AUTHOR/NAME"
+    )
+    click.echo(
+        f"remote-debug Dify plugins: {settings.debug_host}:{settings.debug_port}, with a key "
+        f"from pluginkv debug-key create --data-dir {data_dir} --workspace WS"
+    )
+    # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    # The access log (its own logger, at INFO) is on or off by its switch alone.
+    level = settings.log_level.upper()
+    for name in ("uvicorn", "uvicorn.error"):
+        log_config["loggers"][name]["level"] = level
+    log_config["loggers"]["pluginkv"] = {"handlers": ["default"], "level": level}
+    uvicorn.run(
+        app,
+        log_config=log_config,
+        host=host,
+        port=port,
+        loop="uvloop",
+        # httptools, with the limits on headers and connections it lacks.
+        http=limited_protocol(limits),
+        access_log=settings.access_log,
+        timeout_keep_alive=settings.idle_timeout_seconds,
+        timeout_graceful_shutdown=30,
+    )

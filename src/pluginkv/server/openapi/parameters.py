@@ -1,0 +1,92 @@
+"""The OpenAPI document's parameters: path and query."""
+
+from __future__ import annotations
+
+from ...keys import MAX_KEY_BYTES
+from .common import _KEY_RULES, _NO_FORBIDDEN, Json, _ref
+from .responses import _json_content
+
+
+# -- parameters ----------------------------------------------------------------------------
+def _parameters() -> Json:
+    return {
+        "Key": {
+            "name": "key",
+            "in": "path",
+            "required": True,
+            "description": "The key, percent-encoded as one path segment (encode `/` as "
+            "`%2F`, and `%`, `?`, `#`); the server decodes the raw path itself, so every key "
+            "round-trips exactly and `a%2Fb` and `a/b` name the same key `a/b`. " + _KEY_RULES,
+            "schema": _ref("schemas", "Key"),
+            "examples": {
+                "plain": {"value": "greeting"},
+                "with slashes": {
+                    "summary": "`/` is part of the key: send `reports%2F2024%2Fsummary.json`",
+                    "value": "reports/2024/summary.json",
+                },
+            },
+        },
+        "IfMatch": {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": "Compare-and-set: act only if the entry is at this version (the `ETag` "
+            'of a GET or a write, e.g. `"3"`; `W/` and the quotes are optional), or, with `*`, '
+            "only if the key holds a value. Else 412 with the current `ETag`. Not combinable "
+            "with `If-None-Match` (400).",
+            "schema": {"type": "string", "pattern": r'^(\*|(W/)?"?[1-9][0-9]{0,18}"?)$'},
+        },
+        "Meta": _query(
+            "meta",
+            {"type": "string", "enum": ["1", "true", "0", "false"]},
+            "`1` or `true`: also send the entry's timestamps (`X-Created-At`, `X-Updated-At`). "
+            "Off by default: every header costs each read.",
+        ),
+        "IfNoneMatchVersion": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "Versions the client holds (`ETag`s of earlier reads, "
+            'comma-separated, e.g. `"3"`), or `*`: when the entry is at one of them (or '
+            "exists, for `*`), the answer is 304 and the value is not read. Entries that "
+            "are not versions never match.",
+            "schema": {"type": "string"},
+        },
+        "IfNoneMatch": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "`*`: store only if the key holds no value (else 412). Not "
+            "combinable with `If-Match` (400).",
+            "schema": {"type": "string", "enum": ["*"]},
+        },
+    }
+
+
+def _query(name: str, schema: Json, description: str, *, required: bool = False) -> Json:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _prefix_schema() -> Json:
+    return {
+        "type": "string",
+        "description": f"At most {MAX_KEY_BYTES} bytes of UTF-8 (`maxLength` counts "
+        "characters); the characters a key may hold.",
+        "maxLength": MAX_KEY_BYTES,
+        "pattern": _NO_FORBIDDEN,
+        "not": {"pattern": r"\.\."},
+    }
+
+
+def _json_body(name: str, description: str) -> Json:
+    return {
+        "required": True,
+        "description": description,
+        "content": _json_content(_ref("schemas", name)),
+    }
