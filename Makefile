@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean dify-sdk
+.PHONY: install run test stress lint bench wrk clean dify-sdk pg-ha-deps pg-ha
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,10 @@ run: install
 dify-sdk: install
 	$(PY) tests/dify/sdk_venv.py
 
-test: install
+test: install pg-ha-deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-stress: install
+stress: install pg-ha-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: install
@@ -37,6 +37,18 @@ lint: install
 wrk:
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
 		|| sudo apt-get install -y -qq wrk
+
+# tests/test_failover.py builds a PostgreSQL cluster with automatic failover from
+# pg_auto_failover, a Debian package (pg_autoctl, and the monitor's extension).
+pg-ha-deps:
+	@command -v pg_autoctl >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -qq postgresql-15-auto-failover; } \
+		|| sudo apt-get install -y -qq postgresql-15-auto-failover
+
+# The same cluster to try by hand: a monitor and two nodes in a temporary
+# directory on free ports; prints the URL, removes everything on Ctrl-C.
+pg-ha: install pg-ha-deps
+	$(PY) -m tests.ha
 
 bench: install wrk
 	$(PY) benchmarks/bench_engine.py
