@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 import pluginkv
 from pluginkv import BackendUnavailable, Store
 from pluginkv.backends.migrations import MIGRATIONS
-from pluginkv.backends.postgres import PostgresBackend
+from pluginkv.backends.postgres import PostgresBackend, describe_url
 from pluginkv.client import RemoteStorage
 from pluginkv.keys import Scope
 from pluginkv.server.auth import Tokens
@@ -624,6 +625,52 @@ def test_killed_idle_connections_never_make_a_key_look_absent(
     assert None not in outcomes
     assert outcomes[-1] == b"v", outcomes  # the pool has replaced its dead connections
     assert [storage.get("k") for _ in range(20)] == [b"v"] * 20
+
+
+def several_hosts(url: str, *first: str) -> str:
+    """``url`` as a URL of several hosts: ``first``, then its own, the writable one wanted."""
+    params = conninfo_to_dict(url)
+    user = params.get("user", "")
+    if params.get("password"):
+        user += f":{params['password']}"
+    hosts = ",".join([*first, f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"])
+    return (
+        f"postgresql://{user}{'@' if user else ''}{hosts}/{params['dbname']}"
+        "?target_session_attrs=read-write"
+    )
+
+
+def test_a_url_of_several_hosts_reaches_the_one_that_takes_writes(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there, as on a dead node
+    several = several_hosts(url, dead)
+    storage = open_pg(several).storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    assert storage.get("k") == b"v"
+    assert describe_url(several).startswith(f"{dead},")
+
+
+def test_connections_to_a_server_that_stopped_taking_writes_are_replaced(
+    open_pg: Callable[..., Store],
+) -> None:
+    store = open_pg(postgres_pool_min_size=2, postgres_pool_max_size=2)
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v1")
+    # What a demoted primary's sessions do: refuse every write.
+    held = [backend._getconn() for _ in range(2)]
+    for conn in held:
+        conn.execute("SET default_transaction_read_only = on")
+    for conn in held:
+        backend._putconn(conn)
+    with pytest.raises(BackendUnavailable, match="no longer takes writes"):
+        storage.set("k", b"v2")
+    # Fresh connections only: the pool dropped every read-only one, idle or not.
+    storage.set("k", b"v3")
+    storage.set_many({"a": b"1", "b": b"2"})
+    assert storage.get_many(["k", "a", "b"]) == {"k": b"v3", "a": b"1", "b": b"2"}
 
 
 @pytest.fixture(name="refusing")

@@ -165,14 +165,41 @@ def _configure(conn: Connection) -> None:
 
 
 def describe_url(url: str) -> str:
-    """``host:port/dbname`` of a database URL, for messages (never the password)."""
+    """``host:port/dbname`` of a database URL, for messages (never the password).
+
+    A URL of several hosts (``postgresql://h1:p1,h2:p2/db``: the primary is
+    whichever of them accepts writes) reads ``h1:p1,h2:p2/db``.
+    """
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error:
         return "(an unparsable URL)"
-    host = params.get("host") or "localhost"
-    port = params.get("port") or "5432"
-    return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
+    hosts = str(params.get("host") or "localhost").split(",")
+    ports = str(params.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports *= len(hosts)  # libpq: one port stands for every host
+    pairs = zip(hosts, ports, strict=False)  # unequal lists: libpq refuses the URL anyway
+    where = ",".join(f"{host or 'localhost'}:{port or '5432'}" for host, port in pairs)
+    return f"{where}/{params.get('dbname') or params.get('user') or ''}"
+
+
+def _left_the_primary(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection's server no longer takes writes.
+
+    After a failover (or a switchover) the old primary is a standby, or on
+    its way to being one: a connection to it refuses writes, or is ended by
+    the shutdown that demotes it.  Every connection of the pool may point at
+    it, so they are all replaced; new ones go to whichever host of the URL
+    takes writes (``target_session_attrs=read-write``).
+    """
+    return isinstance(
+        exc,
+        (
+            psycopg.errors.ReadOnlySqlTransaction,
+            psycopg.errors.AdminShutdown,
+            psycopg.errors.CannotConnectNow,
+        ),
+    )
 
 
 class _PostgresTx(WriteTx):
@@ -437,7 +464,7 @@ class _Transaction:
             except psycopg.Error:
                 pass  # the connection is gone; the server rolled back already
         finally:
-            backend._putconn(self._conn)
+            backend._putconn(self._conn, exc)
         if isinstance(exc, psycopg.Error):
             raise backend._unavailable(exc) from exc
 
@@ -511,6 +538,11 @@ class PostgresBackend(Backend):
             "min_size": min_size,
             "max_size": max_size,
             "timeout": pool_timeout,
+            # The pool retries a failed connection attempt with a doubling
+            # delay (1, 2, 4, 8 s...).  During a failover that delay, not the
+            # failover, would decide when service resumes; an attempt given up
+            # after as long as a call waits is started afresh by the next call.
+            "reconnect_timeout": pool_timeout,
         }
         self._pid = os.getpid()
         self._fork_lock = threading.Lock()
@@ -552,7 +584,13 @@ class PostgresBackend(Backend):
             self._pool.open(wait=False)
             self._pid = os.getpid()
 
-    def _putconn(self, conn: Connection) -> None:
+    def _putconn(self, conn: Connection, failure: BaseException | None = None) -> None:
+        if failure is not None and _left_the_primary(failure):
+            conn.close()
+            self._pool.putconn(conn)
+            # Replace them all, idle or in use: they lead to the old primary.
+            self._pool.drain()
+            return
         broken = conn.broken
         self._pool.putconn(conn)  # the pool discards a broken connection and opens another
         if broken:
@@ -570,6 +608,11 @@ class PostgresBackend(Backend):
                 "unreachable or every connection is busy"
             )
         text = str(exc).strip() or type(exc).__name__
+        if _left_the_primary(exc):
+            return BackendUnavailable(
+                f"PostgreSQL {self._where}: the server no longer takes writes ({text}); "
+                "reconnecting to the one that does"
+            )
         if isinstance(exc, psycopg.errors.QueryCanceled) and "statement timeout" in text:
             return BackendUnavailable(
                 f"PostgreSQL {self._where} did not finish a statement within "
@@ -582,6 +625,7 @@ class PostgresBackend(Backend):
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of one prepared statement, in autocommit."""
         conn = self._getconn()
+        failure: psycopg.Error | None = None
         try:
             row = conn.kept.execute(sql, params, prepare=True).fetchone()
             if row is not None and type(row[0]) is bytes and len(row[0]) > _LARGE_RESULT:
@@ -590,19 +634,22 @@ class PostgresBackend(Backend):
                 conn.kept = conn.cursor(binary=True)
             return row
         except psycopg.Error as exc:
+            failure = exc
             raise self._unavailable(exc) from exc
         finally:
-            self._putconn(conn)
+            self._putconn(conn, failure)
 
     def _count(self, sql: str, params: tuple[Any, ...]) -> int:
         """The rows one prepared writing statement changed, in autocommit."""
         conn = self._getconn()
+        failure: psycopg.Error | None = None
         try:
             return conn.kept.execute(sql, params, prepare=True).rowcount
         except psycopg.Error as exc:
+            failure = exc
             raise self._unavailable(exc) from exc
         finally:
-            self._putconn(conn)
+            self._putconn(conn, failure)
 
     # -- migrations ------------------------------------------------------------
     def _migrate(self) -> None:
