@@ -391,3 +391,45 @@ def test_failing_over_and_back_under_load_loses_no_acknowledged_write(
     assert load.wrong == []
     check_store(store, load)
     check_revocation(replicas, revoked)
+
+
+def test_reads_from_the_standby_see_every_write_acknowledged_before_them(
+    healthy: HACluster, store: Store
+) -> None:
+    reading = pluginkv.open_store(healthy.url, postgres_read_url=healthy.standby().url)
+    try:
+        reads = reading.storage(workspace=WORKSPACE, plugin=PLUGIN)
+        writes = store.storage(workspace=WORKSPACE, plugin=PLUGIN)  # another client
+        rounds = 200
+        for n in range(rounds):
+            key, value = f"raw/{n % 7}", str(n).encode()
+            writes.set(key, value)
+            assert reads.get(key) == value
+            assert reads.exist(key)
+            writes.delete(key)
+            assert reads.get_entry(key) is None
+            writes.set(key, value)
+            assert key in {meta.key for meta in reads.keys("raw/").entries}
+        served = reading.backend.reads.served  # type: ignore[attr-defined]
+        assert served > 0, "the standby served no read"
+        # A plain read of the standby (no catch-up check) costs what reads outside a
+        # "primary for a while after a write" window would.
+        with pluginkv.open_store(healthy.standby().url, read_only=True) as plain:
+            costs = cost_of_reads(primary=store, checked=reading, plain=plain)
+        print(f"\nstandby served {served} of {rounds * 4} reads; {costs}")
+    finally:
+        reading.close()
+
+
+def cost_of_reads(count: int = 300, **stores: Store) -> str:
+    """The median get on each store."""
+    figures = []
+    for label, one in stores.items():
+        storage = one.storage(workspace=WORKSPACE, plugin=PLUGIN)
+        times = []
+        for n in range(count):
+            started = time.perf_counter()
+            storage.get(f"stable/{n % 60:03d}")
+            times.append(time.perf_counter() - started)
+        figures.append(f"{label} {sorted(times)[count // 2] * 1e6:.0f} µs")
+    return "median get: " + ", ".join(figures)

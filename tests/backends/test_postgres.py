@@ -673,6 +673,36 @@ def test_connections_to_a_server_that_stopped_taking_writes_are_replaced(
     assert storage.get_many(["k", "a", "b"]) == {"k": b"v3", "a": b"1", "b": b"2"}
 
 
+def test_an_unreachable_standby_leaves_every_read_to_the_primary(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    dead = several_hosts(url).replace(url_host_port(url), f"127.0.0.1:{free_port()}")
+    store = open_pg(postgres_read_url=dead, postgres_read_wait_seconds=0.2)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    assert storage.get("k") == b"v"
+    assert storage.exist("k")
+    assert [meta.key for meta in storage.keys()] == ["k"]
+    assert storage.get_many(["k", "x"]) == {"k": b"v"}
+    assert store.backend.reads.served == 0  # type: ignore[union-attr]
+
+
+def test_a_read_server_that_is_a_primary_serves_reads(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    store = open_pg(postgres_read_url=url)
+    storage = store.storage(workspace="w", plugin="a/b")
+    for n in range(20):
+        storage.set("k", str(n).encode())
+        assert storage.get("k") == str(n).encode()
+    assert store.backend.reads.served == 20  # type: ignore[union-attr]
+
+
+def url_host_port(url: str) -> str:
+    params = conninfo_to_dict(url)
+    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+
+
 @pytest.fixture(name="refusing")
 def _refusing(url: str) -> Iterator[Callable[[bool], None]]:
     """Make the test database refuse (True) or accept (False) new connections."""

@@ -136,6 +136,18 @@ _SET_QUOTA = (
     "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
 )
 _EXPIRED = "expires_at IS NOT NULL AND expires_at <= %s"
+_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_STANDBY_PAUSE = 1.0  # seconds the primary serves every read after the standby failed one
+# A standby may serve a read once it has applied all the WAL it has received:
+# a synchronous standby has received every commit acknowledged so far, so the
+# read then sees every write acknowledged before it began.  A standby that is
+# not streaming (its primary gone, or it lost the connection) serves nothing.
+# A server that is not in recovery is a primary: always up to date.
+_CAUGHT_UP = (
+    "SELECT NOT pg_is_in_recovery() OR coalesce(pg_last_wal_replay_lsn() >= "
+    "pg_last_wal_receive_lsn() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver "
+    "WHERE status = 'streaming'), false)"
+)
 # The sweeper finds scopes with expired rows (a read across workspaces), then
 # works scope by scope: it locks the scope's row with SKIP LOCKED — a scope
 # another replica's sweeper or a writer holds is left for later, so sweepers
@@ -431,18 +443,24 @@ class _PostgresTx(WriteTx):
 class _Transaction:
     """A transaction over the block: COMMIT on a normal exit, ROLLBACK on any exception.
 
-    Holds one pooled connection for the life of the block.
+    Holds one pooled connection for the life of the block: ``conn`` if given
+    (a standby's, already checked), else one of the backend's.
     """
 
     __slots__ = ("_backend", "_begin", "_conn", "_tx")
 
-    def __init__(self, backend: PostgresBackend, begin: str) -> None:
+    def __init__(
+        self, backend: PostgresBackend | _StandbyReads, begin: str, conn: Connection | None = None
+    ) -> None:
         self._backend = backend
         self._begin = begin
+        if conn is not None:
+            self._conn = conn
 
     def __enter__(self) -> _PostgresTx:
-        self._conn = conn = self._backend._getconn()
-        self._tx = _PostgresTx(conn, self._begin)
+        if not hasattr(self, "_conn"):
+            self._conn = self._backend._getconn()
+        self._tx = _PostgresTx(self._conn, self._begin)
         return self._tx
 
     def __exit__(
@@ -515,6 +533,8 @@ class PostgresBackend(Backend):
         statement_timeout: float = 30.0,
         tcp_timeout: int = 30,
         read_only: bool = False,
+        read_url: str = "",
+        read_wait: float = 0.5,
     ) -> None:
         self.url = url
         self.read_only = read_only
@@ -553,6 +573,7 @@ class PostgresBackend(Backend):
         except BaseException:
             self._pool.close()
             raise
+        self._standby = _StandbyReads(self, read_url, read_wait) if read_url else None
 
     # -- connections -----------------------------------------------------------
     def _getconn(self) -> Connection:
@@ -745,25 +766,160 @@ class PostgresBackend(Backend):
         self._count(_DELETE_NOW, (ws, pl, ws, pl, key))
 
     def read(self) -> _Transaction:
-        return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return _Transaction(self, _READ)
 
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN ISOLATION LEVEL READ COMMITTED")
 
-    def _new_pool(self) -> ConnectionPool[Connection]:
+    @property
+    def reads(self) -> PostgresBackend | _StandbyReads:
+        return self if self._standby is None else self._standby
+
+    def _new_pool(self, url: str | None = None) -> ConnectionPool[Connection]:
+        url = url or self.url
         return ConnectionPool(
-            self.url,
+            url,
             connection_class=Connection,
             configure=_configure,
             open=False,
-            name=f"pluginkv {self._where}",
+            name=f"pluginkv {describe_url(url)}",
             **self._pool_settings,
         )
 
     def close(self) -> None:
         if self._pid != os.getpid():
             self._after_fork()  # never close the parent's connections from a child
+        if self._standby is not None:
+            self._standby.close()
         self._pool.close()
+
+
+class _StandbyReads:
+    """The data path's reads on a standby (setting ``postgres_read_url``), the primary's
+    load lightened.
+
+    Each read first asks the standby whether it has applied all the WAL it
+    has received (``_CAUGHT_UP``), waiting up to ``wait`` seconds for it; the
+    read then sees every write acknowledged before it began — the client's
+    own included — as long as the standby is synchronous.  A standby that
+    is behind, not streaming, or unreachable leaves the read to the primary,
+    so a standby never makes a call fail or a key look absent.
+    """
+
+    def __init__(self, backend: PostgresBackend, url: str, wait: float) -> None:
+        self._backend = backend
+        self._url = url
+        self._wait = wait
+        self._where = describe_url(url)
+        self.served = 0  # reads the standby answered (for tests and benchmarks)
+        self._skip_until = 0.0
+        self._pid = os.getpid()
+        self._pool = backend._new_pool(url)
+        self._pool.open(wait=False)
+
+    def _getconn(self) -> Connection:
+        raise AssertionError("a standby's transaction is given its connection")
+
+    def _checked(self) -> Connection | None:
+        """A connection to a standby that has caught up, or ``None``."""
+        if self._pid != os.getpid():  # forked: the parent's connections are not ours
+            _INHERITED_POOLS.append(self._pool)
+            for conn in list(getattr(self._pool, "_pool", ())):
+                _detach(conn)
+            self._pool = self._backend._new_pool(self._url)
+            self._pool.open(wait=False)
+            self._pid = os.getpid()
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            conn = self._pool.getconn(timeout=self._wait)
+        except psycopg.Error:
+            self._skip()
+            return None
+        deadline = time.monotonic() + self._wait
+        try:
+            while True:
+                row = conn.kept.execute(_CAUGHT_UP, prepare=True).fetchone()
+                if row is not None and row[0]:
+                    return conn
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+        except psycopg.Error as exc:
+            self._putconn(conn, exc)
+            self._skip()
+            return None
+        self._pool.putconn(conn)
+        self._skip()
+        return None
+
+    def _skip(self) -> None:
+        """Leave the reads to the primary for a while: the standby is away or behind,
+        and every read would otherwise wait for it first."""
+        self._skip_until = time.monotonic() + _STANDBY_PAUSE
+
+    def _putconn(self, conn: Connection, failure: BaseException | None = None) -> None:
+        broken = conn.broken
+        self._pool.putconn(conn)
+        if broken or (failure is not None and _left_the_primary(failure)):
+            self._pool.check()
+
+    def _unavailable(self, exc: psycopg.Error) -> BackendUnavailable:
+        return BackendUnavailable(f"PostgreSQL standby {self._where} failed: {exc}")
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[bool, tuple[Any, ...] | None]:
+        """``(True, row)`` from the standby, or ``(False, None)`` to ask the primary."""
+        conn = self._checked()
+        if conn is None:
+            return False, None
+        failure: psycopg.Error | None = None
+        try:
+            row = conn.kept.execute(sql, params, prepare=True).fetchone()
+            if row is not None and type(row[0]) is bytes and len(row[0]) > _LARGE_RESULT:
+                conn.kept = conn.cursor(binary=True)  # as PostgresBackend._one does
+        except psycopg.Error as exc:
+            failure = exc
+            return False, None
+        finally:
+            self._putconn(conn, failure)
+        self.served += 1
+        return True, row
+
+    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+        done, row = self._one(_GET, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.get(scope, key, now)
+        return None if row is None else Entry(key, *row)
+
+    def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
+        done, row = self._one(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.get_value(scope, key, now)
+        return None if row is None else row[0]
+
+    def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
+        done, row = self._one(_GET_META, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.get_meta(scope, key, now)
+        return None if row is None else EntryMeta(key, *row)
+
+    def exists(self, scope: Scope, key: str, now: float) -> bool:
+        done, row = self._one(_EXISTS, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.exists(scope, key, now)
+        return row is not None
+
+    def read(self) -> _Transaction:
+        """A snapshot on the standby (failing, once begun, with ``BackendUnavailable``)."""
+        conn = self._checked()
+        if conn is None:
+            return self._backend.read()
+        self.served += 1
+        return _Transaction(self, _READ, conn)
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            self._pool.close()
 
 
 _INHERITED_POOLS: list[ConnectionPool[Connection]] = []
