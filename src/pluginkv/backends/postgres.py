@@ -798,12 +798,16 @@ class _StandbyReads:
     """The data path's reads on a standby (setting ``postgres_read_url``), the primary's
     load lightened.
 
-    Each read first asks the standby whether it has applied all the WAL it
-    has received (``_CAUGHT_UP``), waiting up to ``wait`` seconds for it; the
-    read then sees every write acknowledged before it began — the client's
-    own included — as long as the standby is synchronous.  A standby that
-    is behind, not streaming, or unreachable leaves the read to the primary,
-    so a standby never makes a call fail or a key look absent.
+    Each read asks the standby whether it has applied all the WAL it has
+    received (``_CAUGHT_UP``), waiting up to ``wait`` seconds for it; the read
+    then sees every write acknowledged before it began — the client's own
+    included — as long as the standby is synchronous.  The question and the
+    read are two statements, the read's snapshot taken after the answer, so
+    a "yes" covers it; one statement would take its snapshot before asking.
+    (Sent together in pipeline mode they took longer on one machine than two
+    round trips.)  A standby that is behind, not streaming, or unreachable
+    leaves the read to the primary, so a standby never makes a call fail or a
+    key look absent.
     """
 
     def __init__(self, backend: PostgresBackend, url: str, wait: float) -> None:
@@ -820,8 +824,8 @@ class _StandbyReads:
     def _getconn(self) -> Connection:
         raise AssertionError("a standby's transaction is given its connection")
 
-    def _checked(self) -> Connection | None:
-        """A connection to a standby that has caught up, or ``None``."""
+    def _connection(self) -> Connection | None:
+        """One of the standby's connections, or ``None`` while it is left alone."""
         if self._pid != os.getpid():  # forked: the parent's connections are not ours
             _INHERITED_POOLS.append(self._pool)
             for conn in list(getattr(self._pool, "_pool", ())):
@@ -832,26 +836,10 @@ class _StandbyReads:
         if time.monotonic() < self._skip_until:
             return None
         try:
-            conn = self._pool.getconn(timeout=self._wait)
+            return self._pool.getconn(timeout=self._wait)
         except psycopg.Error:
             self._skip()
             return None
-        deadline = time.monotonic() + self._wait
-        try:
-            while True:
-                row = conn.kept.execute(_CAUGHT_UP, prepare=True).fetchone()
-                if row is not None and row[0]:
-                    return conn
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.001)
-        except psycopg.Error as exc:
-            self._putconn(conn, exc)
-            self._skip()
-            return None
-        self._pool.putconn(conn)
-        self._skip()
-        return None
 
     def _skip(self) -> None:
         """Leave the reads to the primary for a while: the standby is away or behind,
@@ -869,7 +857,7 @@ class _StandbyReads:
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[bool, tuple[Any, ...] | None]:
         """``(True, row)`` from the standby, or ``(False, None)`` to ask the primary."""
-        conn = self._checked()
+        conn = self._caught_up()
         if conn is None:
             return False, None
         failure: psycopg.Error | None = None
@@ -879,11 +867,34 @@ class _StandbyReads:
                 conn.kept = conn.cursor(binary=True)  # as PostgresBackend._one does
         except psycopg.Error as exc:
             failure = exc
+            self._skip()
             return False, None
         finally:
             self._putconn(conn, failure)
         self.served += 1
         return True, row
+
+    def _caught_up(self) -> Connection | None:
+        """A connection to a standby that has caught up, or ``None``."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        deadline = time.monotonic() + self._wait
+        try:
+            while True:
+                row = conn.kept.execute(_CAUGHT_UP, prepare=True).fetchone()
+                if row is not None and row[0]:
+                    return conn
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+        except psycopg.Error as exc:
+            self._putconn(conn, exc)
+            self._skip()
+            return None
+        self._pool.putconn(conn)
+        self._skip()
+        return None
 
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
         done, row = self._one(_GET, (scope.workspace, scope.plugin, key, now))
@@ -911,7 +922,7 @@ class _StandbyReads:
 
     def read(self) -> _Transaction:
         """A snapshot on the standby (failing, once begun, with ``BackendUnavailable``)."""
-        conn = self._checked()
+        conn = self._caught_up()
         if conn is None:
             return self._backend.read()
         self.served += 1
