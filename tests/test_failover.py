@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import pluginkv
@@ -82,7 +83,7 @@ def _healthy(cluster: HACluster) -> HACluster:
 class Replica:
     """One ``pluginkv serve`` process on the cluster's multi-host URL."""
 
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, read_url: str = "") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,7 @@ class Replica:
             "PLUGINKV_PLUGIN_QUOTAS": f'{{"{PLUGIN}": {QUOTA}}}',
             "PLUGINKV_TOKEN_REVOCATION_REFRESH_SECONDS": "0.2",
             "PLUGINKV_POSTGRES_POOL_TIMEOUT_SECONDS": "2",
+            "PLUGINKV_POSTGRES_READ_URL": read_url,
         }
         self.log = data_dir / "serve.log"
         with self.log.open("wb") as log:
@@ -146,6 +148,7 @@ class Load:
     unanswered: int = 0
     over_quota: int = 0
     reads: int = 0
+    standby_reads: int = 0  # about: from the standby's statistics, before each kill
     listings: int = 0
     wrong: list[str] = field(default_factory=list)  # a read that lied, or an unexpected error
     # monotonic times of acknowledged probe writes
@@ -271,15 +274,31 @@ def _store(healthy: HACluster) -> Iterator[Store]:
 
 @pytest.fixture(name="replicas")
 def _replicas(healthy: HACluster, store: Store, tmp_path: Path) -> Iterator[list[Replica]]:
-    replicas = [Replica(healthy.url, tmp_path / f"replica{n}") for n in range(2)]
+    # The second replica reads from the standby, whichever node that is.
+    read_url = healthy.url.replace("read-write", "prefer-standby")
+    replicas = [
+        Replica(healthy.url, tmp_path / "replica0"),
+        Replica(healthy.url, tmp_path / "replica1", read_url=read_url),
+    ]
     yield replicas
     for replica in replicas:
         replica.stop()
 
 
+def standby_transactions(cluster: HACluster) -> int:
+    with psycopg.connect(cluster.standby().url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def fail_over(cluster: HACluster, replicas: list[Replica], load: Load, warmup: float) -> float:
     """Kill the primary under load; seconds from the kill to the first acknowledged write."""
+    before = standby_transactions(cluster)
     time.sleep(warmup)
+    # Each read the standby serves is two transactions (the catch-up check, the read).
+    load.standby_reads += (standby_transactions(cluster) - before) // 2
     old = cluster.primary()
     assert load.acknowledged > 0 and load.wrong == [], load.wrong
     killed_at = time.monotonic()
@@ -323,7 +342,8 @@ def report(label: str, load: Load, window: float) -> None:
         f"\n{label}: unavailable for {window:.2f} s (kill to first acknowledged write); "
         f"{load.acknowledged} writes acknowledged, {load.unanswered} unanswered, "
         f"{load.over_quota} refused over quota, "
-        f"{load.reads} reads and {load.listings} listings, all correct"
+        f"{load.reads} reads and {load.listings} listings, all correct; "
+        f"the standby served about {load.standby_reads} reads before the kill"
     )
 
 
