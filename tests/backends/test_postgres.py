@@ -687,15 +687,16 @@ def test_an_unreachable_standby_leaves_every_read_to_the_primary(
     assert store.backend.reads.served == 0  # type: ignore[union-attr]
 
 
-def test_a_read_server_that_is_a_primary_serves_reads(
+def test_a_read_url_that_leads_to_a_primary_leaves_reads_to_the_primary_pool(
     url: str, open_pg: Callable[..., Store]
 ) -> None:
-    store = open_pg(postgres_read_url=url)
+    store = open_pg(postgres_read_url=url)  # a standby promoted since, say
     storage = store.storage(workspace="w", plugin="a/b")
     for n in range(20):
         storage.set("k", str(n).encode())
         assert storage.get("k") == str(n).encode()
-    assert store.backend.reads.served == 20  # type: ignore[union-attr]
+        assert [meta.key for meta in storage.keys()] == ["k"]
+    assert store.backend.reads.served == 0  # type: ignore[union-attr]
 
 
 def url_host_port(url: str) -> str:

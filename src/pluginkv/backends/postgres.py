@@ -142,9 +142,9 @@ _STANDBY_PAUSE = 1.0  # seconds the primary serves every read after the standby 
 # a synchronous standby has received every commit acknowledged so far, so the
 # read then sees every write acknowledged before it began.  A standby that is
 # not streaming (its primary gone, or it lost the connection) serves nothing.
-# A server that is not in recovery is a primary: always up to date.
+# The first column tells a primary (a standby promoted since) from a standby.
 _CAUGHT_UP = (
-    "SELECT NOT pg_is_in_recovery() OR coalesce(pg_last_wal_replay_lsn() >= "
+    "SELECT pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn() >= "
     "pg_last_wal_receive_lsn() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver "
     "WHERE status = 'streaming'), false)"
 )
@@ -883,7 +883,13 @@ class _StandbyReads:
         try:
             while True:
                 row = conn.kept.execute(_CAUGHT_UP, prepare=True).fetchone()
-                if row is not None and row[0]:
+                if row is not None and not row[0]:
+                    # A primary (the standby was promoted): the primary's own
+                    # pool serves the reads for a while; then this pool
+                    # connects afresh and may find a standby again.
+                    conn.close()
+                    break
+                if row is not None and row[1]:
                     return conn
                 if time.monotonic() >= deadline:
                     break
