@@ -6,6 +6,7 @@ Every test runs in the test run's own database (``postgres_url``), emptied first
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -649,6 +650,38 @@ def test_a_url_of_several_hosts_reaches_the_one_that_takes_writes(
     storage.set("k", b"v")
     assert storage.get("k") == b"v"
     assert describe_url(several).startswith(f"{dead},")
+
+
+def test_the_cli_takes_a_url_of_several_hosts(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pluginkv.cli import main
+
+    for name in list(os.environ):
+        if name.startswith("PLUGINKV_"):
+            monkeypatch.delenv(name)
+    several = several_hosts(url, f"127.0.0.1:{free_port()}")
+    dump = tmp_path / "dump.jsonl"
+    with pluginkv.open_store(f"sqlite:///{tmp_path / 'source.db'}") as source:
+        source.storage(workspace="ws-1", plugin="acme/weather").set("city", b"Berlin")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, list(args), prog_name="pluginkv")
+
+    assert (
+        run("export", "--db", f"sqlite:///{tmp_path / 'source.db'}", "-o", str(dump)).exit_code == 0
+    )
+    imported = run("import", str(dump), "--db", several)
+    assert (imported.exit_code, imported.stdout) == (0, "imported 1 scopes, 1 keys, 10 bytes\n")
+    scope = ("--workspace", "ws-1", "--plugin", "acme/weather")
+    assert run("kv", "get", "--db", several, *scope, "city").stdout_bytes == b"Berlin"
+    exported = run("export", "--db", several)
+    assert (exported.exit_code, exported.stderr) == (0, "exported 1 scopes, 1 keys, 10 bytes\n")
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [record.get("key") for record in records if record["type"] == "entry"] == ["city"]
 
 
 def test_connections_to_a_server_that_stopped_taking_writes_are_replaced(
