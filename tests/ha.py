@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,8 +100,12 @@ class HACluster:
         if reason is not None:
             raise RuntimeError(reason)
         root = Path(tempfile.mkdtemp(prefix="pluginkv-ha-"))
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres", "postgres")
+        # pg_autoctl's configuration, state and pid files (XDG_*), which it
+        # would put elsewhere (its pid files under /tmp) were these missing.
+        for path in (root, root / "config", root / "share", root / "run"):
+            path.mkdir(mode=0o700, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(path, "postgres", "postgres")
         cluster = cls(root, Node("monitor", free_port(), root / "monitor"))
         try:
             cluster._build()
@@ -306,14 +311,23 @@ class HACluster:
         """End every process this cluster started and remove its directory."""
         for node in (*self.nodes, self.monitor):
             process = node.process
-            if process is None or process.poll() is not None:
+            if process is None:
                 continue
-            os.killpg(process.pid, signal.SIGTERM)  # pg_autoctl stops its postgres "fast"
+            if process.poll() is None:
+                # Not a signal to the group: PostgreSQL would get it too and its
+                # keeper would restart it, and runuser answers SIGTERM by killing
+                # pg_autoctl's supervisor and leaving its services behind.
+                try:
+                    self._command(node, "stop")
+                    process.wait(timeout=30)
+                except (subprocess.SubprocessError, OSError):
+                    pass
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
+            except ProcessLookupError:
+                pass
+            process.wait()
+            node.process = None
         for node in (*self.nodes, self.monitor):
             _wait_for_postmaster_exit(node.pgdata)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -339,7 +353,9 @@ def _wait_for_postmaster_exit(pgdata: Path, timeout: float = 10.0) -> None:
 
 
 def main() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     cluster = HACluster.start()
     try:
         print(f"monitor: {cluster._monitor_url('autoctl_node')}")
@@ -349,7 +365,8 @@ def main() -> None:
         print(f"pluginkv serve --db '{cluster.url}'")
         print(f"files and logs under {cluster.root}; Ctrl-C stops and removes it")
         sys.stdout.flush()
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while not stopping.wait(1):
+            pass
     finally:
         cluster.stop()
 
