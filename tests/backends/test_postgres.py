@@ -750,7 +750,7 @@ def _refusing(url: str) -> Iterator[Callable[[bool], None]]:
     refuse(False)
 
 
-def test_readyz_reports_an_outage_and_the_recovery(
+def test_an_outage_is_503_with_retry_after_and_readyz_sees_the_recovery(
     url: str,
     open_pg: Callable[..., Store],
     app_name: str,
@@ -765,13 +765,18 @@ def test_readyz_reports_an_outage_and_the_recovery(
         postgres_pool_timeout_seconds=0.5,
     )
     store.storage(workspace="w", plugin="a/b").set("k", b"v")
-    with TestClient(create_app(store=store, tokens=Tokens(SECRET, default_ttl=60))) as client:
+    tokens = Tokens(SECRET, default_ttl=60)
+    auth = {"Authorization": f"Bearer {tokens.issue(workspace='w', plugin='a/b')}"}
+    with TestClient(create_app(store=store, tokens=tokens)) as client:
         assert client.get("/readyz").status_code == 200
         refusing(True)
         terminate(app_name)
         down = client.get("/readyz")
         assert down.status_code == 503
         assert down.json()["error"]["code"] == "backend_unavailable"
+        read = client.get("/v1/kv/k", headers=auth)  # never a 404: the key exists
+        assert (read.status_code, read.headers["Retry-After"]) == (503, "1")
+        assert read.json()["error"]["code"] == "backend_unavailable"
         with pytest.raises(BackendUnavailable):
             store.storage(workspace="w", plugin="a/b").get("k")
         refusing(False)
