@@ -46,9 +46,10 @@ pg-ha-deps:
 		|| sudo apt-get install -y -qq postgresql-15-auto-failover
 
 # The same cluster to try by hand: a monitor and two nodes in a temporary
-# directory on free ports; prints the URL, removes everything on Ctrl-C.
+# directory on free ports (STANDBYS=2: three nodes, one standby always in
+# sync); prints the URL, removes everything on Ctrl-C.
 pg-ha: install pg-ha-deps
-	$(PY) -m tests.ha
+	$(PY) -m tests.ha $(STANDBYS)
 
 bench: install wrk
 	$(PY) benchmarks/bench_engine.py

@@ -14,12 +14,12 @@ directory too (``XDG_*``), never into the user's home.
 With two data nodes, pg_auto_failover makes the standby synchronous
 (``synchronous_standby_names = 'ANY 1 (...)'``, ``synchronous_commit = on``):
 a commit is acknowledged once the standby has flushed it.  Its formation
-setting ``number_sync_standbys`` counts the standbys that must stay in sync
-*when one is lost*, so 1 needs three data nodes; the cluster checks the
-primary's setting instead.
+setting ``number_sync_standbys`` counts the standbys a commit must reach even
+after one is lost, so 1 needs two standbys: ``start(standbys=2)`` builds three
+data nodes and sets it.
 
-``python -m tests.ha`` (``make pg-ha``) starts one by hand, prints its URL and
-state, and removes it on Ctrl-C.
+``python -m tests.ha [standbys]`` (``make pg-ha``, ``make pg-ha STANDBYS=2``)
+starts one by hand, prints its URL and state, and removes it on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ MONITOR_TUNING = {
 # demotes its own primary, so two primaries never take writes.
 KEEPER_TUNING = {"timeout.network_partition_timeout": "3"}
 SETUP_SECONDS = 180.0
+# The states the monitor assigns to the node that is primary.
+PRIMARY_STATES = ("single", "wait_primary", "primary", "join_primary", "apply_settings")
 
 
 def free_port() -> int:
@@ -95,7 +97,8 @@ class HACluster:
 
     # -- building --------------------------------------------------------------------------
     @classmethod
-    def start(cls) -> HACluster:
+    def start(cls, standbys: int = 1) -> HACluster:
+        """A primary and ``standbys`` standbys; with two, ``number_sync_standbys`` is 1."""
         reason = missing()
         if reason is not None:
             raise RuntimeError(reason)
@@ -108,13 +111,13 @@ class HACluster:
                 shutil.chown(path, "postgres", "postgres")
         cluster = cls(root, Node("monitor", free_port(), root / "monitor"))
         try:
-            cluster._build()
+            cluster._build(standbys)
         except BaseException:
             cluster.stop()
             raise
         return cluster
 
-    def _build(self) -> None:
+    def _build(self, standbys: int) -> None:
         self.monitor.process = self._spawn(
             self.monitor,
             "create",
@@ -133,8 +136,10 @@ class HACluster:
             for name, value in MONITOR_TUNING.items():
                 conn.execute(f"ALTER SYSTEM SET {name} = {value}")
             conn.execute("SELECT pg_reload_conf()")
-        first, second = (Node(f"node{n}", free_port(), self.root / f"node{n}") for n in (1, 2))
-        self.nodes = [first, second]
+        self.nodes = [
+            Node(f"node{n}", free_port(), self.root / f"node{n}") for n in range(1, standbys + 2)
+        ]
+        first, *others = self.nodes
         self._create_node(first)
         self._wait(lambda: self.states().get(first.name) == ("single", "single"))
         self._configure_keeper(first)
@@ -144,9 +149,16 @@ class HACluster:
             # cluster has no load to spread it for.
             conn.execute("ALTER SYSTEM SET checkpoint_completion_target = 0")
             conn.execute("SELECT pg_reload_conf()")
-        self._create_node(second)
-        self.wait_healthy()
-        self._configure_keeper(second)
+        for count, node in enumerate(others, start=1):
+            self._create_node(node)
+            self.wait_healthy(standbys=count)
+            self._configure_keeper(node)
+        if standbys >= 2:
+            # Every commit waits for one standby even after one is lost.
+            self._monitor_query(
+                f"SELECT pgautofailover.set_formation_number_sync_standbys('{FORMATION}', 1)"
+            )
+            self.wait_healthy()  # the primary applies it (apply_settings), then is primary again
 
     def _create_node(self, node: Node) -> None:
         node.process = self._spawn(
@@ -236,7 +248,7 @@ class HACluster:
     def primary(self) -> Node:
         """The node the monitor has made primary (alone or with its standby)."""
         for node in self.nodes:
-            if self.states().get(node.name, ("", ""))[1] in ("primary", "wait_primary", "single"):
+            if self.states().get(node.name, ("", ""))[1] in PRIMARY_STATES:
                 return node
         raise AssertionError(f"no primary: {self.states()}")
 
@@ -248,6 +260,13 @@ class HACluster:
         with _connect(self.primary().url) as conn:
             row = conn.execute("SHOW synchronous_standby_names").fetchone()
         return str(row[0]) if row else ""
+
+    def number_sync_standbys(self) -> int:
+        rows = self._monitor_query(
+            "SELECT number_sync_standbys FROM pgautofailover.formation "
+            f"WHERE formationid = '{FORMATION}'"
+        )
+        return int(rows[0][0])
 
     def show_state(self) -> str:
         return "\n".join(
@@ -268,12 +287,15 @@ class HACluster:
         assert node.process is None, f"{node.name} is running"
         node.process = self._spawn(node, "run")
 
-    def wait_healthy(self, timeout: float = SETUP_SECONDS) -> None:
-        """Until one node is primary and the other its secondary, both as assigned."""
+    def wait_healthy(self, timeout: float = SETUP_SECONDS, standbys: int | None = None) -> None:
+        """Until one node is primary and the others (or the first ``standbys``) its
+        secondaries, all as assigned."""
+        wanted = [("primary", "primary")] + [("secondary", "secondary")] * (
+            len(self.nodes) - 1 if standbys is None else standbys
+        )
 
         def healthy() -> bool:
-            got = sorted(self.states().values())
-            return got == [("primary", "primary"), ("secondary", "secondary")]
+            return sorted(self.states().values()) == wanted
 
         self._wait(healthy, timeout)
 
@@ -356,11 +378,13 @@ def main() -> None:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    cluster = HACluster.start()
+    standbys = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    cluster = HACluster.start(standbys)
     try:
         print(f"monitor: {cluster._monitor_url('autoctl_node')}")
         print(f"URL:     {cluster.url}")
         print(f"primary's synchronous_standby_names: {cluster.synchronous_standby_names()}")
+        print(f"number_sync_standbys: {cluster.number_sync_standbys()}")
         print(cluster.show_state())
         print(f"pluginkv serve --db '{cluster.url}'")
         print(f"files and logs under {cluster.root}; Ctrl-C stops and removes it")

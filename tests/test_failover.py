@@ -44,7 +44,7 @@ from pluginkv import BackendUnavailable, QuotaExceeded, Store, Unauthorized
 from pluginkv.client import RemoteStorage
 from pluginkv.server.auth import Tokens
 
-from .ha import HACluster, free_port, missing
+from .ha import PRIMARY_STATES, HACluster, free_port, missing
 from .postgres import reset_tables, unavailable
 
 PLUGINKV = str(Path(sys.executable).parent / "pluginkv")
@@ -320,7 +320,7 @@ def fail_over(cluster: HACluster, replicas: list[Replica], load: Load, warmup: f
         assert load.wrong == [], load.wrong
         time.sleep(0.05)
     window = min(acked for sent, acked in load.probe_acks if sent > killed_at) - killed_at
-    while cluster.states()[old.name][1] in ("primary", "wait_primary", "single"):
+    while cluster.states()[old.name][1] in PRIMARY_STATES:
         assert time.monotonic() < deadline, f"the old primary stays: {cluster.show_state()}"
         time.sleep(0.05)
     time.sleep(warmup)  # load on the new primary too
