@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons
+.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons pg-ha-deps pg-ha
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,10 @@ run: install
 dify-sdk: install
 	$(PY) tests/dify/sdk_venv.py
 
-test: install
+test: install pg-ha-deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-stress: install
+stress: install pg-ha-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # The contract suite on the other Pythons pluginkv supports, each in a venv of its own
@@ -60,6 +60,19 @@ lint: install
 wrk:
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
 		|| sudo apt-get install -y -qq wrk
+
+# tests/test_failover.py builds a PostgreSQL cluster with automatic failover from
+# pg_auto_failover, a Debian package (pg_autoctl, and the monitor's extension).
+pg-ha-deps:
+	@command -v pg_autoctl >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -qq postgresql-15-auto-failover; } \
+		|| sudo apt-get install -y -qq postgresql-15-auto-failover
+
+# The same cluster to try by hand: a monitor and two nodes in a temporary
+# directory on free ports (STANDBYS=2: three nodes, one standby always in
+# sync); prints the URL, removes everything on Ctrl-C.
+pg-ha: install pg-ha-deps
+	$(PY) -m tests.ha $(STANDBYS)
 
 bench: install wrk
 	$(PY) benchmarks/bench_engine.py

@@ -78,4 +78,6 @@ def test_redact_url_hides_only_the_password() -> None:
         "postgresql://u:***@h:5432/db?sslmode=require"
     )
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    several = "postgresql://u:hunter2@h1:5432,h2:5433/db?target_session_attrs=read-write"
+    assert redact_url(several) == several.replace("hunter2", "***")
     assert redact_url("sqlite:///data/pluginkv.db") == "sqlite:///data/pluginkv.db"

@@ -127,6 +127,17 @@ class Settings(BaseSettings):
         description="How long a PostgreSQL connection may go unanswered (TCP keepalives, "
         "unacknowledged data) before it counts as dead.",
     )
+    postgres_read_url: str = Field(
+        default="",
+        description="A standby of the database (postgresql://...) to serve get, exist, "
+        "listing and get_many from; empty: the primary serves every read.",
+    )
+    postgres_read_wait_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="How long a read waits for the standby to apply what it has received "
+        "before the primary serves it instead.",
+    )
     sweep_interval_seconds: float = Field(
         default=60.0, ge=0, description="How often writes reclaim expired rows."
     )

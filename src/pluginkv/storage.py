@@ -54,11 +54,12 @@ class Storage(JSONHelpers, KeyPages):
     Get one from ``Store.storage(workspace=..., plugin=...)``.  Thread-safe.
     """
 
-    __slots__ = ("_backend", "_clock", "_quota", "_scope", "_settings", "_store")
+    __slots__ = ("_backend", "_clock", "_quota", "_reads", "_scope", "_settings", "_store")
 
     def __init__(self, store: Store, scope: Scope) -> None:
         self._store = store
         self._backend = store.backend
+        self._reads = store.backend.reads  # a standby's, when one serves reads
         self._settings = store.settings
         self._clock = store.clock
         self._scope = scope
@@ -79,12 +80,12 @@ class Storage(JSONHelpers, KeyPages):
     def get(self, key: str) -> bytes | None:
         """The value of ``key``, or ``None`` only when the key is absent (or expired)."""
         check_key(key)
-        return self._backend.get_value(self._scope, key, self._clock())
+        return self._reads.get_value(self._scope, key, self._clock())
 
     def exist(self, key: str) -> bool:
         """Whether ``key`` holds a value."""
         check_key(key)
-        return self._backend.exists(self._scope, key, self._clock())
+        return self._reads.exists(self._scope, key, self._clock())
 
     def set(
         self,
@@ -157,12 +158,12 @@ class Storage(JSONHelpers, KeyPages):
     def get_entry(self, key: str) -> Entry | None:
         """The entry of ``key`` with its metadata (version, size, times), or ``None``."""
         check_key(key)
-        return self._backend.get(self._scope, key, self._clock())
+        return self._reads.get(self._scope, key, self._clock())
 
     def get_meta(self, key: str) -> EntryMeta | None:
         """What ``get_entry`` tells of ``key`` but its value (which is never read), or ``None``."""
         check_key(key)
-        return self._backend.get_meta(self._scope, key, self._clock())
+        return self._reads.get_meta(self._scope, key, self._clock())
 
     def keys(
         self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
@@ -183,7 +184,7 @@ class Storage(JSONHelpers, KeyPages):
                 f"got {limit!r}"
             )
         after = _decode_cursor(cursor)
-        with self._backend.read() as tx:
+        with self._reads.read() as tx:
             rows = tx.scan(self._scope, prefix, after, limit + 1, self._clock())
         if len(rows) > limit:
             return Page(rows[:limit], _encode_cursor(rows[limit - 1].key))
@@ -193,7 +194,7 @@ class Storage(JSONHelpers, KeyPages):
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         """The values of those of ``keys`` that are present."""
         wanted = self._check_batch(keys)
-        with self._backend.read() as tx:
+        with self._reads.read() as tx:
             entries = tx.get_many(self._scope, wanted, self._clock())
         return {entry.key: entry.value for entry in entries}
 

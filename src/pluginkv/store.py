@@ -110,6 +110,8 @@ def _postgres_backend(settings: Settings) -> Backend:
         statement_timeout=settings.postgres_statement_timeout_seconds,
         tcp_timeout=settings.postgres_tcp_timeout_seconds,
         read_only=settings.read_only,
+        read_url=settings.postgres_read_url,
+        read_wait=settings.postgres_read_wait_seconds,
     )
 
 

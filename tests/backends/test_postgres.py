@@ -6,6 +6,7 @@ Every test runs in the test run's own database (``postgres_url``), emptied first
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 import pluginkv
 from pluginkv import BackendUnavailable, Store
 from pluginkv.backends.migrations import MIGRATIONS
-from pluginkv.backends.postgres import PostgresBackend
+from pluginkv.backends.postgres import PostgresBackend, describe_url
 from pluginkv.client import RemoteStorage
 from pluginkv.keys import Scope
 from pluginkv.services.tokens import Tokens
@@ -626,6 +628,115 @@ def test_killed_idle_connections_never_make_a_key_look_absent(
     assert [storage.get("k") for _ in range(20)] == [b"v"] * 20
 
 
+def several_hosts(url: str, *first: str) -> str:
+    """``url`` as a URL of several hosts: ``first``, then its own, the writable one wanted."""
+    params = conninfo_to_dict(url)
+    user = params.get("user", "")
+    if params.get("password"):
+        user += f":{params['password']}"
+    hosts = ",".join([*first, f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"])
+    return (
+        f"postgresql://{user}{'@' if user else ''}{hosts}/{params['dbname']}"
+        "?target_session_attrs=read-write"
+    )
+
+
+def test_a_url_of_several_hosts_reaches_the_one_that_takes_writes(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there, as on a dead node
+    several = several_hosts(url, dead)
+    storage = open_pg(several).storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    assert storage.get("k") == b"v"
+    assert describe_url(several).startswith(f"{dead},")
+
+
+def test_the_cli_takes_a_url_of_several_hosts(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pluginkv.cli import main
+
+    for name in list(os.environ):
+        if name.startswith("PLUGINKV_"):
+            monkeypatch.delenv(name)
+    several = several_hosts(url, f"127.0.0.1:{free_port()}")
+    dump = tmp_path / "dump.jsonl"
+    with pluginkv.open_store(f"sqlite:///{tmp_path / 'source.db'}") as source:
+        source.storage(workspace="ws-1", plugin="acme/weather").set("city", b"Berlin")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, list(args), prog_name="pluginkv")
+
+    assert (
+        run("export", "--db", f"sqlite:///{tmp_path / 'source.db'}", "-o", str(dump)).exit_code == 0
+    )
+    imported = run("import", str(dump), "--db", several)
+    assert (imported.exit_code, imported.stdout) == (0, "imported 1 scopes, 1 keys, 10 bytes\n")
+    scope = ("--workspace", "ws-1", "--plugin", "acme/weather")
+    assert run("kv", "get", "--db", several, *scope, "city").stdout_bytes == b"Berlin"
+    exported = run("export", "--db", several)
+    assert (exported.exit_code, exported.stderr) == (0, "exported 1 scopes, 1 keys, 10 bytes\n")
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [record.get("key") for record in records if record["type"] == "entry"] == ["city"]
+
+
+def test_connections_to_a_server_that_stopped_taking_writes_are_replaced(
+    open_pg: Callable[..., Store],
+) -> None:
+    store = open_pg(postgres_pool_min_size=2, postgres_pool_max_size=2)
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v1")
+    # What a demoted primary's sessions do: refuse every write.
+    held = [backend._getconn() for _ in range(2)]
+    for conn in held:
+        conn.execute("SET default_transaction_read_only = on")
+    for conn in held:
+        backend._putconn(conn)
+    with pytest.raises(BackendUnavailable, match="no longer takes writes"):
+        storage.set("k", b"v2")
+    # Fresh connections only: the pool dropped every read-only one, idle or not.
+    storage.set("k", b"v3")
+    storage.set_many({"a": b"1", "b": b"2"})
+    assert storage.get_many(["k", "a", "b"]) == {"k": b"v3", "a": b"1", "b": b"2"}
+
+
+def test_an_unreachable_standby_leaves_every_read_to_the_primary(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    dead = several_hosts(url).replace(url_host_port(url), f"127.0.0.1:{free_port()}")
+    store = open_pg(postgres_read_url=dead, postgres_read_wait_seconds=0.2)
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"v")
+    assert storage.get("k") == b"v"
+    assert storage.exist("k")
+    assert [meta.key for meta in storage.keys()] == ["k"]
+    assert storage.get_many(["k", "x"]) == {"k": b"v"}
+    assert store.backend.reads.served == 0  # type: ignore[union-attr]
+
+
+def test_a_read_url_that_leads_to_a_primary_leaves_reads_to_the_primary_pool(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    store = open_pg(postgres_read_url=url)  # a standby promoted since, say
+    storage = store.storage(workspace="w", plugin="a/b")
+    for n in range(20):
+        storage.set("k", str(n).encode())
+        assert storage.get("k") == str(n).encode()
+        assert [meta.key for meta in storage.keys()] == ["k"]
+    assert store.backend.reads.served == 0  # type: ignore[union-attr]
+
+
+def url_host_port(url: str) -> str:
+    params = conninfo_to_dict(url)
+    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+
+
 @pytest.fixture(name="refusing")
 def _refusing(url: str) -> Iterator[Callable[[bool], None]]:
     """Make the test database refuse (True) or accept (False) new connections."""
@@ -639,7 +750,7 @@ def _refusing(url: str) -> Iterator[Callable[[bool], None]]:
     refuse(False)
 
 
-def test_readyz_reports_an_outage_and_the_recovery(
+def test_an_outage_is_503_with_retry_after_and_readyz_sees_the_recovery(
     url: str,
     open_pg: Callable[..., Store],
     app_name: str,
@@ -654,13 +765,18 @@ def test_readyz_reports_an_outage_and_the_recovery(
         postgres_pool_timeout_seconds=0.5,
     )
     store.storage(workspace="w", plugin="a/b").set("k", b"v")
-    with TestClient(create_app(store=store, tokens=Tokens(SECRET, default_ttl=60))) as client:
+    tokens = Tokens(SECRET, default_ttl=60)
+    auth = {"Authorization": f"Bearer {tokens.issue(workspace='w', plugin='a/b')}"}
+    with TestClient(create_app(store=store, tokens=tokens)) as client:
         assert client.get("/readyz").status_code == 200
         refusing(True)
         terminate(app_name)
         down = client.get("/readyz")
         assert down.status_code == 503
         assert down.json()["error"]["code"] == "backend_unavailable"
+        read = client.get("/v1/kv/k", headers=auth)  # never a 404: the key exists
+        assert (read.status_code, read.headers["Retry-After"]) == (503, "1")
+        assert read.json()["error"]["code"] == "backend_unavailable"
         with pytest.raises(BackendUnavailable):
             store.storage(workspace="w", plugin="a/b").get("k")
         refusing(False)

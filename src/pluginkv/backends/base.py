@@ -37,13 +37,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..errors import DiskFull
 from ..keys import Scope
 from ..models import Entry, EntryMeta
 
-__all__ = ["Backend", "ReadTx", "ScopeState", "Stored", "WriteTx"]
+__all__ = ["Backend", "ReadTx", "Reads", "ScopeState", "Stored", "WriteTx"]
 
 
 class Stored(NamedTuple):
@@ -253,9 +253,25 @@ class Backend(ABC):
         """Why writes that add data are refused now (the disk is full), else ``None``."""
         return None
 
+    @property
+    def reads(self) -> Reads:
+        """What serves the data path's reads (get, exist, listing, get_many): this backend,
+        or a standby of its database when one is configured."""
+        return self
+
     @abstractmethod
     def close(self) -> None:
         """Release connections and files; idempotent."""
+
+
+class Reads(Protocol):
+    """The reads a standby may serve in place of the backend (``Backend.reads``)."""
+
+    def get(self, scope: Scope, key: str, now: float) -> Entry | None: ...
+    def get_value(self, scope: Scope, key: str, now: float) -> bytes | None: ...
+    def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None: ...
+    def exists(self, scope: Scope, key: str, now: float) -> bool: ...
+    def read(self) -> AbstractContextManager[ReadTx]: ...
 
 
 def prefix_upper_bound(prefix: str) -> str | None:

@@ -38,7 +38,6 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..errors import BackendUnavailable, DiskFull, PluginKVError
@@ -46,19 +45,40 @@ from ..keys import Scope
 from ..models import Entry, EntryMeta
 from .base import Backend, ScopeState, Stored, WriteTx, prefix_upper_bound
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
+from .postgres_connections import (
+    Connection,
+    _configure,
+    _detach,
+    _left_the_primary,
+    _liveness,
+    _session_options,
+    describe_url,
+)
+from .postgres_statements import (
+    _CAUGHT_UP,
+    _CREATE_AND_LOCK,
+    _DELETE_NOW,
+    _DROP_IF_UNUSED,
+    _EXISTS,
+    _EXPIRED,
+    _EXPIRED_SCOPES,
+    _GET,
+    _GET_META,
+    _GET_VALUE,
+    _LIVE,
+    _LOCK,
+    _PUT,
+    _PUT_NOW,
+    _READ,
+    _SET_QUOTA,
+    _STATE,
+    _STATE_COLUMNS,
+    _SWEEP_SCOPE,
+    _TRY_LOCK,
+)
 from .read_only import check_schema
 
-__all__ = ["PostgresBackend"]
-
-
-class Connection(psycopg.Connection[tuple[Any, ...]]):
-    """A pooled connection that keeps one cursor for the single-statement calls.
-
-    Reusing a cursor saves a fifth of the client time of a small ``get``;
-    a connection is used by one thread at a time, and so is its cursor.
-    """
-
-    kept: psycopg.Cursor[tuple[Any, ...]]
+__all__ = ["PostgresBackend", "describe_url"]
 
 
 # Taken (per database) while migrations are checked and applied, so that two
@@ -66,114 +86,7 @@ class Connection(psycopg.Connection[tuple[Any, ...]]):
 _MIGRATION_LOCK = 0x706C7567696E6B76  # "pluginkv"
 _LARGE_RESULT = 64 * 1024  # bytes of a value past which a fresh cursor reads faster
 
-# The hot statements take positional parameters (a mapping costs more per
-# call), repeated where a statement needs one twice.
-_LIVE = "(expires_at IS NULL OR expires_at > %s)"
-_KEY = "workspace = %s AND plugin = %s AND key = %s"
-_GET = (
-    "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
-    f"WHERE {_KEY} AND {_LIVE}"
-)
-_GET_VALUE = f"SELECT value FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
-_GET_META = (
-    "SELECT size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
-    f"WHERE {_KEY} AND {_LIVE}"
-)
-_EXISTS = f"SELECT 1 FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
-_STATE_COLUMNS = "bytes_used, key_count, last_version, quota_override"
-_STATE = f"SELECT {_STATE_COLUMNS} FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s"
-_LOCK = _STATE + " FOR UPDATE"
-# The scope's first write: create its row (another writer may be creating it
-# at the same moment, hence the upsert) and hold it, in one statement.
-_CREATE_AND_LOCK = (
-    "INSERT INTO pluginkv_scopes AS s (workspace, plugin) VALUES (%s, %s) "
-    "ON CONFLICT (workspace, plugin) DO UPDATE SET key_count = s.key_count "
-    f"RETURNING {_STATE_COLUMNS}"
-)
-# A transaction that locked a scope with no row and stored nothing leaves no row,
-# as on SQLite, where only a write or a quota override creates one.
-_DROP_IF_UNUSED = (
-    "DELETE FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s "
-    "AND key_count = 0 AND last_version = 0 AND quota_override IS NULL"
-)
-_COLUMNS = "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value)"
-_UPSERT = (
-    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
-    "version = excluded.version, created_at = {created_at}, "
-    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
-)
-_PUT = (
-    f"INSERT INTO pluginkv_entries {_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %b) "
-    + _UPSERT.format(created_at="excluded.created_at")
-)
-# A plain set in one statement, like SQLite's _PUT_NOW: ``s`` locks the scope's
-# row (waiting for any writer of the scope; in READ COMMITTED the locked row is
-# its latest version), the quota check and the next version come from that
-# row, and the upsert writes the entry; the trigger then moves the counters of
-# the row this statement holds.  Nothing is written when the scope has no row
-# yet or the entry might not fit (the key counts as new, so an overwrite near
-# the quota may decline): Storage then takes the transactional path, which
-# creates the row and reclaims expired entries before refusing.
-_PUT_NOW = (
-    "WITH s AS (SELECT last_version, bytes_used, quota_override FROM pluginkv_scopes "
-    "WHERE workspace = %s AND plugin = %s FOR UPDATE) "
-    f"INSERT INTO pluginkv_entries AS e {_COLUMNS} "
-    "SELECT %s, %s, %s, %s, s.last_version + 1, %s, %s, %s::double precision, %b FROM s "
-    "WHERE s.bytes_used + %s <= coalesce(s.quota_override, %s) "
-    + _UPSERT.format(
-        created_at="CASE WHEN e.expires_at IS NOT NULL AND e.expires_at <= excluded.updated_at "
-        "THEN excluded.created_at ELSE e.created_at END"
-    )
-    + " RETURNING e.version"
-)
-# A plain delete in one statement: the scope's row is locked first (the same
-# order as every other writer); a scope without a row has no entries.
-_DELETE_NOW = (
-    "WITH s AS (SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE) "
-    f"DELETE FROM pluginkv_entries WHERE {_KEY} AND EXISTS (SELECT 1 FROM s)"
-)
-_SET_QUOTA = (
-    "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (%s, %s, %s) "
-    "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
-)
-_EXPIRED = "expires_at IS NOT NULL AND expires_at <= %s"
-# The sweeper finds scopes with expired rows (a read across workspaces), then
-# works scope by scope: it locks the scope's row with SKIP LOCKED — a scope
-# another replica's sweeper or a writer holds is left for later, so sweepers
-# never wait for each other — and deletes in that scope.  A row is deleted by
-# one transaction only, and the trigger counts each deleted row once.
-_EXPIRED_SCOPES = (
-    "SELECT workspace, plugin, count(*) FROM (SELECT workspace, plugin FROM pluginkv_entries "
-    f"WHERE {_EXPIRED} LIMIT %s) AS expired GROUP BY workspace, plugin ORDER BY workspace, plugin"
-)
-_TRY_LOCK = (
-    "SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE SKIP LOCKED"
-)
-_SWEEP_SCOPE = (
-    "DELETE FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
-    "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
-    "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
-    "AND expires_at IS NOT NULL AND expires_at <= %(now)s"
-)
-
-
-def _configure(conn: Connection) -> None:
-    # Every int as int8: one prepared statement per query, not one per
-    # combination of int2/int4/int8 that small and large numbers would pick.
-    conn.adapters.register_dumper(int, Int8Dumper)
-    conn.adapters.register_dumper(int, Int8BinaryDumper)
-    conn.kept = conn.cursor(binary=True)  # binary results: bytea arrives as bytes, not hex
-
-
-def describe_url(url: str) -> str:
-    """``host:port/dbname`` of a database URL, for messages (never the password)."""
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "(an unparsable URL)"
-    host = params.get("host") or "localhost"
-    port = params.get("port") or "5432"
-    return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
+_STANDBY_PAUSE = 1.0  # seconds the primary serves every read after the standby failed one
 
 
 class _PostgresTx(WriteTx):
@@ -405,18 +318,24 @@ class _PostgresTx(WriteTx):
 class _Transaction:
     """A transaction over the block: COMMIT on a normal exit, ROLLBACK on any exception.
 
-    Holds one pooled connection for the life of the block.
+    Holds one pooled connection for the life of the block: ``conn`` if given
+    (a standby's, already checked), else one of the backend's.
     """
 
     __slots__ = ("_backend", "_begin", "_conn", "_tx")
 
-    def __init__(self, backend: PostgresBackend, begin: str) -> None:
+    def __init__(
+        self, backend: PostgresBackend | _StandbyReads, begin: str, conn: Connection | None = None
+    ) -> None:
         self._backend = backend
         self._begin = begin
+        if conn is not None:
+            self._conn = conn
 
     def __enter__(self) -> _PostgresTx:
-        self._conn = conn = self._backend._getconn()
-        self._tx = _PostgresTx(conn, self._begin)
+        if not hasattr(self, "_conn"):
+            self._conn = self._backend._getconn()
+        self._tx = _PostgresTx(self._conn, self._begin)
         return self._tx
 
     def __exit__(
@@ -438,37 +357,9 @@ class _Transaction:
             except psycopg.Error:
                 pass  # the connection is gone; the server rolled back already
         finally:
-            backend._putconn(self._conn)
+            backend._putconn(self._conn, exc)
         if isinstance(exc, psycopg.Error):
             raise backend._unavailable(exc) from exc
-
-
-def _session_options(given: dict[str, Any], statement_timeout: float) -> dict[str, str]:
-    """libpq ``options`` with the statement timeout added to any the URL has."""
-    if statement_timeout <= 0:
-        return {}
-    ours = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
-    theirs = given.get("options")
-    return {"options": f"{theirs} {ours}" if theirs else ours}
-
-
-def _liveness(given: dict[str, Any], tcp_timeout: int) -> dict[str, int]:
-    """Keepalives and a TCP user timeout, so a silent server or network is noticed.
-
-    Without them a connection whose server vanished (a partition, a host that
-    died) hangs until the kernel gives up, which takes minutes: idle ones are
-    probed after half of ``tcp_timeout`` and given up three probes later, and
-    data left unacknowledged for ``tcp_timeout`` ends the connection.  What
-    the URL sets itself is kept.
-    """
-    wanted = {
-        "keepalives": 1,
-        "keepalives_idle": max(1, tcp_timeout // 2),
-        "keepalives_interval": max(1, tcp_timeout // 6),
-        "keepalives_count": 3,
-        "tcp_user_timeout": tcp_timeout * 1000,
-    }
-    return {name: value for name, value in wanted.items() if name not in given}
 
 
 class PostgresBackend(Backend):
@@ -489,6 +380,8 @@ class PostgresBackend(Backend):
         statement_timeout: float = 30.0,
         tcp_timeout: int = 30,
         read_only: bool = False,
+        read_url: str = "",
+        read_wait: float = 0.5,
     ) -> None:
         self.url = url
         self.read_only = read_only
@@ -512,6 +405,11 @@ class PostgresBackend(Backend):
             "min_size": min_size,
             "max_size": max_size,
             "timeout": pool_timeout,
+            # The pool retries a failed connection attempt with a doubling
+            # delay (1, 2, 4, 8 s...).  During a failover that delay, not the
+            # failover, would decide when service resumes; an attempt given up
+            # after as long as a call waits is started afresh by the next call.
+            "reconnect_timeout": pool_timeout,
         }
         self._pid = os.getpid()
         self._fork_lock = threading.Lock()
@@ -522,6 +420,7 @@ class PostgresBackend(Backend):
         except BaseException:
             self._pool.close()
             raise
+        self._standby = _StandbyReads(self, read_url, read_wait) if read_url else None
 
     # -- connections -----------------------------------------------------------
     def _getconn(self) -> Connection:
@@ -553,7 +452,13 @@ class PostgresBackend(Backend):
             self._pool.open(wait=False)
             self._pid = os.getpid()
 
-    def _putconn(self, conn: Connection) -> None:
+    def _putconn(self, conn: Connection, failure: BaseException | None = None) -> None:
+        if failure is not None and _left_the_primary(failure):
+            conn.close()
+            self._pool.putconn(conn)
+            # Replace them all, idle or in use: they lead to the old primary.
+            self._pool.drain()
+            return
         broken = conn.broken
         self._pool.putconn(conn)  # the pool discards a broken connection and opens another
         if broken:
@@ -576,6 +481,11 @@ class PostgresBackend(Backend):
                 f"the disk of PostgreSQL {self._where} is full: {text} (docs/security.md, "
                 "A full disk)"
             )
+        if _left_the_primary(exc):
+            return BackendUnavailable(
+                f"PostgreSQL {self._where}: the server no longer takes writes ({text}); "
+                "reconnecting to the one that does"
+            )
         if isinstance(exc, psycopg.errors.QueryCanceled) and "statement timeout" in text:
             return BackendUnavailable(
                 f"PostgreSQL {self._where} did not finish a statement within "
@@ -588,6 +498,7 @@ class PostgresBackend(Backend):
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of one prepared statement, in autocommit."""
         conn = self._getconn()
+        failure: psycopg.Error | None = None
         try:
             row = conn.kept.execute(sql, params, prepare=True).fetchone()
             if row is not None and type(row[0]) is bytes and len(row[0]) > _LARGE_RESULT:
@@ -596,19 +507,22 @@ class PostgresBackend(Backend):
                 conn.kept = conn.cursor(binary=True)
             return row
         except psycopg.Error as exc:
+            failure = exc
             raise self._unavailable(exc) from exc
         finally:
-            self._putconn(conn)
+            self._putconn(conn, failure)
 
     def _count(self, sql: str, params: tuple[Any, ...]) -> int:
         """The rows one prepared writing statement changed, in autocommit."""
         conn = self._getconn()
+        failure: psycopg.Error | None = None
         try:
             return conn.kept.execute(sql, params, prepare=True).rowcount
         except psycopg.Error as exc:
+            failure = exc
             raise self._unavailable(exc) from exc
         finally:
-            self._putconn(conn)
+            self._putconn(conn, failure)
 
     # -- migrations ------------------------------------------------------------
     def _migrate(self) -> None:
@@ -705,38 +619,177 @@ class PostgresBackend(Backend):
         self._count(_DELETE_NOW, (ws, pl, ws, pl, key))
 
     def read(self) -> _Transaction:
-        return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return _Transaction(self, _READ)
 
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN ISOLATION LEVEL READ COMMITTED")
 
-    def _new_pool(self) -> ConnectionPool[Connection]:
+    @property
+    def reads(self) -> PostgresBackend | _StandbyReads:
+        return self if self._standby is None else self._standby
+
+    def _new_pool(self, url: str | None = None) -> ConnectionPool[Connection]:
+        url = url or self.url
         return ConnectionPool(
-            self.url,
+            url,
             connection_class=Connection,
             configure=_configure,
             open=False,
-            name=f"pluginkv {self._where}",
+            name=f"pluginkv {describe_url(url)}",
             **self._pool_settings,
         )
 
     def close(self) -> None:
         if self._pid != os.getpid():
             self._after_fork()  # never close the parent's connections from a child
+        if self._standby is not None:
+            self._standby.close()
         self._pool.close()
 
 
+class _StandbyReads:
+    """The data path's reads on a standby (setting ``postgres_read_url``), the primary's
+    load lightened.
+
+    Each read asks the standby whether it has applied all the WAL it has
+    received (``_CAUGHT_UP``), waiting up to ``wait`` seconds for it; the read
+    then sees every write acknowledged before it began — the client's own
+    included — as long as the standby is synchronous.  The question and the
+    read are two statements, the read's snapshot taken after the answer, so
+    a "yes" covers it; one statement would take its snapshot before asking.
+    (Sent together in pipeline mode they took longer on one machine than two
+    round trips.)  A standby that is behind, not streaming, or unreachable
+    leaves the read to the primary, so a standby never makes a call fail or a
+    key look absent.
+    """
+
+    def __init__(self, backend: PostgresBackend, url: str, wait: float) -> None:
+        self._backend = backend
+        self._url = url
+        self._wait = wait
+        self._where = describe_url(url)
+        self.served = 0  # reads the standby answered (for tests and benchmarks)
+        self._skip_until = 0.0
+        self._pid = os.getpid()
+        self._pool = backend._new_pool(url)
+        self._pool.open(wait=False)
+
+    def _getconn(self) -> Connection:
+        raise AssertionError("a standby's transaction is given its connection")
+
+    def _connection(self) -> Connection | None:
+        """One of the standby's connections, or ``None`` while it is left alone."""
+        if self._pid != os.getpid():  # forked: the parent's connections are not ours
+            _INHERITED_POOLS.append(self._pool)
+            for conn in list(getattr(self._pool, "_pool", ())):
+                _detach(conn)
+            self._pool = self._backend._new_pool(self._url)
+            self._pool.open(wait=False)
+            self._pid = os.getpid()
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            return self._pool.getconn(timeout=self._wait)
+        except psycopg.Error:
+            self._skip()
+            return None
+
+    def _skip(self) -> None:
+        """Leave the reads to the primary for a while: the standby is away or behind,
+        and every read would otherwise wait for it first."""
+        self._skip_until = time.monotonic() + _STANDBY_PAUSE
+
+    def _putconn(self, conn: Connection, failure: BaseException | None = None) -> None:
+        broken = conn.broken
+        self._pool.putconn(conn)
+        if broken or (failure is not None and _left_the_primary(failure)):
+            self._pool.check()
+
+    def _unavailable(self, exc: psycopg.Error) -> BackendUnavailable:
+        return BackendUnavailable(f"PostgreSQL standby {self._where} failed: {exc}")
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[bool, tuple[Any, ...] | None]:
+        """``(True, row)`` from the standby, or ``(False, None)`` to ask the primary."""
+        conn = self._caught_up()
+        if conn is None:
+            return False, None
+        failure: psycopg.Error | None = None
+        try:
+            row = conn.kept.execute(sql, params, prepare=True).fetchone()
+            if row is not None and type(row[0]) is bytes and len(row[0]) > _LARGE_RESULT:
+                conn.kept = conn.cursor(binary=True)  # as PostgresBackend._one does
+        except psycopg.Error as exc:
+            failure = exc
+            self._skip()
+            return False, None
+        finally:
+            self._putconn(conn, failure)
+        self.served += 1
+        return True, row
+
+    def _caught_up(self) -> Connection | None:
+        """A connection to a standby that has caught up, or ``None``."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        deadline = time.monotonic() + self._wait
+        try:
+            while True:
+                row = conn.kept.execute(_CAUGHT_UP, prepare=True).fetchone()
+                if row is not None and not row[0]:
+                    # A primary (the standby was promoted): the primary's own
+                    # pool serves the reads for a while; then this pool
+                    # connects afresh and may find a standby again.
+                    conn.close()
+                    break
+                if row is not None and row[1]:
+                    return conn
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+        except psycopg.Error as exc:
+            self._putconn(conn, exc)
+            self._skip()
+            return None
+        self._pool.putconn(conn)
+        self._skip()
+        return None
+
+    def get(self, scope: Scope, key: str, now: float) -> Entry | None:
+        done, row = self._one(_GET, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.get(scope, key, now)
+        return None if row is None else Entry(key, *row)
+
+    def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
+        done, row = self._one(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.get_value(scope, key, now)
+        return None if row is None else row[0]
+
+    def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
+        done, row = self._one(_GET_META, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.get_meta(scope, key, now)
+        return None if row is None else EntryMeta(key, *row)
+
+    def exists(self, scope: Scope, key: str, now: float) -> bool:
+        done, row = self._one(_EXISTS, (scope.workspace, scope.plugin, key, now))
+        if not done:
+            return self._backend.exists(scope, key, now)
+        return row is not None
+
+    def read(self) -> _Transaction:
+        """A snapshot on the standby (failing, once begun, with ``BackendUnavailable``)."""
+        conn = self._caught_up()
+        if conn is None:
+            return self._backend.read()
+        self.served += 1
+        return _Transaction(self, _READ, conn)
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            self._pool.close()
+
+
 _INHERITED_POOLS: list[ConnectionPool[Connection]] = []
-
-
-def _detach(conn: Connection) -> None:
-    """Point this process's copy of an inherited connection's socket at /dev/null."""
-    try:
-        fd = conn.pgconn.socket
-    except psycopg.Error:
-        return  # already closed
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)

@@ -39,6 +39,7 @@ __all__ = [
     "CODE_HEADER",
     "READ_ONLY_RETRY_AFTER",
     "STATUS",
+    "UNAVAILABLE_RETRY_AFTER",
     "error_body",
     "error_response",
     "exception_body",
@@ -88,6 +89,10 @@ def exception_body(exc: PluginKVError) -> dict[str, Any]:
 # meanwhile, and is short beside the export it usually covers.
 READ_ONLY_RETRY_AFTER = "60"
 
+# An outage of the database (a failover, a restart) usually ends within seconds;
+# one second keeps a client that honours the hint from spinning meanwhile.
+UNAVAILABLE_RETRY_AFTER = "1"
+
 # Every error also names its code in a header: a HEAD response has no body, and
 # a client must tell "no such key" from "no such route" without one.
 CODE_HEADER = "X-Error-Code"
@@ -102,6 +107,8 @@ def error_response(exc: PluginKVError) -> JSONResponse:
         headers["Retry-After"] = READ_ONLY_RETRY_AFTER
     elif isinstance(exc, VersionConflict) and exc.actual is not None:
         headers["ETag"] = f'"{exc.actual}"'
+    elif isinstance(exc, BackendUnavailable):
+        headers["Retry-After"] = UNAVAILABLE_RETRY_AFTER
     return JSONResponse(exception_body(exc), status_code=status, headers=headers)
 
 

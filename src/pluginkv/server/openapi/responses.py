@@ -144,6 +144,14 @@ def _json_content(schema: Json) -> Json:
     return {"application/json": {"schema": schema}}
 
 
+_RETRY_AFTER: Json = {
+    "description": "Seconds after which to try again: 1 with `backend_unavailable` (a failover "
+    "or a restart of the database ends within seconds), 60 with `read_only`.",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+
+
 def _code_header(codes: list[str]) -> Json:
     return {
         "description": "The error's code, as in the body: a HEAD answer has no body.",
@@ -181,6 +189,8 @@ def _responses() -> Json:
         headers = {"X-Error-Code": _code_header(codes)}
         if status == 401:
             headers["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
+        elif status == 503:
+            headers["Retry-After"] = _RETRY_AFTER
         elif status == 412:
             headers["ETag"] = _ref("headers", "CurrentETag")
         responses[name] = {
@@ -212,11 +222,7 @@ def _responses() -> Json:
         "description": description,
         "headers": {
             "X-Error-Code": _code_header(codes),
-            "Retry-After": {
-                "description": "With `read_only`: seconds after which to try again.",
-                "required": False,
-                "schema": {"type": "string", "pattern": "^[0-9]+$"},
-            },
+            "Retry-After": _RETRY_AFTER,
         },
         "content": _json_content(_ref("schemas", name)),
     }

@@ -1,0 +1,106 @@
+"""The SQL statements of the PostgreSQL backend.
+
+The hot statements take positional parameters (a mapping costs more per
+call), repeated where a statement needs one twice.
+"""
+
+from __future__ import annotations
+
+_LIVE = "(expires_at IS NULL OR expires_at > %s)"
+_KEY = "workspace = %s AND plugin = %s AND key = %s"
+_GET = (
+    "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"WHERE {_KEY} AND {_LIVE}"
+)
+_GET_VALUE = f"SELECT value FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
+_GET_META = (
+    "SELECT size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"WHERE {_KEY} AND {_LIVE}"
+)
+_EXISTS = f"SELECT 1 FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
+_STATE_COLUMNS = "bytes_used, key_count, last_version, quota_override"
+_STATE = f"SELECT {_STATE_COLUMNS} FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s"
+_LOCK = _STATE + " FOR UPDATE"
+# The scope's first write: create its row (another writer may be creating it
+# at the same moment, hence the upsert) and hold it, in one statement.
+_CREATE_AND_LOCK = (
+    "INSERT INTO pluginkv_scopes AS s (workspace, plugin) VALUES (%s, %s) "
+    "ON CONFLICT (workspace, plugin) DO UPDATE SET key_count = s.key_count "
+    f"RETURNING {_STATE_COLUMNS}"
+)
+# A transaction that locked a scope with no row and stored nothing leaves no row,
+# as on SQLite, where only a write or a quota override creates one.
+_DROP_IF_UNUSED = (
+    "DELETE FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s "
+    "AND key_count = 0 AND last_version = 0 AND quota_override IS NULL"
+)
+_COLUMNS = "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value)"
+_UPSERT = (
+    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
+    "version = excluded.version, created_at = {created_at}, "
+    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+)
+_PUT = (
+    f"INSERT INTO pluginkv_entries {_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %b) "
+    + _UPSERT.format(created_at="excluded.created_at")
+)
+# A plain set in one statement, like SQLite's _PUT_NOW: ``s`` locks the scope's
+# row (waiting for any writer of the scope; in READ COMMITTED the locked row is
+# its latest version), the quota check and the next version come from that
+# row, and the upsert writes the entry; the trigger then moves the counters of
+# the row this statement holds.  Nothing is written when the scope has no row
+# yet or the entry might not fit (the key counts as new, so an overwrite near
+# the quota may decline): Storage then takes the transactional path, which
+# creates the row and reclaims expired entries before refusing.
+_PUT_NOW = (
+    "WITH s AS (SELECT last_version, bytes_used, quota_override FROM pluginkv_scopes "
+    "WHERE workspace = %s AND plugin = %s FOR UPDATE) "
+    f"INSERT INTO pluginkv_entries AS e {_COLUMNS} "
+    "SELECT %s, %s, %s, %s, s.last_version + 1, %s, %s, %s::double precision, %b FROM s "
+    "WHERE s.bytes_used + %s <= coalesce(s.quota_override, %s) "
+    + _UPSERT.format(
+        created_at="CASE WHEN e.expires_at IS NOT NULL AND e.expires_at <= excluded.updated_at "
+        "THEN excluded.created_at ELSE e.created_at END"
+    )
+    + " RETURNING e.version"
+)
+# A plain delete in one statement: the scope's row is locked first (the same
+# order as every other writer); a scope without a row has no entries.
+_DELETE_NOW = (
+    "WITH s AS (SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE) "
+    f"DELETE FROM pluginkv_entries WHERE {_KEY} AND EXISTS (SELECT 1 FROM s)"
+)
+_SET_QUOTA = (
+    "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (%s, %s, %s) "
+    "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
+)
+_EXPIRED = "expires_at IS NOT NULL AND expires_at <= %s"
+_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+# A standby may serve a read once it has applied all the WAL it has received:
+# a synchronous standby has received every commit acknowledged so far, so the
+# read then sees every write acknowledged before it began.  A standby that is
+# not streaming (its primary gone, or it lost the connection) serves nothing.
+# The first column tells a primary (a standby promoted since) from a standby.
+_CAUGHT_UP = (
+    "SELECT pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn() >= "
+    "pg_last_wal_receive_lsn() AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver "
+    "WHERE status = 'streaming'), false)"
+)
+# The sweeper finds scopes with expired rows (a read across workspaces), then
+# works scope by scope: it locks the scope's row with SKIP LOCKED — a scope
+# another replica's sweeper or a writer holds is left for later, so sweepers
+# never wait for each other — and deletes in that scope.  A row is deleted by
+# one transaction only, and the trigger counts each deleted row once.
+_EXPIRED_SCOPES = (
+    "SELECT workspace, plugin, count(*) FROM (SELECT workspace, plugin FROM pluginkv_entries "
+    f"WHERE {_EXPIRED} LIMIT %s) AS expired GROUP BY workspace, plugin ORDER BY workspace, plugin"
+)
+_TRY_LOCK = (
+    "SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE SKIP LOCKED"
+)
+_SWEEP_SCOPE = (
+    "DELETE FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
+    "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s"
+)
