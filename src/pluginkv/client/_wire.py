@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
-from tenacity import wait_random_exponential
+from tenacity import RetryCallState
 
 from ..errors import BackendUnavailable, InvalidArgument, PluginKVError, ReadOnly
 from ..keys import (
@@ -30,11 +31,12 @@ from ..models import Entry, EntryMeta, JSONHelpers, Page, Usage
 from .errors import error_from_response
 
 __all__ = [
+    "DEFAULT_RETRIES",
     "JSON_HEADERS",
     "NO_LIMIT",
     "RETRY_STATUSES",
-    "RETRY_WAIT",
     "Put",
+    "Retryable",
     "Service",
     "decode_json",
     "delete_headers",
@@ -51,6 +53,8 @@ __all__ = [
     "parse_json",
     "parse_service_url",
     "reply_error",
+    "retry_after",
+    "retry_wait",
     "retryable",
     "set_many_body",
     "set_request",
@@ -62,8 +66,43 @@ __all__ = [
 
 NO_LIMIT = 2**63  # the service enforces the value limit; it may differ from local settings
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
-RETRY_WAIT = wait_random_exponential(multiplier=0.05, max=2.0)
-"""Backoff between attempts of a request that is safe to repeat."""
+DEFAULT_RETRIES = 12
+"""Extra attempts of a request that is safe to repeat: with ``retry_wait``, about 30 s
+of trying, which outlasts a database failover (about 10 s measured, docs/benchmarks.md)
+and a service restart."""
+
+RETRY_FIRST_WAIT = 0.1  # seconds; each wait doubles, up to RETRY_MAX_WAIT
+RETRY_MAX_WAIT = 4.0
+RETRY_JITTER = 0.1  # seconds at most, added so that clients spread out
+
+MAX_RETRY_AFTER = 30.0  # seconds: a longer Retry-After is the service's wish, not a blip
+
+
+class Retryable(Exception):
+    """A failure that repeating a safe request may cure, with the service's Retry-After."""
+
+    def __init__(self, error: PluginKVError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def retry_after(header: Callable[[str], str | None]) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (its delta-seconds form), else ``None``."""
+    value = header("Retry-After")
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), MAX_RETRY_AFTER)
+
+
+def retry_wait(state: RetryCallState) -> float:
+    """The backoff, or longer if the service's ``Retry-After`` asked for it."""
+    exponent = min(state.attempt_number - 1, 16)  # 2**16 * 0.1 s is past any cap
+    backoff = min(RETRY_FIRST_WAIT * 2.0**exponent, RETRY_MAX_WAIT)
+    backoff += random.uniform(0, RETRY_JITTER)
+    failure = state.outcome.exception() if state.outcome is not None else None
+    asked = failure.retry_after if isinstance(failure, Retryable) else None
+    return backoff if asked is None else max(backoff, asked)
 
 
 class Service(NamedTuple):

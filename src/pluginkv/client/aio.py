@@ -28,12 +28,13 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_af
 from yarl import URL
 
 from .. import __version__
-from ..errors import BackendUnavailable, PluginKVError
+from ..errors import BackendUnavailable
 from ..keys import check_key, check_keys
 from ..models import Entry, EntryMeta, Page, Usage
 from ._wire import (
+    DEFAULT_RETRIES,
     JSON_HEADERS,
-    RETRY_WAIT,
+    Retryable,
     decode_json,
     delete_headers,
     delete_prefix_path,
@@ -49,6 +50,8 @@ from ._wire import (
     parse_json,
     parse_service_url,
     reply_error,
+    retry_after,
+    retry_wait,
     retryable,
     set_many_body,
     set_request,
@@ -69,14 +72,6 @@ class _Reply(NamedTuple):
     body: bytes
 
 
-class _Retryable(Exception):
-    """A failure that repeating a safe request may cure."""
-
-    def __init__(self, error: PluginKVError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class AsyncRemoteStorage:
     """The storage of the scope a token grants, on a pluginkv service, for asyncio.
 
@@ -85,14 +80,17 @@ class AsyncRemoteStorage:
         token: a scope token from ``pluginkv token create``.
         timeout: seconds to connect, and to wait for each read from the socket
             (waiting for a free pooled connection is not bounded).
-        retries: extra attempts for requests that are safe to repeat.
+        retries: extra attempts for requests that are safe to repeat; the default,
+            with the backoff, keeps trying for about 30 s (a database failover).
 
     Use it as ``async with AsyncRemoteStorage(url, token) as storage:`` or call
     ``await storage.aclose()`` when done.  A client is bound to the event loop
     that first uses it until it is closed.
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0, retries: int = 3) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 30.0, retries: int = DEFAULT_RETRIES
+    ) -> None:
         service = parse_service_url(url)
         self.url = service.url
         host = f"[{service.host}]" if ":" in service.host else service.host
@@ -253,13 +251,13 @@ class AsyncRemoteStorage:
         url = URL(self._base + path, encoded=True)
         try:
             return await self._attempt(method, url, body, headers, absent_ok)
-        except _Retryable as failure:
+        except Retryable as failure:
             if not safe or self._retries < 1:
                 raise failure.error from None
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retries),
-            wait=RETRY_WAIT,
-            retry=retry_if_exception_type(_Retryable),
+            wait=retry_wait,
+            retry=retry_if_exception_type(Retryable),
         )
         try:
             async for attempt in retrying:
@@ -267,7 +265,7 @@ class AsyncRemoteStorage:
                     return await self._attempt(method, url, body, headers, absent_ok)
         except RetryError as exhausted:
             last = exhausted.last_attempt.exception()
-            assert isinstance(last, _Retryable)
+            assert isinstance(last, Retryable)
             raise last.error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -291,14 +289,14 @@ class AsyncRemoteStorage:
             ) as response:
                 reply = _Reply(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
-            raise _Retryable(
+            raise Retryable(
                 BackendUnavailable(f"cannot reach the pluginkv service at {self.url}: {exc!r}")
             ) from None
         error = reply_error(reply.status, reply.headers.get, reply.body, absent_ok)
         if error is None:
             return reply
         if retryable(reply.status, error):
-            raise _Retryable(error)
+            raise Retryable(error, retry_after(reply.headers.get))
         raise error
 
     def _client(self) -> aiohttp.ClientSession:

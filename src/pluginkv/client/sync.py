@@ -25,13 +25,14 @@ from tenacity import (
 )
 
 from .. import __version__
-from ..errors import BackendUnavailable, PluginKVError
+from ..errors import BackendUnavailable
 from ..keys import check_key, check_keys
 from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
 from ._http import Connection, TLSConnection
 from ._wire import (
+    DEFAULT_RETRIES,
     JSON_HEADERS,
-    RETRY_WAIT,
+    Retryable,
     delete_headers,
     delete_prefix_path,
     dumps,
@@ -45,6 +46,8 @@ from ._wire import (
     parse_json,
     parse_service_url,
     reply_error,
+    retry_after,
+    retry_wait,
     retryable,
     set_many_body,
     set_request,
@@ -63,14 +66,6 @@ class _Reply(NamedTuple):
     body: bytes
 
 
-class _Retryable(Exception):
-    """A failure that repeating a safe request may cure."""
-
-    def __init__(self, error: PluginKVError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class RemoteStorage(JSONHelpers, KeyPages):
     """The storage of the scope a token grants, on a pluginkv service.
 
@@ -78,10 +73,13 @@ class RemoteStorage(JSONHelpers, KeyPages):
         url: the service, e.g. ``http://127.0.0.1:8787`` (a path prefix is kept).
         token: a scope token from ``pluginkv token create``.
         timeout: seconds to connect, and to wait for each read from the socket.
-        retries: extra attempts for requests that are safe to repeat.
+        retries: extra attempts for requests that are safe to repeat; the default,
+            with the backoff, keeps trying for about 30 s (a database failover).
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0, retries: int = 3) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 30.0, retries: int = DEFAULT_RETRIES
+    ) -> None:
         service = parse_service_url(url)
         self.url = service.url
         self._https = service.https
@@ -213,15 +211,15 @@ class RemoteStorage(JSONHelpers, KeyPages):
         """One request; answers or raises the mapped ``PluginKVError``."""
         try:
             return self._attempt(method, path, body, headers, absent_ok)
-        except _Retryable as failure:
+        except Retryable as failure:
             if not safe or self._retries < 1:
                 raise failure.error from None
         # Only a safe request gets here, and only after a first failure: the
         # retry machinery costs nothing on the hot path.
         retrying = Retrying(
             stop=stop_after_attempt(self._retries),
-            wait=RETRY_WAIT,
-            retry=retry_if_exception_type(_Retryable),
+            wait=retry_wait,
+            retry=retry_if_exception_type(Retryable),
         )
         try:
             for attempt in retrying:
@@ -229,7 +227,7 @@ class RemoteStorage(JSONHelpers, KeyPages):
                     return self._attempt(method, path, body, headers, absent_ok)
         except RetryError as exhausted:
             last = exhausted.last_attempt.exception()
-            assert isinstance(last, _Retryable)
+            assert isinstance(last, Retryable)
             raise last.error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -256,7 +254,7 @@ class RemoteStorage(JSONHelpers, KeyPages):
             reply = _Reply(response.status, response.headers, response.read())
         except (OSError, http.client.HTTPException) as exc:
             self._discard(conn)
-            raise _Retryable(
+            raise Retryable(
                 BackendUnavailable(f"cannot reach the pluginkv service at {self.url}: {exc!r}")
             ) from None
         if response.will_close:
@@ -265,7 +263,7 @@ class RemoteStorage(JSONHelpers, KeyPages):
         if error is None:
             return reply
         if retryable(reply.status, error):
-            raise _Retryable(error)
+            raise Retryable(error, retry_after(reply.headers.get))
         raise error
 
     def _connection(self) -> http.client.HTTPConnection:
