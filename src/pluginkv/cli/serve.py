@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,24 @@ def serve(
     _run_service(app, settings, data_dir)
 
 
+def _command_as_typed() -> str:
+    """``pluginkv`` if a shell here finds this very command by that name, else its path.
+
+    ``make run`` starts ``.venv/bin/pluginkv`` from a shell whose ``PATH`` lacks it:
+    the commands the banner suggests must work when pasted into that shell.
+    """
+    running = Path(sys.argv[0])
+    found = shutil.which("pluginkv")
+    if running.name == "pluginkv" and found is not None and Path(found).samefile(running):
+        return "pluginkv"
+    if running.name != "pluginkv" or not running.exists():
+        return f"{sys.executable} -m pluginkv"
+    try:
+        return str(running.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(running.resolve())
+
+
 def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
     """Say where the service listens, then run it under uvicorn until SIGTERM or Ctrl-C."""
     import uvicorn
@@ -125,13 +145,14 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
             f"read-only ({env_name('read_only')}=true): reads are served, every write is "
             "refused with 503 read_only"
         )
+    command = _command_as_typed()
     click.echo(
-        f"a token for a plugin: pluginkv token create --data-dir {data_dir} "
+        f"a token for a plugin: {command} token create --data-dir {data_dir} "
         "--workspace WS --plugin AUTHOR/NAME"
     )
     click.echo(
         f"remote-debug Dify plugins: {settings.debug_host}:{settings.debug_port}, with a key "
-        f"from pluginkv debug-key create --data-dir {data_dir} --workspace WS"
+        f"from {command} debug-key create --data-dir {data_dir} --workspace WS"
     )
     # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
