@@ -10,6 +10,7 @@ the module of its subject.  Exit codes are in ``common`` (and ``docs/cli.md``).
 ``tokens``     bearer tokens (``token create``, ``token revoke``)
 ``plugins``    the Dify plugin host's commands: debug keys, plugins, endpoints, tools
 ``transfer``   ``export`` and ``import``
+``init``       ``init``: create a store
 =============  ==============================================================
 """
 
@@ -19,6 +20,7 @@ import click
 
 from .. import __version__
 from .common import EXIT_CONFLICT, EXIT_ERROR, EXIT_FALSE
+from .init import init
 from .kv import kv, scopes, usage
 from .plugins import debug_key, endpoint, plugin, plugins, tool
 from .serve import serve
@@ -47,5 +49,6 @@ for command in (
     tool,
     export,
     import_,
+    init,
 ):
     main.add_command(command)

@@ -8,10 +8,9 @@ from pathlib import Path
 import click
 
 from ..config import env_name, redact_url
-from ..errors import PluginKVError
 from ..keys import check_scope
 from ..store import Store
-from .common import PluginKVFailure, data_dir_option, engine_errors, service_settings
+from .common import data_dir_option, engine_errors, service_settings, signing_tokens
 
 __all__ = ["token"]
 
@@ -37,22 +36,18 @@ def token_create(
     admin: bool,
 ) -> None:
     """Print a token: for one (workspace, plugin), or with --admin for the admin API."""
-    from ..services.tokens import Tokens, load_secret
-
     if admin == (workspace is not None or plugin is not None):
         raise click.UsageError("give --workspace and --plugin, or --admin alone")
     if not admin and (workspace is None or plugin is None):
         raise click.UsageError("a scope token needs both --workspace and --plugin")
-    settings = service_settings(data_dir)
-    try:
-        tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+    settings = service_settings(data_dir, create=False)
+    with engine_errors():
+        tokens = signing_tokens(data_dir, settings.token_ttl_seconds)
         click.echo(
             tokens.issue(
                 workspace=workspace, plugin=plugin, ttl=ttl, read_only=read_only, admin=admin
             )
         )
-    except PluginKVError as exc:
-        raise PluginKVFailure(exc) from None
 
 
 @token.command("revoke")

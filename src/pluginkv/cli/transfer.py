@@ -17,9 +17,9 @@ import click
 
 from ..errors import PluginKVError
 from ..keys import check_scope, check_workspace
-from ..store import open_store
+from ..store import load_settings, open_store
 from ..transfer import ImportReport, export_store, import_lines
-from .common import EXIT_ERROR, PluginKVFailure, db_option, engine_errors
+from .common import EXIT_ERROR, PluginKVFailure, db_option, engine_errors, open_existing_store
 
 __all__ = ["export", "import_"]
 
@@ -49,8 +49,9 @@ def export(db: str | None, workspace: str | None, plugin: str | None, output: Pa
             check_scope(workspace, plugin)
         elif workspace is not None:
             check_workspace(workspace)
-        with open_store(db) as store, _destination(output) as out:
-            report = export_store(store, out, workspace=workspace, plugin=plugin)
+        with open_existing_store(db or load_settings().database_url) as store:
+            with _destination(output) as out:
+                report = export_store(store, out, workspace=workspace, plugin=plugin)
     click.echo(
         f"exported {report.scopes} scopes, {report.entries} keys, {report.bytes} bytes", err=True
     )

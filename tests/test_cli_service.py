@@ -1,0 +1,198 @@
+"""The command line as a user runs it: a ``pluginkv`` process, against a live ``pluginkv serve``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PLUGINKV = str(Path(sys.executable).parent / "pluginkv")
+SCOPE = {"PLUGINKV_WORKSPACE": "ws-1", "PLUGINKV_PLUGIN": "acme/weather"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGINKV_")}
+    return env | extra
+
+
+class Service:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = _environment(PLUGINKV_PORT=str(self.port), **SCOPE)
+        self.process = subprocess.Popen(
+            [PLUGINKV, "serve", "--debug-port", str(_free_port())],
+            cwd=directory,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=5).close()
+                return
+            except OSError:
+                assert self.process.poll() is None, "pluginkv serve exited"
+                assert time.monotonic() < deadline, "pluginkv serve did not start"
+                time.sleep(0.1)
+
+    def cli(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        input: str = "",
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PLUGINKV, *args],
+            cwd=cwd or self.directory,
+            env=self.env if env is None else env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=input,
+        )
+
+    def http_get(self, path: str, token: str) -> bytes:
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body: bytes = response.read()
+            return body
+
+
+@pytest.fixture(name="service", scope="module")
+def _service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = Service(tmp_path_factory.mktemp("service"))
+    yield service
+    service.process.terminate()
+    service.process.wait(timeout=30)
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+def test_kv_writes_reach_the_running_service_that_plugins_read(service: Service) -> None:
+    assert service.cli("kv", "set", "city", "Berlin").returncode == 0
+    token = service.cli("token", "create", "--workspace", "ws-1", "--plugin", "acme/weather")
+    assert service.http_get("/v1/kv/city", token.stdout.strip()) == b"Berlin"
+
+
+def test_kv_takes_the_service_url_and_token_from_the_environment_anywhere(
+    service: Service, tmp_path: Path
+) -> None:
+    token = service.cli("token", "create", "--workspace", "ws-1", "--plugin", "acme/weather")
+    env = _environment(PLUGINKV_URL=service.url, PLUGINKV_TOKEN=token.stdout.strip(), **SCOPE)
+    assert service.cli("kv", "set", "from-afar", "yes", cwd=tmp_path, env=env).returncode == 0
+    assert service.cli("kv", "get", "from-afar").stdout == "yes"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_token_create_elsewhere_refuses_instead_of_making_a_secret_the_service_rejects(
+    service: Service, tmp_path: Path
+) -> None:
+    result = service.cli("token", "create", "--admin", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "no token secret in" in _one_error_line(result)
+    assert "--data-dir" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_db_that_does_not_exist_is_one_line_and_is_not_created(
+    service: Service, tmp_path: Path
+) -> None:
+    for db in (str(tmp_path / "typo.db"), "/nonexistent/dir/x.db"):
+        result = service.cli("kv", "get", "k", "--db", db)
+        assert result.returncode == 3
+        assert "no database at" in _one_error_line(result)
+    exported = service.cli("export", "--db", str(tmp_path / "typo.db"), "-o", str(tmp_path / "o"))
+    assert exported.returncode == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_creates_the_store_that_db_then_opens(service: Service, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'new.db'}"
+    assert service.cli("init", "--db", db).stdout == f"created {db}\n"
+    assert service.cli("kv", "set", "k", "v", "--db", db).returncode == 0
+    assert service.cli("kv", "get", "k", "--db", db).stdout == "v"
+    assert service.cli("init", "--db", db).stdout == f"{db} exists already\n"
+
+
+def test_an_unreachable_service_exits_5_on_one_line(service: Service) -> None:
+    closed = f"http://127.0.0.1:{_free_port()}"
+    for args in (("kv", "get", "k"), ("plugins",)):
+        result = service.cli(*args, "--url", closed)
+        assert result.returncode == 5, result.stderr
+        assert "is pluginkv serve running?" in _one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("kv", "get", "k", "--url", "foo"),
+        ("plugins", "--url", "foo"),
+        ("token", "create", "--admin", "--data-dir", "/proc/nope"),
+    ],
+    ids=["kv-url", "admin-url", "data-dir"],
+)
+def test_bad_locations_are_one_error_line(service: Service, args: tuple[str, ...]) -> None:
+    result = service.cli(*args)
+    assert result.returncode == 3
+    _one_error_line(result)
+
+
+def test_kv_incr_counts_and_delete_prefix_reports_how_many(service: Service) -> None:
+    assert service.cli("kv", "incr", "hits").stdout == "1\n"
+    assert service.cli("kv", "incr", "hits", "41").stdout == "42\n"
+    assert service.cli("kv", "incr", "hits", "--", "-2").stdout == "40\n"
+    for key in ("tmp/a", "tmp/b"):
+        service.cli("kv", "set", key, "x")
+    assert service.cli("kv", "delete", "--prefix", "tmp/").stdout == "2\n"
+    refused = service.cli("kv", "delete", "--prefix", "")
+    assert refused.returncode == 3 and "--all" in _one_error_line(refused)
+    assert service.cli("kv", "delete", "k", "--prefix", "tmp/").returncode == 2
+
+
+def test_kv_list_is_kv_keys_with_a_header_and_json_for_scripts(service: Service) -> None:
+    service.cli("kv", "set", "list/one", "1")
+    listed = service.cli("kv", "list", "list/")
+    assert listed.stdout.splitlines()[0] == "KEY\tSIZE\tVERSION\tEXPIRES"
+    assert listed.stdout == service.cli("kv", "keys", "list/").stdout
+    (line,) = service.cli("kv", "keys", "list/", "--json").stdout.splitlines()
+    assert json.loads(line)["key"] == "list/one"
+    scopes = service.cli("scopes").stdout.splitlines()
+    assert scopes[0] == "WORKSPACE\tPLUGIN\tKEYS\tBYTES_USED\tQUOTA_BYTES"
+    assert any(line.startswith("ws-1\tacme/weather\t") for line in scopes[1:])
+
+
+def test_set_many_stores_json_lines_that_get_many_prints_back(service: Service) -> None:
+    lines = '{"key": "m/a", "value": "text"}\n{"key": "m/b", "base64": "/wA="}\n'
+    stored = service.cli("kv", "set-many", input=lines)
+    assert stored.returncode == 0, stored.stderr
+    assert [json.loads(line)["key"] for line in stored.stdout.splitlines()] == ["m/a", "m/b"]
+    printed = service.cli("kv", "get-many", "m/a", "m/b", "m/absent")
+    assert printed.stdout == lines
+    bad = service.cli("kv", "set-many", input='{"key": "m/c", "value": "x"}\n{"key": 1}\n')
+    assert bad.returncode == 2 and "line 2" in bad.stderr
+    assert service.cli("kv", "exist", "m/c").returncode == 1
