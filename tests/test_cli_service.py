@@ -196,3 +196,85 @@ def test_set_many_stores_json_lines_that_get_many_prints_back(service: Service) 
     bad = service.cli("kv", "set-many", input='{"key": "m/c", "value": "x"}\n{"key": 1}\n')
     assert bad.returncode == 2 and "line 2" in bad.stderr
     assert service.cli("kv", "exist", "m/c").returncode == 1
+
+
+def test_serve_with_the_debug_port_taken_says_so_on_one_line_before_listening(
+    tmp_path: Path,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [PLUGINKV, "serve", "--port", str(_free_port()), "--debug-port", str(port)],
+            cwd=tmp_path,
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 3
+    assert "listening on" not in result.stdout
+    line = _one_error_line(result)
+    assert f"127.0.0.1:{port}" in line
+    assert "--debug-port N" in line and "--debug-port off" in line
+
+
+def test_serve_with_debug_port_off_serves_without_the_listener(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [PLUGINKV, "serve", "--port", str(port), "--debug-port", "off"],
+        cwd=tmp_path,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None
+    with server.stdout:
+        try:
+            banner = [server.stdout.readline() for _ in range(4)]
+            assert "remote-debug Dify plugins: off (--debug-port off)\n" in banner
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                        break
+                except OSError:
+                    assert server.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.1)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_a_core_only_install_names_the_extra_on_one_line(tmp_path: Path) -> None:
+    blocked = "import sys; sys.modules['jwt'] = None; from pluginkv.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, "token", "create", "--admin"],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "pip install 'pluginkv[server]'" in _one_error_line(result)
+
+
+def test_an_unreachable_postgresql_is_one_line_without_pool_warnings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [PLUGINKV, "kv", "get", "k", "--db", f"postgresql://nobody@127.0.0.1:{_free_port()}/x"],
+        cwd=tmp_path,
+        env=_environment(PLUGINKV_POSTGRES_POOL_TIMEOUT_SECONDS="1", **SCOPE),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "PostgreSQL" in _one_error_line(result)
+
+
+def test_version_prints_the_package_version() -> None:
+    import pluginkv
+
+    result = subprocess.run([PLUGINKV, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.stdout == f"pluginkv, version {pluginkv.__version__}\n"

@@ -38,6 +38,8 @@ __all__ = [
     "EXIT_CONFLICT",
     "EXIT_ERROR",
     "EXIT_FALSE",
+    "EXIT_UNREACHABLE",
+    "CommandFailed",
     "ConditionFailed",
     "PluginKVFailure",
     "data_dir_option",
@@ -58,17 +60,24 @@ _CLI_TOKEN_TTL = 900  # seconds: a token the CLI signs lives for one command's w
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class PluginKVFailure(click.ClickException):
-    """A ``PluginKVError`` shown as one ``error: ...`` line on stderr."""
+class CommandFailed(click.ClickException):
+    """A failure shown as one ``error: ...`` line on stderr, exit 3."""
 
     exit_code = EXIT_ERROR
 
-    def __init__(self, error: PluginKVError) -> None:
-        # One line even when the engine's message spans several (settings errors do).
-        super().__init__(" ".join(str(error).split()) or error.code)
+    def __init__(self, message: str) -> None:
+        # One line even when the message spans several (settings errors do).
+        super().__init__(" ".join(message.split()))
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+
+class PluginKVFailure(CommandFailed):
+    """A ``PluginKVError`` as one ``error: ...`` line."""
+
+    def __init__(self, error: PluginKVError) -> None:
+        super().__init__(str(error).strip() or error.code)
 
 
 class ConditionFailed(PluginKVFailure):
@@ -267,7 +276,7 @@ def service_settings(
         try:
             private_files.secure_data_dir(data_dir)
         except OSError as exc:
-            raise click.ClickException(f"cannot use the data directory {data_dir}: {exc}") from None
+            raise CommandFailed(f"cannot use the data directory {data_dir}: {exc}") from None
     if db is None and "PLUGINKV_DATABASE_URL" not in os.environ:
         db = f"sqlite:///{(data_dir / 'pluginkv.db').resolve()}"
     if db is not None:

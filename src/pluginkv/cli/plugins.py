@@ -25,6 +25,7 @@ from ..errors import InvalidArgument, PluginKVError
 from ..host.tools import CREDENTIAL_TYPES, check_credentials
 from ..keys import check_scope
 from .common import (
+    CommandFailed,
     PluginKVFailure,
     Unreachable,
     data_dir_option,
@@ -57,7 +58,7 @@ def _call(
         try:
             data: bytes = response.read()
         except (http.client.HTTPException, OSError) as exc:
-            raise click.ClickException(f"the answer broke off: {exc}") from None
+            raise CommandFailed(f"the answer broke off: {exc}") from None
         return data
 
 
@@ -83,7 +84,7 @@ def _answer(
             try:
                 yield response
             except (http.client.HTTPException, TimeoutError, ConnectionResetError) as exc:
-                raise click.ClickException(f"the answer of {admin.url} broke off: {exc}") from None
+                raise CommandFailed(f"the answer of {admin.url} broke off: {exc}") from None
 
 
 def _error(status: int, body: bytes) -> PluginKVError:

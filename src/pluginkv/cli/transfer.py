@@ -19,7 +19,14 @@ from ..errors import PluginKVError
 from ..keys import check_scope, check_workspace
 from ..store import load_settings, open_store
 from ..transfer import ImportReport, export_store, import_lines
-from .common import EXIT_ERROR, PluginKVFailure, db_option, engine_errors, open_existing_store
+from .common import (
+    EXIT_ERROR,
+    CommandFailed,
+    PluginKVFailure,
+    db_option,
+    engine_errors,
+    open_existing_store,
+)
 
 __all__ = ["export", "import_"]
 
@@ -71,7 +78,7 @@ def _destination(output: Path | None) -> Iterator[IO[bytes]]:
         os.replace(partial, output)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise click.ClickException(f"cannot write {output}: {exc}") from None
+        raise CommandFailed(f"cannot write {output}: {exc}") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
