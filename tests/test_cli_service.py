@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pluginkv import open_store as pluginkv_store
 
 PLUGINKV = str(Path(sys.executable).parent / "pluginkv")
 SCOPE = {"PLUGINKV_WORKSPACE": "ws-1", "PLUGINKV_PLUGIN": "acme/weather"}
@@ -278,3 +281,49 @@ def test_version_prints_the_package_version() -> None:
 
     result = subprocess.run([PLUGINKV, "--version"], capture_output=True, text=True, timeout=60)
     assert result.stdout == f"pluginkv, version {pluginkv.__version__}\n"
+
+
+def _stderr_on_a_terminal(args: list[str], cwd: Path) -> tuple[int, bytes]:
+    """Run a command whose stderr is a terminal (a pty); its exit code and what it showed."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        args, cwd=cwd, env=_environment(), stdout=subprocess.DEVNULL, stderr=slave
+    )
+    os.close(slave)
+    shown = b""
+    try:
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    except OSError:  # EIO: the command exited and closed the terminal
+        pass
+    finally:
+        os.close(master)
+    return process.wait(timeout=60), shown
+
+
+def test_export_and_import_show_progress_on_a_terminal_and_stay_quiet_when_piped(
+    tmp_path: Path,
+) -> None:
+    db, copy, dump = tmp_path / "kv.db", tmp_path / "copy.db", tmp_path / "dump.jsonl"
+    with pluginkv_store(f"sqlite:///{db}") as store:
+        store.storage(workspace="ws-1", plugin="acme/weather").set_many(
+            {f"k{n}": b"x" * 1000 for n in range(200)}
+        )
+    export = [PLUGINKV, "export", "--db", str(db), "-o", str(dump)]
+    code, shown = _stderr_on_a_terminal(export, tmp_path)
+    assert code == 0 and b"exporting" in shown
+    code, shown = _stderr_on_a_terminal(
+        [PLUGINKV, "import", str(dump), "--db", str(copy)], tmp_path
+    )
+    assert code == 0 and b"importing" in shown
+
+    piped = subprocess.run(export, env=_environment(), capture_output=True, timeout=60)
+    assert piped.stderr == b"exported 1 scopes, 200 keys, 200690 bytes\n"
+    imported = subprocess.run(
+        [PLUGINKV, "import", "-", "--db", str(tmp_path / "again.db")],
+        input=dump.read_bytes(),
+        env=_environment(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert (imported.returncode, imported.stderr) == (0, b"")
