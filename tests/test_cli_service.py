@@ -327,3 +327,17 @@ def test_export_and_import_show_progress_on_a_terminal_and_stay_quiet_when_piped
         timeout=60,
     )
     assert (imported.returncode, imported.stderr) == (0, b"")
+
+
+def test_shell_completion_is_the_script_docs_cli_md_tells_to_eval() -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    assert 'eval "$(_PLUGINKV_COMPLETE=bash_source pluginkv)"' in docs
+    result = subprocess.run(
+        [PLUGINKV],
+        env=_environment(_PLUGINKV_COMPLETE="bash_source"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "complete -o nosort -F _pluginkv_completion pluginkv" in result.stdout

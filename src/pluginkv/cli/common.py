@@ -205,10 +205,12 @@ def open_storage(target: Target, workspace: str, plugin: str) -> Iterator[Storag
             return
         from ..client import RemoteStorage
 
+        url = service_url(target.url)
         token = target.token
         if token is None:
-            token = signing_tokens(target.data_dir).issue(workspace=workspace, plugin=plugin)
-        with RemoteStorage(service_url(target.url), token, retries=0) as remote:
+            tokens = signing_tokens(target.data_dir, token_option=True)
+            token = tokens.issue(workspace=workspace, plugin=plugin)
+        with RemoteStorage(url, token, retries=0) as remote:
             yield cast(Storage, remote)  # the same API, over HTTP
 
 
@@ -235,7 +237,9 @@ def service_url(url: str | None) -> str:
     return parse_service_url(url).url
 
 
-def signing_tokens(data_dir: Path, ttl: int = _CLI_TOKEN_TTL) -> Tokens:
+def signing_tokens(
+    data_dir: Path, ttl: int = _CLI_TOKEN_TTL, *, token_option: bool = False
+) -> Tokens:
     """Tokens signed with the secret of the service of ``data_dir``, which must have one.
 
     Never a new secret: a service that signs with another one refuses its tokens, so
@@ -247,7 +251,8 @@ def signing_tokens(data_dir: Path, ttl: int = _CLI_TOKEN_TTL) -> Tokens:
     if settings.token_secret is None and not (data_dir / SECRET_FILE).is_file():
         raise InvalidArgument(
             f"no token secret in {data_dir.resolve()}: run this where pluginkv serve runs, "
-            "or give its --data-dir (PLUGINKV_DATA_DIR), or a --token (PLUGINKV_TOKEN)"
+            "or give its --data-dir (PLUGINKV_DATA_DIR)"
+            + (", or a --token (PLUGINKV_TOKEN)" if token_option else "")
         )
     return Tokens(load_secret(settings), default_ttl=ttl)
 

@@ -8,7 +8,7 @@ import click
 
 from ..config import redact_url
 from ..store import Store, sqlite_path
-from .common import data_dir_option, engine_errors, service_settings
+from .common import CommandFailed, data_dir_option, engine_errors, service_settings
 
 __all__ = ["init"]
 
@@ -30,7 +30,10 @@ def init(data_dir: Path, db: str | None) -> None:
     existed = path is not None and path.is_file()
     with engine_errors():
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CommandFailed(f"cannot create {path.parent}: {exc.strerror}") from None
         with Store(settings):
             pass
         if db is None:

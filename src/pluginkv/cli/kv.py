@@ -360,8 +360,9 @@ def _scopes(target: Target) -> list[dict[str, Any]]:
     if target.db is None:
         from ..client.admin import AdminClient
 
-        token = target.token or signing_tokens(target.data_dir).issue(admin=True)
-        answer = AdminClient(service_url(target.url), token).call("GET", "/v1/admin/scopes")
+        url = service_url(target.url)
+        token = target.token or signing_tokens(target.data_dir, token_option=True).issue(admin=True)
+        answer = AdminClient(url, token).call("GET", "/v1/admin/scopes")
         listed: list[dict[str, Any]] = answer["scopes"]
         return listed
     with open_existing_store(target.db) as store:

@@ -78,8 +78,9 @@ def _answer(
     settings = service_settings(data_dir, create=False)
     wait = timeout if timeout is not None else settings.session_timeout_seconds + 30
     with engine_errors():
+        base = service_url(url)
         token = signing_tokens(data_dir, _ADMIN_TOKEN_TTL).issue(admin=True)
-        admin = AdminClient(service_url(url), token, timeout=wait)
+        admin = AdminClient(base, token, timeout=wait)
         with admin.open(method, path, body) as response:
             try:
                 yield response
