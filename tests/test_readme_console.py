@@ -7,6 +7,9 @@ them).  The blocks run in order in one bash, in a directory of their own where
 ``pluginkv serve`` runs and ``.venv`` is this checkout's.  In the expected output an ISO
 8601 time stands for any time, and a line ``...`` for any lines.  The service listens
 on a free port: ``127.0.0.1:8787`` in a command is rewritten to it.
+
+The examples of ``docs/cli.md`` ("real runs", on a database file) run the same way,
+without a service.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+CLI_DOCS = ROOT / "docs" / "cli.md"
 VENV = Path(sys.executable).parent.parent
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 _MARK = "\x1e-- next command --\x1e"
@@ -106,12 +110,27 @@ def test_every_readme_console_block_prints_what_the_readme_shows(
     directory, env, port, _ = terminal
     steps = [step for block in _blocks(README.read_text()) for step in block]
     assert len(steps) > 10
-    script = "exec 2>&1\n" + "".join(
-        f"{command.replace('127.0.0.1:8787', f'127.0.0.1:{port}')}\nprintf '\\n{_MARK}\\n'\n"
-        for command, _ in steps
-    )
     # Only the service's port differs from a terminal: PLUGINKV_PORT stays for the
     # commands that find the service by it.
+    replaced = [(c.replace("127.0.0.1:8787", f"127.0.0.1:{port}"), e) for c, e in steps]
+    _run_and_compare(replaced, directory, env)
+
+
+def test_the_cli_docs_examples_print_what_they_show(tmp_path: Path) -> None:
+    text = CLI_DOCS.read_text()
+    examples = text[text.index("## Examples") : text.index("## Scripting notes")]
+    steps = [step for block in _blocks(examples) for step in block]
+    assert len(steps) > 10
+    env = _clean_environment()
+    env["PATH"] = os.pathsep.join([str(VENV / "bin"), env["PATH"]])
+    _run_and_compare(steps, tmp_path, env)
+
+
+def _run_and_compare(
+    steps: list[tuple[str, list[str]]], directory: Path, env: dict[str, str]
+) -> None:
+    """Run the commands in one bash and compare what each printed with what is shown."""
+    script = "exec 2>&1\n" + "".join(f"{command}\nprintf '\\n{_MARK}\\n'\n" for command, _ in steps)
     shell = subprocess.run(
         ["bash", "--norc", "--noprofile"],
         input=script,
