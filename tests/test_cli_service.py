@@ -112,13 +112,17 @@ def test_kv_takes_the_service_url_and_token_from_the_environment_anywhere(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_token_create_elsewhere_refuses_instead_of_making_a_secret_the_service_rejects(
+def test_token_commands_elsewhere_refuse_instead_of_making_a_secret_or_a_store(
     service: Service, tmp_path: Path
 ) -> None:
     result = service.cli("token", "create", "--admin", cwd=tmp_path)
     assert result.returncode == 3
     assert "no token secret in" in _one_error_line(result)
     assert "--data-dir" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    revoked = service.cli("token", "revoke", "--workspace", "ws-1", "--plugin", "a/b", cwd=tmp_path)
+    assert revoked.returncode == 3
+    assert "no database at" in _one_error_line(revoked)
     assert list(tmp_path.iterdir()) == []
 
 

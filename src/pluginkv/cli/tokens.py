@@ -9,8 +9,13 @@ import click
 
 from ..config import env_name, redact_url
 from ..keys import check_scope
-from ..store import Store
-from .common import data_dir_option, engine_errors, service_settings, signing_tokens
+from .common import (
+    data_dir_option,
+    engine_errors,
+    open_existing_store,
+    service_settings,
+    signing_tokens,
+)
 
 __all__ = ["token"]
 
@@ -64,10 +69,10 @@ def token_create(
 )
 def token_revoke(data_dir: Path, db: str | None, workspace: str, plugin: str) -> None:
     """Revoke every token of one (workspace, plugin) created until now; later ones work."""
-    settings = service_settings(data_dir, db)
+    settings = service_settings(data_dir, db, create=False)
     with engine_errors():
         check_scope(workspace, plugin)  # before opening, so a typo creates no database
-        with Store(settings) as store:
+        with open_existing_store(settings.database_url) as store:
             revoked_at = store.revoke_tokens(workspace=workspace, plugin=plugin)
     moment = datetime.fromtimestamp(revoked_at, UTC).isoformat(timespec="microseconds")
     click.echo(
