@@ -37,7 +37,9 @@ def _no_pluginkv_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(name="db")
 def _db(tmp_path: Path) -> Path:
-    return tmp_path / "kv.db"
+    path = tmp_path / "kv.db"
+    Store(pluginkv.config.Settings(database_url=f"sqlite:///{path}")).close()
+    return path
 
 
 @pytest.fixture(name="run")
@@ -146,7 +148,8 @@ def test_set_with_ttl_lists_its_expiry_in_utc(run: Run) -> None:
     before = time.time()
     assert run("kv", "set", "session", "abc", "--ttl", "3600").exit_code == 0
 
-    key, size, version, expiry = run("kv", "keys").stdout.rstrip("\n").split("\t")
+    _header, line = run("kv", "keys").stdout.splitlines()
+    key, size, version, expiry = line.split("\t")
 
     assert (key, size, version) == ("session", "10", "1")
     assert expiry.endswith("Z")
@@ -228,6 +231,7 @@ def test_scopes_lists_each_plugin_in_each_workspace_with_its_usage(db: Path) -> 
 
     assert (every.exit_code, every.stdout) == (
         0,
+        "WORKSPACE\tPLUGIN\tKEYS\tBYTES_USED\tQUOTA_BYTES\n"
         "ws-1\tacme/weather\t1\t10\t1000\nws-2\tacme/news\t1\t6\t1000\n",
     )
     assert json.loads(one.stdout) == {
@@ -255,6 +259,7 @@ def test_invalid_key_prints_one_line_and_fails(run: Run) -> None:
 def test_invalid_scope_fails_before_creating_a_database(
     run: Run, db: Path, workspace: str, plugin: str, named: str
 ) -> None:
+    db.unlink()
     result = run("kv", "get", "k", workspace=workspace, plugin=plugin)
 
     assert result.exit_code == EXIT_ERROR
@@ -323,7 +328,7 @@ def test_keys_prints_tab_separated_lines(run: Run) -> None:
 
     result = run("kv", "keys")
 
-    assert result.stdout == "a\t2\t2\t-\nb\t2\t1\t-\n"
+    assert result.stdout == "KEY\tSIZE\tVERSION\tEXPIRES\na\t2\t2\t-\nb\t2\t1\t-\n"
     assert result.stderr == ""
 
 
@@ -334,9 +339,9 @@ def test_keys_pages_with_limit_and_cursor(run: Run) -> None:
     cursor = first.stderr.removeprefix("next page: --cursor ").strip()
     second = run("kv", "keys", "--limit", "2", "--cursor", cursor)
 
-    assert [line.split("\t")[0] for line in first.stdout.splitlines()] == ["k1", "k2"]
+    assert [line.split("\t")[0] for line in first.stdout.splitlines()] == ["KEY", "k1", "k2"]
     assert first.stderr.startswith("next page: --cursor ")
-    assert [line.split("\t")[0] for line in second.stdout.splitlines()] == ["k3", "k4"]
+    assert [line.split("\t")[0] for line in second.stdout.splitlines()] == ["KEY", "k3", "k4"]
 
 
 def test_keys_lists_all_pages_with_all(run: Run) -> None:
@@ -346,7 +351,7 @@ def test_keys_lists_all_pages_with_all(run: Run) -> None:
     result = run("kv", "keys", "--limit", "2", "--all")
 
     assert result.exit_code == 0
-    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == keys
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["KEY", *keys]
     assert result.stderr == ""
 
 
@@ -355,7 +360,7 @@ def test_keys_lists_only_the_prefix(run: Run) -> None:
 
     result = run("kv", "keys", "user/")
 
-    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["user/1", "user/2"]
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()[1:]] == ["user/1", "user/2"]
 
 
 # -- usage ---------------------------------------------------------------------------------
@@ -384,8 +389,8 @@ def test_workspaces_do_not_see_each_other(run: Run) -> None:
 
     assert run("kv", "get", "k", workspace="ws-1").stdout_bytes == b"one"
     assert run("kv", "get", "k", workspace="ws-2").exit_code == EXIT_FALSE
-    assert run("kv", "keys", workspace="ws-2").stdout == ""
-    assert run("kv", "keys", workspace="ws-1").stdout.startswith("k\t")
+    assert run("kv", "keys", "--json", workspace="ws-2").stdout == ""
+    assert run("kv", "keys", "--json", workspace="ws-1").stdout.startswith('{"key": "k"')
     assert run("kv", "exist", "other", workspace="ws-2").exit_code == EXIT_FALSE
 
 

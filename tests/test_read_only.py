@@ -181,6 +181,7 @@ class TestTheCommandLine:
     def test_kv_set_and_import_exit_as_for_any_engine_error(self, tmp_path: Path) -> None:
         db = f"sqlite:///{tmp_path / 'kv.db'}"
         scope = ["--db", db, "--workspace", WS, "--plugin", PLUGIN]
+        assert self._run("init", "--db", db).exit_code == 0
         assert self._run("kv", "set", *scope, "k", "v").exit_code == 0
         refused = self._run("kv", "set", *scope, "k", "w", PLUGINKV_READ_ONLY="true")
         assert refused.exit_code == EXIT_ERROR

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,7 +22,7 @@ from .keys import Scope, check_scope
 from .models import Usage
 from .storage import Storage
 
-__all__ = ["Store", "backend_for_url", "load_settings", "open_store"]
+__all__ = ["Store", "backend_for_url", "load_settings", "open_store", "sqlite_path"]
 
 Clock = Callable[[], float]
 logger = logging.getLogger(__name__)
@@ -84,6 +85,15 @@ def backend_for_url(settings: Settings) -> Backend:
         read_only=settings.read_only,
         disk_reserve_bytes=settings.sqlite_disk_reserve_bytes,
     )
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite database URL (or plain path) names; None for any other URL."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    if "://" in url or not url:
+        return None
+    return Path(url)
 
 
 def _postgres_backend(settings: Settings) -> Backend:

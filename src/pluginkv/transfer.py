@@ -28,7 +28,7 @@ import binascii
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, NamedTuple
@@ -100,8 +100,11 @@ def export_store(
     plugin: str | None = None,
     page_keys: int = PAGE_KEYS,
     batch_bytes: int = BATCH_BYTES,
+    on_entry: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Write every live entry of ``store`` (or of one workspace, or one scope) to ``out``.
+
+    ``on_entry`` is called with the size of each entry written (for a progress bar).
 
     Raises:
         InvalidArgument: a malformed workspace or plugin id, or a plugin without workspace.
@@ -122,7 +125,7 @@ def export_store(
         },
     )
     for scope in scopes:
-        _export_scope(store, scope, out, report, page_keys, batch_bytes)
+        _export_scope(store, scope, out, report, page_keys, batch_bytes, on_entry)
     _write(out, {"type": "end", "scopes": report.scopes, "entries": report.entries})
     return report
 
@@ -146,6 +149,7 @@ def _export_scope(
     report: ExportReport,
     page_keys: int,
     batch_bytes: int,
+    on_entry: Callable[[int], None] | None,
 ) -> None:
     with store.backend.read() as tx:
         state = tx.scope_state(scope)
@@ -184,6 +188,8 @@ def _export_scope(
                     )
                     report.entries += 1
                     report.bytes += entry.size
+                    if on_entry is not None:
+                        on_entry(entry.size)
             if len(page) < page_keys:
                 return
             after = page[-1].key

@@ -10,28 +10,69 @@ the module of its subject.  Exit codes are in ``common`` (and ``docs/cli.md``).
 ``tokens``     bearer tokens (``token create``, ``token revoke``)
 ``plugins``    the Dify plugin host's commands: debug keys, plugins, endpoints, tools
 ``transfer``   ``export`` and ``import``
+``init``       ``init``: create a store
 =============  ==============================================================
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import click
 
 from .. import __version__
-from .common import EXIT_CONFLICT, EXIT_ERROR, EXIT_FALSE
+from .common import EXIT_CONFLICT, EXIT_ERROR, EXIT_FALSE, EXIT_UNREACHABLE, CommandFailed
+from .init import init
 from .kv import kv, scopes, usage
 from .plugins import debug_key, endpoint, plugin, plugins, tool
 from .serve import serve
 from .tokens import token
 from .transfer import export, import_
 
-__all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_FALSE", "main"]
+__all__ = ["EXIT_CONFLICT", "EXIT_ERROR", "EXIT_FALSE", "EXIT_UNREACHABLE", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The optional extras, by the modules they bring (pyproject.toml).
+_EXTRAS = {
+    "jwt": "server",
+    "multipart": "server",
+    "prometheus_client": "server",
+    "starlette": "server",
+    "uvicorn": "server",
+    "uvloop": "server",
+    "yaml": "server",
+    "aiohttp": "async",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+}
+
+
+class _Commands(click.Group):
+    """The command group; a module of an extra that is not installed is one line, exit 3."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            top = (exc.name or "").split(".")[0]
+            if top not in _EXTRAS:
+                raise
+            raise CommandFailed(
+                f"this command needs the {_EXTRAS[top]} extra, which is not installed "
+                f"(no module {top!r}): pip install 'pluginkv[{_EXTRAS[top]}]'"
+            ) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="pluginkv")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """pluginkv: persistent, workspace-scoped key-value storage for plugins."""
+    if ctx.invoked_subcommand != "serve":
+        # The PostgreSQL pool logs each failed connection attempt; a command that
+        # cannot connect says so in its one error line instead.
+        logging.getLogger("psycopg").setLevel(logging.CRITICAL)
 
 
 for command in (
@@ -47,5 +88,6 @@ for command in (
     tool,
     export,
     import_,
+    init,
 ):
     main.add_command(command)

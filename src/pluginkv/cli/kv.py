@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
 from ..keys import check_workspace
 from ..models import EntryMeta, shown_expiry
-from ..store import open_store
 from .common import (
     EXIT_FALSE,
-    db_option,
+    Target,
     engine_errors,
+    open_existing_store,
     open_storage,
     scope_options,
+    service_url,
+    signing_tokens,
+    target_options,
 )
 
 __all__ = ["kv", "scopes", "usage"]
@@ -25,7 +31,14 @@ __all__ = ["kv", "scopes", "usage"]
 T = TypeVar("T")
 
 
-@click.group()
+class _KVGroup(click.Group):
+    """``kv list`` is ``kv keys``, the name other key-value tools give it."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, "keys" if cmd_name == "list" else cmd_name)
+
+
+@click.group(cls=_KVGroup)
 def kv() -> None:
     """Read and write the keys of one plugin in one workspace."""
 
@@ -49,7 +62,7 @@ def set_(
     ttl: float | None,
     if_version: int | None,
     if_absent: bool,
-    db: str | None,
+    target: Target,
     workspace: str,
     plugin: str,
 ) -> None:
@@ -59,7 +72,7 @@ def set_(
     of stdin when VALUE is '-' or absent and stdin is not a terminal.
     """
     data = _value_bytes(value, file)
-    with open_storage(db, workspace, plugin) as storage:
+    with open_storage(target, workspace, plugin) as storage:
         storage.set(key, data, ttl=ttl, if_version=if_version, if_absent=if_absent)
 
 
@@ -81,12 +94,12 @@ def _value_bytes(value: str | None, file: Path | None) -> bytes:
 @kv.command("get")
 @click.argument("key")
 @scope_options
-def get(key: str, db: str | None, workspace: str, plugin: str) -> None:
+def get(key: str, target: Target, workspace: str, plugin: str) -> None:
     """Write the value of KEY to stdout as raw bytes, without a newline.
 
     Exits 1 with a message on stderr when the key is absent or expired.
     """
-    with open_storage(db, workspace, plugin) as storage:
+    with open_storage(target, workspace, plugin) as storage:
         value = _found(key, storage.get(key))
     click.echo(value, nl=False)  # bytes go to the binary stdout, unchanged
 
@@ -100,13 +113,36 @@ def _found(key: str, answer: T | None) -> T:
 
 
 @kv.command("delete")
-@click.argument("key")
+@click.argument("key", required=False)
 @click.option("--if-version", type=int, metavar="N", help="Only delete the entry at version N.")
+@click.option("--prefix", metavar="PREFIX", help="Delete every key starting with PREFIX.")
+@click.option("--all", "everything", is_flag=True, help="Delete every key of the plugin.")
 @scope_options
-def delete(key: str, if_version: int | None, db: str | None, workspace: str, plugin: str) -> None:
-    """Delete KEY; deleting an absent key succeeds silently."""
-    with open_storage(db, workspace, plugin) as storage:
-        storage.delete(key, if_version=if_version)
+def delete(
+    key: str | None,
+    if_version: int | None,
+    prefix: str | None,
+    everything: bool,
+    target: Target,
+    workspace: str,
+    plugin: str,
+) -> None:
+    """Delete KEY (an absent key succeeds silently), or every key under --prefix.
+
+    With --prefix (or --all) it prints how many keys held a value.  An empty
+    --prefix (an unset shell variable, say) is refused: only --all empties the
+    plugin's storage.
+    """
+    if (key is not None) + (prefix is not None) + everything != 1:
+        raise click.UsageError("give KEY, --prefix PREFIX or --all (one of them)")
+    if if_version is not None and key is None:
+        raise click.UsageError("--if-version goes with KEY")
+    with open_storage(target, workspace, plugin) as storage:
+        if key is not None:
+            storage.delete(key, if_version=if_version)
+            return
+        deleted = storage.delete_prefix(prefix or "", all=everything)
+    click.echo(deleted)
 
 
 @kv.command("delete-prefix")
@@ -114,24 +150,91 @@ def delete(key: str, if_version: int | None, db: str | None, workspace: str, plu
 @click.option("--all", "everything", is_flag=True, help="Delete every key (PREFIX must be '').")
 @scope_options
 def delete_prefix(
-    prefix: str, everything: bool, db: str | None, workspace: str, plugin: str
+    prefix: str, everything: bool, target: Target, workspace: str, plugin: str
 ) -> None:
-    """Delete every key starting with PREFIX and print how many held a value.
-
-    An empty PREFIX (an unset shell variable, say) is refused unless --all is
-    given: only --all empties the plugin's storage.
-    """
-    with open_storage(db, workspace, plugin) as storage:
+    """The same as 'kv delete --prefix PREFIX' (or '--all'), kept for scripts."""
+    with open_storage(target, workspace, plugin) as storage:
         deleted = storage.delete_prefix(prefix, all=everything)
     click.echo(deleted)
+
+
+@kv.command("incr")
+@click.argument("key")
+@click.argument("delta", type=int, default=1)
+@scope_options
+def incr(key: str, delta: int, target: Target, workspace: str, plugin: str) -> None:
+    """Add DELTA (default 1, may be negative) to the counter KEY and print its new value.
+
+    An absent key counts from 0; a key holding anything but a counter is refused.
+    """
+    with open_storage(target, workspace, plugin) as storage:
+        click.echo(storage.incr(key, delta))
+
+
+@kv.command("set-many")
+@click.argument("file", type=click.File("rb"), default="-")
+@click.option("--ttl", type=float, metavar="SECONDS", help="Expire the entries after this long.")
+@scope_options
+def set_many(
+    file: IO[bytes], ttl: float | None, target: Target, workspace: str, plugin: str
+) -> None:
+    """Store the entries of FILE (JSON Lines; '-', the default, is stdin) in one transaction.
+
+    Each line is {"key": K, "value": TEXT} or {"key": K, "base64": B64}: what
+    'kv get-many' prints.  Prints one {"key": K, "version": N} line per entry.
+    """
+    entries = dict(_batch_lines(file))
+    with open_storage(target, workspace, plugin) as storage:
+        versions = storage.set_many(entries, ttl=ttl)
+    for key, version in versions.items():
+        click.echo(json.dumps({"key": key, "version": version}))
+
+
+def _batch_lines(file: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    for number, line in enumerate(file, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+                raise ValueError("not an object with a string key")
+            if set(item) == {"key", "value"} and isinstance(item["value"], str):
+                yield item["key"], item["value"].encode()
+            elif set(item) == {"key", "base64"} and isinstance(item["base64"], str):
+                yield item["key"], base64.b64decode(item["base64"], validate=True)
+            else:
+                raise ValueError('fields must be "key" and "value" (text) or "base64"')
+        except (ValueError, binascii.Error) as exc:
+            raise click.UsageError(f"line {number}: {exc}") from None
+
+
+@kv.command("get-many")
+@click.argument("keys", nargs=-1)
+@scope_options
+def get_many(keys: tuple[str, ...], target: Target, workspace: str, plugin: str) -> None:
+    """Print KEYS (or the keys on stdin, one a line) that hold a value, as JSON Lines.
+
+    One {"key": K, "value": TEXT} line per key, {"key": K, "base64": B64} for
+    a value that is not UTF-8; absent keys are left out.
+    """
+    if not keys:
+        with click.open_file("-", "r") as stdin:
+            keys = tuple(line.rstrip("\n") for line in stdin if line.strip())
+    with open_storage(target, workspace, plugin) as storage:
+        found = storage.get_many(keys)
+    for key, value in found.items():
+        try:
+            click.echo(json.dumps({"key": key, "value": value.decode()}))
+        except UnicodeDecodeError:
+            click.echo(json.dumps({"key": key, "base64": base64.b64encode(value).decode()}))
 
 
 @kv.command("exist")
 @click.argument("key")
 @scope_options
-def exist(key: str, db: str | None, workspace: str, plugin: str) -> None:
+def exist(key: str, target: Target, workspace: str, plugin: str) -> None:
     """Print 'true' and exit 0 if KEY holds a value, else print 'false' and exit 1."""
-    with open_storage(db, workspace, plugin) as storage:
+    with open_storage(target, workspace, plugin) as storage:
         found = storage.exist(key)
     click.echo("true" if found else "false")
     if not found:
@@ -142,12 +245,12 @@ def exist(key: str, db: str | None, workspace: str, plugin: str) -> None:
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, times included.")
 @scope_options
-def meta(key: str, as_json: bool, db: str | None, workspace: str, plugin: str) -> None:
+def meta(key: str, as_json: bool, target: Target, workspace: str, plugin: str) -> None:
     """Print KEY's line as 'kv keys' prints it, without reading its value.
 
     Exits 1 with a message on stderr when the key is absent or expired.
     """
-    with open_storage(db, workspace, plugin) as storage:
+    with open_storage(target, workspace, plugin) as storage:
         found = _found(key, storage.get_meta(key))
     click.echo(json.dumps(found.as_dict()) if as_json else _key_line(found))
 
@@ -157,32 +260,40 @@ def meta(key: str, as_json: bool, db: str | None, workspace: str, plugin: str) -
 @click.option("--limit", type=int, default=100, show_default=True, help="Keys per page.")
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
 @click.option("--all", "all_pages", is_flag=True, help="Follow the cursors to the last key.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key, times included.")
 @scope_options
 def keys(
     prefix: str,
     limit: int,
     cursor: str | None,
     all_pages: bool,
-    db: str | None,
+    as_json: bool,
+    target: Target,
     workspace: str,
     plugin: str,
 ) -> None:
-    """List the keys starting with PREFIX, in key order.
+    """List the keys starting with PREFIX, in key order (also: kv list).
 
-    One line per key: key, size, version and expiry (ISO 8601 UTC, or '-'),
-    separated by tabs.  When more keys remain and --all is not given, the
+    A header line, then one line per key: key, size, version and expiry
+    (ISO 8601 UTC, or '-'), separated by tabs; with --json, one object per
+    key and no header.  When more keys remain and --all is not given, the
     cursor of the next page is printed to stderr.
     """
-    with open_storage(db, workspace, plugin) as storage:
+    if not as_json:
+        click.echo(KEYS_HEADER)
+    with open_storage(target, workspace, plugin) as storage:
         while True:
             page = storage.keys(prefix, limit=limit, cursor=cursor)
             for entry in page:
-                click.echo(_key_line(entry))
+                click.echo(json.dumps(entry.as_dict()) if as_json else _key_line(entry))
             cursor = page.next_cursor
             if cursor is None or not all_pages:
                 break
     if cursor is not None:
         click.echo(f"next page: --cursor {cursor}", err=True)
+
+
+KEYS_HEADER = "KEY\tSIZE\tVERSION\tEXPIRES"
 
 
 def _key_line(entry: EntryMeta) -> str:
@@ -204,9 +315,9 @@ def _expiry(expires_at: float | None) -> str:
 @click.command("usage")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @scope_options
-def usage(as_json: bool, db: str | None, workspace: str, plugin: str) -> None:
+def usage(as_json: bool, target: Target, workspace: str, plugin: str) -> None:
     """Print the bytes used (keys plus values), the live keys and the quota of the plugin."""
-    with open_storage(db, workspace, plugin) as storage:
+    with open_storage(target, workspace, plugin) as storage:
         used = storage.usage()
     if as_json:
         fields = {"bytes_used": used.bytes_used, "keys": used.keys, "quota_bytes": used.quota_bytes}
@@ -218,30 +329,53 @@ def usage(as_json: bool, db: str | None, workspace: str, plugin: str) -> None:
 
 
 @click.command("scopes")
-@db_option
+@target_options
 @click.option("--workspace", help="Only this workspace's plugins.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-def scopes(db: str | None, workspace: str | None, as_json: bool) -> None:
+def scopes(target: Target, workspace: str | None, as_json: bool) -> None:
     """List every plugin in every workspace that has stored something, with its usage.
 
-    One line each, tab-separated: workspace, plugin, live keys, bytes used and
-    quota, by workspace then plugin; with --json, one object per line with the
-    fields the admin API's /v1/admin/scopes gives.
+    A header line, then one line each, tab-separated: workspace, plugin, live
+    keys, bytes used and quota, by workspace then plugin; with --json, one
+    object per line with the fields the admin API's /v1/admin/scopes gives.
     """
+    names = ("workspace", "plugin", "keys", "bytes_used", "quota_bytes")
     with engine_errors():
         if workspace is not None:
             check_workspace(workspace)  # before opening, so a typo creates no database
-        with open_store(db) as store:
-            listed = store.scopes()
-    for scope, used in listed:
-        if workspace is not None and scope.workspace != workspace:
+        listed = _scopes(target)
+    if not as_json:
+        click.echo("\t".join(name.upper() for name in names))
+    for fields in listed:
+        if workspace is not None and fields["workspace"] != workspace:
             continue
-        fields = (scope.workspace, scope.plugin, used.keys, used.bytes_used, used.quota_bytes)
         if as_json:
-            names = ("workspace", "plugin", "keys", "bytes_used", "quota_bytes")
-            click.echo(json.dumps(dict(zip(names, fields, strict=True))))
+            click.echo(json.dumps({name: fields[name] for name in names}))
         else:
-            click.echo("\t".join(map(str, fields)))
+            click.echo("\t".join(str(fields[name]) for name in names))
+
+
+def _scopes(target: Target) -> list[dict[str, Any]]:
+    """The scopes as /v1/admin/scopes lists them, from the database or from the service."""
+    if target.db is None:
+        from ..client.admin import AdminClient
+
+        url = service_url(target.url)
+        token = target.token or signing_tokens(target.data_dir, token_option=True).issue(admin=True)
+        answer = AdminClient(url, token).call("GET", "/v1/admin/scopes")
+        listed: list[dict[str, Any]] = answer["scopes"]
+        return listed
+    with open_existing_store(target.db) as store:
+        return [
+            {
+                "workspace": scope.workspace,
+                "plugin": scope.plugin,
+                "keys": used.keys,
+                "bytes_used": used.bytes_used,
+                "quota_bytes": used.quota_bytes,
+            }
+            for scope, used in store.scopes()
+        ]
 
 
 def _human(size: int) -> str:

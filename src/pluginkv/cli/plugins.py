@@ -13,9 +13,7 @@ import contextlib
 import http.client
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +24,17 @@ import click
 from ..errors import InvalidArgument, PluginKVError
 from ..host.tools import CREDENTIAL_TYPES, check_credentials
 from ..keys import check_scope
-from .common import PluginKVFailure, data_dir_option, service_settings
+from .common import (
+    CommandFailed,
+    PluginKVFailure,
+    Unreachable,
+    data_dir_option,
+    engine_errors,
+    service_settings,
+    service_url,
+    signing_tokens,
+    url_option,
+)
 
 __all__ = ["debug_key", "endpoint", "plugin", "plugins", "tool"]
 
@@ -34,17 +42,6 @@ _ADMIN_TOKEN_TTL = 900  # seconds: one command's worth, an install included
 _INSTALL_TIMEOUT = 900  # building an environment downloads and installs packages
 _FOLLOW_POLL = 0.5  # seconds between two reads of a followed log
 _FOLLOW_RETRY = 2.0  # seconds before trying an unreachable service again
-
-
-def url_option(func: Any) -> Any:
-    return click.option(
-        "--url",
-        envvar="PLUGINKV_URL",
-        show_envvar=True,
-        metavar="URL",
-        help="The running service [default: http://<host setting>:<port setting>, "
-        "http://127.0.0.1:8787].",
-    )(func)
 
 
 def _call(
@@ -58,7 +55,10 @@ def _call(
 ) -> bytes:
     """One admin call to the service of ``data_dir``; errors become one-line exits."""
     with _answer(url, data_dir, method, path, body, timeout=timeout) as response:
-        data: bytes = response.read()
+        try:
+            data: bytes = response.read()
+        except (http.client.HTTPException, OSError) as exc:
+            raise CommandFailed(f"the answer broke off: {exc}") from None
         return data
 
 
@@ -73,35 +73,19 @@ def _answer(
     timeout: float | None = None,
 ) -> Iterator[http.client.HTTPResponse]:
     """``_call``'s answer, open for reading as it arrives (a streamed one line by line)."""
-    from ..services.tokens import Tokens, load_secret
+    from ..client.admin import AdminClient
 
-    settings = service_settings(data_dir)
-    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    try:
-        token = Tokens(load_secret(settings), default_ttl=_ADMIN_TOKEN_TTL).issue(admin=True)
-    except PluginKVError as exc:
-        raise PluginKVFailure(exc) from None
-    request = urllib.request.Request(
-        base + path,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        wait = timeout if timeout is not None else settings.session_timeout_seconds + 30
-        response = urllib.request.urlopen(request, timeout=wait)
-    except urllib.error.HTTPError as exc:
-        raise PluginKVFailure(_error(exc.code, exc.read())) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise click.ClickException(
-            f"cannot reach the service at {base}: {reason} (is `pluginkv serve` running?)"
-        ) from None
-    with response:
-        try:
-            yield response
-        except (http.client.HTTPException, TimeoutError, ConnectionResetError) as exc:
-            raise click.ClickException(f"the answer of {base} broke off: {exc}") from None
+    settings = service_settings(data_dir, create=False)
+    wait = timeout if timeout is not None else settings.session_timeout_seconds + 30
+    with engine_errors():
+        base = service_url(url)
+        token = signing_tokens(data_dir, _ADMIN_TOKEN_TTL).issue(admin=True)
+        admin = AdminClient(base, token, timeout=wait)
+        with admin.open(method, path, body) as response:
+            try:
+                yield response
+            except (http.client.HTTPException, TimeoutError, ConnectionResetError) as exc:
+                raise CommandFailed(f"the answer of {admin.url} broke off: {exc}") from None
 
 
 def _error(status: int, body: bytes) -> PluginKVError:
@@ -110,7 +94,6 @@ def _error(status: int, body: bytes) -> PluginKVError:
     return error_from_response(status, body)
 
 
-# -- debug keys ---------------------------------------------------------------------------------
 @click.group("debug-key")
 def debug_key() -> None:
     """Keys with which remote-debug Dify plugins connect to the service."""
@@ -122,14 +105,10 @@ def debug_key() -> None:
 @click.option("--ttl", type=float, metavar="SECONDS", help="Lifetime [default: 30 days].")
 def debug_key_create(data_dir: Path, workspace: str, ttl: float | None) -> None:
     """Print a key for REMOTE_INSTALL_KEY; a plugin connecting with it serves WORKSPACE."""
-    from ..services.tokens import Tokens, load_secret
-
-    settings = service_settings(data_dir)
-    try:
-        tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+    settings = service_settings(data_dir, create=False)
+    with engine_errors():
+        tokens = signing_tokens(data_dir, settings.token_ttl_seconds)
         key = tokens.issue_debug_key(workspace=workspace, ttl=ttl)
-    except PluginKVError as exc:
-        raise PluginKVFailure(exc) from None
     host, port = settings.debug_host, settings.debug_port
     click.echo(
         "# for the plugin's .env or environment: dify_plugin 0.2.3 and later read\n"
@@ -338,9 +317,7 @@ def plugin_logs(plugin_id: str, url: str | None, data_dir: Path, lines: int, fol
             query = urllib.parse.urlencode({"cursor": page["cursor"]})
             try:
                 page = json.loads(_call(url, data_dir, "GET", f"{path}?{query}"))
-            except PluginKVFailure:
-                raise
-            except click.ClickException as exc:  # unreachable: the service restarts, say
+            except Unreachable as exc:  # the service restarts, say
                 if not unreachable:
                     click.echo(f"{exc.format_message()}; trying again", err=True)
                 unreachable = True

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,25 @@ from .. import __version__
 from ..config import Settings, env_name, redact_url
 from ..errors import PluginKVError
 from ..store import Store
-from .common import PluginKVFailure, data_dir_option, service_settings
+from .common import CommandFailed, PluginKVFailure, data_dir_option, service_settings
 
 __all__ = ["serve"]
+
+
+class _DebugPort(click.ParamType[int | None]):
+    """A port number, or ``off``: no remote-debug listener at all (``None``)."""
+
+    name = "N|off"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "off":
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a port number nor 'off'", param, ctx)
 
 
 @click.command("serve")
@@ -42,10 +61,11 @@ __all__ = ["serve"]
 @click.option(
     "--debug-port",
     envvar="PLUGINKV_DEBUG_PORT",
-    type=int,
-    default=5003,
+    type=_DebugPort(),
+    default="5003",
     show_default=True,
-    help="Port remote-debug Dify plugins connect to (on PLUGINKV_DEBUG_HOST, 127.0.0.1).",
+    help="Port remote-debug Dify plugins connect to (on PLUGINKV_DEBUG_HOST, 127.0.0.1); "
+    "0 for any free port, 'off' for no listener.",
 )
 @click.option(
     "--read-only",
@@ -73,7 +93,7 @@ def serve(
     db: str | None,
     host: str,
     port: int,
-    debug_port: int,
+    debug_port: int | None,
     read_only: bool,
     log_level: str,
     access_log: bool,
@@ -84,14 +104,19 @@ def serve(
 
         from ..server.app import create_app
     except ImportError as exc:
-        raise click.ClickException(
+        raise CommandFailed(
             f"the service needs the server extra: pip install 'pluginkv[server]' ({exc})"
         ) from None
-    overrides: dict[str, Any] = {"host": host, "port": port, "debug_port": debug_port}
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    # Off: no listener, and a PLUGINKV_DEBUG_PORT=off the settings would refuse is overridden.
+    overrides["debug_port"] = 0 if debug_port is None else debug_port
     overrides |= {"log_level": log_level, "access_log": access_log}
     if read_only:
         overrides["read_only"] = True
     settings = service_settings(data_dir, db, **overrides)
+    listen = debug_port is not None
+    if listen:
+        _check_debug_port(settings)
     # Opened here, not in the app's startup, so that a store that cannot open
     # (a database down, a read-only file that is missing or not migrated) is
     # one error line and exit 3, not uvicorn's startup traceback.  The app
@@ -101,11 +126,47 @@ def serve(
         store = Store(settings)
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
-    app = create_app(settings, store=store, listen_for_plugins=True, close_store=True)
-    _run_service(app, settings, data_dir)
+    app = create_app(settings, store=store, listen_for_plugins=listen, close_store=True)
+    _run_service(app, settings, data_dir, listen)
 
 
-def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
+def _check_debug_port(settings: Settings) -> None:
+    """Exit on one line, before anything says "listening on", if the debug port is taken.
+
+    Port 5003 is Dify's own debug port: a Dify running on the same machine holds it.
+    """
+    address = (settings.debug_host, settings.debug_port)
+    try:
+        with socket.create_server(address, reuse_port=False):
+            pass
+    except OSError as exc:
+        raise CommandFailed(
+            f"cannot listen for remote-debug plugins on {address[0]}:{address[1]}: "
+            f"{exc.strerror or exc}; choose another port with --debug-port N "
+            "(PLUGINKV_DEBUG_PORT, 0 for any free one) or turn the listener off with "
+            "--debug-port off"
+        ) from None
+
+
+def _command_as_typed() -> str:
+    """``pluginkv`` if a shell here finds this very command by that name, else its path.
+
+    ``make run`` starts ``.venv/bin/pluginkv`` from a shell whose ``PATH`` lacks it:
+    the commands the banner suggests must work when pasted into that shell.
+    """
+    running = Path(sys.argv[0])
+    found = shutil.which("pluginkv")
+    if running.name == "pluginkv" and found is not None and Path(found).samefile(running):
+        return "pluginkv"
+    if running.name != "pluginkv" or not running.exists():
+        return f"{sys.executable} -m pluginkv"
+    try:
+        return str(running.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(running.resolve())
+
+
+def _run_service(app: Any, settings: Settings, data_dir: Path, listen: bool) -> None:
     """Say where the service listens, then run it under uvicorn until SIGTERM or Ctrl-C."""
     import uvicorn
 
@@ -125,14 +186,18 @@ def _run_service(app: Any, settings: Settings, data_dir: Path) -> None:
             f"read-only ({env_name('read_only')}=true): reads are served, every write is "
             "refused with 503 read_only"
         )
+    command = _command_as_typed()
     click.echo(
-        f"a token for a plugin: pluginkv token create --data-dir {data_dir} "
+        f"a token for a plugin: {command} token create --data-dir {data_dir} "
         "--workspace WS --plugin AUTHOR/NAME"
     )
-    click.echo(
-        f"remote-debug Dify plugins: {settings.debug_host}:{settings.debug_port}, with a key "
-        f"from pluginkv debug-key create --data-dir {data_dir} --workspace WS"
-    )
+    if listen:
+        click.echo(
+            f"remote-debug Dify plugins: {settings.debug_host}:{settings.debug_port}, with a "
+            f"key from {command} debug-key create --data-dir {data_dir} --workspace WS"
+        )
+    else:
+        click.echo("remote-debug Dify plugins: off (--debug-port off)")
     # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     # The access log (its own logger, at INFO) is on or off by its switch alone.

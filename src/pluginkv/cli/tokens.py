@@ -8,10 +8,14 @@ from pathlib import Path
 import click
 
 from ..config import env_name, redact_url
-from ..errors import PluginKVError
 from ..keys import check_scope
-from ..store import Store
-from .common import PluginKVFailure, data_dir_option, engine_errors, service_settings
+from .common import (
+    data_dir_option,
+    engine_errors,
+    open_existing_store,
+    service_settings,
+    signing_tokens,
+)
 
 __all__ = ["token"]
 
@@ -37,22 +41,18 @@ def token_create(
     admin: bool,
 ) -> None:
     """Print a token: for one (workspace, plugin), or with --admin for the admin API."""
-    from ..services.tokens import Tokens, load_secret
-
     if admin == (workspace is not None or plugin is not None):
         raise click.UsageError("give --workspace and --plugin, or --admin alone")
     if not admin and (workspace is None or plugin is None):
         raise click.UsageError("a scope token needs both --workspace and --plugin")
-    settings = service_settings(data_dir)
-    try:
-        tokens = Tokens(load_secret(settings), default_ttl=settings.token_ttl_seconds)
+    settings = service_settings(data_dir, create=False)
+    with engine_errors():
+        tokens = signing_tokens(data_dir, settings.token_ttl_seconds)
         click.echo(
             tokens.issue(
                 workspace=workspace, plugin=plugin, ttl=ttl, read_only=read_only, admin=admin
             )
         )
-    except PluginKVError as exc:
-        raise PluginKVFailure(exc) from None
 
 
 @token.command("revoke")
@@ -69,10 +69,10 @@ def token_create(
 )
 def token_revoke(data_dir: Path, db: str | None, workspace: str, plugin: str) -> None:
     """Revoke every token of one (workspace, plugin) created until now; later ones work."""
-    settings = service_settings(data_dir, db)
+    settings = service_settings(data_dir, db, create=False)
     with engine_errors():
         check_scope(workspace, plugin)  # before opening, so a typo creates no database
-        with Store(settings) as store:
+        with open_existing_store(settings.database_url) as store:
             revoked_at = store.revoke_tokens(workspace=workspace, plugin=plugin)
     moment = datetime.fromtimestamp(revoked_at, UTC).isoformat(timespec="microseconds")
     click.echo(

@@ -8,8 +8,10 @@ done by ``pluginkv.transfer``.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -17,9 +19,17 @@ import click
 
 from ..errors import PluginKVError
 from ..keys import check_scope, check_workspace
-from ..store import open_store
+from ..store import load_settings, open_store
 from ..transfer import ImportReport, export_store, import_lines
-from .common import EXIT_ERROR, PluginKVFailure, db_option, engine_errors
+from .common import (
+    EXIT_ERROR,
+    CommandFailed,
+    PluginKVFailure,
+    db_option,
+    engine_errors,
+    open_existing_store,
+)
+from .progress import progress
 
 __all__ = ["export", "import_"]
 
@@ -49,8 +59,16 @@ def export(db: str | None, workspace: str | None, plugin: str | None, output: Pa
             check_scope(workspace, plugin)
         elif workspace is not None:
             check_workspace(workspace)
-        with open_store(db) as store, _destination(output) as out:
-            report = export_store(store, out, workspace=workspace, plugin=plugin)
+        with open_existing_store(db or load_settings().database_url) as store:
+            total = sum(
+                used.bytes_used
+                for scope, used in store.scopes()
+                if workspace in (None, scope.workspace) and plugin in (None, scope.plugin)
+            )
+            with _destination(output) as out, progress("exporting", total) as advance:
+                report = export_store(
+                    store, out, workspace=workspace, plugin=plugin, on_entry=advance
+                )
     click.echo(
         f"exported {report.scopes} scopes, {report.entries} keys, {report.bytes} bytes", err=True
     )
@@ -70,7 +88,7 @@ def _destination(output: Path | None) -> Iterator[IO[bytes]]:
         os.replace(partial, output)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise click.ClickException(f"cannot write {output}: {exc}") from None
+        raise CommandFailed(f"cannot write {output}: {exc}") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -97,14 +115,29 @@ def import_(file: IO[bytes], db: str | None, replace: bool) -> None:
     """
     report = ImportReport()
     try:
-        with open_store(db) as store:
-            import_lines(store, file, replace=replace, report=report)
+        with open_store(db) as store, progress("importing", _size(file)) as advance:
+            lines = (_counted(line, advance) for line in file)
+            import_lines(store, lines, replace=replace, report=report)
     except PluginKVError as exc:
         _print_report(report)
         raise PluginKVFailure(exc) from None
     _print_report(report)
     if report.refused:
         raise click.exceptions.Exit(EXIT_ERROR)
+
+
+def _size(file: IO[bytes]) -> int | None:
+    """The size of a regular file; None for a pipe, whose end is unknown."""
+    try:
+        status = os.fstat(file.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+def _counted(line: bytes, advance: Callable[[int], None]) -> bytes:
+    advance(len(line))
+    return line
 
 
 def _print_report(report: ImportReport) -> None:

@@ -28,7 +28,6 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_af
 from yarl import URL
 
 from .. import __version__
-from ..errors import BackendUnavailable
 from ..keys import check_key, check_keys
 from ..models import Entry, EntryMeta, Page, Usage
 from ._wire import (
@@ -60,6 +59,7 @@ from ._wire import (
     version_from_etag,
     versions_from_reply,
 )
+from .errors import ServiceUnreachable
 
 __all__ = ["AsyncRemoteStorage"]
 
@@ -290,7 +290,7 @@ class AsyncRemoteStorage:
                 reply = _Reply(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
             raise Retryable(
-                BackendUnavailable(f"cannot reach the pluginkv service at {self.url}: {exc!r}")
+                ServiceUnreachable(f"cannot reach the pluginkv service at {self.url}: {exc!r}")
             ) from None
         error = reply_error(reply.status, reply.headers.get, reply.body, absent_ok)
         if error is None:

@@ -22,7 +22,12 @@ from ..errors import (
     WrongValueType,
 )
 
-__all__ = ["error_from_response"]
+__all__ = ["ServiceUnreachable", "error_from_response"]
+
+
+class ServiceUnreachable(BackendUnavailable):
+    """No answer from the service at all: nothing listens, or the connection broke."""
+
 
 _SIMPLE: dict[str, type[PluginKVError]] = {
     cls.code: cls

@@ -25,7 +25,6 @@ from tenacity import (
 )
 
 from .. import __version__
-from ..errors import BackendUnavailable
 from ..keys import check_key, check_keys
 from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
 from ._http import Connection, TLSConnection
@@ -56,6 +55,7 @@ from ._wire import (
     version_from_etag,
     versions_from_reply,
 )
+from .errors import ServiceUnreachable
 
 __all__ = ["RemoteStorage"]
 
@@ -255,7 +255,7 @@ class RemoteStorage(JSONHelpers, KeyPages):
         except (OSError, http.client.HTTPException) as exc:
             self._discard(conn)
             raise Retryable(
-                BackendUnavailable(f"cannot reach the pluginkv service at {self.url}: {exc!r}")
+                ServiceUnreachable(f"cannot reach the pluginkv service at {self.url}: {exc!r}")
             ) from None
         if response.will_close:
             self._discard(conn)
