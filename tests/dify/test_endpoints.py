@@ -198,7 +198,11 @@ def test_endpoints_are_listed_and_deleted_from_the_cli(service: HostService) -> 
     url = created.stdout.splitlines()[-1]
     listed = runner.invoke(main, ["endpoint", "list", *options, "--workspace", "ws-1"])
     assert listed.exit_code == 0, listed.output
-    assert [url, "ws-1", PLUGIN_ID] in [line.split("\t")[:3] for line in listed.stdout.splitlines()]
+    header, *rows = listed.stdout.splitlines()
+    assert header == "URL\tWORKSPACE\tPLUGIN\tCREATED"
+    assert [url, "ws-1", PLUGIN_ID] in [row.split("\t")[:3] for row in rows]
+    as_json = runner.invoke(main, ["endpoint", "list", *options, "--workspace", "ws-1", "--json"])
+    assert url in [json.loads(line)["url"] for line in as_json.stdout.splitlines()]
     deleted = runner.invoke(main, ["endpoint", "delete", url.rsplit("/", 1)[1], *options])
     assert deleted.exit_code == 0, deleted.output
     assert _request(url + "/visits")[0] == 404

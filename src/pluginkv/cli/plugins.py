@@ -363,13 +363,24 @@ def endpoint_create(
 @url_option
 @data_dir_option
 @click.option("--workspace", help="Only this workspace's endpoints.")
-def endpoint_list(url: str | None, data_dir: Path, workspace: str | None) -> None:
-    """List endpoints: URL, workspace, plugin, created (tab-separated), oldest first."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per endpoint, no header.")
+def endpoint_list(url: str | None, data_dir: Path, workspace: str | None, as_json: bool) -> None:
+    """List endpoints, oldest first: a header line, then URL, workspace, plugin and
+    created, tab-separated."""
     path = "/v1/admin/endpoints"
     if workspace is not None:
         path += "?" + urllib.parse.urlencode({"workspace": workspace})
-    for e in json.loads(_call(url, data_dir, "GET", path))["endpoints"]:
+    endpoints = json.loads(_call(url, data_dir, "GET", path))["endpoints"]
+    if as_json:
+        for e in endpoints:
+            click.echo(json.dumps(e))
+        return
+    click.echo(ENDPOINTS_HEADER)
+    for e in endpoints:
         click.echo("\t".join([e["url"], e["workspace"], e["plugin"], _moment(e["created_at"])]))
+
+
+ENDPOINTS_HEADER = "URL\tWORKSPACE\tPLUGIN\tCREATED"
 
 
 @endpoint.command("delete")
