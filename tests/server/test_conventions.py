@@ -86,13 +86,33 @@ def test_an_unknown_json_field_is_a_400_that_names_it_and_changes_nothing(
     assert client.get("/v1/kv/n", headers=auth()).status_code == 404
 
 
+_SCOPE = {"workspace": "ws-1", "plugin": "acme/weather"}
+_PROVIDER = {**_SCOPE, "provider": "p"}
+_TOOL = {**_PROVIDER, "tool": "t"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "unknown"),
+    [
+        ("PUT", "/v1/admin/quota", {**_SCOPE, "quota": 10}, "quota"),
+        ("POST", "/v1/admin/plugins/install", {"directory": "/x", "workspace": "w", "ws": 1}, "ws"),
+        ("POST", "/v1/admin/plugins/uninstall", {**_SCOPE, "force": True}, "force"),
+        ("POST", "/v1/admin/tools/invoke", {**_TOOL, "params": {}}, "params"),
+        ("POST", "/v1/admin/tools/validate-credentials", {**_PROVIDER, "creds": {}}, "creds"),
+        ("POST", "/v1/admin/endpoints", {**_SCOPE, "setting": {}}, "setting"),
+    ],
+)  # fmt: skip
 def test_an_unknown_field_of_an_admin_call_is_a_400(
-    client: TestClient, admin: dict[str, str]
+    client: TestClient,
+    admin: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    unknown: str,
 ) -> None:
-    body = {"workspace": "ws-1", "plugin": "acme/weather", "quota": 10}
-    response = client.put("/v1/admin/quota", json=body, headers=admin)
+    response = client.request(method, path, json=body, headers=admin)
     assert response.status_code == 400
-    assert "'quota'" in _error(response)["message"]
+    assert repr(unknown) in _error(response)["message"]
 
 
 # -- versions on writes -------------------------------------------------------------------------

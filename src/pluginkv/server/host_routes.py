@@ -66,14 +66,14 @@ async def show_plugin(request: Request) -> Response:
 
 
 async def install_plugin(request: Request) -> Response:
-    body = await admin_json(request)
+    body = await admin_json(request, fields=frozenset({"directory", "workspace"}))
     host: PluginHost = request.app.state.host
     info = await host.install(field(body, "directory", str), field(body, "workspace", str))
     return JSONResponse(_info(info))
 
 
 async def uninstall_plugin(request: Request) -> Response:
-    body = await admin_json(request)
+    body = await admin_json(request, fields=frozenset({"plugin", "workspace"}))
     host: PluginHost = request.app.state.host
     plugin = field(body, "plugin", str)
     left = await host.uninstall(plugin, field(body, "workspace", str))
@@ -94,8 +94,14 @@ async def plugin_logs(request: Request) -> Response:
     return JSONResponse(body)
 
 
+_INVOKE_FIELDS = frozenset(
+    {"workspace", "plugin", "provider", "tool", "parameters", "user", "credentials"}
+    | {"credential_type", "conversation_id", "message_id", "app_id"}
+)
+
+
 async def invoke_tool(request: Request) -> Response:
-    body = await admin_json(request)
+    body = await admin_json(request, fields=_INVOKE_FIELDS)
     parameters = field(body, "parameters", dict, required=False) or {}
     user = field(body, "user", str, required=False) or ""
     credentials = field(body, "credentials", dict, required=False) or {}
@@ -134,7 +140,9 @@ async def invoke_tool(request: Request) -> Response:
 
 
 async def validate_credentials(request: Request) -> Response:
-    body = await admin_json(request)
+    body = await admin_json(
+        request, fields=frozenset({"workspace", "plugin", "provider", "credentials", "user"})
+    )
     host: PluginHost = request.app.state.host
     plugin = field(body, "plugin", str)
     provider = _name(field(body, "provider", str), "provider")
@@ -153,7 +161,7 @@ def _ndjson(message: object) -> bytes:
 
 
 async def create_endpoint(request: Request) -> Response:
-    body = await admin_json(request)
+    body = await admin_json(request, fields=frozenset({"workspace", "plugin", "settings"}))
     host: PluginHost = request.app.state.host
     endpoint = host.create_endpoint(
         workspace=field(body, "workspace", str),

@@ -282,6 +282,7 @@ def _schemas(settings: Settings) -> Json:
         "ToolInvokeRequest": {
             "type": "object",
             "required": ["workspace", "plugin", "provider", "tool"],
+            "additionalProperties": False,
             "properties": {
                 "workspace": _ref("schemas", "Workspace"),
                 "plugin": _ref("schemas", "Plugin"),
@@ -335,6 +336,7 @@ def _schemas(settings: Settings) -> Json:
         "CredentialsRequest": {
             "type": "object",
             "required": ["workspace", "plugin", "provider"],
+            "additionalProperties": False,
             "properties": {
                 "workspace": _ref("schemas", "Workspace"),
                 "plugin": _ref("schemas", "Plugin"),
@@ -487,6 +489,7 @@ def _schemas(settings: Settings) -> Json:
         "InstallRequest": {
             "type": "object",
             "required": ["directory", "workspace"],
+            "additionalProperties": False,
             "properties": {
                 "directory": {
                     "type": "string",
@@ -501,6 +504,7 @@ def _schemas(settings: Settings) -> Json:
         "EndpointRequest": {
             "type": "object",
             "required": ["workspace", "plugin"],
+            "additionalProperties": False,
             "properties": {
                 "workspace": _ref("schemas", "Workspace"),
                 "plugin": _ref("schemas", "Plugin"),
@@ -545,6 +549,7 @@ def _schemas(settings: Settings) -> Json:
         "UninstallRequest": {
             "type": "object",
             "required": ["plugin", "workspace"],
+            "additionalProperties": False,
             "properties": {
                 "plugin": _ref("schemas", "Plugin"),
                 "workspace": _ref("schemas", "Workspace"),
