@@ -44,6 +44,8 @@ def _error(response: Any) -> dict[str, Any]:
         ("DELETE", "/v1/keys?prefix=a/&everything=1", "everything"),
         ("POST", "/v1/incr/n?by=2", "by"),
         ("GET", "/v1/usage?verbose=1", "verbose"),
+        ("GET", "/healthz?deep=1", "deep"),
+        ("GET", "/readyz?deep=1", "deep"),
     ],
 )
 def test_an_unknown_query_parameter_is_a_400_that_names_it_and_changes_nothing(

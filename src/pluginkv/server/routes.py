@@ -363,6 +363,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    _query(request)
     store: Store = request.app.state.store
     try:
         await _read(request, store.ping)
