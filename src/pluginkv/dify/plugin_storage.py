@@ -15,36 +15,17 @@ import binascii
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..error_fields import error_with_fields
+from ..error_registry import error_from_code
 from ..errors import (
-    BackendUnavailable,
-    DiskFull,
     Forbidden,
-    InvalidArgument,
-    InvalidKey,
     InvalidValueType,
     NotSupported,
     PluginKVError,
-    ReadOnly,
-    WrongValueType,
 )
 from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
 from .messages import LOAD_FAILED, PERMISSION_DENIED
 
 __all__ = ["ChannelStorage"]
-
-_SIMPLE = {
-    cls.code: cls
-    for cls in (
-        BackendUnavailable,
-        DiskFull,
-        InvalidArgument,
-        InvalidKey,
-        InvalidValueType,
-        ReadOnly,
-        WrongValueType,
-    )
-}
 
 
 class ChannelStorage(JSONHelpers, KeyPages):
@@ -226,8 +207,8 @@ def _not_supported(name: str, detail: str = "") -> NotSupported:
 
 def _error(body: dict[str, Any]) -> PluginKVError:
     code, message = str(body.get("code")), str(body.get("message"))
-    rebuilt = error_with_fields(code, message, body)
-    return rebuilt if rebuilt is not None else _SIMPLE.get(code, PluginKVError)(message)
+    rebuilt = error_from_code(code, message, body)
+    return rebuilt if rebuilt is not None else PluginKVError(message)
 
 
 def _dify_error(exc: Exception) -> PluginKVError:

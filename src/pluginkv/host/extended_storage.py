@@ -19,8 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..dify.key_paths import clean_key
-from ..error_fields import error_fields
-from ..errors import InvalidArgument, PluginKVError
+from ..error_registry import error_fields
+from ..errors import (
+    InvalidArgument,
+    PluginKVError,
+)
 from ..models import Entry, EntryMeta, shown_expiry
 from ..services.readers import Readers
 from ..services.write_groups import WriteQueue
