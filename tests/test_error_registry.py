@@ -20,6 +20,8 @@ from starlette.routing import Route
 import pluginkv
 from pluginkv import errors
 from pluginkv.client import AsyncRemoteStorage, RemoteStorage
+from pluginkv.dify.extended_calls import error_answer
+from pluginkv.dify.plugin_storage import ChannelStorage
 from pluginkv.error_registry import ERRORS, error_class, error_fields, error_from_code
 from pluginkv.server.errors import exception_handlers
 
@@ -183,4 +185,27 @@ def test_every_error_comes_back_through_the_async_client_as_itself(
 
     with pytest.raises(pluginkv.PluginKVError) as caught:
         asyncio.run(get())
+    _same(caught.value, _example(cls))
+
+
+# -- over the plugin channel: the host's error answer, ChannelStorage --------------------------
+class _RefusingHost:
+    """A storage channel whose host refuses every pluginkv call with one error."""
+
+    def __init__(self, error: pluginkv.PluginKVError) -> None:
+        self.error = error
+
+    def _backwards_invoke(
+        self, invoke_type: Any, data_type: Any, request: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        yield error_answer(self.error)
+
+
+@pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.code)
+def test_every_error_comes_back_through_the_plugin_channel_as_itself(
+    cls: type[pluginkv.PluginKVError],
+) -> None:
+    channel = ChannelStorage(_RefusingHost(_example(cls)))
+    with pytest.raises(pluginkv.PluginKVError) as caught:
+        channel.get_entry("k")
     _same(caught.value, _example(cls))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .api import AsyncStorageAPI, StorageAPI
 from .config import Settings
 from .errors import (
     BackendUnavailable,
@@ -30,6 +31,7 @@ from .store import Store, open_store
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncStorageAPI",
     "BackendUnavailable",
     "DiskFull",
     "Entry",
@@ -49,6 +51,7 @@ __all__ = [
     "ReadOnly",
     "Settings",
     "Storage",
+    "StorageAPI",
     "Store",
     "Unauthorized",
     "Usage",
