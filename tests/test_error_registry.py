@@ -209,3 +209,18 @@ def test_every_error_comes_back_through_the_plugin_channel_as_itself(
     with pytest.raises(pluginkv.PluginKVError) as caught:
         channel.get_entry("k")
     _same(caught.value, _example(cls))
+
+
+def test_the_openapi_error_bodies_carry_each_errors_fields() -> None:
+    from pluginkv.server.openapi import openapi_document
+
+    schemas = openapi_document(pluginkv.Settings())["components"]["schemas"]
+    bodies = {
+        "VersionConflictError": errors.VersionConflict,
+        "ValueTooLargeError": errors.ValueTooLarge,
+        "InsufficientStorageError": errors.QuotaExceeded,
+        "PluginError": errors.PluginFailed,
+    }
+    for name, cls in bodies.items():
+        properties = schemas[name]["properties"]["error"]["properties"]
+        assert set(properties) - {"code", "message"} == set(cls.fields), name

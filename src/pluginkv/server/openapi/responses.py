@@ -7,6 +7,7 @@ from ...errors import (
     BackendUnavailable,
     Forbidden,
     InvalidArgument,
+    InvalidExportFile,
     NotSupported,
     PluginFailed,
     PluginNotFound,
@@ -22,8 +23,10 @@ from .common import Json, _ref
 # Codes that name no exception: the storage routes answer them themselves.
 _ANSWERED_CODES: dict[int, list[str]] = {404: ["not_found"], 408: ["request_timeout"]}
 
-# The plugin host's errors and the one the channel alone raises: not on `/v1` storage routes.
-_HOST_CLASSES = (PluginNotFound, PluginFailed, PluginTimeout, NotSupported)
+# Not on the `/v1` storage routes: the plugin host's errors (beside them, below), and
+# two the service never answers (an import's, raised where the file is read; and the
+# one the plugin-side storage raises on a host without pluginkv's calls).
+_HOST_CLASSES = (PluginNotFound, PluginFailed, PluginTimeout, InvalidExportFile, NotSupported)
 
 
 def _codes(status: int) -> list[str]:
@@ -147,8 +150,23 @@ _ERROR_DETAILS: dict[int, Json] = {
 }
 
 
+# The fields of the plugin host's errors, by code.
+_HOST_ERROR_DETAILS: dict[str, Json] = {
+    PluginFailed.code: {
+        "error_type": {
+            "type": ["string", "null"],
+            "description": "The exception the plugin's code raised; null when it failed "
+            "otherwise (its channel closed, say).",
+        }
+    },
+}
+
+
 def _error_schema(status: int, codes: list[str] | None = None) -> Json:
-    details = _ERROR_DETAILS.get(status, {}) if codes is None else {}
+    if codes is None:
+        details = _ERROR_DETAILS.get(status, {})
+    else:
+        details = _HOST_ERROR_DETAILS.get(codes[0], {}) if len(codes) == 1 else {}
     codes = _ERROR_CODES[status][1] if codes is None else codes
     return {
         "type": "object",
