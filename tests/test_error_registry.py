@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 import pluginkv
 from pluginkv import errors
@@ -23,7 +16,8 @@ from pluginkv.client import AsyncRemoteStorage, RemoteStorage
 from pluginkv.dify.extended_calls import error_answer
 from pluginkv.dify.plugin_storage import ChannelStorage
 from pluginkv.error_registry import ERRORS, error_class, error_fields, error_from_code
-from pluginkv.server.errors import exception_handlers
+
+from .conftest import LiveService
 
 HTTP_API_DOC = Path(__file__).parent.parent / "docs" / "http-api.md"
 
@@ -125,37 +119,23 @@ def test_the_cli_exits_with_the_code_each_error_declares() -> None:
     assert errors.VersionConflict.exit_code == 4 and errors.InvalidKey.exit_code == 3
 
 
-# -- over HTTP: the service's own error handlers, both clients ------------------------------
-async def _raise_named(request: Request) -> Response:
-    cls = error_class(request.path_params["key"])
-    assert cls is not None
-    raise _example(cls)
+# -- over HTTP: the service's own error path, both clients ----------------------------------
+@pytest.fixture(name="raising_service")
+def _raising_service(
+    live_service: LiveService, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, str]]:
+    """The live service (URL, token) on a store whose every read of a key raises the error
+    whose code the key is, as the engine would raise it."""
 
+    def get_entry(storage: pluginkv.Storage, key: str) -> None:
+        cls = error_class(key)
+        assert cls is not None
+        raise _example(cls)
 
-@pytest.fixture(name="raising_service", scope="module")
-def _raising_service() -> Iterator[str]:
-    """A service whose every GET of a key raises the error whose code the key is."""
-    import uvicorn
-
-    app = Starlette(
-        routes=[Route("/v1/kv/{key}", _raise_named, methods=["GET"])],
-        exception_handlers=exception_handlers,
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the test service did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    monkeypatch.setattr(pluginkv.Storage, "get_entry", get_entry)
+    with pluginkv.open_store("memory://") as store:
+        live_service.app.state.store = store
+        yield live_service.url, live_service.tokens.issue(workspace="ws-1", plugin="acme/errors")
 
 
 def _same(got: BaseException, sent: pluginkv.PluginKVError) -> None:
@@ -167,9 +147,9 @@ def _same(got: BaseException, sent: pluginkv.PluginKVError) -> None:
 
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.code)
 def test_every_error_comes_back_through_the_sync_client_as_itself(
-    raising_service: str, cls: type[pluginkv.PluginKVError]
+    raising_service: tuple[str, str], cls: type[pluginkv.PluginKVError]
 ) -> None:
-    with RemoteStorage(raising_service, "token", retries=0) as client:
+    with RemoteStorage(*raising_service, retries=0) as client:
         with pytest.raises(pluginkv.PluginKVError) as caught:
             client.get(cls.code)
     _same(caught.value, _example(cls))
@@ -177,10 +157,10 @@ def test_every_error_comes_back_through_the_sync_client_as_itself(
 
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.code)
 def test_every_error_comes_back_through_the_async_client_as_itself(
-    raising_service: str, cls: type[pluginkv.PluginKVError]
+    raising_service: tuple[str, str], cls: type[pluginkv.PluginKVError]
 ) -> None:
     async def get() -> None:
-        async with AsyncRemoteStorage(raising_service, "token", retries=0) as client:
+        async with AsyncRemoteStorage(*raising_service, retries=0) as client:
             await client.get(cls.code)
 
     with pytest.raises(pluginkv.PluginKVError) as caught:
@@ -215,7 +195,7 @@ def test_the_openapi_error_bodies_carry_each_errors_fields() -> None:
     from pluginkv.server.openapi import openapi_document
 
     schemas = openapi_document(pluginkv.Settings())["components"]["schemas"]
-    bodies = {
+    bodies: dict[str, type[pluginkv.PluginKVError]] = {
         "VersionConflictError": errors.VersionConflict,
         "ValueTooLargeError": errors.ValueTooLarge,
         "InsufficientStorageError": errors.QuotaExceeded,
