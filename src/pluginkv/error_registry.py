@@ -11,50 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import (
-    BackendUnavailable,
-    DiskFull,
-    Forbidden,
-    InvalidArgument,
-    InvalidExportFile,
-    InvalidKey,
-    InvalidValueType,
-    NotSupported,
-    PluginFailed,
-    PluginKVError,
-    PluginNotFound,
-    PluginTimeout,
-    QuotaExceeded,
-    ReadOnly,
-    Unauthorized,
-    ValueTooLarge,
-    VersionConflict,
-    WrongValueType,
-)
+from . import errors
+from .errors import PluginKVError
 
 __all__ = ["ERRORS", "error_class", "error_fields", "error_from_code"]
 
 
-ERRORS: tuple[type[PluginKVError], ...] = (
-    InvalidKey,
-    InvalidArgument,
-    InvalidExportFile,
-    InvalidValueType,
-    WrongValueType,
-    ValueTooLarge,
-    QuotaExceeded,
-    DiskFull,
-    VersionConflict,
-    BackendUnavailable,
-    ReadOnly,
-    Unauthorized,
-    Forbidden,
-    PluginNotFound,
-    PluginFailed,
-    PluginTimeout,
-    NotSupported,
+ERRORS: tuple[type[PluginKVError], ...] = tuple(
+    obj
+    for obj in vars(errors).values()
+    if isinstance(obj, type) and issubclass(obj, PluginKVError) and obj is not PluginKVError
 )
-"""Every error class below the root, each with a code of its own.
+"""Every error class below the root, in the order ``errors.py`` defines them.
 
 The root stands for an error of no more specific kind: 500 on the service,
 and what a client raises for a code it does not know.
@@ -76,9 +44,9 @@ def error_fields(exc: PluginKVError) -> dict[str, Any]:
 def error_from_code(code: str, message: str, body: Mapping[str, Any]) -> PluginKVError | None:
     """The error a wire's ``code`` and ``message`` name, with its fields from ``body``.
 
-    ``None`` for a code no class below the root has, or when ``body`` lacks a field the class
-    requires (a foreign or older peer): the caller then falls back on what
-    else it knows (the HTTP status).
+    ``None`` for a code no class below the root has, or when ``body`` lacks a
+    field the class requires (a foreign or older peer): the caller then falls
+    back on what else it knows (the HTTP status).
     """
     cls = _BY_CODE.get(code)
     if cls is None:

@@ -29,12 +29,12 @@ This module is also the registry every wire reads: each class declares its
 ``code``, its ``http_status``, the ``fields`` it carries beyond the message,
 and the CLI's ``exit_code``, once.  The HTTP service, both HTTP clients, the
 plugin channel, the CLI, the OpenAPI document and docs/http-api.md take them
-from here, through ``error_registry.py``.
-A class without its own value inherits its parent's, so a subclass never
-falls back to 500.  Codes that name no exception stay with what answers
-them: ``not_found`` (an absent key is an answer, not an error), the router's
-``no_such_route`` and ``method_not_allowed``, and the listener's
-``request_timeout``, ``headers_too_large`` and ``too_many_connections``.
+from here, through ``error_registry.py``.  A class without its own value
+inherits its parent's, so a subclass never falls back to 500.  Codes that
+name no exception stay with what answers them: ``not_found`` (an absent key
+is an answer, not an error), the router's ``no_such_route`` and
+``method_not_allowed``, and the listener's ``request_timeout``,
+``headers_too_large`` and ``too_many_connections``.
 """
 
 from __future__ import annotations
