@@ -127,6 +127,28 @@ class RemoteStore:
         return getattr(self._store, name)
 
 
+class ChannelStore:
+    """A ``Store`` whose ``storage()`` is a ``ChannelStorage``, as plugin code gets it.
+
+    Each call goes over ``pluginkv.testing.FakeSession``'s storage channel, which
+    answers it in process as pluginkv's host does (keys cleaned as Dify's
+    daemon cleans them); the rest is the local store.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def storage(self, *, workspace: str, plugin: str) -> Any:
+        from pluginkv.dify.plugin_storage import ChannelStorage
+        from pluginkv.testing import FakeSession
+
+        session = FakeSession(workspace=workspace, plugin=plugin, store=self._store)
+        return ChannelStorage(session.storage)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 @pytest.fixture(name="live_service", scope="session")
 def _live_service() -> Iterator[LiveService]:
     service = LiveService()
@@ -152,8 +174,9 @@ def _open_store(
     """Open stores on a backend by name: ``"memory"``, ``"sqlite"``, ``"postgres"`` (the
     test run's database, emptied for each test), or ``"remote"`` (a memory store behind
     the live HTTP service, reached with ``RemoteStorage``), ``"remote-async"`` (the same,
-    reached with ``AsyncRemoteStorage``) and ``"remote-postgres"`` (a PostgreSQL store
-    behind the live service).  All are closed afterwards."""
+    reached with ``AsyncRemoteStorage``), ``"remote-postgres"`` (a PostgreSQL store
+    behind the live service) and ``"channel"`` (a memory store reached with
+    ``ChannelStorage``, as plugin code reaches it).  All are closed afterwards."""
     opened: list[Any] = []
     emptied = False
 
@@ -173,6 +196,8 @@ def _open_store(
         if backend in ("remote", "remote-async", "remote-postgres"):
             service = request.getfixturevalue("live_service")
             store = RemoteStore(store, service, use_async=backend == "remote-async")
+        elif backend == "channel":
+            store = ChannelStore(store)
         opened.append(store)
         return store  # type: ignore[no-any-return]
 
@@ -187,7 +212,10 @@ def _backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(name="store")
-def _store(open_store: Callable[..., Store], backend: str) -> Store:
+def _store(open_store: Callable[..., Store], backend: str, request: pytest.FixtureRequest) -> Store:
+    refused = request.node.get_closest_marker("not_on_channel")
+    if backend == "channel" and refused is not None:
+        pytest.skip(f"the plugin's storage channel: {refused.kwargs['reason']}")
     return open_store(backend)
 
 

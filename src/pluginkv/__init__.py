@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from .api import AsyncStorageAPI, StorageAPI
 from .config import Settings
 from .errors import (
     BackendUnavailable,
     DiskFull,
     Forbidden,
     InvalidArgument,
+    InvalidExportFile,
     InvalidKey,
     InvalidValueType,
     NotSupported,
+    PluginFailed,
     PluginKVError,
+    PluginNotFound,
+    PluginTimeout,
     QuotaExceeded,
     ReadOnly,
     Unauthorized,
@@ -26,21 +31,27 @@ from .store import Store, open_store
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncStorageAPI",
     "BackendUnavailable",
     "DiskFull",
     "Entry",
     "EntryMeta",
     "Forbidden",
     "InvalidArgument",
+    "InvalidExportFile",
     "InvalidKey",
     "InvalidValueType",
     "NotSupported",
     "Page",
+    "PluginFailed",
     "PluginKVError",
+    "PluginNotFound",
+    "PluginTimeout",
     "QuotaExceeded",
     "ReadOnly",
     "Settings",
     "Storage",
+    "StorageAPI",
     "Store",
     "Unauthorized",
     "Usage",

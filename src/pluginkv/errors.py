@@ -24,9 +24,22 @@
 Driver errors (sqlite3, psycopg, HTTP) are translated into these at the backend
 boundary, once.  An absent key is never an error on ``get``: it returns
 ``None``; an outage is never reported as an absent key.
+
+This module is also the registry every wire reads: each class declares its
+``code``, its ``http_status``, the ``fields`` it carries beyond the message,
+and the CLI's ``exit_code``, once.  The HTTP service, both HTTP clients, the
+plugin channel, the CLI, the OpenAPI document and docs/http-api.md take them
+from here, through ``error_registry.py``.  A class without its own value
+inherits its parent's, so a subclass never falls back to 500.  Codes that
+name no exception stay with what answers them: ``not_found`` (an absent key
+is an answer, not an error), the router's ``no_such_route`` and
+``method_not_allowed``, and the listener's ``request_timeout``,
+``headers_too_large`` and ``too_many_connections``.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 __all__ = [
     "BackendUnavailable",
@@ -53,25 +66,33 @@ __all__ = [
 class PluginKVError(Exception):
     """Root of every error pluginkv raises on purpose."""
 
-    code = "pluginkv_error"
+    code: ClassVar[str] = "pluginkv_error"
+    # 500 only for the root itself: every class below declares its own or its parent's.
+    http_status: ClassVar[int] = 500
+    # The attributes the constructor takes by keyword, sent beside the message.
+    fields: ClassVar[tuple[str, ...]] = ()
+    exit_code: ClassVar[int] = 3  # the CLI's "pluginkv refused or failed"
 
 
 class InvalidKey(PluginKVError, ValueError):
     """The key is not 1-256 bytes of UTF-8 without control characters, ``\\`` or ``..``."""
 
     code = "invalid_key"
+    http_status = 400
 
 
 class InvalidArgument(PluginKVError, ValueError):
     """An argument other than the key or value is out of range or malformed."""
 
     code = "invalid_argument"
+    http_status = 400
 
 
 class InvalidExportFile(InvalidArgument):
     """A file given to import is not a valid export; ``line`` is the number of the bad line."""
 
     code = "invalid_export_file"
+    fields = ("line",)
 
     def __init__(self, message: str, *, line: int) -> None:
         super().__init__(message)
@@ -82,18 +103,22 @@ class InvalidValueType(PluginKVError, TypeError):
     """A value is not ``bytes``, ``bytearray`` or ``memoryview``."""
 
     code = "invalid_value_type"
+    http_status = 400
 
 
 class WrongValueType(PluginKVError, ValueError):
     """The stored value cannot be read the way the call asks (integer, JSON)."""
 
     code = "wrong_value_type"
+    http_status = 400
 
 
 class ValueTooLarge(PluginKVError):
     """A value is larger than the per-value limit."""
 
     code = "value_too_large"
+    http_status = 413
+    fields = ("size", "limit")
 
     def __init__(self, message: str, *, size: int, limit: int) -> None:
         super().__init__(message)
@@ -109,6 +134,8 @@ class QuotaExceeded(PluginKVError):
     """
 
     code = "quota_exceeded"
+    http_status = 507
+    fields = ("used", "limit", "needed")
 
     def __init__(self, message: str, *, used: int, limit: int, needed: int) -> None:
         super().__init__(message)
@@ -125,6 +152,9 @@ class DiskFull(PluginKVError):
     """
 
     code = "disk_full"
+    # 507 like a quota, with its own code: the request is valid, the scope may
+    # be far below its quota, and deletes still succeed (docs/security.md).
+    http_status = 507
 
 
 class VersionConflict(PluginKVError):
@@ -135,6 +165,11 @@ class VersionConflict(PluginKVError):
     """
 
     code = "version_conflict"
+    # 412, HTTP's "Precondition Failed": every conflict is a failed If-Match or
+    # If-None-Match (or its Python twin), and the answer carries the current ETag.
+    http_status = 412
+    fields = ("key", "expected", "actual")
+    exit_code = 4  # the CLI's "a --if-version / --if-absent condition failed"
 
     def __init__(self, message: str, *, key: str, expected: int | None, actual: int | None) -> None:
         super().__init__(message)
@@ -147,6 +182,7 @@ class BackendUnavailable(PluginKVError):
     """The database could not answer: locked past the timeout, unreachable, broken."""
 
     code = "backend_unavailable"
+    http_status = 503
 
 
 class ReadOnly(PluginKVError):
@@ -157,24 +193,32 @@ class ReadOnly(PluginKVError):
     """
 
     code = "read_only"
+    # 503, not a 4xx: the request is valid and will succeed once the operator
+    # ends the read-only spell (an export, a backup), which is what "unavailable
+    # for maintenance" means; 403 would blame the token.  Clients tell it from
+    # an outage by its code and do not retry it (client/_wire.py).
+    http_status = 503
 
 
 class Unauthorized(PluginKVError):
     """The request carries no valid token: missing, malformed, tampered, expired."""
 
     code = "unauthorized"
+    http_status = 401
 
 
 class Forbidden(PluginKVError):
     """The token is valid but does not allow this call (read-only, not admin)."""
 
     code = "forbidden"
+    http_status = 403
 
 
 class PluginNotFound(PluginKVError):
     """No running plugin serves this ``author/name`` for this workspace."""
 
     code = "plugin_not_found"
+    http_status = 404
 
 
 class PluginFailed(PluginKVError):
@@ -185,6 +229,8 @@ class PluginFailed(PluginKVError):
     """
 
     code = "plugin_error"
+    http_status = 502
+    fields = ("error_type",)
 
     def __init__(self, message: str, *, error_type: str | None = None) -> None:
         super().__init__(message)
@@ -195,9 +241,12 @@ class PluginTimeout(PluginKVError):
     """The plugin did not finish the request within the session timeout."""
 
     code = "plugin_timeout"
+    http_status = 504
 
 
 class NotSupported(PluginKVError):
     """The plugin host answers only Dify's four storage verbs, not this operation."""
 
     code = "not_supported"
+    # 501, "Not Implemented": the host lacks the operation, the request is fine.
+    http_status = 501

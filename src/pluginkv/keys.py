@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import InvalidArgument, InvalidKey, InvalidValueType, ValueTooLarge
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_ttl",
     "check_value",
     "check_workspace",
+    "key_list",
 ]
 
 MAX_KEY_BYTES = 256
@@ -73,11 +75,16 @@ def check_key(key: object) -> int:
     return size
 
 
-def check_keys(keys: object) -> list[str]:
-    """The distinct keys of a collection, in order; ``InvalidKey``/``InvalidArgument`` if bad."""
+def key_list(keys: object) -> list[object]:
+    """The items of a collection of keys, unchecked; ``InvalidArgument`` for one string."""
     if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
         raise InvalidArgument(f"expected a collection of keys, not {type(keys).__name__}")
-    wanted = list(dict.fromkeys(keys))
+    return list(keys)
+
+
+def check_keys(keys: object) -> list[str]:
+    """The distinct keys of a collection, in order; ``InvalidKey``/``InvalidArgument`` if bad."""
+    wanted: list[Any] = list(dict.fromkeys(key_list(keys)))
     for key in wanted:
         check_key(key)
     return wanted

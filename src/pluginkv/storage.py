@@ -413,3 +413,10 @@ def _decode_cursor(cursor: str | None) -> str | None:
     except (binascii.Error, ValueError, TypeError, InvalidKey):
         raise InvalidArgument(f"cursor {cursor!r} is not one that keys() returned") from None
     return key
+
+
+if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
+    from .api import StorageAPI
+
+    def _meets_the_protocol(storage: Storage) -> StorageAPI:
+        return storage

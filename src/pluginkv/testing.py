@@ -20,7 +20,10 @@ not installed; see ``docs/dify-host.md`` for a complete example.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
+from .dify.extended_calls import answer
 from .dify.key_paths import clean_key
 from .dify.messages import LOAD_FAILED, PERMISSION_DENIED
 from .errors import PluginKVError
@@ -32,7 +35,8 @@ __all__ = ["DifyStorage", "FakeSession"]
 
 class DifyStorage:
     """``session.storage`` as a plugin sees it on pluginkv's host: Dify's four verbs,
-    keys cleaned as file paths (``dify/key_paths.py``)."""
+    keys cleaned as file paths (``dify/key_paths.py``), and pluginkv's own calls on
+    the same channel, answered in process (``ChannelStorage`` over it has them all)."""
 
     def __init__(self, storage: Storage, *, enabled: bool = True) -> None:
         self._storage = storage
@@ -68,6 +72,15 @@ class DifyStorage:
             self._storage.delete(clean_key(key))
         except PluginKVError as exc:
             raise Exception(f"delete data failed: {exc}") from None
+
+    def _backwards_invoke(
+        self, invoke_type: Any, data_type: Any, request: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """The SDK's storage request, as the host answers an ``opt: "pluginkv"`` one."""
+        self._check()
+        if request.get("opt") != "pluginkv":
+            raise Exception(f"unsupported storage operation: {request.get('opt')!r}")
+        yield answer(request, self._storage)
 
     def _check(self) -> None:
         if not self._enabled:

@@ -247,6 +247,7 @@ class TestStreaming:
                 "code": "plugin_error",
                 "message": f"tool storage_tool/kv of {PLUGIN_ID} failed: "
                 f"RuntimeError: {key} says fail",
+                "error_type": "RuntimeError",
             }
         }
 

@@ -32,7 +32,7 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
 import pluginkv
-from pluginkv import Store
+from pluginkv import InvalidExportFile, NotSupported, Store
 from pluginkv.server.app import create_app
 from pluginkv.server.docs_page import DOCS_PATH
 from pluginkv.server.errors import STATUS
@@ -193,7 +193,8 @@ class TestDocument:
         Except the two the router answers for paths and methods that no operation has
         (``no_such_route`` is also documented where a near-miss path meets an operation's
         template: ``GET /v1/kv/``), and the two the listener answers before any request
-        reaches an operation.
+        reaches an operation; and two the service never answers: ``invalid_export_file``
+        (an import's, raised where the file is read) and ``not_supported`` (the plugin side's).
         """
         table = {
             (code, int(status))
@@ -216,7 +217,8 @@ class TestDocument:
         documented -= {("no_such_route", 404)}
         router = {("no_such_route", 404), ("method_not_allowed", 405)}
         listener = {("headers_too_large", 431), ("too_many_connections", 503)}
-        assert documented == table - router - listener
+        never = {(cls.code, cls.http_status) for cls in (InvalidExportFile, NotSupported)}
+        assert documented == table - router - listener - never
 
 
 # -- inputs the fuzzer seldom draws, which answered 500 --------------------------------------

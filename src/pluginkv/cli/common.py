@@ -51,8 +51,9 @@ __all__ = [
 ]
 
 EXIT_FALSE = 1  # kv get: the key is absent; kv exist: false
-EXIT_ERROR = 3  # any PluginKVError other than a failed condition
-EXIT_CONFLICT = 4  # VersionConflict: --if-version or --if-absent refused the write
+# Each error declares its exit code (errors.py): a failed condition its own.
+EXIT_ERROR = PluginKVError.exit_code  # any PluginKVError other than a failed condition
+EXIT_CONFLICT = VersionConflict.exit_code  # --if-version or --if-absent refused the write
 EXIT_UNREACHABLE = 5  # no answer from the service at --url
 
 _CLI_TOKEN_TTL = 900  # seconds: a token the CLI signs lives for one command's worth
@@ -183,12 +184,11 @@ def engine_errors() -> Iterator[None]:
     """Engine errors in the block become the exits documented for them."""
     try:
         yield
-    except VersionConflict as exc:
-        raise ConditionFailed(exc) from None
-    except ServiceUnreachable as exc:
+    except ServiceUnreachable as exc:  # a client-side error: the service never answered
         raise Unreachable(exc) from None
     except PluginKVError as exc:
-        raise PluginKVFailure(exc) from None
+        failure = ConditionFailed if exc.exit_code == EXIT_CONFLICT else PluginKVFailure
+        raise failure(exc) from None
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -316,3 +316,10 @@ class AsyncRemoteStorage:
         )
         self._loop = loop
         return self._session
+
+
+if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
+    from ..api import AsyncStorageAPI
+
+    def _meets_the_protocol(storage: AsyncRemoteStorage) -> AsyncStorageAPI:
+        return storage

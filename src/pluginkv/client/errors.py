@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..error_fields import error_with_fields
+from ..error_registry import error_from_code
 from ..errors import (
     BackendUnavailable,
-    DiskFull,
     Forbidden,
     InvalidArgument,
-    InvalidKey,
-    InvalidValueType,
-    PluginFailed,
     PluginKVError,
-    PluginNotFound,
-    PluginTimeout,
-    ReadOnly,
     Unauthorized,
-    WrongValueType,
 )
 
 __all__ = ["ServiceUnreachable", "error_from_response"]
@@ -29,28 +21,10 @@ class ServiceUnreachable(BackendUnavailable):
     """No answer from the service at all: nothing listens, or the connection broke."""
 
 
-_SIMPLE: dict[str, type[PluginKVError]] = {
-    cls.code: cls
-    for cls in (
-        BackendUnavailable,
-        DiskFull,
-        Forbidden,
-        InvalidArgument,
-        InvalidKey,
-        InvalidValueType,
-        PluginFailed,
-        PluginNotFound,
-        PluginTimeout,
-        ReadOnly,
-        Unauthorized,
-        WrongValueType,
-    )
-}
+# What a status alone means, for an answer without pluginkv's body (a proxy's
+# page, a foreign or older service): the most general error with that status.
 _BY_STATUS: dict[int, type[PluginKVError]] = {
-    400: InvalidArgument,
-    401: Unauthorized,
-    403: Forbidden,
-    503: BackendUnavailable,
+    cls.http_status: cls for cls in (InvalidArgument, Unauthorized, Forbidden, BackendUnavailable)
 }
 
 
@@ -63,9 +37,8 @@ def error_from_response(status: int, body: bytes) -> PluginKVError:
     except (ValueError, KeyError, TypeError):
         cls = _BY_STATUS.get(status, BackendUnavailable if status >= 500 else PluginKVError)
         return cls(f"HTTP {status}: {body[:200]!r}")
-    rebuilt = error_with_fields(code, message, error)
+    rebuilt = error_from_code(code, message, error)
     if rebuilt is not None:
         return rebuilt
-    # Fields missing (a foreign or older service): the message still says it all.
-    cls = _SIMPLE.get(code) or _BY_STATUS.get(status) or PluginKVError
-    return cls(message)
+    # An unknown code, or fields missing: the message still says it all.
+    return _BY_STATUS.get(status, PluginKVError)(message)

@@ -15,7 +15,7 @@ import select
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tenacity import (
     RetryError,
@@ -294,3 +294,10 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
+    from ..api import StorageAPI
+
+    def _meets_the_protocol(storage: RemoteStorage) -> StorageAPI:
+        return storage

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api import StorageAPI
 from ..storage import Storage
 
 __all__ = ["storage"]
 
 
-def storage(session: Any) -> Any:
+def storage(session: Any) -> StorageAPI:
     """The full ``Storage`` API for plugin code, on its session's storage.
 
     ``session`` is the ``self.session`` of a ``dify_plugin`` ``Tool`` or

@@ -13,38 +13,22 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..error_fields import error_with_fields
+from ..error_registry import error_from_code
 from ..errors import (
-    BackendUnavailable,
-    DiskFull,
     Forbidden,
     InvalidArgument,
-    InvalidKey,
-    InvalidValueType,
     NotSupported,
     PluginKVError,
-    ReadOnly,
-    WrongValueType,
 )
+from ..keys import check_value, key_list
 from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
 from .messages import LOAD_FAILED, PERMISSION_DENIED
 
 __all__ = ["ChannelStorage"]
 
-_SIMPLE = {
-    cls.code: cls
-    for cls in (
-        BackendUnavailable,
-        DiskFull,
-        InvalidArgument,
-        InvalidKey,
-        InvalidValueType,
-        ReadOnly,
-        WrongValueType,
-    )
-}
+_NO_LIMIT = 2**63  # the host enforces the value limit; it may differ from this process's
 
 
 class ChannelStorage(JSONHelpers, KeyPages):
@@ -89,15 +73,14 @@ class ChannelStorage(JSONHelpers, KeyPages):
         ``ttl``, ``if_version``, ``if_absent`` and ``if_exists`` need pluginkv's
         host; on Dify's daemon the value is stored and no version is known.
         """
-        if not isinstance(val, (bytes, bytearray, memoryview)):
-            raise InvalidValueType(f"value must be bytes, not {type(val).__name__}")
+        val = check_value(val, _NO_LIMIT)
         extra = ttl is not None or if_version is not None or if_absent or if_exists
         if extra or self._has_extended():
             args: dict[str, Any] = {"if_exists": True} if if_exists else {}
             version = self._call(
                 "set",
                 key=key,
-                value=bytes(val).hex(),
+                value=val.hex(),
                 ttl=ttl,
                 if_version=if_version,
                 if_absent=if_absent,
@@ -105,7 +88,7 @@ class ChannelStorage(JSONHelpers, KeyPages):
             )
             return None if version is None else int(version)
         try:
-            self._invocation.set(key, bytes(val))
+            self._invocation.set(key, val)
         except Exception as exc:
             raise _dify_error(exc) from None
         return None
@@ -155,16 +138,20 @@ class ChannelStorage(JSONHelpers, KeyPages):
         return Page([EntryMeta(**meta) for meta in page["entries"]], page["next_cursor"])
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        found = self._call("get_many", keys=list(keys))
+        found = self._call("get_many", keys=key_list(keys))
         return {key: binascii.unhexlify(value) for key, value in found.items()}
 
     def set_many(self, mapping: Mapping[str, bytes], *, ttl: float | None = None) -> dict[str, int]:
-        items = {key: bytes(value).hex() for key, value in mapping.items()}
+        if not isinstance(mapping, Mapping):
+            raise InvalidArgument(
+                f"set_many takes a mapping of key to bytes, not {type(mapping).__name__}"
+            )
+        items = {key: check_value(value, _NO_LIMIT).hex() for key, value in mapping.items()}
         versions = self._call("set_many", items=items, ttl=ttl)
         return {} if versions is None else {key: int(v) for key, v in versions.items()}
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        return int(self._call("delete_many", keys=list(keys)))
+        return int(self._call("delete_many", keys=key_list(keys)))
 
     def delete_prefix(self, prefix: str, *, all: bool = False) -> int:
         return int(self._call("delete_prefix", prefix=prefix, all=all))
@@ -226,8 +213,8 @@ def _not_supported(name: str, detail: str = "") -> NotSupported:
 
 def _error(body: dict[str, Any]) -> PluginKVError:
     code, message = str(body.get("code")), str(body.get("message"))
-    rebuilt = error_with_fields(code, message, body)
-    return rebuilt if rebuilt is not None else _SIMPLE.get(code, PluginKVError)(message)
+    rebuilt = error_from_code(code, message, body)
+    return rebuilt if rebuilt is not None else PluginKVError(message)
 
 
 def _dify_error(exc: Exception) -> PluginKVError:
@@ -235,3 +222,10 @@ def _dify_error(exc: Exception) -> PluginKVError:
     if str(exc) == PERMISSION_DENIED:
         return Forbidden(PERMISSION_DENIED)
     return PluginKVError(str(exc))
+
+
+if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
+    from ..api import StorageAPI
+
+    def _meets_the_protocol(storage: ChannelStorage) -> StorageAPI:
+        return storage

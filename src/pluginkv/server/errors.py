@@ -1,8 +1,9 @@
 """Every error the API returns: one status per error code, one JSON body shape.
 
-Body: ``{"error": {"code": ..., "message": ..., <details>}}``.  The client
-maps ``code`` back to the same exception class, so a caller over HTTP sees
-exactly what an in-process caller sees.
+Body: ``{"error": {"code": ..., "message": ..., <fields>}}``, code, status and
+fields as each class declares them in ``errors.py``.  The client maps ``code``
+back to the same exception class, so a caller over HTTP sees exactly what an
+in-process caller sees.
 """
 
 from __future__ import annotations
@@ -13,24 +14,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..error_fields import error_fields
+from ..error_registry import ERRORS, error_fields
 from ..errors import (
     BackendUnavailable,
-    DiskFull,
-    Forbidden,
-    InvalidArgument,
-    InvalidKey,
-    InvalidValueType,
-    PluginFailed,
     PluginKVError,
-    PluginNotFound,
-    PluginTimeout,
-    QuotaExceeded,
     ReadOnly,
-    Unauthorized,
-    ValueTooLarge,
     VersionConflict,
-    WrongValueType,
 )
 from .hints import route_hint
 from .parsing import ClientGone
@@ -48,31 +37,8 @@ __all__ = [
     "not_found",
 ]
 
-STATUS: dict[type[PluginKVError], int] = {
-    InvalidKey: 400,
-    InvalidArgument: 400,
-    InvalidValueType: 400,
-    WrongValueType: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    # 412, HTTP's "Precondition Failed": every conflict is a failed If-Match or
-    # If-None-Match (or its Python twin), and the answer carries the current ETag.
-    VersionConflict: 412,
-    ValueTooLarge: 413,
-    QuotaExceeded: 507,
-    # 507 like a quota, with its own code: the request is valid, the scope may
-    # be far below its quota, and deletes still succeed (docs/security.md).
-    DiskFull: 507,
-    BackendUnavailable: 503,
-    # 503, not a 4xx: the request is valid and will succeed once the operator
-    # ends the read-only spell (an export, a backup), which is what "unavailable
-    # for maintenance" means; 403 would blame the token.  Clients tell it from
-    # an outage by its code and do not retry it (client/_wire.py).
-    ReadOnly: 503,
-    PluginNotFound: 404,
-    PluginFailed: 502,
-    PluginTimeout: 504,
-}
+# Each error's status as it declares it (errors.py); a subclass has its parent's.
+STATUS: dict[type[PluginKVError], int] = {cls: cls.http_status for cls in ERRORS}
 
 
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -99,7 +65,7 @@ CODE_HEADER = "X-Error-Code"
 
 
 def error_response(exc: PluginKVError) -> JSONResponse:
-    status = STATUS.get(type(exc), 500)
+    status = exc.http_status
     headers = {CODE_HEADER: exc.code}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"

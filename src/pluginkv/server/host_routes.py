@@ -23,7 +23,7 @@ from ..errors import InvalidArgument, PluginFailed, PluginKVError, PluginNotFoun
 from ..host.endpoints import raw_request
 from ..host.plugin_host import PluginHost, PluginInfo
 from ..keys import check_workspace
-from .errors import STATUS, exception_body
+from .errors import exception_body
 from .parsing import ClientGone, query_number, read_body
 from .routes import admin_json, by_method, field
 
@@ -292,7 +292,7 @@ _CALLERS_OWN = (InvalidArgument, ValueTooLarge)
 def _public_error(exc: Exception) -> Response:
     request_id = secrets.token_hex(8)
     if isinstance(exc, PluginKVError):
-        status = STATUS.get(type(exc), 500)
+        status = exc.http_status
     elif isinstance(exc, HTTPException):
         status = exc.status_code
     else:

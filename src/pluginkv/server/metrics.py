@@ -40,6 +40,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import QuotaExceeded
+
 __all__ = [
     "DURATION_BUCKETS",
     "QUOTA_DENIED_STATUS",
@@ -52,7 +54,7 @@ __all__ = [
 UNMATCHED = "unmatched"
 OTHER_METHOD = "OTHER"
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"})
-QUOTA_DENIED_STATUS = 507  # QuotaExceeded, see errors.STATUS
+QUOTA_DENIED_STATUS = QuotaExceeded.http_status
 
 # From 100 µs (a memory-backend hit) to 10 s (a huge batch on a slow disk).
 DURATION_BUCKETS = (

@@ -2,55 +2,87 @@
 
 from __future__ import annotations
 
+from ...error_registry import ERRORS
+from ...errors import (
+    BackendUnavailable,
+    Forbidden,
+    InvalidArgument,
+    InvalidExportFile,
+    NotSupported,
+    PluginFailed,
+    PluginNotFound,
+    PluginTimeout,
+    QuotaExceeded,
+    ReadOnly,
+    Unauthorized,
+    ValueTooLarge,
+    VersionConflict,
+)
 from .common import Json, _ref
+
+# Codes that name no exception: the storage routes answer them themselves.
+_ANSWERED_CODES: dict[int, list[str]] = {404: ["not_found"], 408: ["request_timeout"]}
+
+# Not on the `/v1` storage routes: the plugin host's errors (beside them, below), and
+# two the service never answers (an import's, raised where the file is read; and the
+# one the plugin-side storage raises on a host without pluginkv's calls).
+_HOST_CLASSES = (PluginNotFound, PluginFailed, PluginTimeout, InvalidExportFile, NotSupported)
+
+
+def _codes(status: int) -> list[str]:
+    """The storage routes' codes with this status, as the error classes declare them."""
+    codes = [cls.code for cls in ERRORS if cls.http_status == status and cls not in _HOST_CLASSES]
+    # A read-only store refuses only writes: its 503 has a response of its own.
+    return [code for code in codes if code != ReadOnly.code] + _ANSWERED_CODES.get(status, [])
+
 
 _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
     # status: (schema name, codes, description)
-    400: (
+    InvalidArgument.http_status: (
         "BadRequestError",
-        ["invalid_key", "invalid_argument", "invalid_value_type", "wrong_value_type"],
+        _codes(InvalidArgument.http_status),
         "The request is malformed: an invalid key, query parameter, header or body field "
         "(`wrong_value_type`: incr of a value that is not a decimal integer).",
     ),
-    401: (
+    Unauthorized.http_status: (
         "UnauthorizedError",
-        ["unauthorized"],
+        _codes(Unauthorized.http_status),
         "No valid bearer token: missing, malformed, tampered, signed with another secret "
         "or expired.",
     ),
-    403: (
+    Forbidden.http_status: (
         "ForbiddenError",
-        ["forbidden"],
+        _codes(Forbidden.http_status),
         "The token is valid but does not allow this call: a read-only token writing, an "
         "admin token on a key route, or a scope token on an admin route.",
     ),
-    404: ("NotFoundError", ["not_found"], "The key holds no value."),
+    404: ("NotFoundError", _codes(404), "The key holds no value."),
     408: (
         "RequestTimeoutError",
-        ["request_timeout"],
+        _codes(408),
         "The body did not arrive within the time allowed (setting "
         "`PLUGINKV_REQUEST_TIMEOUT_SECONDS`).",
     ),
-    412: (
+    VersionConflict.http_status: (
         "VersionConflictError",
-        ["version_conflict"],
+        _codes(VersionConflict.http_status),
         "A precondition (`If-Match`, `If-None-Match: *`) did not hold; nothing was changed. "
         "`ETag` is the entry's current version, when it has one.",
     ),
-    413: (
+    ValueTooLarge.http_status: (
         "ValueTooLargeError",
-        ["value_too_large"],
+        _codes(ValueTooLarge.http_status),
         "The body is over the limit; refused as soon as `Content-Length` or the bytes read "
         "pass it, without reading the body whole.",
     ),
-    503: (
+    BackendUnavailable.http_status: (
         "BackendUnavailableError",
-        ["backend_unavailable"],
+        _codes(BackendUnavailable.http_status),
         "The database could not answer (locked past the timeout, unreachable, broken).",
     ),
-    507: (
+    QuotaExceeded.http_status: (
         "InsufficientStorageError",
-        ["quota_exceeded", "disk_full"],
+        _codes(QuotaExceeded.http_status),
         "Nothing was stored: `quota_exceeded`, the write would take the scope past its "
         "quota (with `used`, `limit`, `needed`); `disk_full`, the database's disk is full "
         "(deletes still succeed).",
@@ -61,22 +93,22 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
 # status with `not_found`, so these sit beside the table keyed by status.
 _HOST_ERRORS: list[tuple[int, str, str, str]] = [
     (
-        404,
+        PluginNotFound.http_status,
         "PluginNotFoundError",
-        "plugin_not_found",
+        PluginNotFound.code,
         "No running plugin serves this plugin for the workspace, or it declares no such "
         "tool provider or tool.",
     ),
     (
-        502,
+        PluginFailed.http_status,
         "PluginError",
-        "plugin_error",
+        PluginFailed.code,
         "The plugin answered with an error; the message carries its type and text.",
     ),
     (
-        504,
+        PluginTimeout.http_status,
         "PluginTimeoutError",
-        "plugin_timeout",
+        PluginTimeout.code,
         "The plugin did not finish within `PLUGINKV_SESSION_TIMEOUT_SECONDS`.",
     ),
 ]
@@ -86,7 +118,7 @@ _HOST_ERRORS: list[tuple[int, str, str, str]] = [
 # so writing operations get this one in place of BackendUnavailableError.
 _WRITE_UNAVAILABLE = (
     "WriteUnavailableError",
-    ["backend_unavailable", "read_only"],
+    [BackendUnavailable.code, ReadOnly.code],
     "The database could not answer (`backend_unavailable`: locked past the timeout, "
     "unreachable, broken), or the store is read-only (`read_only`: setting "
     "`PLUGINKV_READ_ONLY`, with `Retry-After`); nothing was changed.",
@@ -118,8 +150,23 @@ _ERROR_DETAILS: dict[int, Json] = {
 }
 
 
+# The fields of the plugin host's errors, by code.
+_HOST_ERROR_DETAILS: dict[str, Json] = {
+    PluginFailed.code: {
+        "error_type": {
+            "type": ["string", "null"],
+            "description": "The exception the plugin's code raised; null when it failed "
+            "otherwise (its channel closed, say).",
+        }
+    },
+}
+
+
 def _error_schema(status: int, codes: list[str] | None = None) -> Json:
-    details = _ERROR_DETAILS.get(status, {}) if codes is None else {}
+    if codes is None:
+        details = _ERROR_DETAILS.get(status, {})
+    else:
+        details = _HOST_ERROR_DETAILS.get(codes[0], {}) if len(codes) == 1 else {}
     codes = _ERROR_CODES[status][1] if codes is None else codes
     return {
         "type": "object",
