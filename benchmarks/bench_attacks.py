@@ -65,6 +65,9 @@ def start_server(data_dir: Path, log: Path, open_files: int | None) -> Server:
     port = free_port()
     env = dict(os.environ)
     scope = ["--workspace", "bench-ws", "--plugin", "bench/attacks"]
+    # The store and its token secret first: token create never makes a secret.
+    init = [sys.executable, "-m", "pluginkv", "init", "--data-dir", str(data_dir)]
+    subprocess.run(init, capture_output=True, check=True, env=env)
     token = subprocess.run(
         [sys.executable, "-m", "pluginkv", "token", "create", "--data-dir", str(data_dir), *scope],
         capture_output=True,

@@ -211,6 +211,14 @@ def healthy(port: int) -> bool:
 
 
 def create_token(data_dir: Path) -> str:
+    # The store and its token secret first: token create never makes a secret.
+    subprocess.run(
+        [sys.executable, "-m", "pluginkv", "init", "--data-dir", str(data_dir)],
+        capture_output=True,
+        check=True,
+        env=clean_env(),
+        timeout=60,
+    )
     out = subprocess.run(
         [
             *(sys.executable, "-m", "pluginkv", "token", "create", "--data-dir", str(data_dir)),
