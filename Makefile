@@ -39,8 +39,9 @@ pythons:
 		if [ ! -f $$venv/.installed-stamp ] || [ pyproject.toml -nt $$venv/.installed-stamp ]; then \
 			py=$$(ls -d "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/$$v.*/bin/python 2>/dev/null | sort -V | tail -1); \
 			[ -n "$$py" ] || py=$$(command -v python$$v) || { echo "no Python $$v: install it with pyenv or as python$$v on PATH" >&2; exit 1; }; \
-			$$py -m venv $$venv && $$venv/bin/python -m pip install --quiet --upgrade pip \
-				&& $$venv/bin/python -m pip install --quiet -e '.[dev]' && touch $$venv/.installed-stamp || exit 1; \
+			rm -rf $$venv && $$py -m venv $$venv \
+				&& $$venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+				&& touch $$venv/.installed-stamp || exit 1; \
 		fi; \
 	done
 
