@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +21,8 @@ from pluginkv import Store, open_store
 from pluginkv.host.framing import LineReader, read_messages
 from pluginkv.server.app import create_app
 from pluginkv.services.tokens import Tokens
+
+from ..server import asgi
 
 SECRET = "fuzz-secret-" + "f" * 40
 QUICK = settings(
@@ -86,35 +87,9 @@ def _call(
     headers: list[tuple[bytes, bytes]],
     body: bytes,
 ) -> list[Message]:
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
     path = raw_path.decode("latin-1")
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": raw_path,
-        "root_path": "",
-        "query_string": query,
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("fuzz", 1),
-        "server": ("testserver", 80),
-    }
-    incoming: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def run() -> None:
-        await app(scope, receive, send)
-
-    anyio.run(run)
-    return sent
+    return asgi.call(app, method, path, headers, incoming, raw_path=raw_path, query=query)
 
 
 def _check_request(

@@ -15,6 +15,9 @@ def call(
     path: str,
     headers: Sequence[tuple[bytes, bytes]],
     incoming: Sequence[Message] = ({"type": "http.request", "body": b"v", "more_body": False},),
+    *,
+    raw_path: bytes | None = None,
+    query: bytes = b"",
 ) -> list[Message]:
     """Send one request as raw ASGI (header bytes reach the app as given); the messages sent back.
 
@@ -27,9 +30,9 @@ def call(
         "method": method,
         "scheme": "http",
         "path": path,
-        "raw_path": path.encode(),
+        "raw_path": path.encode() if raw_path is None else raw_path,
         "root_path": "",
-        "query_string": b"",
+        "query_string": query,
         "headers": [(b"host", b"testserver"), *headers],
         "client": ("testclient", 50000),
         "server": ("testserver", 80),
