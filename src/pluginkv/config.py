@@ -74,7 +74,42 @@ class Settings(BaseSettings):
         default=64 * MiB, ge=1, description="Largest JSON body of a batch request."
     )
     max_page_size: int = Field(
-        default=1000, ge=1, description="Largest `limit` a keys() page may ask for."
+        default=1000, ge=1, description="Largest `limit` a keys() or changes() page may ask for."
+    )
+    max_metadata_bytes: int = Field(
+        default=1024,
+        ge=2,
+        description="Largest metadata of one entry: its compact JSON object in UTF-8 bytes.",
+    )
+    max_content_type_bytes: int = Field(
+        default=255, ge=1, le=1024, description="Longest content type of one entry, in bytes."
+    )
+    max_commit_operations: int = Field(
+        default=1000,
+        ge=1,
+        description="Most operations (checks included) in one atomic() commit.",
+    )
+    max_commit_bytes: int = Field(
+        default=64 * MiB,
+        ge=1,
+        description="Most bytes (keys, values and metadata of its sets) in one atomic() commit.",
+    )
+    changes_retention_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long the change log keeps a change (trimmed by the sweeper).",
+    )
+    changes_retention_count: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most changes the change log keeps per scope (trimmed by the sweeper).",
+    )
+    watch_poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description="How often one thread per process looks for commits of other processes "
+        "while a watch is waiting (SQLite; PostgreSQL is told by LISTEN/NOTIFY).",
     )
     max_ttl_seconds: int = Field(
         default=_MAX_TTL_DEFAULT,
