@@ -275,6 +275,15 @@ class Backend(ABC):
         """Delete one row, if present, in a single step (logged as a ``delete`` at ``now``)."""
 
     @abstractmethod
+    def applied_migrations(self) -> list[str]:
+        """The versions (names, ``backends/migrations.py``) of the schema migrations this
+        database has, in the order applied; ``[]`` for a database never migrated.
+
+        A backend without a schema of its own has every migration's layout from birth
+        and lists them all.
+        """
+
+    @abstractmethod
     def read(self) -> AbstractContextManager[ReadTx]:
         """A read-only transaction over one snapshot."""
 

@@ -56,8 +56,8 @@ class ReadOnlyBackend(Backend):
         return f"<ReadOnlyBackend {self.inner!r}>"
 
     def __getattr__(self, name: str) -> Any:
-        # What a backend offers beyond the contract (a SQLite file's path, its
-        # applied migrations) stays within reach of tools and tests.
+        # What a backend offers beyond the contract (a SQLite file's path, say)
+        # stays within reach of tools and tests.
         return getattr(self.inner, name)
 
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
@@ -101,6 +101,9 @@ class ReadOnlyBackend(Backend):
     def listen_for_changes(self, wake: WakeScopes) -> ChangeListener | None:
         # Another process may write to the database this store only reads.
         return self.inner.listen_for_changes(wake)
+
+    def applied_migrations(self) -> list[str]:
+        return self.inner.applied_migrations()
 
     def close(self) -> None:
         self.inner.close()
