@@ -85,6 +85,7 @@ def backend_for_url(settings: Settings) -> Backend:
         mmap_bytes=settings.sqlite_mmap_bytes,
         read_only=settings.read_only,
         disk_reserve_bytes=settings.sqlite_disk_reserve_bytes,
+        watch_poll_seconds=settings.watch_poll_seconds,
     )
 
 
