@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import pluginkv
+from pluginkv import Store
 from pluginkv.backends.migrations import MIGRATIONS
+
+from ..postgres import TestDatabase
 
 OLD_ROW = (
     "INSERT INTO pluginkv_entries (workspace, plugin, key, size, version, created_at, "
@@ -15,21 +19,38 @@ OLD_ROW = (
 )
 
 
-def test_a_sqlite_store_from_before_keeps_its_entries_and_starts_its_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(
+    name="old_url", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def _old_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database as the version before metadata and the change log left it, with two rows."""
+    import pluginkv.backends.postgres as postgres_module
     import pluginkv.backends.sqlite as sqlite_module
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    with monkeypatch.context() as patch:
-        patch.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:2])
+    database = TestDatabase.create() if request.param == "postgres" else None
+    url = f"sqlite:///{tmp_path / 'old.db'}" if database is None else database.url
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (sqlite_module, postgres_module):
+            patch.setattr(module, "MIGRATIONS", MIGRATIONS[:2])
         with pluginkv.open_store(url) as store:
-            conn = store.backend._conn()  # type: ignore[attr-defined]
-            conn.execute(OLD_ROW, ("w", "a/b", "k", 2, 7, 1.0, 2.0, None, b"v"))
-            conn.execute(
-                OLD_ROW, ("w", "a/b", "big", 3 + 300_000, 8, 1.0, 2.0, None, b"x" * 300_000)
-            )
-    with pluginkv.open_store(url) as store:
+            _insert(store, ("w", "a/b", "k", 2, 7, 1.0, 2.0, None, b"v"))
+            _insert(store, ("w", "a/b", "big", 3 + 300_000, 8, 1.0, 2.0, None, b"x" * 300_000))
+    yield url
+    if database is not None:
+        database.drop()
+
+
+def _insert(store: Store, row: tuple[object, ...]) -> None:
+    backend = store.backend
+    if backend.name == "sqlite":
+        backend._conn().execute(OLD_ROW, row)  # type: ignore[attr-defined]
+    else:
+        with backend._pool.connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(OLD_ROW.replace("?", "%s"), row)
+
+
+def test_a_store_from_before_keeps_its_entries_and_starts_its_log(old_url: str) -> None:
+    with pluginkv.open_store(old_url) as store:
         assert store.backend.applied_migrations() == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
         storage = store.storage(workspace="w", plugin="a/b")
         entry = storage.get_entry("k")
