@@ -143,6 +143,19 @@ _REMOVE = (
     "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
     "RETURNING key, version, expires_at"
 )
+_REMOVE_ONE = (
+    "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? "
+    "RETURNING version, expires_at"
+)
+# One removed row's change, numbered from the scope's row, which _BUMP_ONE then
+# moves on: delete_now's lean path (change_log.log_removed does it for many).
+_LOG_ONE = (
+    "INSERT INTO pluginkv_changes (workspace, plugin, seq, key, kind, version, changed_at) "
+    "SELECT workspace, plugin, last_seq + 1, ?, ?, ?, ? FROM pluginkv_scopes "
+    "WHERE workspace = ? AND plugin = ?"
+)
+_FORGET_LOG = "DELETE FROM pluginkv_changes WHERE workspace = ? AND plugin = ?"
+_BUMP_ONE = "UPDATE pluginkv_scopes SET last_seq = last_seq + 1 WHERE workspace = ? AND plugin = ?"
 _GET_MANY = (
     f"SELECT key, value, {META_COLUMNS} "
     "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
@@ -305,6 +318,11 @@ class _SQLiteTx(WriteTx):
         return pruned
 
     def _log(self, scope: Scope, removed: list[Removed], now: float) -> None:
+        if self._backend._lossy_log():
+            if removed:
+                self._conn.execute(_FORGET_LOG, (scope.workspace, scope.plugin))
+                self._bump(scope, len(removed))
+            return
         log_removed(self._bump, self._insert_changes, scope, removed, now)
 
     def _bump(self, scope: Scope, count: int) -> int:
@@ -640,8 +658,34 @@ class SQLiteBackend(Backend):
 
     def delete_now(self, scope: Scope, key: str, now: float) -> None:
         # A transaction, not one statement: the delete and its change commit together.
-        with self.write() as tx:
-            tx.remove(scope, [key], now)
+        # Its statements are sent here directly, the hot path of a plain delete.
+        conn = self._write_conn()
+        if conn.in_transaction:  # within a group: a savepoint, as every write there
+            with self.write() as tx:
+                tx.remove(scope, [key], now)
+            return
+        self._before_delete()
+        ws, pl = scope.workspace, scope.plugin
+        with self._errors:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(_REMOVE_ONE, (ws, pl, key)).fetchone()
+                if row is not None and self._lossy_log():
+                    conn.execute(_FORGET_LOG, (ws, pl))
+                    conn.execute(_BUMP_ONE, (ws, pl))
+                elif row is not None:
+                    version, expires_at = row
+                    kind = "expire" if expires_at is not None and expires_at <= now else "delete"
+                    conn.execute(_LOG_ONE, (key, kind, version, now, ws, pl))
+                    conn.execute(_BUMP_ONE, (ws, pl))
+                conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
+                raise
+        self._after_commit(conn)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         with self._errors:
@@ -715,6 +759,13 @@ class SQLiteBackend(Backend):
         if self._full_disk is not None and self._full_disk.full:
             self._full_disk.before_add()
             self._write_conn()  # applies the page limit, which may have changed with the state
+
+    def _lossy_log(self) -> bool:
+        """Whether deletes drop their scope's change log rather than add to it: while the
+        disk is full, as a change row may need a page the disk cannot give, and deletes
+        must still run.  The scope's numbers move on, so a reader behind them gets
+        ``ChangesExpired`` and reads again: changes are lost, never skipped unseen."""
+        return self._full_disk is not None and self._full_disk.full
 
     def _before_delete(self) -> None:
         if self._full_disk is not None:
