@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons pg-ha-deps pg-ha
+.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons pg-ha-deps pg-ha docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,10 +52,15 @@ test-pythons: pythons
 	done
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The settings table in docs/configuration.md and docs/cli-reference.md, rewritten
+# from the code (tests/test_docs_reference.py fails while they differ).
+docs: install
+	$(PY) tools/docs_reference.py -r
 
 # bench_server.py loads the service with wrk, a Debian package.
 wrk:
