@@ -23,8 +23,10 @@ run: install
 dify-sdk: install
 	$(PY) tests/dify/sdk_venv.py
 
+# Branch coverage of the package, the child processes tests start included; below the
+# threshold in pyproject.toml ([tool.coverage.report] fail_under) the run fails.
 test: install pg-ha-deps
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --cov --cov-report=term $(PYTEST_ARGS)
 
 stress: install pg-ha-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
