@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons pg-ha-deps pg-ha
+.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons pg-ha-deps pg-ha docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,10 @@ run: install
 dify-sdk: install
 	$(PY) tests/dify/sdk_venv.py
 
+# Branch coverage of the package, the child processes tests start included; below the
+# threshold in pyproject.toml ([tool.coverage.report] fail_under) the run fails.
 test: install pg-ha-deps
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --cov --cov-report=term $(PYTEST_ARGS)
 
 stress: install pg-ha-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
@@ -52,10 +54,15 @@ test-pythons: pythons
 	done
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The settings table in docs/configuration.md and docs/cli-reference.md, rewritten
+# from the code (tests/test_docs_reference.py fails while they differ).
+docs: install
+	$(PY) tools/docs_reference.py -r
 
 # bench_server.py loads the service with wrk, a Debian package.
 wrk:

@@ -19,6 +19,7 @@ builds every environment and prints the paths of their interpreters.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -73,9 +74,18 @@ def ensure(sdk: Sdk = SDK_0_7) -> Path:
     """
     if is_ready(sdk):
         return python(sdk)
+    sdk.venv.parent.mkdir(parents=True, exist_ok=True)
+    # Test processes running side by side (pytest-xdist) build each environment once.
+    with open(sdk.venv.parent / f".{sdk.venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_ready(sdk):
+            _build(sdk)
+    return python(sdk)
+
+
+def _build(sdk: Sdk) -> None:
     if sdk.venv.exists():
         shutil.rmtree(sdk.venv)  # a stale pin or a half-done build
-    sdk.venv.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PIP_NO_INPUT": "1", "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
     if sdk.python is None:
@@ -96,7 +106,6 @@ def ensure(sdk: Sdk = SDK_0_7) -> Path:
         install = ["--quiet", "--python", str(python(sdk)), sdk.pin]
         subprocess.run([uv, "pip", "install", *install], check=True, env=env)
     sdk.stamp.write_text(sdk.pin + "\n")
-    return python(sdk)
 
 
 if __name__ == "__main__":
