@@ -23,11 +23,15 @@ from ..models import Change, ChangeKind
 from .base import prefix_upper_bound
 
 __all__ = [
+    "BUMP_ONE",
     "BUMP_SEQ",
+    "FORGET_LOG",
     "INSERT_CHANGE",
+    "LOG_ONE",
     "OLDEST_CHANGE",
     "PRUNE_BY_COUNT",
     "PRUNE_BY_TIME",
+    "REMOVE_ONE",
     "Removed",
     "changes_statement",
     "log_removed",
@@ -58,6 +62,19 @@ PRUNE_BY_COUNT = (
     "JOIN pluginkv_changes AS c ON c.workspace = s.workspace AND c.plugin = s.plugin "
     "AND c.seq <= s.last_seq - ? LIMIT ?)"
 )
+# A plain delete's own statements (SQLite's delete_now: its hot path), and what
+# a delete logs instead while the disk is full (sqlite.py, _lossy_log).
+REMOVE_ONE = (
+    "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? "
+    "RETURNING version, expires_at"
+)
+LOG_ONE = (
+    "INSERT INTO pluginkv_changes (workspace, plugin, seq, key, kind, version, changed_at) "
+    "SELECT workspace, plugin, last_seq + 1, ?, ?, ?, ? FROM pluginkv_scopes "
+    "WHERE workspace = ? AND plugin = ?"
+)
+BUMP_ONE = "UPDATE pluginkv_scopes SET last_seq = last_seq + 1 WHERE workspace = ? AND plugin = ?"
+FORGET_LOG = "DELETE FROM pluginkv_changes WHERE workspace = ? AND plugin = ?"
 _CHANGES = (
     "SELECT seq, key, kind, version, changed_at FROM pluginkv_changes "
     "WHERE workspace = ? AND plugin = ? AND seq > ? AND seq <= ?"

@@ -39,6 +39,7 @@ from ..errors import BackendUnavailable, DiskFull, PluginKVError, ReadOnly
 from ..keys import Scope
 from ..models import Change, Entry, EntryMeta
 from ..private_files import FILE_MODE, create_private_file, private_dir, tighten
+from . import change_log
 from .base import Backend, ChangeListener, ScopeState, Stored, WakeScopes, WriteTx, iter_chunks
 from .change_log import Removed, changes_statement, log_removed, to_changes
 from .driver_errors import Translated
@@ -143,19 +144,6 @@ _REMOVE = (
     "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
     "RETURNING key, version, expires_at"
 )
-_REMOVE_ONE = (
-    "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? "
-    "RETURNING version, expires_at"
-)
-# One removed row's change, numbered from the scope's row, which _BUMP_ONE then
-# moves on: delete_now's lean path (change_log.log_removed does it for many).
-_LOG_ONE = (
-    "INSERT INTO pluginkv_changes (workspace, plugin, seq, key, kind, version, changed_at) "
-    "SELECT workspace, plugin, last_seq + 1, ?, ?, ?, ? FROM pluginkv_scopes "
-    "WHERE workspace = ? AND plugin = ?"
-)
-_FORGET_LOG = "DELETE FROM pluginkv_changes WHERE workspace = ? AND plugin = ?"
-_BUMP_ONE = "UPDATE pluginkv_scopes SET last_seq = last_seq + 1 WHERE workspace = ? AND plugin = ?"
 _GET_MANY = (
     f"SELECT key, value, {META_COLUMNS} "
     "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
@@ -320,7 +308,7 @@ class _SQLiteTx(WriteTx):
     def _log(self, scope: Scope, removed: list[Removed], now: float) -> None:
         if self._backend._lossy_log():
             if removed:
-                self._conn.execute(_FORGET_LOG, (scope.workspace, scope.plugin))
+                self._conn.execute(change_log.FORGET_LOG, (scope.workspace, scope.plugin))
                 self._bump(scope, len(removed))
             return
         log_removed(self._bump, self._insert_changes, scope, removed, now)
@@ -669,15 +657,15 @@ class SQLiteBackend(Backend):
         with self._errors:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute(_REMOVE_ONE, (ws, pl, key)).fetchone()
+                row = conn.execute(change_log.REMOVE_ONE, (ws, pl, key)).fetchone()
                 if row is not None and self._lossy_log():
-                    conn.execute(_FORGET_LOG, (ws, pl))
-                    conn.execute(_BUMP_ONE, (ws, pl))
+                    conn.execute(change_log.FORGET_LOG, (ws, pl))
+                    conn.execute(change_log.BUMP_ONE, (ws, pl))
                 elif row is not None:
                     version, expires_at = row
                     kind = "expire" if expires_at is not None and expires_at <= now else "delete"
-                    conn.execute(_LOG_ONE, (key, kind, version, now, ws, pl))
-                    conn.execute(_BUMP_ONE, (ws, pl))
+                    conn.execute(change_log.LOG_ONE, (key, kind, version, now, ws, pl))
+                    conn.execute(change_log.BUMP_ONE, (ws, pl))
                 conn.execute("COMMIT")
             except BaseException:
                 try:
