@@ -7,6 +7,7 @@ the service offers the feed.
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import Callable, Iterator
 
@@ -21,6 +22,7 @@ from pluginkv import (
     Store,
     VersionConflict,
 )
+from pluginkv.transfer import export_store, import_lines
 
 from .conftest import ENGINE_BACKENDS, FakeClock
 
@@ -130,6 +132,19 @@ class TestTheLog:
         assert _seen(one.changes().changes) == [("k", "set")]
         assert [c.seq for c in other.changes().changes] == [1, 2]
         assert sibling.changes().changes == [] and sibling.changes().next == 0
+
+    def test_an_import_is_a_set_per_entry_and_wakes_watchers(
+        self, open_store: Callable[..., Store], store: Store
+    ) -> None:
+        source = open_store("memory")
+        source.storage(workspace="ws-1", plugin="acme/weather").set_many({"a": b"1", "b": b"2"})
+        exported = io.BytesIO()
+        export_store(source, exported)
+        storage = store.storage(workspace="ws-1", plugin="acme/weather")
+        with storage.change_waiter() as waiter:
+            import_lines(store, io.BytesIO(exported.getvalue()))
+            assert waiter.wait(timeout=0) is True
+        assert _seen(storage.changes().changes) == [("a", "set"), ("b", "set")]
 
 
 class TestPaging:

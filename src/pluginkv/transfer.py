@@ -450,6 +450,7 @@ def import_lines(
             report.refused.append((head.scope, exc))
             record = _skip_entries(reader)
             continue
+        store.notifier.changed((head.scope,))  # its watchers in this process
         report.scopes += 1
         report.entries += scope_import.entries
         report.bytes += scope_import.bytes

@@ -62,6 +62,9 @@ class ChangeNotifier:
         self._listener: ChangeListener | None = None
         self._listening = False
         self._closed = False
+        # Starting the listener may wait for a connection: never under _lock, which
+        # every write's notice takes.
+        self._start_lock = threading.Lock()
 
     def waiter(self, scope: Scope) -> ChangeWaiter:
         """Register a waiter for ``scope``; every commit to it from now on wakes it."""
@@ -83,7 +86,7 @@ class ChangeNotifier:
         """Start the backend's listener for other processes' commits, once."""
         if self._listening:
             return
-        with self._lock:
+        with self._start_lock:
             if self._listening or self._closed:
                 return
             self._listener = self._backend.listen_for_changes(self.changed)
@@ -118,7 +121,7 @@ class ChangeNotifier:
 
     def close(self) -> None:
         """Stop the listener; waiters still registered are woken and find the store closed."""
-        with self._lock:
+        with self._start_lock, self._lock:
             self._closed = True
             listener, self._listener = self._listener, None
             watched = list(self._scopes.values())
