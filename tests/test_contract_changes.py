@@ -32,6 +32,13 @@ def _backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _pages(storage: Storage) -> Iterator[list[Change]]:
+    since = None
+    while page := storage.changes(since=since).changes:
+        yield page
+        since = page[-1].seq
+
+
 def _seen(changes: list[Change]) -> list[tuple[str, str]]:
     return [(change.key, change.kind) for change in changes]
 
@@ -145,6 +152,42 @@ class TestTheLog:
             import_lines(store, io.BytesIO(exported.getvalue()))
             assert waiter.wait(timeout=0) is True
         assert _seen(storage.changes().changes) == [("a", "set"), ("b", "set")]
+
+    def test_concurrent_writers_leave_a_gap_free_log_a_watcher_sees_once(
+        self, store: Store
+    ) -> None:
+        storage = store.storage(workspace="ws-1", plugin="acme/busy")
+        writers, writes = 4, 15
+        got: list[Change] = []
+        watching = storage.watch(since=0)
+
+        def follow() -> None:
+            for change in watching:
+                got.append(change)
+                if len(got) == writers * writes:
+                    return
+
+        def write(n: int) -> None:
+            handle = store.storage(workspace="ws-1", plugin="acme/busy")
+            for i in range(writes):
+                if i % 3 == 0:
+                    handle.atomic().set(f"w{n}/{i}", b"v").commit()
+                elif i % 3 == 1:
+                    handle.incr(f"w{n}/count")
+                else:
+                    handle.delete(f"w{n}/{i - 2}")
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        follower.join(timeout=60)
+        assert [change.seq for change in got] == list(range(1, writers * writes + 1))
+        logged = [change.seq for page in _pages(storage) for change in page]
+        assert logged == list(range(1, writers * writes + 1))
 
 
 class TestPaging:
