@@ -21,6 +21,7 @@ import pytest
 
 import pluginkv
 from pluginkv import Store
+from pluginkv.client import RemoteStorage
 from pluginkv.services.tokens import Tokens
 
 SECRET = "console-secret-" + "x" * 40
@@ -46,10 +47,17 @@ class Console:
     tokens: Tokens
     app: Any
     admin: str = ""
-    problems: list[str] = field(default_factory=list)
+    clients: list[RemoteStorage] = field(default_factory=list)
 
-    def storage(self, workspace: str = "ws-1", plugin: str = "acme/notes") -> pluginkv.Storage:
-        return self.store.storage(workspace=workspace, plugin=plugin)
+    def client(self, workspace: str, plugin: str) -> RemoteStorage:
+        """The client SDK on one scope, writing through the same API as any plugin."""
+        client = RemoteStorage(self.url, self.tokens.issue(workspace=workspace, plugin=plugin))
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        while self.clients:
+            self.clients.pop().close()
 
 
 @pytest.fixture(scope="module", name="console")
@@ -114,6 +122,7 @@ def _page(browser: Any, console: Console) -> Iterator[Any]:
         yield page
     finally:
         context.close()
+        console.close_clients()
     assert problems == [], problems
 
 
