@@ -14,6 +14,8 @@ const API = document.body.dataset.api;
 const PAGE = document.body.dataset.page;
 const KEYS_PER_PAGE = 50;
 const BROWSE_TOKEN_SECONDS = 900;
+const SAMPLE_MS = 1000; // the charts read /metrics once a second
+const SAMPLES = 30; // half a minute on each chart
 
 function adminToken() {
   return sessionStorage.getItem(TOKEN);
@@ -151,12 +153,14 @@ function apiTotals(text) {
   return { count, seconds, at: performance.now() / 1000 };
 }
 
+// The last SAMPLES values as an SVG polyline in a 240 x 60 box, newest at the right.
 function points(values) {
   if (values.length === 0) return "";
   const top = Math.max(...values, 1e-9);
-  const step = 240 / 59;
-  const start = 60 - values.length;
-  return values.map((v, i) => ((start + i) * step).toFixed(1) + "," + (58 - (v / top) * 54).toFixed(1))
+  const step = 240 / (SAMPLES - 1);
+  const shown = values.length === 1 ? [values[0], values[0]] : values;
+  const start = SAMPLES - shown.length;
+  return shown.map((v, i) => ((start + i) * step).toFixed(1) + "," + (58 - (v / top) * 54).toFixed(1))
     .join(" ");
 }
 
@@ -218,7 +222,7 @@ document.addEventListener("alpine:init", () => {
       if (!adminToken()) return;
       await this.load();
       await this.sample();
-      this.timer = setInterval(() => this.sample(), 2000);
+      this.timer = setInterval(() => this.sample(), SAMPLE_MS);
       this.clock = setInterval(() => this.tick(), 1000);
     },
     destroy() {
@@ -264,8 +268,8 @@ document.addEventListener("alpine:init", () => {
       const requests = Math.max(0, now.count - last.count);
       const rate = requests / Math.max(now.at - last.at, 1e-3);
       const latency = requests ? ((now.seconds - last.seconds) / requests) * 1000 : 0;
-      this.rates = [...this.rates, rate].slice(-60);
-      this.latencies = [...this.latencies, latency].slice(-60);
+      this.rates = [...this.rates, rate].slice(-SAMPLES);
+      this.latencies = [...this.latencies, latency].slice(-SAMPLES);
       this.rateText = rate.toFixed(1) + " /s";
       this.latencyText = requests ? latency.toFixed(2) + " ms" : "no requests";
       this.ratePoints = points(this.rates);
@@ -285,12 +289,13 @@ document.addEventListener("alpine:init", () => {
     async load() {
       try {
         const listed = await api("GET", "/v1/admin/scopes");
-        this.rows = listed.scopes.map((s) => this.row(s));
+        this.rows = listed.scopes.map((s) => this.describe(s));
       } catch (error) {
         showError(error);
       }
     },
-    row(s) {
+    // Not named "row": methods share a namespace with the x-for variable.
+    describe(s) {
       const id = s.workspace + "/" + s.plugin;
       const fill = s.quota_bytes > 0 ? s.bytes_used / s.quota_bytes : 0;
       const query = new URLSearchParams({ workspace: s.workspace, plugin: s.plugin });
