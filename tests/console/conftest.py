@@ -29,7 +29,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IMAGES = Path(__file__).parents[2] / "docs" / "images"
 
 
-def _need_chromium() -> None:
+def need_chromium() -> None:
     if Path(CHROMIUM).exists():
         return
     message = "Debian's chromium is not installed (make chromium)"
@@ -62,7 +62,7 @@ class Console:
 
 @pytest.fixture(scope="module", name="console")
 def _console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    _need_chromium()
+    need_chromium()
     import uvicorn
 
     from pluginkv.server.app import create_app
@@ -92,7 +92,7 @@ def _console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 @pytest.fixture(scope="module", name="browser")
 def _browser() -> Iterator[Any]:
-    _need_chromium()
+    need_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
