@@ -68,13 +68,19 @@ def _console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     from pluginkv.server.app import create_app
 
     directory = tmp_path_factory.mktemp("console")
-    store = pluginkv.open_store(str(directory / "pluginkv.db"), default_quota_bytes=64 * 1024)
+    settings = pluginkv.store.load_settings(
+        data_dir=str(directory),
+        database_url=f"sqlite:///{directory / 'pluginkv.db'}",
+        default_quota_bytes=64 * 1024,
+        debug_port=0,  # remote-debug plugins connect here; any free port
+    )
     tokens = Tokens(SECRET, default_ttl=3600)
-    app = create_app(store=store, tokens=tokens)
+    # As `pluginkv serve` runs it: the app opens the store and listens for plugins.
+    app = create_app(settings, tokens=tokens, listen_for_plugins=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -83,11 +89,12 @@ def _console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         assert time.monotonic() < deadline, "the console's service did not start"
         time.sleep(0.01)
     try:
-        yield Console(f"http://127.0.0.1:{port}", store, tokens, app, tokens.issue(admin=True))
+        yield Console(
+            f"http://127.0.0.1:{port}", app.state.store, tokens, app, tokens.issue(admin=True)
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        store.close()
 
 
 @pytest.fixture(scope="module", name="browser")

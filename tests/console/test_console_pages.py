@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from playwright.sync_api import expect
 import pluginkv
 from pluginkv import Unauthorized
 
+from ..dify.fake_plugin import FakePlugin
 from .conftest import Console, screenshot, sign_in
 
 
@@ -108,6 +110,28 @@ def test_purging_a_scope_needs_its_name_typed(page: Any, console: Console) -> No
     assert doomed.usage().keys == 0
 
 
+def test_the_plugins_page_shows_a_connected_plugin_its_tools_and_its_log(
+    page: Any, console: Console
+) -> None:
+    host = console.app.state.host
+    with FakePlugin(host.debug_port) as plugin:
+        plugin.register(console.tokens.issue_debug_key(workspace="ws-7"))
+        deadline = time.monotonic() + 10
+        while not any(info.plugin == "fake/plugin" for info in host.plugins()):
+            assert time.monotonic() < deadline, "the plugin did not register"
+            time.sleep(0.02)
+        sign_in(page, console)
+        page.goto(console.url + "/ui/plugins")
+        row = page.get_by_role("row").filter(has_text="fake/plugin")
+        expect(row).to_contain_text("ws-7")
+        expect(row).to_contain_text("running")
+        row.get_by_role("button", name="Details").click()
+        detail = page.get_by_test_id("plugin-detail")
+        expect(detail).to_contain_text("fake / echo")
+        expect(page.get_by_test_id("plugin-log")).to_have_text("No log is kept for this plugin.")
+        screenshot(page, "plugins")
+
+
 def test_a_token_created_in_the_console_is_shown_once_and_works_until_revoked(
     page: Any, console: Console
 ) -> None:
@@ -120,7 +144,7 @@ def test_a_token_created_in_the_console_is_shown_once_and_works_until_revoked(
     shown = page.get_by_test_id("created-token")
     expect(shown).not_to_have_value("")
     token = shown.input_value()
-    screenshot(page, "plugins")
+    screenshot(page, "tokens")
 
     from pluginkv.client import RemoteStorage
 
@@ -135,7 +159,6 @@ def test_a_token_created_in_the_console_is_shown_once_and_works_until_revoked(
             fresh.get("hello")
     page.reload()
     expect(page.get_by_test_id("created-token")).to_be_hidden()  # shown once
-    expect(page.get_by_text("No plugin is installed or connected.")).to_be_visible()
 
 
 def test_on_a_read_only_service_the_console_says_so_and_offers_no_write(

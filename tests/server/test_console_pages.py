@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -68,3 +70,23 @@ def test_the_scripts_come_from_the_service_itself(client: TestClient) -> None:
     own = client.get("/ui/static/console.js")
     assert own.status_code == 200
     assert "sessionStorage" in own.text and "document.cookie" not in own.text
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_picture_of_the_console_in_the_docs_is_one_the_browser_tests_take() -> None:
+    shown = set(
+        re.findall(r"images/(console-[a-z-]+)\.png", (ROOT / "docs/console.md").read_text())
+    )
+    shown |= set(
+        re.findall(r"docs/images/(console-[a-z-]+)\.png", (ROOT / "README.md").read_text())
+    )
+    taken = {
+        f"console-{name}"
+        for test in (ROOT / "tests/console").glob("test_*.py")
+        for name in re.findall(r'screenshot\(page, "([a-z-]+)"\)', test.read_text())
+    }
+    assert shown, "docs/console.md shows the console's pages"
+    assert shown <= taken, f"pictures no test takes: {sorted(shown - taken)}"
+    assert taken <= shown, f"pictures the docs do not show: {sorted(taken - shown)}"

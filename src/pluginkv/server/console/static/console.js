@@ -637,6 +637,8 @@ document.addEventListener("alpine:init", () => {
       }
     },
     get empty() { return this.rows.length === 0; },
+    get noTools() { return this.tools.length === 0; },
+    get noEndpoints() { return this.endpoints.length === 0; },
     async show(row) {
       this.detail = row;
       this.detailName = row.plugin + (row.version ? " " + row.version : "");
