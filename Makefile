@@ -74,7 +74,8 @@ wrk:
 # tests/console drive the operator console in Chromium, a Debian package, with
 # Playwright for Python (never `playwright install`: it downloads a browser build).
 chromium:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq chromium; } \
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -qq chromium \
+		|| { apt-get update -qq && apt-get install -y -qq chromium; }; }; } \
 		|| sudo apt-get install -y -qq chromium
 
 # tests/test_failover.py builds a PostgreSQL cluster with automatic failover from
