@@ -12,7 +12,8 @@ Playwright for Python (in ``.[dev]``).
    with a scope token over one keep-alive ``http.client`` connection, ``--rounds`` times.
 4. The console: Chromium opens ``/ui/keys?workspace=..&plugin=..`` in a new browser
    context each round (a cold cache: the page, its script, its style and the library
-   are fetched anew), signed in (the admin token put in session storage before the
+   are fetched anew; one untimed round first, as an operator's browser is already
+   running), signed in (the admin token put in session storage before the
    page runs). The time is from the navigation's start until the table shows the 50
    keys of the first page (HTML, scripts, a scope token from ``POST /v1/admin/tokens``,
    the listing call, and the rendering), on the browser's own clock: the console marks
@@ -22,7 +23,8 @@ Playwright for Python (in ``.[dev]``).
    ``GET /v1/keys?limit=1``, ``GET /v1/usage``) driven as raw ASGI calls in process, on
    the app as built and on the same app without the console's routes, alternating in
    rounds, in CPU time per request; the ratio is the median of per-round ratios
-   (1.00x: nothing).
+   (1.00x: nothing). Beside it the same ratio between two apps without the console
+   (A/A): the noise floor.
 
 Figures are medians with the lowest and highest in brackets; the machine's load average
 is printed, as other work moves them.
@@ -132,7 +134,7 @@ def console_first_page(url: str, admin: str, rounds: int) -> tuple[list[float], 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            for _ in range(rounds):
+            for round_ in range(rounds + 1):  # round 0 starts the browser's processes, untimed
                 context = browser.new_context()
                 context.add_init_script(
                     f"sessionStorage.setItem('pluginkv.admin-token', {admin!r})"
@@ -142,6 +144,9 @@ def console_first_page(url: str, admin: str, rounds: int) -> tuple[list[float], 
                 page.goto(page_url, wait_until="commit")
                 # A locator, not wait_for_function: the page's policy forbids eval.
                 page.get_by_test_id("key").nth(PAGE_SIZE - 1).wait_for(timeout=30_000)
+                if round_ == 0:
+                    context.close()
+                    continue
                 seen.append(time.perf_counter() - start)
                 # The console marks when its keys are on the screen; the mark's time
                 # counts from the navigation's start, on the browser's own clock.
@@ -197,18 +202,29 @@ def _asgi_loop(
     return seconds
 
 
-def console_cost(calls: int, rounds: int) -> list[tuple[str, float, float, list[float]]]:
-    """Per request: (name, µs with the console, µs without, per-round ratios)."""
+def _without_console(app: Any) -> Any:
+    app.router.routes[:] = [
+        route
+        for route in app.router.routes
+        if not getattr(route, "path", "").startswith(CONSOLE_PATH)
+    ]
+    return app
+
+
+def console_cost(
+    calls: int, rounds: int
+) -> list[tuple[str, float, float, list[float], list[float]]]:
+    """Per request: (name, µs with the console, µs without, per-round ratios, A/A ratios).
+
+    The A/A ratios compare two apps without the console, built alike: how far apart
+    two identical apps measure here, the noise floor of the ratio.
+    """
     store = pluginkv.open_store("memory://")
     tokens = Tokens(SECRET, default_ttl=3600)
     store.storage(workspace=WORKSPACE, plugin=PLUGIN).set("k", b"v" * 100)
     with_console = create_app(store=store, tokens=tokens)
-    without = create_app(store=store, tokens=tokens)
-    without.router.routes[:] = [
-        route
-        for route in without.router.routes
-        if not getattr(route, "path", "").startswith(CONSOLE_PATH)
-    ]
+    without = _without_console(create_app(store=store, tokens=tokens))
+    twin = _without_console(create_app(store=store, tokens=tokens))
     auth = [
         (b"authorization", f"Bearer {tokens.issue(workspace=WORKSPACE, plugin=PLUGIN)}".encode())
     ]
@@ -218,20 +234,27 @@ def console_cost(calls: int, rounds: int) -> list[tuple[str, float, float, list[
         ("GET /v1/usage", "/v1/usage", b""),
     ]
     results = []
+    apps = [with_console, without, twin]
     for name, path, query in requests:
         measure: Callable[[Any], float] = functools.partial(
             _asgi_loop, path=path, query=query, headers=auth, n=calls
         )
-        measure(with_console), measure(without)  # warm up
-        on, off, ratios = [], [], []
+        for app in apps:
+            measure(app)  # warm up
+        on, off, ratios, noise = [], [], [], []
         for i in range(rounds):
-            pair = (with_console, without) if i % 2 == 0 else (without, with_console)
-            first, second = measure(pair[0]), measure(pair[1])
-            a, b = (first, second) if i % 2 == 0 else (second, first)
+            order = apps[i % 3 :] + apps[: i % 3]  # each app first in turn
+            if i % 2:
+                order.reverse()
+            took = {id(app): measure(app) for app in order}
+            a, b, c = took[id(with_console)], took[id(without)], took[id(twin)]
             on.append(a)
             off.append(b)
             ratios.append(a / b)
-        results.append((name, statistics.median(on) * 1e6, statistics.median(off) * 1e6, ratios))
+            noise.append(c / b)
+        results.append(
+            (name, statistics.median(on) * 1e6, statistics.median(off) * 1e6, ratios, noise)
+        )
     store.close()
     return results
 
@@ -293,10 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  slowest page {max(page) * 1e3:.0f} ms, {target}: {verdict}")
     print()
     print("what the console adds to an API request (in process, CPU µs per request):")
-    for name, on, off, ratios in cost:
+    for name, on, off, ratios, noise in cost:
         print(
             f"  {name:<16} with {on:7.1f}  without {off:7.1f}  "
-            f"ratio {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+            f"ratio {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]  "
+            f"A/A {statistics.median(noise):.2f}x [{min(noise):.2f}-{max(noise):.2f}]"
         )
     print(f"load average: {load_average()}")
     return 0
