@@ -69,6 +69,16 @@ def test_the_key_browser_finds_keys_by_prefix_and_pages_through_them(
     screenshot(page, "keys")
 
 
+def test_the_key_browser_without_a_scope_offers_every_scope(page: Any, console: Console) -> None:
+    console.client("ws-8", "acme/choice").set("picked", b"yes")
+    sign_in(page, console)
+    page.goto(console.url + "/ui/keys")
+    choice = page.get_by_test_id("scope-choice")
+    choice.get_by_role("link", name="ws-8/acme/choice").click()
+    expect(page.get_by_role("button", name="picked")).to_be_visible()
+    assert "workspace=ws-8" in page.url
+
+
 def test_an_edit_of_a_key_changed_since_it_was_shown_is_a_conflict_not_an_overwrite(
     page: Any, console: Console
 ) -> None:

@@ -411,7 +411,11 @@ document.addEventListener("alpine:init", () => {
       this.workspace = params.get("workspace") || "";
       this.plugin = params.get("plugin") || "";
       this.prefix = params.get("prefix") || "";
-      if (!adminToken() || !this.workspace || !this.plugin) return;
+      if (!adminToken()) return;
+      if (!this.workspace || !this.plugin) {
+        await this.offerScopes();
+        return;
+      }
       if (EARLY && EARLY.workspace === this.workspace && EARLY.plugin === this.plugin
           && EARLY.prefix === this.prefix) {
         this.cursors = [null];
@@ -426,6 +430,20 @@ document.addEventListener("alpine:init", () => {
         return;
       }
       await this.search();
+    },
+    choices: [],
+    get choosing() { return !this.listed && this.choices.length > 0; },
+    async offerScopes() {
+      try {
+        const listed = await api("GET", "/v1/admin/scopes");
+        this.choices = listed.scopes.map((s) => ({
+          id: s.workspace + "/" + s.plugin,
+          href: UI + "/keys?" + new URLSearchParams({ workspace: s.workspace, plugin: s.plugin }),
+          keysText: s.keys + (s.keys === 1 ? " key" : " keys"),
+        }));
+      } catch (error) {
+        showError(error);
+      }
     },
     // The admin token reads no keys: the console takes a short-lived token of
     // the scope and browses with it, through the routes a plugin uses.
