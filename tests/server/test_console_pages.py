@@ -90,3 +90,15 @@ def test_every_picture_of_the_console_in_the_docs_is_one_the_browser_tests_take(
     assert shown, "docs/console.md shows the console's pages"
     assert shown <= taken, f"pictures no test takes: {sorted(shown - taken)}"
     assert taken <= shown, f"pictures the docs do not show: {sorted(taken - shown)}"
+
+
+def test_without_its_library_the_console_says_how_to_install_it(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pluginkv.server.console import pages
+
+    monkeypatch.setattr(pages, "_LIBRARY", Path("node_modules", "absent", "library.js"))
+    for path in ("/ui/", "/ui/static/vendor/alpine.js"):
+        answer = client.get(path)
+        assert answer.status_code == 503
+        assert "make install" in answer.text
