@@ -34,6 +34,7 @@ from starlette.types import ASGIApp
 import pluginkv
 from pluginkv import InvalidExportFile, NotSupported, Store
 from pluginkv.server.app import create_app
+from pluginkv.server.console import CONSOLE_PATH
 from pluginkv.server.docs_page import DOCS_PATH
 from pluginkv.server.errors import STATUS
 from pluginkv.server.openapi import openapi_document
@@ -80,8 +81,8 @@ def _served_methods(routes: list[Any]) -> dict[str, set[str]]:
 
 
 def _api_routes(routes: list[Any]) -> list[Any]:
-    """The app's routes but the /docs/ page's, which shows the document and is not in it."""
-    return [route for route in routes if not route.path.startswith(DOCS_PATH)]
+    """The app's routes but the pages': /docs/ shows the document, /ui the console."""
+    return [route for route in routes if not route.path.startswith((DOCS_PATH, CONSOLE_PATH))]
 
 
 def _openapi_path(template: str) -> str:

@@ -14,6 +14,7 @@ from ...config import Settings
 from ...store import Store
 from .admin_paths import _admin_paths
 from .common import _TIMESTAMP_HEADER, OPENAPI_PATH, Json
+from .console_paths import _console_paths
 from .data_paths import _data_paths, _probe_paths
 from .parameters import _parameters
 from .responses import _responses
@@ -22,7 +23,12 @@ from .schemas import _schemas
 
 # -- the paths -----------------------------------------------------------------------------
 def _paths(settings: Settings) -> Json:
-    return {**_data_paths(settings), **_admin_paths(settings), **_probe_paths()}
+    return {
+        **_data_paths(settings),
+        **_admin_paths(settings),
+        **_console_paths(settings),
+        **_probe_paths(),
+    }
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
