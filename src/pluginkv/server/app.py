@@ -19,12 +19,9 @@ from ..services.write_groups import WriteQueue
 from ..store import Store
 from .docs_page import docs_routes
 from .errors import exception_handlers
-from .file_routes import file_routes
-from .host_routes import host_routes
 from .kv import KeyValueFront
-from .metrics import Metrics, MetricsMiddleware, metrics_route
-from .openapi import openapi_route
-from .routes import routes
+from .metrics import Metrics, MetricsMiddleware
+from .openapi import api_routes
 
 __all__ = ["create_app"]
 
@@ -81,7 +78,7 @@ def create_app(
             if owned:
                 app.state.store.close()
 
-    all_routes = [*routes, *host_routes, *file_routes, metrics_route, openapi_route]
+    all_routes = [*api_routes]  # each with its description (describe.py)
     metrics = Metrics(all_routes)  # a registry of its own per app
     all_routes += docs_routes()
     app = Starlette(
