@@ -268,7 +268,6 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
 # What a pydantic type error says a field must be, in the service's words.
 _KINDS = {
     "int_type": "int",
-    "int_from_float": "int",
     "string_type": "str",
     "list_type": "list",
     "dict_type": "dict",
@@ -296,9 +295,6 @@ def _refusal(model: type[BaseModel], body: dict[str, Any], exc: ValidationError)
     required = model.model_fields[name].is_required()
     if problem["type"] == "missing" or (required and body.get(name) is None):
         return InvalidArgument(f"request body needs the field {name!r}")
-    if problem["type"] == "literal_error":
-        expected = problem.get("ctx", {}).get("expected", "")
-        return InvalidArgument(f"field {name!r} must be {expected}, got {body[name]!r}")
     if len(problem["loc"]) > 1 and isinstance(body.get(name), list):
         return InvalidArgument(f"field {name!r} must be a list of strings")
     kind = _KINDS.get(problem["type"], "valid value")
