@@ -14,6 +14,7 @@ with (a string that is only that becomes the number).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,11 @@ class Operation:
     parameters: Sequence[Json] = ()
     body: Json | None = None
     public: bool = False
+
+    @functools.cached_property
+    def query_names(self) -> frozenset[str]:
+        """The query parameters it takes, as its handler checks them: any other is a 400."""
+        return frozenset(p["name"] for p in self.parameters if p.get("in") == "query")
 
     def as_json(self) -> Json:
         operation: Json = {"operationId": self.operation_id, "tags": [self.tag]}

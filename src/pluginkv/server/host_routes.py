@@ -68,7 +68,6 @@ def _info(info: PluginInfo) -> dict[str, Any]:
     }
 
 
-_WORKSPACE_PARAM = frozenset({"workspace"})
 _NOT_FOUND = ref("responses", "PluginNotFoundError")
 _FAILED = ref("responses", "PluginError")
 _TIMED_OUT = ref("responses", "PluginTimeoutError")
@@ -114,7 +113,7 @@ SHOW_PLUGIN = Operation(
 
 
 async def show_plugin(request: Request) -> Response:
-    params = admin_only(request, _WORKSPACE_PARAM)
+    params = admin_only(request, SHOW_PLUGIN.query_names)
     host: PluginHost = request.app.state.host
     plugin = f"{request.path_params['author']}/{request.path_params['name']}"
     return JSONResponse(host.offer(plugin, params.get("workspace")))
@@ -197,7 +196,7 @@ PLUGIN_LOGS = Operation(
 
 
 async def plugin_logs(request: Request) -> Response:
-    admin_only(request, frozenset({"lines", "cursor"}))
+    admin_only(request, PLUGIN_LOGS.query_names)
     host: PluginHost = request.app.state.host
     plugin = f"{request.path_params['author']}/{request.path_params['name']}"
     lines = query_number(request.query_params, "lines", int)
@@ -345,7 +344,7 @@ LIST_ENDPOINTS = Operation(
 
 
 async def list_endpoints(request: Request) -> Response:
-    params = admin_only(request, _WORKSPACE_PARAM)
+    params = admin_only(request, LIST_ENDPOINTS.query_names)
     host: PluginHost = request.app.state.host
     base = str(request.base_url).rstrip("/")
     workspace = params.get("workspace")

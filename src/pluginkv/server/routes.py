@@ -81,8 +81,6 @@ M = TypeVar("M", bound=BaseModel)
 INCR_PREFIX = "/v1/incr/"
 INCR_ROUTE = "/v1/incr/{key:key}"
 _NONE: frozenset[str] = frozenset()
-_LIST_PARAMS = frozenset({"prefix", "limit", "cursor"})
-_DELETE_PREFIX_PARAMS = frozenset({"prefix", "all"})
 _VALUE_FIELDS = frozenset({"text", "base64"})
 
 
@@ -268,7 +266,7 @@ LIST_KEYS = Operation(
 
 async def list_keys(request: Request) -> Response:
     storage = _storage(request, write=False)
-    params = _query(request, _LIST_PARAMS)
+    params = _query(request, LIST_KEYS.query_names)
     limit = query_number(params, "limit", int)
     page = await _read(
         request,
@@ -307,7 +305,7 @@ DELETE_PREFIX = Operation(
 
 async def delete_prefix(request: Request) -> Response:
     storage = _storage(request, write=True)
-    params = _query(request, _DELETE_PREFIX_PARAMS)
+    params = _query(request, DELETE_PREFIX.query_names)
     prefix = params.get("prefix")
     everything = query_flag(params, "all")
     if prefix is None:
