@@ -215,6 +215,32 @@ class TestDocument:
                 assert isinstance(target, dict) and part in target, f"{ref} does not resolve"
                 target = target[part]
 
+    def test_every_component_is_reached_from_an_operation(self) -> None:
+        """No schema, response, parameter or header is described that no route uses."""
+        document = openapi_document(pluginkv.Settings())
+        reached: set[str] = set()
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                ref = node.get("$ref")
+                if isinstance(ref, str) and ref not in reached:
+                    reached.add(ref)
+                    walk(_resolve(document, node))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(document["paths"])
+        components = {
+            f"#/components/{kind}/{name}"
+            for kind, entries in document["components"].items()
+            if kind != "securitySchemes"
+            for name in entries
+        }
+        assert components - reached == set()
+
     def test_the_bearer_token_is_required_exactly_under_v1(self) -> None:
         document = openapi_document(pluginkv.Settings())
         for path, method, operation in _operations(document):

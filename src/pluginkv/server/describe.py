@@ -57,7 +57,6 @@ ERROR_RESPONSES: dict[int, str] = {
     400: "BadRequestError",
     401: "UnauthorizedError",
     403: "ForbiddenError",
-    404: "NotFoundError",
     408: "RequestTimeoutError",
     412: "VersionConflictError",
     413: "ValueTooLargeError",

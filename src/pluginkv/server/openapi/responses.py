@@ -20,8 +20,9 @@ from ...errors import (
 )
 from ..describe import ERROR_RESPONSES, WRITE_UNAVAILABLE, Json, code_header, json_content, ref
 
-# Codes that name no exception: the storage routes answer them themselves.
-_ANSWERED_CODES: dict[int, list[str]] = {404: ["not_found"], 408: ["request_timeout"]}
+# Codes that name no exception: the storage routes answer them themselves (`not_found`
+# too: the one route that answers it has a 404 response of its own, `KeyNotFound`).
+_ANSWERED_CODES: dict[int, list[str]] = {408: ["request_timeout"]}
 
 # Not on the `/v1` storage routes: the plugin host's errors (beside them, below), and
 # two the service never answers (an import's, raised where the file is read; and the
@@ -56,7 +57,6 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
         "The token is valid but does not allow this call: a read-only token writing, an "
         "admin token on a key route, or a scope token on an admin route.",
     ),
-    404: (ERROR_RESPONSES[404], _codes(404), "The key holds no value."),
     408: (
         ERROR_RESPONSES[408],
         _codes(408),
@@ -125,7 +125,6 @@ _WRITE_UNAVAILABLE = (
 )
 
 _ERROR_DETAILS: dict[int, Json] = {
-    404: {"key": {"type": "string"}},
     412: {
         "key": {"type": "string"},
         "expected": {
