@@ -276,26 +276,27 @@ _KINDS = {
 
 
 def parse(model: type[M], body: dict[str, Any]) -> M:
-    """``body`` (a JSON object) as ``model``; ``InvalidArgument`` naming what is wrong."""
+    """``body`` (a JSON object) as ``model``; ``InvalidArgument`` naming what is wrong.
+
+    Unknown fields first, all of them named, as ``known_fields`` names a query's; then
+    the first field that is missing or of the wrong type, in the model's order.
+    """
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise _refusal(model, body, exc) from None
-
-
-def _refusal(model: type[BaseModel], body: dict[str, Any], exc: ValidationError) -> InvalidArgument:
-    problems = exc.errors(include_url=False)
-    if any(problem["type"] == "extra_forbidden" for problem in problems):
-        try:
+        problems = exc.errors(include_url=False)
+        if any(problem["type"] == "extra_forbidden" for problem in problems):
             known_fields(body, frozenset(model.model_fields))
-        except InvalidArgument as unknown:
-            return unknown
-    problem = problems[0]
+        (first, *_) = [p for p in problems if p["type"] != "extra_forbidden"]
+        raise _refusal(model, body, first) from None
+
+
+def _refusal(model: type[BaseModel], body: dict[str, Any], problem: Any) -> InvalidArgument:
     name = str(problem["loc"][0])
     required = model.model_fields[name].is_required()
     if problem["type"] == "missing" or (required and body.get(name) is None):
         return InvalidArgument(f"request body needs the field {name!r}")
-    if len(problem["loc"]) > 1 and isinstance(body.get(name), list):
+    if len(problem["loc"]) > 1 and isinstance(problem["loc"][1], int):  # an item of a list
         return InvalidArgument(f"field {name!r} must be a list of strings")
     kind = _KINDS.get(problem["type"], "valid value")
     return InvalidArgument(f"field {name!r} must be a {kind}")
