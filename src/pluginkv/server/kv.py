@@ -8,7 +8,8 @@ So ``KeyValueFront`` answers them before any of that runs, with the same
 parsing (``parsing.py``), the same error table (``errors.py``) and the same
 metrics as every other route.  Everything else goes on to the Starlette app,
 where the route of ``/v1/kv/{key}`` stays registered, so that other methods
-get 405 with ``Allow`` and the route appears in metrics and the OpenAPI test.
+get 405 with ``Allow`` and the route appears in metrics and the OpenAPI document
+(``kv_route``, with the description of each method).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Batches travel as JSON, each value base64 or UTF-8 text (``_value``);
 single-key values as raw bytes bodies (``kv.py``).  Reads run inline on the
 event loop for SQLite and the memory backend and on reader threads for
 PostgreSQL (``_read``); writes go to the writer (``_write``).  Every handler
-names the query parameters and body fields it takes: anything else is a 400
-that names it.
+names the query parameters (its ``Operation``'s) and body fields (its body's model,
+``bodies.py``) it takes: anything else is a 400 that names it.  Each handler's
+description in the OpenAPI document is the ``Operation`` just above it.
 """
 
 from __future__ import annotations
