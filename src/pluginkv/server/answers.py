@@ -54,19 +54,6 @@ class Deleted(_Answer):
     deleted: int = Field(ge=0, description="How many keys held a value and were removed.")
 
 
-class _Exact(_Answer):
-    # Also a request's value form: exactly this one field.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class TextValue(_Exact):
-    text: str = Field(description="The value as UTF-8 text.")
-
-
-class TaggedBase64Value(_Exact):
-    base64: Annotated[str, named("Base64Value")]
-
-
 _VALUE = {
     "oneOf": [
         {"x-schema": "Base64Value"},
@@ -308,8 +295,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     KeyPage,
     IncrResult,
     Deleted,
-    TextValue,
-    TaggedBase64Value,
     BatchValues,
     BatchVersions,
     Usage,

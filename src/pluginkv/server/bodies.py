@@ -23,6 +23,7 @@ from .parsing import known_fields
 
 __all__ = [
     "REQUEST_MODELS",
+    "VALUE_FORMS",
     "BatchGetRequest",
     "BatchSetRequest",
     "CredentialsRequest",
@@ -32,6 +33,8 @@ __all__ = [
     "KeyList",
     "QuotaRequest",
     "ScopeRef",
+    "TaggedBase64Value",
+    "TextValue",
     "ToolInvokeRequest",
     "UninstallRequest",
     "named",
@@ -107,6 +110,20 @@ class BatchGetRequest(_Body):
             }
         ),
     ] = "base64"
+
+
+# A batch value as UTF-8 text, and in base64 tagged: forms of ``batch/set``'s items and of
+# ``batch/get``'s answers.  (A docstring here would become the schema's description.)
+class TextValue(_Body):
+    text: str = Field(description="The value as UTF-8 text.")
+
+
+class TaggedBase64Value(_Body):
+    base64: Annotated[str, named("Base64Value")]
+
+
+# A batch value's forms: each field is one (routes._value checks them with the key named).
+VALUE_FORMS = frozenset(TextValue.model_fields) | frozenset(TaggedBase64Value.model_fields)
 
 
 class BatchSetRequest(_Body):
@@ -256,6 +273,8 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     KeyList,
     BatchGetRequest,
     BatchSetRequest,
+    TextValue,
+    TaggedBase64Value,
     QuotaRequest,
     ScopeRef,
     ToolInvokeRequest,

@@ -41,6 +41,7 @@ from .answers import (
     Usage,
 )
 from .bodies import (
+    VALUE_FORMS,
     BatchGetRequest,
     BatchSetRequest,
     IncrRequest,
@@ -82,7 +83,6 @@ M = TypeVar("M", bound=BaseModel)
 INCR_PREFIX = "/v1/incr/"
 INCR_ROUTE = "/v1/incr/{key:key}"
 _NONE: frozenset[str] = frozenset()
-_VALUE_FIELDS = frozenset({"text", "base64"})
 
 
 # -- where storage calls run ----------------------------------------------------------------
@@ -169,7 +169,7 @@ def _check_batch_size(request: Request, count: int) -> None:
 def _value(key: str, item: object) -> bytes:
     """A batch value: a base64 string, ``{"base64": "..."}`` or ``{"text": "..."}`` (UTF-8)."""
     if isinstance(item, dict):
-        known_fields(item, _VALUE_FIELDS)
+        known_fields(item, VALUE_FORMS)
         if len(item) != 1:
             raise InvalidArgument(
                 f'value of {key!r} must be one of {{"text": ...}} or {{"base64": ...}}'
