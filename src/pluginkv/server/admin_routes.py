@@ -16,18 +16,18 @@ import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from .. import __version__
 from ..config import Settings, redact_url
 from ..errors import InvalidArgument
 from ..services.tokens import Tokens
 from ..store import sqlite_path
-from .routes import admin_json, field
+from .answers import IssuedToken, StoreInfo
+from .bodies import TokenRequest
+from .describe import ApiRoute, Operation, errors, json_body, ok
+from .routes import admin_json, admin_only
 
 __all__ = ["admin_routes", "backend_name"]
-
-_TOKEN_FIELDS = frozenset({"workspace", "plugin", "ttl", "read_only"})
 
 
 def backend_name(database_url: str) -> str:
@@ -45,8 +45,17 @@ def _location(database_url: str) -> str:
     return str(path.resolve()) if path is not None else redact_url(database_url)
 
 
+ADMIN_INFO = Operation(
+    "adminInfo",
+    "admin",
+    "The store: backend, data location, version, uptime, read-only",
+    description="Needs an admin token.",
+    responses={"200": ok("The store.", StoreInfo), **errors()},
+)
+
+
 async def admin_info(request: Request) -> Response:
-    await admin_json(request, body=False)
+    admin_only(request)
     settings: Settings = request.app.state.settings
     started: float = request.app.state.started_at
     now = time.time()
@@ -62,14 +71,21 @@ async def admin_info(request: Request) -> Response:
     )
 
 
+ADMIN_CREATE_TOKEN = Operation(
+    "adminCreateToken",
+    "admin",
+    "Issue a scope token",
+    description="Needs an admin token. A token for one (workspace, plugin), as `pluginkv "
+    "token create` prints; admin tokens are never issued here. Writes nothing, so a "
+    "read-only store issues them too.",
+    body=json_body(TokenRequest),
+    responses={"200": ok("The token.", IssuedToken), **errors(400, 408, 413)},
+)
+
+
 async def admin_create_token(request: Request) -> Response:
-    body = await admin_json(request, fields=_TOKEN_FIELDS)
-    workspace = field(body, "workspace", str)
-    plugin = field(body, "plugin", str)
-    ttl = field(body, "ttl", (int, float), required=False)
-    read_only = body.get("read_only", False)
-    if not isinstance(read_only, bool):
-        raise InvalidArgument("field 'read_only' must be a boolean")
+    body = await admin_json(request, TokenRequest)
+    workspace, plugin, ttl, read_only = body.workspace, body.plugin, body.ttl, body.read_only
     settings: Settings = request.app.state.settings
     longest = settings.token_max_ttl_seconds
     if ttl is not None and not (math.isfinite(ttl) and 1 <= ttl <= longest):
@@ -93,6 +109,6 @@ async def admin_create_token(request: Request) -> Response:
 
 
 admin_routes = [
-    Route("/v1/admin/info", admin_info, methods=["GET"]),
-    Route("/v1/admin/tokens", admin_create_token, methods=["POST"]),
+    ApiRoute("/v1/admin/info", GET=(admin_info, ADMIN_INFO)),
+    ApiRoute("/v1/admin/tokens", POST=(admin_create_token, ADMIN_CREATE_TOKEN)),
 ]

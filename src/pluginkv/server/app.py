@@ -18,16 +18,12 @@ from ..services.readers import Readers
 from ..services.tokens import Tokens, load_secret
 from ..services.write_groups import WriteQueue
 from ..store import Store
-from .admin_routes import admin_routes
 from .console import console_routes
 from .docs_page import docs_routes
 from .errors import exception_handlers
-from .file_routes import file_routes
-from .host_routes import host_routes
 from .kv import KeyValueFront
-from .metrics import Metrics, MetricsMiddleware, metrics_route
-from .openapi import openapi_route
-from .routes import routes
+from .metrics import Metrics, MetricsMiddleware
+from .openapi import api_routes
 
 __all__ = ["create_app"]
 
@@ -85,7 +81,7 @@ def create_app(
             if owned:
                 app.state.store.close()
 
-    all_routes = [*routes, *admin_routes, *host_routes, *file_routes, metrics_route, openapi_route]
+    all_routes = [*api_routes]  # each with its description (describe.py)
     metrics = Metrics(all_routes)  # a registry of its own per app
     # The pages last: the router tries routes in order, so the API's routes
     # match before any of them and the console costs an API request nothing.
