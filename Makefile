@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons pg-ha-deps pg-ha docs
+.PHONY: install run test stress lint bench wrk chromium clean dify-sdk pythons test-pythons pg-ha-deps pg-ha docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The operator console's one front-end library (Alpine.js, CSP build), from the npm
+# registry at the version package-lock.json pins, into a git-ignored node_modules.
+CONSOLE := src/pluginkv/server/console
+CONSOLE_ASSETS := $(CONSOLE)/node_modules/.package-lock.json
+
+$(CONSOLE_ASSETS): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
+	npm ci --prefix $(CONSOLE) --no-audit --no-fund --loglevel=error
+	@touch $(CONSOLE_ASSETS)
+
+install: $(STAMP) $(CONSOLE_ASSETS)
 
 run: install
 	$(VENV)/bin/pluginkv serve
@@ -25,7 +34,7 @@ dify-sdk: install
 
 # Branch coverage of the package, the child processes tests start included; below the
 # threshold in pyproject.toml ([tool.coverage.report] fail_under) the run fails.
-test: install pg-ha-deps
+test: install pg-ha-deps chromium
 	$(PY) -m pytest -m "not slow" --cov --cov-report=term $(PYTEST_ARGS)
 
 stress: install pg-ha-deps
@@ -69,6 +78,13 @@ wrk:
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
 		|| sudo apt-get install -y -qq wrk
 
+# tests/console drive the operator console in Chromium, a Debian package, with
+# Playwright for Python (never `playwright install`: it downloads a browser build).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -qq chromium \
+		|| { apt-get update -qq && apt-get install -y -qq chromium; }; }; } \
+		|| sudo apt-get install -y -qq chromium
+
 # tests/test_failover.py builds a PostgreSQL cluster with automatic failover from
 # pg_auto_failover, a Debian package (pg_autoctl, and the monitor's extension).
 pg-ha-deps:
@@ -82,13 +98,14 @@ pg-ha-deps:
 pg-ha: install pg-ha-deps
 	$(PY) -m tests.ha $(STANDBYS)
 
-bench: install wrk
+bench: install wrk chromium
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_postgres.py  # PostgreSQL on 127.0.0.1:5432, or --url / PLUGINKV_BENCH_POSTGRES_URL
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
 	$(PY) benchmarks/bench_write_floor.py
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
+	$(PY) benchmarks/bench_console.py  # fills a store of 1,000,000 keys first
 
 clean:
-	rm -rf $(VENV) .venv-3.* .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) .venv-3.* $(CONSOLE)/node_modules .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist

@@ -268,6 +268,14 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(
         default=30 * 24 * 3600, ge=1, description=("Default lifetime of a token.")
     )
+    token_max_ttl_seconds: int = Field(
+        default=366 * 24 * 3600,
+        ge=1,
+        description=(
+            "Longest lifetime of a token issued by `POST /v1/admin/tokens` (the console's "
+            '"create"); a longer `ttl` is a 400 that names it.'
+        ),
+    )
     token_revocation_refresh_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -17,7 +17,10 @@ from typing import Any
 from .errors import InvalidArgument, InvalidKey, InvalidValueType, ValueTooLarge
 
 __all__ = [
+    "FORBIDDEN_CHARACTERS",
     "MAX_KEY_BYTES",
+    "PLUGIN_PATTERN",
+    "WORKSPACE_PATTERN",
     "Scope",
     "check_conditions",
     "check_key",
@@ -33,11 +36,16 @@ __all__ = [
 
 MAX_KEY_BYTES = 256
 
-# C0 controls, DEL and the C1 controls (Unicode category Cc), and the backslash.
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
-_WORKSPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+# The characters no key, prefix or scope name may hold, as a regex character class's
+# contents: C0 controls, DEL and the C1 controls (Unicode category Cc), and the backslash.
+# Public, with the two name patterns, for the API description (server/openapi).
+FORBIDDEN_CHARACTERS = r"\x00-\x1f\x7f-\x9f\\"
+WORKSPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 _PLUGIN_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
-_PLUGIN = re.compile(rf"{_PLUGIN_PART}/{_PLUGIN_PART}")
+PLUGIN_PATTERN = rf"{_PLUGIN_PART}/{_PLUGIN_PART}"
+_FORBIDDEN = re.compile(f"[{FORBIDDEN_CHARACTERS}]")
+_WORKSPACE = re.compile(WORKSPACE_PATTERN)
+_PLUGIN = re.compile(PLUGIN_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,10 @@ CALLS: dict[tuple[str, str], Call] = {
         admin=True,
         writes=True,
     ),
+    ("get", "/v1/admin/info"): Call("GET", "/v1/admin/info", admin=True),
+    ("post", "/v1/admin/tokens"): Call(
+        "POST", "/v1/admin/tokens", json={"workspace": VICTIM[0], "plugin": VICTIM[1]}, admin=True
+    ),
     ("get", "/v1/admin/plugins"): Call("GET", "/v1/admin/plugins", admin=True),
     ("get", "/v1/admin/plugins/{author}/{name}"): Call(
         "GET", f"/v1/admin/plugins/{VICTIM[1]}", admin=True

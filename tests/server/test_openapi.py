@@ -8,10 +8,13 @@ document forbids (negative mode), that each is refused with a 4xx.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import hypothesis
@@ -34,6 +37,8 @@ from starlette.types import ASGIApp
 import pluginkv
 from pluginkv import ChangesExpired, InvalidExportFile, NotSupported, Store
 from pluginkv.server.app import create_app
+from pluginkv.server.console import CONSOLE_PATH
+from pluginkv.server.describe import ApiRoute, Operation
 from pluginkv.server.docs_page import DOCS_PATH
 from pluginkv.server.errors import STATUS
 from pluginkv.server.openapi import openapi_document
@@ -70,18 +75,28 @@ def _served_methods(routes: list[Any]) -> dict[str, set[str]]:
     """
     served: dict[str, set[str]] = {}
     for route in _api_routes(routes):
-        assert isinstance(route, Route), f"{route!r}: describe this kind of route in openapi.py"
+        assert isinstance(route, Route), f"{route!r}: describe this kind of route in openapi/"
         assert route.methods is not None, f"{route.path} takes any method"
         methods = set(route.methods)
-        if "GET" in methods and not getattr(route.endpoint, "head_handler", False):
+        own_head = isinstance(route, ApiRoute) and "HEAD" in route.operations
+        if "GET" in methods and not own_head:
             methods.discard("HEAD")
         served.setdefault(_openapi_path(route.path), set()).update(methods)
     return served
 
 
+def _server_modules() -> list[ModuleType]:
+    import pluginkv.server
+
+    return [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(pluginkv.server.__path__, "pluginkv.server.")
+    ]
+
+
 def _api_routes(routes: list[Any]) -> list[Any]:
-    """The app's routes but the /docs/ page's, which shows the document and is not in it."""
-    return [route for route in routes if not route.path.startswith(DOCS_PATH)]
+    """The app's routes but the pages': /docs/ shows the document, /ui the console."""
+    return [route for route in routes if not route.path.startswith((DOCS_PATH, CONSOLE_PATH))]
 
 
 def _openapi_path(template: str) -> str:
@@ -118,6 +133,30 @@ class TestDocument:
         document = memory_client.get("/openapi.json").json()
         app: Any = memory_client.app
         assert _documented_methods(document) == _served_methods(app.routes)
+
+    def test_every_operation_a_module_describes_is_on_a_route_of_the_app(
+        self, memory_client: TestClient
+    ) -> None:
+        app: Any = memory_client.app
+        on_routes = {
+            id(operation)
+            for route in app.routes
+            if isinstance(route, ApiRoute)
+            for operation in route.operations.values()
+        }
+        described = {
+            f"{module.__name__}.{name}": operation
+            for module in _server_modules()
+            for name, operation in vars(module).items()
+            if isinstance(operation, Operation)
+        }
+        assert len(described) >= 20  # the scan found the modules' descriptions
+        assert [name for name, op in described.items() if id(op) not in on_routes] == []
+
+    def test_operation_ids_are_unique(self) -> None:
+        document = openapi_document(pluginkv.Settings())
+        ids = [operation["operationId"] for _, _, operation in _operations(document)]
+        assert len(ids) == len(set(ids))
 
     def test_path_parameters_are_the_route_parameters(self, memory_client: TestClient) -> None:
         document = memory_client.get("/openapi.json").json()
@@ -176,6 +215,32 @@ class TestDocument:
             for part in ref.removeprefix("#/").split("/"):
                 assert isinstance(target, dict) and part in target, f"{ref} does not resolve"
                 target = target[part]
+
+    def test_every_component_is_reached_from_an_operation(self) -> None:
+        """No schema, response, parameter or header is described that no route uses."""
+        document = openapi_document(pluginkv.Settings())
+        reached: set[str] = set()
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                ref = node.get("$ref")
+                if isinstance(ref, str) and ref not in reached:
+                    reached.add(ref)
+                    walk(_resolve(document, node))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(document["paths"])
+        components = {
+            f"#/components/{kind}/{name}"
+            for kind, entries in document["components"].items()
+            if kind != "securitySchemes"
+            for name in entries
+        }
+        assert components - reached == set()
 
     def test_the_bearer_token_is_required_exactly_under_v1(self) -> None:
         document = openapi_document(pluginkv.Settings())

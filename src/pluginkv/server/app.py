@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,14 +18,12 @@ from ..services.readers import Readers
 from ..services.tokens import Tokens, load_secret
 from ..services.write_groups import WriteQueue
 from ..store import Store
+from .console import console_routes
 from .docs_page import docs_routes
 from .errors import exception_handlers
-from .file_routes import file_routes
-from .host_routes import host_routes
 from .kv import KeyValueFront
-from .metrics import Metrics, MetricsMiddleware, metrics_route
-from .openapi import openapi_route
-from .routes import routes
+from .metrics import Metrics, MetricsMiddleware
+from .openapi import api_routes
 
 __all__ = ["create_app"]
 
@@ -63,6 +62,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = store is None or close_store
         app.state.store = Store(settings) if store is None else store
+        app.state.started_at = time.time()
         app.state.writer = writer = _writer(settings, metrics)
         app.state.readers = readers = _readers(settings)
         refresher = await _follow_revocations(tokens, app.state.store, readers, interval)
@@ -81,9 +81,11 @@ def create_app(
             if owned:
                 app.state.store.close()
 
-    all_routes = [*routes, *host_routes, *file_routes, metrics_route, openapi_route]
+    all_routes = [*api_routes]  # each with its description (describe.py)
     metrics = Metrics(all_routes)  # a registry of its own per app
-    all_routes += docs_routes()
+    # The pages last: the router tries routes in order, so the API's routes
+    # match before any of them and the console costs an API request nothing.
+    all_routes += [*docs_routes(), *console_routes()]
     app = Starlette(
         routes=all_routes,
         # KeyValueFront serves single keys before the router and does its own
@@ -104,6 +106,7 @@ def create_app(
     app.state.readers = _readers(settings)
     app.state.settings = settings
     app.state.tokens = tokens
+    app.state.started_at = time.time()  # uptime in GET /v1/admin/info; reset at startup
     app.state.host = PluginHost(
         settings,
         tokens,

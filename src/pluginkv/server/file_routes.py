@@ -15,12 +15,13 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ..config import Settings
 from ..errors import Forbidden, InvalidArgument
 from ..host.files import PREVIEW_PATH, UPLOAD_PATH
 from ..host.plugin_host import PluginHost
+from .answers import UploadedFile
+from .describe import VALUE_LIMIT, WRITE_UNAVAILABLE, ApiRoute, Operation, ok, query, ref
 from .parsing import read_body
 
 __all__ = ["file_routes"]
@@ -34,6 +35,43 @@ def _token(request: Request) -> str:
     if not token:
         raise Forbidden("this URL is not valid: it has no token")
     return token
+
+
+_TOKEN = query("token", {"type": "string"}, "The URL's signature.", required=True)
+
+UPLOAD_FILE = Operation(
+    "uploadPluginFile",
+    "endpoints",
+    "Upload a file a plugin sends (`self.session.file.upload`)",
+    description="No bearer token: the signed URL the plugin got from its `upload_file` call "
+    "carries a `token` for one file name and MIME type, valid "
+    "`PLUGINKV_FILES_ACCESS_TIMEOUT_SECONDS`. The file is kept in the plugin's storage scope "
+    "of the workspace and counts against its quota.",
+    public=True,
+    parameters=[_TOKEN],
+    body={
+        "required": True,
+        "description": f"{VALUE_LIMIT} for the file.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "contentMediaType": "*/*"}},
+                }
+            }
+        },
+    },
+    responses={
+        "201": ok("Kept.", UploadedFile),
+        "400": ref("responses", "BadRequestError"),
+        "403": ref("responses", "ForbiddenError"),
+        "408": ref("responses", "RequestTimeoutError"),
+        "413": ref("responses", "ValueTooLargeError"),
+        "503": ref("responses", WRITE_UNAVAILABLE),
+        "507": ref("responses", "InsufficientStorageError"),
+    },
+)
 
 
 async def upload_file(request: Request) -> Response:
@@ -69,6 +107,32 @@ def _file_part(content_type: str, body: bytes) -> Any:
     raise InvalidArgument("the upload form has no 'file' part")
 
 
+PREVIEW_FILE = Operation(
+    "previewPluginFile",
+    "endpoints",
+    "A file a plugin uploaded, by its signed preview URL",
+    description="No bearer token: the `preview_url` of the upload's answer carries a "
+    "`token` for this file, valid `PLUGINKV_FILES_ACCESS_TIMEOUT_SECONDS`.",
+    public=True,
+    parameters=[
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "description": "The file's id and extension.",
+            "schema": {"type": "string"},
+        },
+        _TOKEN,
+    ],
+    responses={
+        "200": {"description": "The file, with its MIME type.", "content": {"*/*": {"schema": {}}}},
+        "403": ref("responses", "ForbiddenError"),
+        "404": ref("responses", "PluginNotFoundError"),
+        "503": ref("responses", "BackendUnavailableError"),
+    },
+)
+
+
 async def preview_file(request: Request) -> Response:
     token = _token(request)
     host: PluginHost = request.app.state.host
@@ -85,6 +149,6 @@ async def preview_file(request: Request) -> Response:
 
 
 file_routes: list[Any] = [
-    Route(UPLOAD_PATH, upload_file, methods=["POST"]),
-    Route(PREVIEW_PATH + "{name}", preview_file, methods=["GET"]),
+    ApiRoute(UPLOAD_PATH, POST=(upload_file, UPLOAD_FILE)),
+    ApiRoute(PREVIEW_PATH + "{name}", GET=(preview_file, PREVIEW_FILE)),
 ]

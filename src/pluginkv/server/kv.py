@@ -8,7 +8,8 @@ So ``KeyValueFront`` answers them before any of that runs, with the same
 parsing (``parsing.py``), the same error table (``errors.py``) and the same
 metrics as every other route.  Everything else goes on to the Starlette app,
 where the route of ``/v1/kv/{key}`` stays registered, so that other methods
-get 405 with ``Allow`` and the route appears in metrics and the OpenAPI test.
+get 405 with ``Allow`` and the route appears in metrics and the OpenAPI document
+(``kv_route``, with the description of each method).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ from ..services.readers import Readers
 from ..services.write_groups import WriteQueue
 from ..storage import Storage
 from ..store import Store
+from .describe import (
+    VALUE_LIMIT,
+    ApiRoute,
+    Operation,
+    code_header,
+    errors,
+    query,
+    ref,
+    write_errors,
+)
 from .errors import CODE_HEADER, error_response, http_error_response, not_found
 from .hints import route_hint
 from .metrics import Metrics
@@ -41,11 +52,81 @@ from .parsing import (
     unchanged,
 )
 
-__all__ = ["KV_PREFIX", "KV_ROUTE", "KeyValueFront", "key_value_endpoint"]
+__all__ = ["KV_PREFIX", "KV_ROUTE", "KeyValueFront", "key_value_endpoint", "kv_route"]
 
 KV_PREFIX = "/v1/kv/"
 KV_ROUTE = "/v1/kv/{key:path}"
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# What each method takes and answers, in the OpenAPI document.
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_ENTRY_HEADERS = {
+    "ETag": ref("headers", "ETag"),
+    "X-Created-At": ref("headers", "X-Created-At"),
+    "X-Updated-At": ref("headers", "X-Updated-At"),
+    "X-Expires-At": ref("headers", "X-Expires-At"),
+}
+_READ_PARAMETERS = [ref("parameters", "Meta"), ref("parameters", "IfNoneMatchVersion")]
+PUT_VALUE = Operation(
+    "putValue",
+    "keys",
+    "Store a value",
+    description="The body is the value, raw bytes. " + VALUE_LIMIT,
+    parameters=[
+        query(
+            "ttl",
+            {"type": "number", "exclusiveMinimum": 0, "maximum": "{settings.max_ttl_seconds}"},
+            "Seconds until the entry expires, at most `PLUGINKV_MAX_TTL_SECONDS` "
+            "({settings.max_ttl_seconds}; `nan` and `inf` are refused too); without it the "
+            "entry is kept forever, also when it replaces one that had a TTL.",
+        ),
+        ref("parameters", "IfMatch"),
+        ref("parameters", "IfNoneMatch"),
+    ],
+    body={"required": True, "content": _BINARY},
+    responses={"204": ref("responses", "Written"), **write_errors(400, 408, 412, 413, 507)},
+)
+GET_VALUE = Operation(
+    "getValue",
+    "keys",
+    "Read a value",
+    parameters=_READ_PARAMETERS,
+    responses={
+        "304": ref("responses", "NotModified"),
+        "200": {
+            "description": "The value, raw bytes.",
+            "headers": _ENTRY_HEADERS,
+            "content": _BINARY,
+        },
+        **errors(400),
+        "404": ref("responses", "KeyNotFound"),
+    },
+)
+VALUE_EXISTS = Operation(
+    "valueExists",
+    "keys",
+    "Tell whether a key holds a value, and its metadata",
+    description="The headers a GET would send, with no body: the value is not read. "
+    "`Content-Length` is the value's length.",
+    parameters=_READ_PARAMETERS,
+    responses={
+        "304": ref("responses", "NotModified"),
+        "200": {"description": "The key holds a value.", "headers": _ENTRY_HEADERS},
+        "404": {
+            "description": "The key holds no value (`no_such_route`: the key is empty, `/v1/kv/`).",
+            "headers": {"X-Error-Code": code_header(["not_found", "no_such_route"])},
+        },
+        **errors(400),
+    },
+)
+DELETE_VALUE = Operation(
+    "deleteValue",
+    "keys",
+    "Remove a key",
+    description="Removing an absent key is not an error (204).",
+    parameters=[ref("parameters", "IfMatch")],
+    responses={"204": ref("responses", "NoContent"), **write_errors(400, 412)},
+)
+
 # The query parameters each method takes; any other is a 400 that names it.
 # Checked only when a query string is there: the common request has none.
 _READ_PARAMS = frozenset({"meta"})
@@ -107,10 +188,6 @@ async def key_value_endpoint(scope: Scope, receive: Receive, send: Send) -> None
         # As errors.py answers it on the other routes: nobody reads this, and
         # metrics count it as nginx's "client closed request", not as a 500.
         await Response(status_code=499)(scope, receive, send)
-
-
-# Read by the OpenAPI test: HEAD has a handler of its own here.
-key_value_endpoint.head_handler = True  # type: ignore[attr-defined]
 
 
 class KeyValueFront:
@@ -323,3 +400,14 @@ async def _no_content(send: Send) -> None:
 
 async def _no_body() -> Message:
     return {"type": "http.disconnect"}
+
+
+# Served by KeyValueFront before the router; on the router for 405s, metrics and OpenAPI.
+kv_route = ApiRoute(
+    KV_ROUTE,
+    parameters=[ref("parameters", "Key")],
+    PUT=(key_value_endpoint, PUT_VALUE),
+    GET=(key_value_endpoint, GET_VALUE),
+    HEAD=(key_value_endpoint, VALUE_EXISTS),
+    DELETE=(key_value_endpoint, DELETE_VALUE),
+)

@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import QuotaExceeded
+from .describe import ApiRoute, Operation
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -299,4 +300,20 @@ async def serve_metrics(request: Request) -> Response:
     return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-metrics_route = Route("/metrics", serve_metrics, methods=["GET"])
+METRICS = Operation(
+    "metrics",
+    "health",
+    "Prometheus metrics",
+    description="The Prometheus text exposition format: requests by route template, method "
+    "and status, durations, body bytes, quota denials. No keys, values, workspaces or "
+    "plugins appear in it.",
+    public=True,
+    responses={
+        "200": {
+            "description": "The metrics of this process.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+
+metrics_route = ApiRoute("/metrics", GET=(serve_metrics, METRICS))

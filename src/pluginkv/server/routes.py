@@ -4,8 +4,9 @@ Batches travel as JSON, each value base64 or UTF-8 text (``_value``);
 single-key values as raw bytes bodies (``kv.py``).  Reads run inline on the
 event loop for SQLite and the memory backend and on reader threads for
 PostgreSQL (``_read``); writes go to the writer (``_write``).  Every handler
-names the query parameters and body fields it takes: anything else is a 400
-that names it.
+names the query parameters (its ``Operation``'s) and body fields (its body's model,
+``bodies.py``) it takes: anything else is a 400 that names it.  Each handler's
+description in the OpenAPI document is the ``Operation`` just above it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import base64
 import binascii
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ..errors import InvalidArgument, PluginKVError
 from ..keys import Scope
@@ -28,9 +29,42 @@ from ..services.tokens import Grant, Tokens
 from ..services.write_groups import WriteQueue
 from ..storage import Storage
 from ..store import Store
+from .answers import (
+    Alive,
+    BatchValues,
+    BatchVersions,
+    IncrResult,
+    KeyPage,
+    Ready,
+    Revoked,
+    ScopeList,
+    Usage,
+)
+from .bodies import (
+    VALUE_FORMS,
+    BatchGetRequest,
+    BatchSetRequest,
+    IncrRequest,
+    KeyList,
+    QuotaRequest,
+    ScopeRef,
+    parse,
+)
+from .describe import (
+    BATCH_LIMIT,
+    ApiRoute,
+    Operation,
+    errors,
+    json_body,
+    json_content,
+    ok,
+    prefix_schema,
+    query,
+    ref,
+    write_errors,
+)
 from .errors import error_body
-from .kv import KV_ROUTE, key_value_endpoint
-from .kv import METHODS as KV_METHODS
+from .kv import kv_route
 from .parsing import (
     grant,
     key_from_path,
@@ -41,23 +75,14 @@ from .parsing import (
     read_body,
 )
 
-__all__ = ["admin_json", "by_method", "field", "routes"]
+__all__ = ["admin_json", "admin_only", "routes"]
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 INCR_PREFIX = "/v1/incr/"
 INCR_ROUTE = "/v1/incr/{key:key}"
 _NONE: frozenset[str] = frozenset()
-_LIST_PARAMS = frozenset({"prefix", "limit", "cursor"})
-_DELETE_PREFIX_PARAMS = frozenset({"prefix", "all"})
-_INCR_FIELDS = frozenset({"delta"})
-_KEYS_FIELDS = frozenset({"keys"})
-_BATCH_GET_FIELDS = frozenset({"keys", "encoding"})
-_BATCH_SET_FIELDS = frozenset({"items", "ttl"})
-_QUOTA_FIELDS = frozenset({"workspace", "plugin", "quota_bytes"})
-_SCOPE_FIELDS = frozenset({"workspace", "plugin"})
-_VALUE_FIELDS = frozenset({"text", "base64"})
 
 
 # -- where storage calls run ----------------------------------------------------------------
@@ -95,10 +120,8 @@ def _query(request: Request, allowed: frozenset[str] = _NONE) -> Any:
     return query_params(request.scope, allowed) if request.scope.get("query_string") else {}
 
 
-async def _json(
-    request: Request, fields: frozenset[str] | None = None, *, optional: bool = False
-) -> dict[str, Any]:
-    """The JSON object of the body; with ``fields``, any other field is refused.
+async def _json(request: Request, model: type[M], *, optional: bool = False) -> M:
+    """The body, a JSON object, as ``model`` (``bodies.py``): what it does not take is refused.
 
     With ``optional``, no body at all is ``{}`` (``POST /v1/incr/k`` adds 1).
     """
@@ -111,57 +134,26 @@ async def _json(
         request.app.state.settings.request_timeout_seconds,
     )
     if optional and not raw:
-        return {}
+        return parse(model, {})
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidArgument(f"request body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object")
-    if fields is not None:
-        known_fields(body, fields)
-    return body
+    return parse(model, body)
 
 
-def _field(
-    body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True
-) -> Any:
-    if name not in body or body[name] is None:
-        if required:
-            raise InvalidArgument(f"request body needs the field {name!r}")
-        return None
-    value = body[name]
-    if kind is int and isinstance(value, float) and value.is_integer():
-        value = int(value)  # JSON does not tell 5 from 5.0
-    if not isinstance(value, kind) or isinstance(value, bool):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InvalidArgument(f"field {name!r} must be a {names}")
-    return value
-
-
-field = _field
-
-
-async def admin_json(
-    request: Request,
-    *,
-    body: bool = True,
-    fields: frozenset[str] | None = None,
-    params: frozenset[str] = _NONE,
-) -> dict[str, Any]:
-    """Refuse all but the admin token, and query parameters not in ``params``; then the
-    JSON body (``{}`` with ``body=False``), refusing fields not in ``fields`` if given."""
+def admin_only(request: Request, params: frozenset[str] = _NONE) -> Any:
+    """Refuse all but the admin token, and query parameters not in ``params``; return them."""
     _grant(request).require_admin()
-    _query(request, params)
-    return await _json(request, fields) if body else {}
+    return _query(request, params)
 
 
-def _key_list(request: Request, body: dict[str, Any]) -> list[str]:
-    keys: list[str] = _field(body, "keys", list)
-    if not all(isinstance(key, str) for key in keys):
-        raise InvalidArgument("field 'keys' must be a list of strings")
-    _check_batch_size(request, len(keys))
-    return keys
+async def admin_json(request: Request, model: type[M]) -> M:
+    """Refuse all but the admin token and any query parameter; then the body as ``model``."""
+    admin_only(request)
+    return await _json(request, model)
 
 
 def _check_batch_size(request: Request, count: int) -> None:
@@ -177,7 +169,7 @@ def _check_batch_size(request: Request, count: int) -> None:
 def _value(key: str, item: object) -> bytes:
     """A batch value: a base64 string, ``{"base64": "..."}`` or ``{"text": "..."}`` (UTF-8)."""
     if isinstance(item, dict):
-        known_fields(item, _VALUE_FIELDS)
+        known_fields(item, VALUE_FORMS)
         if len(item) != 1:
             raise InvalidArgument(
                 f'value of {key!r} must be one of {{"text": ...}} or {{"base64": ...}}'
@@ -213,22 +205,69 @@ def _shown(value: bytes, as_text: bool) -> Any:
 
 
 # -- single keys (GET, HEAD, PUT and DELETE are in kv.py) ---------------------------------
+INCR = Operation(
+    "incr",
+    "keys",
+    "Add to an integer counter",
+    description="Adds `delta` to the decimal integer stored at the key (an absent key counts "
+    "as 0), atomically, and keeps its TTL. The value is stored as ASCII decimal. `delta` and "
+    "the result must stay in the signed 64-bit range (else 400).",
+    body={
+        "required": False,
+        "description": "Optional: no body, or `{}`, adds 1.",
+        "content": json_content(ref("schemas", "IncrRequest")),
+    },
+    responses={
+        "200": ok(
+            "The new value; `ETag` is the entry's new version.",
+            IncrResult,
+            ETag=ref("headers", "ETag"),
+        ),
+        **write_errors(400, 408, 413, 507),
+    },
+)
+
+
 async def incr(request: Request) -> Response:
     storage = _storage(request, write=True)
     key = key_from_path(request.scope, INCR_PREFIX)
     _query(request)
-    body = await _json(request, _INCR_FIELDS, optional=True)
-    delta = _field(body, "delta", int, required=False)
-    value, version = await _write(
-        request, storage.incr_versioned, key, 1 if delta is None else delta
-    )
+    body = await _json(request, IncrRequest, optional=True)
+    delta = 1 if body.delta is None else body.delta
+    value, version = await _write(request, storage.incr_versioned, key, delta)
     return JSONResponse({"value": value}, headers={"ETag": f'"{version}"'})
 
 
 # -- listing, batches, usage ------------------------------------------------------------------
+LIST_KEYS = Operation(
+    "listKeys",
+    "keys",
+    "One page of entries, in key order",
+    parameters=[
+        query("prefix", prefix_schema(), "Only keys that start with it."),
+        query(
+            "limit",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": "{settings.max_page_size}",
+                "default": 100,
+            },
+            "Page size (setting `PLUGINKV_MAX_PAGE_SIZE` bounds it).",
+        ),
+        query(
+            "cursor",
+            {"type": "string", "minLength": 1},
+            "The `next_cursor` of the previous page; opaque.",
+        ),
+    ],
+    responses={"200": ok("One page.", KeyPage), **errors(400)},
+)
+
+
 async def list_keys(request: Request) -> Response:
     storage = _storage(request, write=False)
-    params = _query(request, _LIST_PARAMS)
+    params = _query(request, LIST_KEYS.query_names)
     limit = query_number(params, "limit", int)
     page = await _read(
         request,
@@ -242,9 +281,32 @@ async def list_keys(request: Request) -> Response:
     )
 
 
+_DELETED = ref("responses", "Deleted")
+DELETE_PREFIX = Operation(
+    "deletePrefix",
+    "keys",
+    "Remove every key with a prefix",
+    parameters=[
+        query(
+            "prefix",
+            prefix_schema(),
+            "Required. The empty prefix, every key of the scope, only with `all=true`: a "
+            "missing or empty prefix without it is 400.",
+            required=True,
+        ),
+        query(
+            "all",
+            {"type": "string", "enum": ["true", "false", "1", "0"]},
+            "`true` with `prefix=` (and only with it): delete every key of the scope.",
+        ),
+    ],
+    responses={"200": _DELETED, **write_errors(400)},
+)
+
+
 async def delete_prefix(request: Request) -> Response:
     storage = _storage(request, write=True)
-    params = _query(request, _DELETE_PREFIX_PARAMS)
+    params = _query(request, DELETE_PREFIX.query_names)
     prefix = params.get("prefix")
     everything = query_flag(params, "all")
     if prefix is None:
@@ -253,38 +315,75 @@ async def delete_prefix(request: Request) -> Response:
     return JSONResponse({"deleted": deleted})
 
 
+BATCH_GET = Operation(
+    "batchGet",
+    "batches",
+    "Read many keys",
+    body=json_body(BatchGetRequest),
+    responses={"200": ok("The present keys only.", BatchValues), **errors(400, 408, 413)},
+)
+
+
 async def batch_get(request: Request) -> Response:
     storage = _storage(request, write=False)
     _query(request)
-    body = await _json(request, _BATCH_GET_FIELDS)
-    keys = _key_list(request, body)
-    encoding = _field(body, "encoding", str, required=False)
-    encoding = "base64" if encoding is None else encoding
+    body = await _json(request, BatchGetRequest)
+    _check_batch_size(request, len(body.keys))
+    encoding = "base64" if body.encoding is None else body.encoding
     if encoding not in ("base64", "text"):
         raise InvalidArgument(f"field 'encoding' must be 'base64' or 'text', got {encoding!r}")
-    found = await _read(request, storage.get_many, keys)
+    found = await _read(request, storage.get_many, body.keys)
     as_text = encoding == "text"
     return JSONResponse({"values": {key: _shown(v, as_text) for key, v in found.items()}})
+
+
+BATCH_SET = Operation(
+    "batchSet",
+    "batches",
+    "Store many values, all or nothing",
+    description=BATCH_LIMIT + " Each value is also bound by `PLUGINKV_MAX_VALUE_BYTES`.",
+    body=json_body(BatchSetRequest),
+    responses={
+        "200": ok("Stored, each key with its new version.", BatchVersions),
+        **write_errors(400, 408, 413, 507),
+    },
+)
 
 
 async def batch_set(request: Request) -> Response:
     storage = _storage(request, write=True)
     _query(request)
-    body = await _json(request, _BATCH_SET_FIELDS)
-    items = _field(body, "items", dict)
-    ttl = _field(body, "ttl", (int, float), required=False)
-    _check_batch_size(request, len(items))
-    mapping = {key: _value(key, item) for key, item in items.items()}
-    versions = await _write(request, storage.set_many, mapping, ttl=ttl)
+    body = await _json(request, BatchSetRequest)
+    _check_batch_size(request, len(body.items))
+    mapping = {key: _value(key, item) for key, item in body.items.items()}
+    versions = await _write(request, storage.set_many, mapping, ttl=body.ttl)
     return JSONResponse({"versions": versions})
+
+
+BATCH_DELETE = Operation(
+    "batchDelete",
+    "batches",
+    "Remove many keys",
+    body=json_body(KeyList),
+    responses={"200": _DELETED, **write_errors(400, 408, 413)},
+)
 
 
 async def batch_delete(request: Request) -> Response:
     storage = _storage(request, write=True)
     _query(request)
-    keys = _key_list(request, await _json(request, _KEYS_FIELDS))
-    deleted = await _write(request, storage.delete_many, keys)
+    body = await _json(request, KeyList)
+    _check_batch_size(request, len(body.keys))
+    deleted = await _write(request, storage.delete_many, body.keys)
     return JSONResponse({"deleted": deleted})
+
+
+USAGE = Operation(
+    "usage",
+    "keys",
+    "The scope's usage and quota",
+    responses={"200": ok("Usage.", Usage), **errors()},
+)
 
 
 async def usage(request: Request) -> Response:
@@ -297,9 +396,17 @@ async def usage(request: Request) -> Response:
 
 
 # -- administration --------------------------------------------------------------------------
+ADMIN_SCOPES = Operation(
+    "adminScopes",
+    "admin",
+    "Every scope that stores something, with its usage",
+    description="Needs an admin token.",
+    responses={"200": ok("By workspace, then plugin.", ScopeList), **errors()},
+)
+
+
 async def admin_scopes(request: Request) -> Response:
-    _grant(request).require_admin()
-    _query(request)
+    admin_only(request)
     store: Store = request.app.state.store
     listed = await _read(request, store.scopes)
     return JSONResponse(
@@ -318,35 +425,64 @@ async def admin_scopes(request: Request) -> Response:
     )
 
 
+ADMIN_QUOTA = Operation(
+    "adminSetQuota",
+    "admin",
+    "Override one scope's quota",
+    description="Needs an admin token. A quota below the current usage refuses further growth "
+    "but deletes nothing.",
+    body=json_body(QuotaRequest),
+    responses={"204": ref("responses", "NoContent"), **write_errors(400, 408, 413)},
+)
+
+
 async def admin_quota(request: Request) -> Response:
-    _grant(request).require_admin()
-    _query(request)
-    body = await _json(request, _QUOTA_FIELDS)
-    workspace = _field(body, "workspace", str)
-    plugin = _field(body, "plugin", str)
-    quota = _field(body, "quota_bytes", int, required=False)
+    body = await admin_json(request, QuotaRequest)
     store: Store = request.app.state.store
     await _write(
-        request, lambda: store.set_quota(workspace=workspace, plugin=plugin, quota_bytes=quota)
+        request,
+        lambda: store.set_quota(
+            workspace=body.workspace, plugin=body.plugin, quota_bytes=body.quota_bytes
+        ),
     )
     return Response(status_code=204)
 
 
-async def _admin_scope(request: Request) -> tuple[str, str]:
-    """Refuse all but the admin token; then the body's ``workspace`` and ``plugin``."""
-    body = await admin_json(request, fields=_SCOPE_FIELDS)
-    return _field(body, "workspace", str), _field(body, "plugin", str)
+ADMIN_PURGE = Operation(
+    "adminPurge",
+    "admin",
+    "Delete every entry of one scope and its quota override",
+    description="Needs an admin token. What an uninstall does.",
+    body=json_body(ScopeRef),
+    responses={"200": _DELETED, **write_errors(400, 408, 413)},
+)
 
 
 async def admin_purge(request: Request) -> Response:
-    workspace, plugin = await _admin_scope(request)
+    body = await admin_json(request, ScopeRef)
     store: Store = request.app.state.store
-    deleted = await _write(request, lambda: store.purge(workspace=workspace, plugin=plugin))
+    deleted = await _write(
+        request, lambda: store.purge(workspace=body.workspace, plugin=body.plugin)
+    )
     return JSONResponse({"deleted": deleted})
 
 
+ADMIN_REVOKE_TOKENS = Operation(
+    "adminRevokeTokens",
+    "admin",
+    "Revoke every token of one scope issued until now",
+    description="Needs an admin token. The scope's tokens issued until now answer 401 from "
+    "then on, on this replica at once and on the others sharing the database within "
+    "`PLUGINKV_TOKEN_REVOCATION_REFRESH_SECONDS`; tokens created afterwards work. Admin "
+    "tokens are not revocable: rotate the secret.",
+    body=json_body(ScopeRef),
+    responses={"200": ok("Revoked.", Revoked), **write_errors(400, 408, 413)},
+)
+
+
 async def admin_revoke_tokens(request: Request) -> Response:
-    workspace, plugin = await _admin_scope(request)
+    body = await admin_json(request, ScopeRef)
+    workspace, plugin = body.workspace, body.plugin
     store: Store = request.app.state.store
     revoked_at = await _write(
         request, lambda: store.revoke_tokens(workspace=workspace, plugin=plugin)
@@ -357,9 +493,32 @@ async def admin_revoke_tokens(request: Request) -> Response:
 
 
 # -- health --------------------------------------------------------------------------------
+HEALTHZ = Operation(
+    "healthz",
+    "health",
+    "Liveness: 200 while the process runs",
+    public=True,
+    responses={"200": ok('`{"status": "ok"}`', Alive)},
+)
+
+
 async def healthz(request: Request) -> Response:
     _query(request)
     return JSONResponse({"status": "ok"})
+
+
+READYZ = Operation(
+    "readyz",
+    "health",
+    "Readiness: 200 when the database answers a query",
+    description="Still 200 on a full disk, with `status` `disk_full` and the reason: reads "
+    "and deletes are served, and deletes are what make room.",
+    public=True,
+    responses={
+        "200": ok('`{"status": "ready"}`', Ready),
+        "503": ref("responses", "BackendUnavailableError"),
+    },
+)
 
 
 async def readyz(request: Request) -> Response:
@@ -377,36 +536,20 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-def _by_method(**handlers: Endpoint) -> Endpoint:
-    """One endpoint for several methods of one path, so a 405 lists them all in ``Allow``."""
-
-    async def dispatch(request: Request) -> Response:
-        return await handlers[request.method](request)
-
-    # Read by the OpenAPI test: HEAD deserves its own entry only with its own handler.
-    dispatch.head_handler = handlers.get("HEAD") not in (None, handlers.get("GET"))  # type: ignore[attr-defined]
-    return dispatch
-
-
-by_method = _by_method
+_KEY = [ref("parameters", "Key")]
 
 routes = [
-    # Served by kv.KeyValueFront before the router; here for 405s, metrics and OpenAPI.
-    Route(KV_ROUTE, key_value_endpoint, methods=sorted(KV_METHODS)),
-    Route(INCR_ROUTE, incr, methods=["POST"]),
-    Route(
-        "/v1/keys",
-        _by_method(GET=list_keys, HEAD=list_keys, DELETE=delete_prefix),
-        methods=["GET", "DELETE"],
-    ),
-    Route("/v1/batch/get", batch_get, methods=["POST"]),
-    Route("/v1/batch/set", batch_set, methods=["POST"]),
-    Route("/v1/batch/delete", batch_delete, methods=["POST"]),
-    Route("/v1/usage", usage, methods=["GET"]),
-    Route("/v1/admin/scopes", admin_scopes, methods=["GET"]),
-    Route("/v1/admin/quota", admin_quota, methods=["PUT"]),
-    Route("/v1/admin/purge", admin_purge, methods=["POST"]),
-    Route("/v1/admin/tokens/revoke", admin_revoke_tokens, methods=["POST"]),
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
+    kv_route,  # served by kv.KeyValueFront before the router; here for 405s, metrics, OpenAPI
+    ApiRoute(INCR_ROUTE, parameters=_KEY, POST=(incr, INCR)),
+    ApiRoute("/v1/keys", GET=(list_keys, LIST_KEYS), DELETE=(delete_prefix, DELETE_PREFIX)),
+    ApiRoute("/v1/batch/get", POST=(batch_get, BATCH_GET)),
+    ApiRoute("/v1/batch/set", POST=(batch_set, BATCH_SET)),
+    ApiRoute("/v1/batch/delete", POST=(batch_delete, BATCH_DELETE)),
+    ApiRoute("/v1/usage", GET=(usage, USAGE)),
+    ApiRoute("/v1/admin/scopes", GET=(admin_scopes, ADMIN_SCOPES)),
+    ApiRoute("/v1/admin/quota", PUT=(admin_quota, ADMIN_QUOTA)),
+    ApiRoute("/v1/admin/purge", POST=(admin_purge, ADMIN_PURGE)),
+    ApiRoute("/v1/admin/tokens/revoke", POST=(admin_revoke_tokens, ADMIN_REVOKE_TOKENS)),
+    ApiRoute("/healthz", GET=(healthz, HEALTHZ)),
+    ApiRoute("/readyz", GET=(readyz, READYZ)),
 ]

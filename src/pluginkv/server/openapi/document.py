@@ -1,34 +1,68 @@
-"""The OpenAPI document as a whole, and the route that serves it."""
+"""The OpenAPI document as a whole, built from the app's routes, and the route that serves it.
+
+Every path and method is an ``ApiRoute``'s, with the ``Operation`` its handler's module
+defines beside the handler (``describe.py``); the bodies' schemas are the pydantic
+models' (``schemas.py``).
+"""
 
 from __future__ import annotations
 
-import copy
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from ... import __version__
 from ...config import Settings
 from ...store import Store
-from .admin_paths import _admin_paths
-from .common import _TIMESTAMP_HEADER, OPENAPI_PATH, Json
-from .data_paths import _data_paths, _probe_paths
+from ..admin_routes import admin_routes
+from ..describe import ApiRoute, Json, Operation, fill_settings, json_content
+from ..file_routes import file_routes
+from ..host_routes import host_routes
+from ..metrics import metrics_route
+from ..routes import routes
 from .parameters import _parameters
 from .responses import _responses
-from .schemas import _schemas
+from .schemas import schemas
+
+OPENAPI_PATH = "/openapi.json"
 
 
-# -- the paths -----------------------------------------------------------------------------
-def _paths(settings: Settings) -> Json:
-    return {**_data_paths(settings), **_admin_paths(settings), **_probe_paths()}
+# A Python float's repr, as the handlers write Unix times into headers.
+_TIMESTAMP_HEADER = {
+    "type": "string",
+    "pattern": r"^[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?$",
+}
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the service running with ``settings``.
+def _paths(routes: Sequence[BaseRoute]) -> Json:
+    """Each ``ApiRoute``'s path, with an operation for each method it describes."""
+    paths: Json = {}
+    for route in routes:
+        if not isinstance(route, ApiRoute):
+            continue
+        item = paths.setdefault(_template(route.path), {})
+        if route.path_parameters:
+            item["parameters"] = route.path_parameters
+        for method, operation in route.operations.items():
+            item[method.lower()] = operation.as_json()
+    return paths
 
-    A new document each call, sharing nothing, so a caller may change it freely.
+
+def _template(path: str) -> str:
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)  # {key:path} -> {key}
+
+
+def openapi_document(
+    settings: Settings, routes: Sequence[BaseRoute] | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the service's ``routes`` running with ``settings``.
+
+    ``routes``: an app's (``app.routes``); by default those ``api_routes`` lists.  A new
+    document each call, sharing nothing, so a caller may change it freely.
     """
     document = {
         "openapi": "3.1.0",
@@ -58,9 +92,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             {"name": "endpoints", "description": "Plugin endpoints: public, no token."},
             {"name": "health", "description": "Unauthenticated probes."},
         ],
-        "paths": _paths(settings),
+        "paths": _paths(api_routes if routes is None else routes),
         "components": {
-            "schemas": _schemas(settings),
+            "schemas": schemas(),
             "responses": _responses(),
             "parameters": _parameters(),
             "headers": {
@@ -111,13 +145,39 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
         },
     }
-    return copy.deepcopy(document)  # the module's constants stay out of the caller's reach
+    # A copy with the settings' limits in: the constants stay out of the caller's reach.
+    filled: dict[str, Any] = fill_settings(document, settings)
+    return filled
 
 
-async def _serve(request: Request) -> Response:
+OPENAPI = Operation(
+    "openapi",
+    "health",
+    "This document",
+    public=True,
+    responses={
+        "200": {
+            "description": "The OpenAPI 3.1 description of the API.",
+            "content": json_content({"type": "object"}),
+        }
+    },
+)
+
+
+async def serve_openapi(request: Request) -> Response:
     # The store's settings: the limits the handlers enforce are the store's.
     store: Store = request.app.state.store
-    return JSONResponse(openapi_document(store.settings))
+    return JSONResponse(openapi_document(store.settings, request.app.routes))
 
 
-openapi_route = Route(OPENAPI_PATH, _serve, methods=["GET"])
+openapi_route = ApiRoute(OPENAPI_PATH, GET=(serve_openapi, OPENAPI))
+
+# The routes of the API, each with its description: the app serves these.
+api_routes: list[BaseRoute] = [
+    *routes,
+    *admin_routes,
+    *host_routes,
+    *file_routes,
+    metrics_route,
+    openapi_route,
+]

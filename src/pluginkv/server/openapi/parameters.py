@@ -1,10 +1,8 @@
-"""The OpenAPI document's parameters: path and query."""
+"""The parameters several operations share (``components/parameters``): path, query, headers."""
 
 from __future__ import annotations
 
-from ...keys import MAX_KEY_BYTES
-from .common import _KEY_RULES, _NO_FORBIDDEN, Json, _ref
-from .responses import _json_content
+from ..describe import KEY_RULES, Json, query, ref
 
 
 # -- parameters ----------------------------------------------------------------------------
@@ -16,8 +14,8 @@ def _parameters() -> Json:
             "required": True,
             "description": "The key, percent-encoded as one path segment (encode `/` as "
             "`%2F`, and `%`, `?`, `#`); the server decodes the raw path itself, so every key "
-            "round-trips exactly and `a%2Fb` and `a/b` name the same key `a/b`. " + _KEY_RULES,
-            "schema": _ref("schemas", "Key"),
+            "round-trips exactly and `a%2Fb` and `a/b` name the same key `a/b`. " + KEY_RULES,
+            "schema": ref("schemas", "Key"),
             "examples": {
                 "plain": {"value": "greeting"},
                 "with slashes": {
@@ -36,7 +34,7 @@ def _parameters() -> Json:
             "with `If-None-Match` (400).",
             "schema": {"type": "string", "pattern": r'^(\*|(W/)?"?[1-9][0-9]{0,18}"?)$'},
         },
-        "Meta": _query(
+        "Meta": query(
             "meta",
             {"type": "string", "enum": ["1", "true", "0", "false"]},
             "`1` or `true`: also send the entry's timestamps (`X-Created-At`, `X-Updated-At`). "
@@ -60,33 +58,4 @@ def _parameters() -> Json:
             "combinable with `If-Match` (400).",
             "schema": {"type": "string", "enum": ["*"]},
         },
-    }
-
-
-def _query(name: str, schema: Json, description: str, *, required: bool = False) -> Json:
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _prefix_schema() -> Json:
-    return {
-        "type": "string",
-        "description": f"At most {MAX_KEY_BYTES} bytes of UTF-8 (`maxLength` counts "
-        "characters); the characters a key may hold.",
-        "maxLength": MAX_KEY_BYTES,
-        "pattern": _NO_FORBIDDEN,
-        "not": {"pattern": r"\.\."},
-    }
-
-
-def _json_body(name: str, description: str) -> Json:
-    return {
-        "required": True,
-        "description": description,
-        "content": _json_content(_ref("schemas", name)),
     }

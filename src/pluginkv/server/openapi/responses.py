@@ -18,10 +18,11 @@ from ...errors import (
     ValueTooLarge,
     VersionConflict,
 )
-from .common import Json, _ref
+from ..describe import ERROR_RESPONSES, WRITE_UNAVAILABLE, Json, code_header, json_content, ref
 
-# Codes that name no exception: the storage routes answer them themselves.
-_ANSWERED_CODES: dict[int, list[str]] = {404: ["not_found"], 408: ["request_timeout"]}
+# Codes that name no exception: the storage routes answer them themselves (`not_found`
+# too: the one route that answers it has a 404 response of its own, `KeyNotFound`).
+_ANSWERED_CODES: dict[int, list[str]] = {408: ["request_timeout"]}
 
 # Not on the `/v1` storage routes: the plugin host's errors (beside them, below), and
 # two the service never answers (an import's, raised where the file is read; and the
@@ -39,49 +40,48 @@ def _codes(status: int) -> list[str]:
 _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
     # status: (schema name, codes, description)
     InvalidArgument.http_status: (
-        "BadRequestError",
+        ERROR_RESPONSES[InvalidArgument.http_status],
         _codes(InvalidArgument.http_status),
         "The request is malformed: an invalid key, query parameter, header or body field "
         "(`wrong_value_type`: incr of a value that is not a decimal integer).",
     ),
     Unauthorized.http_status: (
-        "UnauthorizedError",
+        ERROR_RESPONSES[Unauthorized.http_status],
         _codes(Unauthorized.http_status),
         "No valid bearer token: missing, malformed, tampered, signed with another secret "
         "or expired.",
     ),
     Forbidden.http_status: (
-        "ForbiddenError",
+        ERROR_RESPONSES[Forbidden.http_status],
         _codes(Forbidden.http_status),
         "The token is valid but does not allow this call: a read-only token writing, an "
         "admin token on a key route, or a scope token on an admin route.",
     ),
-    404: ("NotFoundError", _codes(404), "The key holds no value."),
     408: (
-        "RequestTimeoutError",
+        ERROR_RESPONSES[408],
         _codes(408),
         "The body did not arrive within the time allowed (setting "
         "`PLUGINKV_REQUEST_TIMEOUT_SECONDS`).",
     ),
     VersionConflict.http_status: (
-        "VersionConflictError",
+        ERROR_RESPONSES[VersionConflict.http_status],
         _codes(VersionConflict.http_status),
         "A precondition (`If-Match`, `If-None-Match: *`) did not hold; nothing was changed. "
         "`ETag` is the entry's current version, when it has one.",
     ),
     ValueTooLarge.http_status: (
-        "ValueTooLargeError",
+        ERROR_RESPONSES[ValueTooLarge.http_status],
         _codes(ValueTooLarge.http_status),
         "The body is over the limit; refused as soon as `Content-Length` or the bytes read "
         "pass it, without reading the body whole.",
     ),
     BackendUnavailable.http_status: (
-        "BackendUnavailableError",
+        ERROR_RESPONSES[BackendUnavailable.http_status],
         _codes(BackendUnavailable.http_status),
         "The database could not answer (locked past the timeout, unreachable, broken).",
     ),
     QuotaExceeded.http_status: (
-        "InsufficientStorageError",
+        ERROR_RESPONSES[QuotaExceeded.http_status],
         _codes(QuotaExceeded.http_status),
         "Nothing was stored: `quota_exceeded`, the write would take the scope past its "
         "quota (with `used`, `limit`, `needed`); `disk_full`, the database's disk is full "
@@ -117,7 +117,7 @@ _HOST_ERRORS: list[tuple[int, str, str, str]] = [
 # (setting PLUGINKV_READ_ONLY).  One status holds one response per operation,
 # so writing operations get this one in place of BackendUnavailableError.
 _WRITE_UNAVAILABLE = (
-    "WriteUnavailableError",
+    WRITE_UNAVAILABLE,
     [BackendUnavailable.code, ReadOnly.code],
     "The database could not answer (`backend_unavailable`: locked past the timeout, "
     "unreachable, broken), or the store is read-only (`read_only`: setting "
@@ -125,7 +125,6 @@ _WRITE_UNAVAILABLE = (
 )
 
 _ERROR_DETAILS: dict[int, Json] = {
-    404: {"key": {"type": "string"}},
     412: {
         "key": {"type": "string"},
         "expected": {
@@ -187,10 +186,6 @@ def _error_schema(status: int, codes: list[str] | None = None) -> Json:
 
 
 # -- responses -----------------------------------------------------------------------------
-def _json_content(schema: Json) -> Json:
-    return {"application/json": {"schema": schema}}
-
-
 _RETRY_AFTER: Json = {
     "description": "Seconds after which to try again: 1 with `backend_unavailable` (a failover "
     "or a restart of the database ends within seconds), 60 with `read_only`.",
@@ -199,57 +194,49 @@ _RETRY_AFTER: Json = {
 }
 
 
-def _code_header(codes: list[str]) -> Json:
-    return {
-        "description": "The error's code, as in the body: a HEAD answer has no body.",
-        "required": True,
-        "schema": {"type": "string", "enum": codes},
-    }
-
-
 def _responses() -> Json:
     responses: Json = {
         "NoContent": {"description": "Done."},
         "Written": {
             "description": "Stored; `ETag` is the entry's new version.",
-            "headers": {"ETag": _ref("headers", "ETag")},
+            "headers": {"ETag": ref("headers", "ETag")},
         },
         "NotModified": {
             "description": "The entry is at a version `If-None-Match` names: no body.",
             "headers": {
-                "ETag": _ref("headers", "ETag"),
-                "X-Expires-At": _ref("headers", "X-Expires-At"),
+                "ETag": ref("headers", "ETag"),
+                "X-Expires-At": ref("headers", "X-Expires-At"),
             },
         },
         "Deleted": {
             "description": "Done.",
-            "content": _json_content(_ref("schemas", "Deleted")),
+            "content": json_content(ref("schemas", "Deleted")),
         },
         "KeyNotFound": {
             "description": "The key holds no value. `no_such_route` for an empty key "
             "(`GET /v1/kv/`): the message points to `GET /v1/keys`, the one listing path.",
-            "headers": {"X-Error-Code": _code_header(["not_found", "no_such_route"])},
-            "content": _json_content(_error_schema(404, ["not_found", "no_such_route"])),
+            "headers": {"X-Error-Code": code_header(["not_found", "no_such_route"])},
+            "content": json_content(_error_schema(404, ["not_found", "no_such_route"])),
         },
     }
     for status, (name, codes, description) in _ERROR_CODES.items():
-        headers = {"X-Error-Code": _code_header(codes)}
+        headers = {"X-Error-Code": code_header(codes)}
         if status == 401:
-            headers["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
+            headers["WWW-Authenticate"] = ref("headers", "WWW-Authenticate")
         elif status == 503:
             headers["Retry-After"] = _RETRY_AFTER
         elif status == 412:
-            headers["ETag"] = _ref("headers", "CurrentETag")
+            headers["ETag"] = ref("headers", "CurrentETag")
         responses[name] = {
             "description": description,
             "headers": headers,
-            "content": _json_content(_ref("schemas", name)),
+            "content": json_content(ref("schemas", name)),
         }
     for _, name, code, description in _HOST_ERRORS:
         responses[name] = {
             "description": description,
-            "headers": {"X-Error-Code": _code_header([code])},
-            "content": _json_content(_ref("schemas", name)),
+            "headers": {"X-Error-Code": code_header([code])},
+            "content": json_content(ref("schemas", name)),
         }
     responses["EndpointError"] = {
         "description": "`<status> <reason> (request id <id>)`: the plugin is not running, "
@@ -268,22 +255,9 @@ def _responses() -> Json:
     responses[name] = {
         "description": description,
         "headers": {
-            "X-Error-Code": _code_header(codes),
+            "X-Error-Code": code_header(codes),
             "Retry-After": _RETRY_AFTER,
         },
-        "content": _json_content(_ref("schemas", name)),
+        "content": json_content(ref("schemas", name)),
     }
     return responses
-
-
-def _errors(*statuses: int) -> Json:
-    """The error responses of a `/v1` operation: 401, 403 and 503 always, plus ``statuses``."""
-    return {
-        str(status): _ref("responses", _ERROR_CODES[status][0])
-        for status in sorted({401, 403, 503, *statuses})
-    }
-
-
-def _write_errors(*statuses: int) -> Json:
-    """The error responses of a `/v1` operation that writes: a read-only store refuses it."""
-    return {**_errors(*statuses), "503": _ref("responses", _WRITE_UNAVAILABLE[0])}
