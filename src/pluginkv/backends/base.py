@@ -28,7 +28,10 @@ writer thread does, so concurrent requests share one fsync).  Inside it every
 write of that thread joins one transaction and ``write()`` becomes a nested
 savepoint, so each call still succeeds or fails alone.
 Every driver error leaves a backend as a ``BackendUnavailable`` (or another
-``PluginKVError``), never as a driver exception and never as "absent".
+``PluginKVError``), never as a driver exception and never as "absent": the SQL
+backends run their driver calls inside one translating context manager each
+(``driver_errors.py``), and take the statements their dialects share from
+``sql_templates.py``.
 """
 
 from __future__ import annotations
@@ -228,6 +231,15 @@ class Backend(ABC):
     @abstractmethod
     def delete_now(self, scope: Scope, key: str) -> None:
         """Delete one row, if present, in a single step."""
+
+    @abstractmethod
+    def applied_migrations(self) -> list[str]:
+        """The versions (names, ``backends/migrations.py``) of the schema migrations this
+        database has, in the order applied; ``[]`` for a database never migrated.
+
+        A backend without a schema of its own has every migration's layout from birth
+        and lists them all.
+        """
 
     @abstractmethod
     def read(self) -> AbstractContextManager[ReadTx]:

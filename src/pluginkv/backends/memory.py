@@ -18,6 +18,7 @@ from typing import TypeVar
 from ..keys import Scope
 from ..models import Entry, EntryMeta
 from .base import Backend, ReadTx, ScopeState, Stored, WriteTx
+from .migrations import MIGRATIONS
 
 __all__ = ["MemoryBackend"]
 
@@ -256,6 +257,10 @@ class MemoryBackend(Backend):
                 for action in reversed(undo):
                     action()
                 raise
+
+    def applied_migrations(self) -> list[str]:
+        # Nothing outlives the process: the rows are born in the latest layout.
+        return [migration.name for migration in MIGRATIONS]
 
     def close(self) -> None:
         pass

@@ -43,8 +43,9 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from ..errors import BackendUnavailable, DiskFull, PluginKVError
 from ..keys import Scope
 from ..models import Entry, EntryMeta
-from .base import Backend, ScopeState, Stored, WriteTx, prefix_upper_bound
-from .migrations import MIGRATIONS, MIGRATIONS_TABLE
+from .base import Backend, ScopeState, Stored, WriteTx
+from .driver_errors import Translated
+from .migrations import MIGRATIONS
 from .postgres_connections import (
     Connection,
     _configure,
@@ -57,26 +58,32 @@ from .postgres_connections import (
 from .postgres_statements import (
     _CAUGHT_UP,
     _CREATE_AND_LOCK,
+    _CREATE_MIGRATIONS,
     _DELETE_NOW,
     _DROP_IF_UNUSED,
     _EXISTS,
-    _EXPIRED,
     _EXPIRED_SCOPES,
     _GET,
+    _GET_MANY,
     _GET_META,
     _GET_VALUE,
-    _LIVE,
     _LOCK,
+    _LOOKUP,
+    _LOOKUP_WITH_VALUES,
     _PUT,
     _PUT_NOW,
+    _RAISE_LAST_VERSION,
     _READ,
+    _REMOVE,
+    _REVOKE,
     _SET_QUOTA,
+    _SQL,
     _STATE,
-    _STATE_COLUMNS,
     _SWEEP_SCOPE,
     _TRY_LOCK,
 )
 from .read_only import check_schema
+from .sql_templates import remove_prefix_statement, scan_statement
 
 __all__ = ["PostgresBackend", "describe_url"]
 
@@ -140,31 +147,13 @@ class _PostgresTx(WriteTx):
 
     # -- reads -----------------------------------------------------------------
     def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
-        cursor = self._execute(
-            "SELECT key, value, version, size, created_at, updated_at, expires_at "
-            "FROM pluginkv_entries WHERE workspace = %s AND plugin = %s "
-            f"AND key = ANY(%s) AND {_LIVE}",
-            (scope.workspace, scope.plugin, list(keys), now),
-        )
+        cursor = self._execute(_GET_MANY, (scope.workspace, scope.plugin, list(keys), now))
         return [Entry(*row) for row in cursor]
 
     def scan(
         self, scope: Scope, prefix: str, after: str | None, limit: int, now: float
     ) -> list[EntryMeta]:
-        sql = (
-            "SELECT key, size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
-            "WHERE workspace = %s AND plugin = %s AND key >= %s"
-        )
-        params: list[object] = [scope.workspace, scope.plugin, prefix]
-        upper = prefix_upper_bound(prefix)
-        if upper is not None:
-            sql += " AND key < %s"
-            params.append(upper)
-        if after is not None:
-            sql += " AND key > %s"
-            params.append(after)
-        sql += " AND (expires_at IS NULL OR expires_at > %s) ORDER BY key LIMIT %s"
-        params += [now, limit]
+        sql, params = scan_statement(_SQL, scope, prefix, after, limit, now)
         return [EntryMeta(*row) for row in self._execute(sql, params)]
 
     def scope_state(self, scope: Scope) -> ScopeState:
@@ -173,24 +162,16 @@ class _PostgresTx(WriteTx):
 
     def expired_totals(self, scope: Scope, now: float) -> tuple[int, int]:
         count, size = self._execute(
-            "SELECT count(*), coalesce(sum(size), 0)::bigint FROM pluginkv_entries "
-            f"WHERE workspace = %s AND plugin = %s AND {_EXPIRED}",
-            (scope.workspace, scope.plugin, now),
+            _SQL.expired_totals, (scope.workspace, scope.plugin, now)
         ).fetchone() or (0, 0)
         return int(count), int(size)
 
     def scopes(self) -> list[tuple[Scope, ScopeState]]:
-        cursor = self._execute(
-            f"SELECT workspace, plugin, {_STATE_COLUMNS} FROM pluginkv_scopes "
-            "ORDER BY workspace, plugin",
-            (),
-        )
+        cursor = self._execute(_SQL.scopes, ())
         return [(Scope(ws, plugin), ScopeState(*rest)) for ws, plugin, *rest in cursor]
 
     def token_revocations(self) -> dict[Scope, float]:
-        cursor = self._execute(
-            "SELECT workspace, plugin, revoked_at FROM pluginkv_token_revocations", ()
-        )
+        cursor = self._execute(_SQL.token_revocations, ())
         return {Scope(ws, plugin): at for ws, plugin, at in cursor}
 
     # -- the scope lock --------------------------------------------------------
@@ -214,10 +195,8 @@ class _PostgresTx(WriteTx):
         self, scope: Scope, keys: Sequence[str], *, with_values: bool = False
     ) -> tuple[ScopeState, dict[str, Stored]]:
         state = self._lock(scope)
-        value_column = "value" if with_values else "NULL::bytea"
         cursor = self._execute(
-            f"SELECT key, size, version, created_at, expires_at, {value_column} "
-            "FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)",
+            _LOOKUP_WITH_VALUES if with_values else _LOOKUP,
             (scope.workspace, scope.plugin, list(keys)),
         )
         found = {
@@ -246,28 +225,17 @@ class _PostgresTx(WriteTx):
         if not keys:
             return
         self._ensure_locked(scope)
-        self._execute(
-            "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)",
-            (scope.workspace, scope.plugin, list(keys)),
-        )
+        self._execute(_REMOVE, (scope.workspace, scope.plugin, list(keys)))
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         self._ensure_locked(scope)
-        sql = "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key >= %s"
-        params: list[object] = [scope.workspace, scope.plugin, prefix]
-        upper = prefix_upper_bound(prefix)
-        if upper is not None:
-            sql += " AND key < %s"
-            params.append(upper)
-        rows = self._execute(sql + " RETURNING expires_at", params)
+        sql, params = remove_prefix_statement(_SQL, scope, prefix)
+        rows = self._execute(sql, params)
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
-        return self._execute(
-            f"DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND {_EXPIRED}",
-            (scope.workspace, scope.plugin, now),
-        ).rowcount
+        return self._execute(_SQL.purge_expired, (scope.workspace, scope.plugin, now)).rowcount
 
     def sweep_expired(self, now: float, limit: int) -> int:
         swept = 0
@@ -285,33 +253,19 @@ class _PostgresTx(WriteTx):
         self._execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
 
     def revoke_tokens(self, scope: Scope, at: float) -> float:
-        row = self._execute(
-            "INSERT INTO pluginkv_token_revocations AS r (workspace, plugin, revoked_at) "
-            "VALUES (%s, %s, %s) ON CONFLICT (workspace, plugin) DO UPDATE SET "
-            "revoked_at = greatest(r.revoked_at, excluded.revoked_at) RETURNING revoked_at",
-            (scope.workspace, scope.plugin, at),
-        ).fetchone()
+        row = self._execute(_REVOKE, (scope.workspace, scope.plugin, at)).fetchone()
         assert row is not None, "an upsert with RETURNING returns its row"
         return float(row[0])
 
     def raise_last_version(self, scope: Scope, version: int) -> None:
         self._ensure_locked(scope)  # creates the scope's row when it has none
-        self._execute(
-            "UPDATE pluginkv_scopes SET last_version = greatest(last_version, %s) "
-            "WHERE workspace = %s AND plugin = %s",
-            (version, scope.workspace, scope.plugin),
-        )
+        self._execute(_RAISE_LAST_VERSION, (version, scope.workspace, scope.plugin))
 
     def drop_scope(self, scope: Scope) -> int:
         self._ensure_locked(scope)
         params = (scope.workspace, scope.plugin)
-        count = self._execute(
-            "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s", params
-        ).rowcount
-        self._execute(
-            "UPDATE pluginkv_scopes SET quota_override = NULL WHERE workspace = %s AND plugin = %s",
-            params,
-        )
+        count = self._execute(_SQL.drop_entries, params).rowcount
+        self._execute(_SQL.clear_quota, params)
         return count
 
 
@@ -358,8 +312,34 @@ class _Transaction:
                 pass  # the connection is gone; the server rolled back already
         finally:
             backend._putconn(self._conn, exc)
-        if isinstance(exc, psycopg.Error):
-            raise backend._unavailable(exc) from exc
+        backend._errors.raise_translated(exc)
+
+
+class _Borrowed:
+    """One of the backend's pooled connections for the block, given back at its end
+    (with the error, if the driver raised one); driver errors leave translated.
+
+    A class rather than a generator context manager: it is on every call's path.
+    """
+
+    __slots__ = ("_backend", "_conn")
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self._backend = backend
+
+    def __enter__(self) -> Connection:
+        self._conn = conn = self._backend._getconn()
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        backend = self._backend
+        backend._putconn(self._conn, exc if isinstance(exc, psycopg.Error) else None)
+        backend._errors.raise_translated(exc)
 
 
 class PostgresBackend(Backend):
@@ -388,9 +368,11 @@ class PostgresBackend(Backend):
         self._where = describe_url(url)
         self._pool_timeout = pool_timeout
         self._statement_timeout = statement_timeout
+        # Every psycopg error leaves this backend through _unavailable.
+        self._errors = Translated(psycopg.Error, self._unavailable)
         try:
             given = conninfo_to_dict(url)
-        except psycopg.Error as exc:
+        except psycopg.Error as exc:  # the URL's error, not the database's: a message of its own
             raise BackendUnavailable(f"PostgreSQL URL {self._where} is not valid: {exc}") from exc
         kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -426,10 +408,8 @@ class PostgresBackend(Backend):
     def _getconn(self) -> Connection:
         if self._pid != os.getpid():
             self._after_fork()
-        try:
+        with self._errors:
             return self._pool.getconn()
-        except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
 
     def _after_fork(self) -> None:
         """In a forked child: leave the parent's connections alone, open our own.
@@ -497,38 +477,23 @@ class PostgresBackend(Backend):
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of one prepared statement, in autocommit."""
-        conn = self._getconn()
-        failure: psycopg.Error | None = None
-        try:
+        with _Borrowed(self) as conn:
             row = conn.kept.execute(sql, params, prepare=True).fetchone()
             if row is not None and type(row[0]) is bytes and len(row[0]) > _LARGE_RESULT:
                 # Measured: a cursor that has held a large result reads the next
                 # large one about a third slower than a new cursor does.
                 conn.kept = conn.cursor(binary=True)
             return row
-        except psycopg.Error as exc:
-            failure = exc
-            raise self._unavailable(exc) from exc
-        finally:
-            self._putconn(conn, failure)
 
     def _count(self, sql: str, params: tuple[Any, ...]) -> int:
         """The rows one prepared writing statement changed, in autocommit."""
-        conn = self._getconn()
-        failure: psycopg.Error | None = None
-        try:
+        with _Borrowed(self) as conn:
             return conn.kept.execute(sql, params, prepare=True).rowcount
-        except psycopg.Error as exc:
-            failure = exc
-            raise self._unavailable(exc) from exc
-        finally:
-            self._putconn(conn, failure)
 
     # -- migrations ------------------------------------------------------------
     def _migrate(self) -> None:
         names = [migration.name for migration in MIGRATIONS]
-        conn = self._getconn()
-        try:
+        with _Borrowed(self) as conn:
             encoding = conn.execute("SHOW server_encoding").fetchone()
             if encoding is None or encoding[0] != "UTF8":
                 raise BackendUnavailable(
@@ -547,41 +512,23 @@ class PostgresBackend(Backend):
                     # table, may take longer than any statement of normal work.
                     conn.execute("SET LOCAL statement_timeout = 0")
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                    conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-                        "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-                    )
-                    done = conn.execute(
-                        f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = %s", (migration.name,)
-                    ).fetchone()
+                    conn.execute(_CREATE_MIGRATIONS)
+                    done = conn.execute(_SQL.migration_done, (migration.name,)).fetchone()
                     if done is None:
                         for statement in migration.postgres:
                             conn.execute(statement)
-                        conn.execute(
-                            f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (%s, %s)",
-                            (migration.name, time.time()),
-                        )
-        except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
-        finally:
-            self._putconn(conn)
+                        conn.execute(_SQL.record_migration, (migration.name, time.time()))
 
     def _applied(self, conn: Connection) -> list[str]:
         try:
-            rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
+            rows = conn.execute(_SQL.applied_migrations).fetchall()
         except psycopg.errors.UndefinedTable:
             return []
         return [name for (name,) in rows]
 
     def applied_migrations(self) -> list[str]:
-        """Names of the migrations recorded in this database, in order applied."""
-        conn = self._getconn()
-        try:
+        with _Borrowed(self) as conn:
             return self._applied(conn)
-        except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
-        finally:
-            self._putconn(conn)
 
     # -- the contract ----------------------------------------------------------
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
@@ -673,6 +620,7 @@ class _StandbyReads:
         self._pid = os.getpid()
         self._pool = backend._new_pool(url)
         self._pool.open(wait=False)
+        self._errors = Translated(psycopg.Error, self._unavailable)
 
     def _getconn(self) -> Connection:
         raise AssertionError("a standby's transaction is given its connection")

@@ -1,25 +1,34 @@
 """The SQL statements of the PostgreSQL backend.
 
+The statements SQLite runs too come from ``sql_templates.py``, rendered here
+once with psycopg's markers; the rest are PostgreSQL's own, each saying why.
 The hot statements take positional parameters (a mapping costs more per
 call), repeated where a statement needs one twice.
 """
 
 from __future__ import annotations
 
-_LIVE = "(expires_at IS NULL OR expires_at > %s)"
-_KEY = "workspace = %s AND plugin = %s AND key = %s"
+from .migrations import MIGRATIONS_TABLE
+from .sql_templates import EXPIRED, KEY, render, render_statements
+from .sql_templates import STATE_COLUMNS as _STATE_COLUMNS
+
+_SQL = render_statements("postgres")
+_LIVE = _SQL.live
+_GET_META = _SQL.get_meta
+_EXISTS = _SQL.exists
+_STATE = _SQL.state
+_PUT = _SQL.put
+_SET_QUOTA = _SQL.set_quota
+_KEY = render(KEY, "postgres")
+_EXPIRED = render(EXPIRED, "postgres")
+# SQLite reads a large value through its blob API, so its reads return the
+# value only when it is small; here a value always comes with the row.
 _GET = (
     "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
     f"WHERE {_KEY} AND {_LIVE}"
 )
 _GET_VALUE = f"SELECT value FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
-_GET_META = (
-    "SELECT size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
-    f"WHERE {_KEY} AND {_LIVE}"
-)
-_EXISTS = f"SELECT 1 FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
-_STATE_COLUMNS = "bytes_used, key_count, last_version, quota_override"
-_STATE = f"SELECT {_STATE_COLUMNS} FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s"
+# Row locks are PostgreSQL's (a SQLite writer holds the whole file).
 _LOCK = _STATE + " FOR UPDATE"
 # The scope's first write: create its row (another writer may be creating it
 # at the same moment, hence the upsert) and hold it, in one statement.
@@ -35,15 +44,6 @@ _DROP_IF_UNUSED = (
     "AND key_count = 0 AND last_version = 0 AND quota_override IS NULL"
 )
 _COLUMNS = "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value)"
-_UPSERT = (
-    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
-    "version = excluded.version, created_at = {created_at}, "
-    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
-)
-_PUT = (
-    f"INSERT INTO pluginkv_entries {_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %b) "
-    + _UPSERT.format(created_at="excluded.created_at")
-)
 # A plain set in one statement, like SQLite's _PUT_NOW: ``s`` locks the scope's
 # row (waiting for any writer of the scope; in READ COMMITTED the locked row is
 # its latest version), the quota check and the next version come from that
@@ -58,11 +58,11 @@ _PUT_NOW = (
     f"INSERT INTO pluginkv_entries AS e {_COLUMNS} "
     "SELECT %s, %s, %s, %s, s.last_version + 1, %s, %s, %s::double precision, %b FROM s "
     "WHERE s.bytes_used + %s <= coalesce(s.quota_override, %s) "
-    + _UPSERT.format(
-        created_at="CASE WHEN e.expires_at IS NOT NULL AND e.expires_at <= excluded.updated_at "
-        "THEN excluded.created_at ELSE e.created_at END"
-    )
-    + " RETURNING e.version"
+    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
+    "version = excluded.version, created_at = CASE WHEN e.expires_at IS NOT NULL "
+    "AND e.expires_at <= excluded.updated_at THEN excluded.created_at ELSE e.created_at END, "
+    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value "
+    "RETURNING e.version"
 )
 # A plain delete in one statement: the scope's row is locked first (the same
 # order as every other writer); a scope without a row has no entries.
@@ -70,11 +70,6 @@ _DELETE_NOW = (
     "WITH s AS (SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE) "
     f"DELETE FROM pluginkv_entries WHERE {_KEY} AND EXISTS (SELECT 1 FROM s)"
 )
-_SET_QUOTA = (
-    "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (%s, %s, %s) "
-    "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
-)
-_EXPIRED = "expires_at IS NOT NULL AND expires_at <= %s"
 _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 # A standby may serve a read once it has applied all the WAL it has received:
 # a synchronous standby has received every commit acknowledged so far, so the
@@ -103,4 +98,34 @@ _SWEEP_SCOPE = (
     "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s"
+)
+# PostgreSQL has arrays: a list of keys is one parameter, where SQLite
+# needs an IN list of markers or an executemany.
+_GET_MANY = (
+    "SELECT key, value, version, size, created_at, updated_at, expires_at "
+    f"FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s) AND {_LIVE}"
+)
+_LOOKUP = (
+    "SELECT key, size, version, created_at, expires_at, {value} "
+    "FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)"
+)
+_LOOKUP_WITH_VALUES = _LOOKUP.format(value="value")
+_LOOKUP = _LOOKUP.format(value="NULL::bytea")  # a NULL typed as the value column
+_REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)"
+# greatest() is SQLite's scalar max(); the ``AS r`` alias because PostgreSQL
+# needs the table named where SQLite takes the bare column.
+_REVOKE = (
+    "INSERT INTO pluginkv_token_revocations AS r (workspace, plugin, revoked_at) "
+    "VALUES (%s, %s, %s) ON CONFLICT (workspace, plugin) DO UPDATE SET "
+    "revoked_at = greatest(r.revoked_at, excluded.revoked_at) RETURNING revoked_at"
+)
+# The writer holds the scope's row already (SQLite's upserts it, not needing a lock).
+_RAISE_LAST_VERSION = (
+    "UPDATE pluginkv_scopes SET last_version = greatest(last_version, %s) "
+    "WHERE workspace = %s AND plugin = %s"
+)
+# DOUBLE PRECISION is SQLite's REAL; the rest of the migration record is shared.
+_CREATE_MIGRATIONS = (
+    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+    "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
 )

@@ -56,8 +56,8 @@ class ReadOnlyBackend(Backend):
         return f"<ReadOnlyBackend {self.inner!r}>"
 
     def __getattr__(self, name: str) -> Any:
-        # What a backend offers beyond the contract (a SQLite file's path, its
-        # applied migrations) stays within reach of tools and tests.
+        # What a backend offers beyond the contract (a SQLite file's path, say)
+        # stays within reach of tools and tests.
         return getattr(self.inner, name)
 
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
@@ -97,6 +97,9 @@ class ReadOnlyBackend(Backend):
         # No transaction to open: each write of the group is refused on its own,
         # with the same error it gets alone.
         return nullcontext()
+
+    def applied_migrations(self) -> list[str]:
+        return self.inner.applied_migrations()
 
     def close(self) -> None:
         self.inner.close()

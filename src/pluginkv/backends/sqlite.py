@@ -39,22 +39,33 @@ from ..errors import BackendUnavailable, DiskFull, PluginKVError, ReadOnly
 from ..keys import Scope
 from ..models import Entry, EntryMeta
 from ..private_files import FILE_MODE, create_private_file, private_dir, tighten
-from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks, prefix_upper_bound
+from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks
+from .driver_errors import Translated
 from .full_disk import SUFFIX as RESERVE_SUFFIX
 from .full_disk import FullDisk
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 from .read_only import SETTING as READ_ONLY_SETTING
 from .read_only import check_schema
+from .sql_templates import remove_prefix_statement, render_statements, scan_statement
 
 __all__ = ["SQLiteBackend"]
 
 logger = logging.getLogger(__name__)
 
-_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_SQL = render_statements("sqlite")
+_LIVE = _SQL.live
+_GET_META = _SQL.get_meta
+_EXISTS = _SQL.exists
+_STATE = _SQL.state
+_PUT = _SQL.put
+_SET_QUOTA = _SQL.set_quota
+# The statements below are SQLite's own.
+#
 # Values up to this size (with the key) come back from the query itself; a
 # larger one is read through the incremental blob API, which copies it once
 # straight into the result, where a column read copies it twice and, past
-# SQLite's page cache, page by page: about twice as fast for 10 MiB.
+# SQLite's page cache, page by page: about twice as fast for 10 MiB.  Hence
+# the CASE and the rowid (the blob API's handle), which PostgreSQL lacks.
 _INLINE_MAX = 256 * 1024
 _META = "version, size, created_at, updated_at, expires_at, rowid"
 _GET = (
@@ -69,18 +80,8 @@ _GET_LARGE = (
     f"SELECT NULL, {_META} FROM pluginkv_entries "
     f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
 )
-_GET_META = (
-    "SELECT size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
-    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
-)
-_EXISTS = (
-    f"SELECT 1 FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
-)
-_STATE = (
-    "SELECT bytes_used, key_count, last_version, quota_override FROM pluginkv_scopes "
-    "WHERE workspace = ? AND plugin = ?"
-)
-# The scope's state and one row in a single statement: the hot path of set/delete.
+# The scope's state and one row in a single statement: the hot path of set/delete
+# (PostgreSQL locks the scope's row first instead, in a statement of its own).
 # Statements use plain ? placeholders and repeat a value where it is used twice:
 # numbered ones (?1) bound from a sequence are deprecated since Python 3.12.
 _LOOKUP_ONE = (
@@ -91,23 +92,14 @@ _LOOKUP_ONE = (
 )
 _LOOKUP_ONE_WITH_VALUE = _LOOKUP_ONE.format(value="e.value")
 _LOOKUP_ONE = _LOOKUP_ONE.format(value="NULL")
-_UPSERT = (
-    " ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size,"
-    " version = excluded.version, created_at = excluded.created_at,"
-    " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
-)
-_PUT = (
-    "INSERT INTO pluginkv_entries "
-    "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + _UPSERT
-)
 # One statement for a plain set: the next version, the quota check and the
 # write happen under the write lock SQLite takes for the statement.  When the
 # entry does not fit, the version comes out NULL and the NOT NULL constraint
 # refuses the row before anything is written; Storage then takes the
 # transactional path, which also reclaims expired rows before refusing.  (An
 # INSERT ... SELECT ... WHERE would say it more plainly, but on a table with
-# triggers SQLite runs it through a temporary table: a copy of every value.)
+# triggers SQLite runs it through a temporary table: a copy of every value.
+# PostgreSQL's is that plainer statement, with a row lock.)
 # The check counts the key as new, so an overwrite near the quota may take
 # the slow path; it never lets a write past the quota.
 _PUT_NOW = (
@@ -123,10 +115,8 @@ _PUT_NOW = (
     " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
     " RETURNING version"
 )
-_SET_QUOTA = (
-    "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (?, ?, ?) "
-    "ON CONFLICT (workspace, plugin) DO UPDATE SET quota_override = excluded.quota_override"
-)
+# SQLite's scalar max() is PostgreSQL's greatest(); and a writer here holds
+# the whole file, so no scope row needs locking first.
 _RAISE_LAST_VERSION = (
     "INSERT INTO pluginkv_scopes (workspace, plugin, last_version) VALUES (?, ?, ?) "
     "ON CONFLICT (workspace, plugin) DO UPDATE SET "
@@ -137,26 +127,34 @@ _REVOKE = (
     "ON CONFLICT (workspace, plugin) DO UPDATE SET "
     "revoked_at = max(revoked_at, excluded.revoked_at) RETURNING revoked_at"
 )
+# SQLite has no arrays (PostgreSQL's key = ANY(%s)): several keys are an
+# executemany of this, or an IN list of _CHUNK markers.
 _REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
+_GET_MANY = (
+    "SELECT key, value, version, size, created_at, updated_at, expires_at "
+    "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
+    f"AND {_LIVE}"
+)
+_LOOKUP_MANY = (
+    "SELECT key, size, version, created_at, expires_at, {value} "
+    "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks})"
+)
+# Through the rowid, which PostgreSQL lacks (its sweeper goes scope by scope).
+_SWEEP = (
+    "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
+    "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)"
+)
+# sqlite_master and REAL are SQLite's; the rest of the migration record is shared.
+_CREATE_MIGRATIONS = (
+    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+    "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+)
+_HAS_MIGRATIONS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 _CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
 _SAVEPOINT = "SAVEPOINT pluginkv_tx"
 _RELEASE = "RELEASE pluginkv_tx"
 _ROLLBACK_TO = "ROLLBACK TO pluginkv_tx"
 _SQLITE_FULL = 13  # the primary result code; extended codes keep it in the low byte
-
-
-def _unavailable(exc: sqlite3.Error, path: str, busy_timeout_ms: int) -> BackendUnavailable:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return BackendUnavailable(
-            f"SQLite database {path} is locked by another writer for longer than "
-            f"{busy_timeout_ms} ms (setting PLUGINKV_SQLITE_BUSY_TIMEOUT_MS)"
-        )
-    return BackendUnavailable(f"SQLite database {path} failed: {text}")
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL
 
 
 class _SQLiteTx(WriteTx):
@@ -170,10 +168,7 @@ class _SQLiteTx(WriteTx):
         for chunk in iter_chunks(list(dict.fromkeys(keys)), _CHUNK):
             marks = ",".join("?" * len(chunk))
             cursor = self._conn.execute(
-                "SELECT key, value, version, size, created_at, updated_at, expires_at "
-                f"FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
-                f"AND {_LIVE}",
-                (scope.workspace, scope.plugin, *chunk, now),
+                _GET_MANY.format(marks=marks), (scope.workspace, scope.plugin, *chunk, now)
             )
             found.extend(Entry(*row) for row in cursor)
         return found
@@ -181,20 +176,7 @@ class _SQLiteTx(WriteTx):
     def scan(
         self, scope: Scope, prefix: str, after: str | None, limit: int, now: float
     ) -> list[EntryMeta]:
-        sql = (
-            "SELECT key, size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
-            "WHERE workspace = ? AND plugin = ? AND key >= ?"
-        )
-        params: list[object] = [scope.workspace, scope.plugin, prefix]
-        upper = prefix_upper_bound(prefix)
-        if upper is not None:
-            sql += " AND key < ?"
-            params.append(upper)
-        if after is not None:
-            sql += " AND key > ?"
-            params.append(after)
-        sql += f" AND {_LIVE} ORDER BY key LIMIT ?"
-        params += [now, limit]
+        sql, params = scan_statement(_SQL, scope, prefix, after, limit, now)
         return [EntryMeta(*row) for row in self._conn.execute(sql, params)]
 
     def scope_state(self, scope: Scope) -> ScopeState:
@@ -203,23 +185,16 @@ class _SQLiteTx(WriteTx):
 
     def expired_totals(self, scope: Scope, now: float) -> tuple[int, int]:
         count, size = self._conn.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM pluginkv_entries "
-            "WHERE workspace = ? AND plugin = ? AND expires_at IS NOT NULL AND expires_at <= ?",
-            (scope.workspace, scope.plugin, now),
+            _SQL.expired_totals, (scope.workspace, scope.plugin, now)
         ).fetchone()
         return int(count), int(size)
 
     def scopes(self) -> list[tuple[Scope, ScopeState]]:
-        cursor = self._conn.execute(
-            "SELECT workspace, plugin, bytes_used, key_count, last_version, quota_override "
-            "FROM pluginkv_scopes ORDER BY workspace, plugin"
-        )
+        cursor = self._conn.execute(_SQL.scopes)
         return [(Scope(ws, plugin), ScopeState(*rest)) for ws, plugin, *rest in cursor]
 
     def token_revocations(self) -> dict[Scope, float]:
-        cursor = self._conn.execute(
-            "SELECT workspace, plugin, revoked_at FROM pluginkv_token_revocations"
-        )
+        cursor = self._conn.execute(_SQL.token_revocations)
         return {Scope(ws, plugin): at for ws, plugin, at in cursor}
 
     # -- writes ----------------------------------------------------------------
@@ -243,8 +218,7 @@ class _SQLiteTx(WriteTx):
         for chunk in iter_chunks(list(dict.fromkeys(keys)), _CHUNK):
             marks = ",".join("?" * len(chunk))
             cursor = self._conn.execute(
-                f"SELECT key, size, version, created_at, expires_at, {value_column} "
-                f"FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks})",
+                _LOOKUP_MANY.format(value=value_column, marks=marks),
                 (scope.workspace, scope.plugin, *chunk),
             )
             for key, size, version, created_at, expires_at, value in cursor:
@@ -274,30 +248,17 @@ class _SQLiteTx(WriteTx):
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         self._backend._before_delete()
-        sql = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
-        params: list[object] = [scope.workspace, scope.plugin, prefix]
-        upper = prefix_upper_bound(prefix)
-        if upper is not None:
-            sql += " AND key < ?"
-            params.append(upper)
-        rows = self._conn.execute(sql + " RETURNING expires_at", params)
+        sql, params = remove_prefix_statement(_SQL, scope, prefix)
+        rows = self._conn.execute(sql, params)
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
         self._backend._before_delete()
-        return self._conn.execute(
-            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? "
-            "AND expires_at IS NOT NULL AND expires_at <= ?",
-            (scope.workspace, scope.plugin, now),
-        ).rowcount
+        return self._conn.execute(_SQL.purge_expired, (scope.workspace, scope.plugin, now)).rowcount
 
     def sweep_expired(self, now: float, limit: int) -> int:
         self._backend._before_delete()
-        return self._conn.execute(
-            "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
-            "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)",
-            (now, limit),
-        ).rowcount
+        return self._conn.execute(_SWEEP, (now, limit)).rowcount
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._conn.execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
@@ -311,14 +272,9 @@ class _SQLiteTx(WriteTx):
 
     def drop_scope(self, scope: Scope) -> int:
         self._backend._before_delete()
-        count = self._conn.execute(
-            "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ?",
-            (scope.workspace, scope.plugin),
-        ).rowcount
-        self._conn.execute(
-            "UPDATE pluginkv_scopes SET quota_override = NULL WHERE workspace = ? AND plugin = ?",
-            (scope.workspace, scope.plugin),
-        )
+        params = (scope.workspace, scope.plugin)
+        count = self._conn.execute(_SQL.drop_entries, params).rowcount
+        self._conn.execute(_SQL.clear_quota, params)
         return count
 
 
@@ -341,10 +297,8 @@ class _Transaction:
     def __enter__(self) -> _SQLiteTx:
         self._conn = conn = self._backend._write_conn()
         self._nested = conn.in_transaction
-        try:
+        with self._backend._errors:
             conn.execute(_SAVEPOINT if self._nested else self._begin)
-        except sqlite3.Error as exc:
-            raise self._backend._unavailable(exc) from exc
         return _SQLiteTx(conn, self._backend)
 
     def __exit__(
@@ -373,8 +327,7 @@ class _Transaction:
                 conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
-        if isinstance(exc, sqlite3.Error):
-            raise self._backend._unavailable(exc) from exc
+        self._backend._errors.raise_translated(exc)
 
 
 class SQLiteBackend(Backend):
@@ -398,6 +351,8 @@ class SQLiteBackend(Backend):
         self._busy_timeout_ms = busy_timeout_ms
         self._mmap_bytes = int(mmap_bytes)
         self._closed = False
+        # Every sqlite3 error leaves this backend through _unavailable.
+        self._errors = Translated(sqlite3.Error, self._unavailable)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
@@ -450,10 +405,8 @@ class SQLiteBackend(Backend):
         conn = self._conn()
         state = self._local.__dict__
         if self._full_disk is not None and state.get("cap", 0) != self._full_disk.cap:
-            try:
+            with self._errors:
                 self._full_disk.apply(conn)
-            except sqlite3.Error as exc:
-                raise self._unavailable(exc) from exc
             state["cap"] = self._full_disk.cap
         if state.get("grouped") and not conn.in_transaction:
             # SQLite rolled the group back (an I/O error, a full disk): a write
@@ -478,7 +431,7 @@ class SQLiteBackend(Backend):
         # Read-only, SQLite itself refuses any write: a second guarantee
         # beside ReadOnlyBackend, and the file keeps its bytes and mtime.
         where = f"{Path(self.path).absolute().as_uri()}?mode=ro" if self.read_only else self.path
-        try:
+        with self._errors:
             conn = sqlite3.connect(
                 where,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
@@ -498,8 +451,6 @@ class SQLiteBackend(Backend):
             # spans 2,560 pages of 4 KiB, and SQLite's own cache holds 2 MiB.
             # Writes still go through write() and fsync.
             conn.execute(f"PRAGMA mmap_size = {self._mmap_bytes}")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
         with self._lock:
             # Connections of threads that have ended are closed here, not leaked.
             alive = []
@@ -528,77 +479,49 @@ class SQLiteBackend(Backend):
 
     def _migrate(self) -> None:
         conn = self._conn()
-        try:
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-                "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-            )
+        with self._errors:
+            conn.execute(_CREATE_MIGRATIONS)
             for migration in MIGRATIONS:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    done = conn.execute(
-                        f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", (migration.name,)
-                    ).fetchone()
+                    done = conn.execute(_SQL.migration_done, (migration.name,)).fetchone()
                     if done is None:
                         for statement in migration.sqlite:
                             conn.execute(statement)
-                        conn.execute(
-                            f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
-                            (migration.name, time.time()),
-                        )
+                        conn.execute(_SQL.record_migration, (migration.name, time.time()))
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
 
     def applied_migrations(self) -> list[str]:
-        """Names of the migrations recorded in this database, in order applied."""
         conn = self._conn()
-        try:
-            if not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                (MIGRATIONS_TABLE,),
-            ).fetchone():
+        with self._errors:
+            if not conn.execute(_HAS_MIGRATIONS, (MIGRATIONS_TABLE,)).fetchone():
                 return []
-            rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY name").fetchall()
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+            rows = conn.execute(_SQL.applied_migrations).fetchall()
         return [name for (name,) in rows]
 
     # -- the contract ----------------------------------------------------------
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
         params = (scope.workspace, scope.plugin, key, now)
-        try:
+        with self._errors:
             conn = self._conn()
             row = conn.execute(_GET, params).fetchone()
             if row is not None and row[0] is None:
                 row = self._read_large(conn, params)
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
         return None if row is None else Entry(key, *row[:6])
 
     def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
-        try:
-            row = (
-                self._conn()
-                .execute(_GET_META, (scope.workspace, scope.plugin, key, now))
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        with self._errors:
+            conn = self._conn()
+            row = conn.execute(_GET_META, (scope.workspace, scope.plugin, key, now)).fetchone()
         return None if row is None else EntryMeta(key, *row)
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
-        try:
-            row = (
-                self._conn()
-                .execute(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        with self._errors:
+            conn = self._conn()
+            row = conn.execute(_GET_VALUE, (scope.workspace, scope.plugin, key, now)).fetchone()
         if row is None:
             return None
         if row[0] is not None:
@@ -650,30 +573,25 @@ class SQLiteBackend(Backend):
         )
         if self._full_disk is not None and self._full_disk.full:
             self._full_disk.before_add()
-        try:
-            # fetchall: the statement runs to its end before the call returns.
-            rows = self._write_conn().execute(_PUT_NOW, params).fetchall()
-        except sqlite3.IntegrityError:
-            return None  # the NULL version of a write that does not fit
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        with self._errors:
+            try:
+                # fetchall: the statement runs to its end before the call returns.
+                rows = self._write_conn().execute(_PUT_NOW, params).fetchall()
+            except sqlite3.IntegrityError:
+                return None  # the NULL version of a write that does not fit
         return int(rows[0][0])
 
     def delete_now(self, scope: Scope, key: str) -> None:
         self._before_delete()
-        try:
+        with self._errors:
             conn = self._write_conn()
             conn.execute(_REMOVE, (scope.workspace, scope.plugin, key))
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
         self._after_commit(conn)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
-        try:
-            cursor = self._conn().execute(_EXISTS, (scope.workspace, scope.plugin, key, now))
-            row = cursor.fetchone()
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        with self._errors:
+            conn = self._conn()
+            row = conn.execute(_EXISTS, (scope.workspace, scope.plugin, key, now)).fetchone()
         return row is not None
 
     def read(self) -> _Transaction:
@@ -685,10 +603,8 @@ class SQLiteBackend(Backend):
         if conn.in_transaction:  # inside another group: that one commits
             yield
             return
-        try:
+        with self._errors:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
         self._local.grouped = True
         try:
             yield
@@ -704,8 +620,7 @@ class SQLiteBackend(Backend):
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # already rolled back
-            if isinstance(exc, sqlite3.Error):
-                raise self._unavailable(exc) from exc
+            self._errors.raise_translated(exc)
             raise
         finally:
             self._local.grouped = False
@@ -714,9 +629,17 @@ class SQLiteBackend(Backend):
         return _Transaction(self, "BEGIN IMMEDIATE")
 
     def _unavailable(self, exc: sqlite3.Error) -> PluginKVError:
-        if _is_full(exc) and self._full_disk is not None:
+        """What a ``sqlite3`` error leaves this backend as (``self._errors`` raises it)."""
+        full = getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL
+        if full and self._full_disk is not None:
             return self._full_disk.on_full()
-        return _unavailable(exc, self.path, self._busy_timeout_ms)
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return BackendUnavailable(
+                f"SQLite database {self.path} is locked by another writer for longer than "
+                f"{self._busy_timeout_ms} ms (setting PLUGINKV_SQLITE_BUSY_TIMEOUT_MS)"
+            )
+        return BackendUnavailable(f"SQLite database {self.path} failed: {text}")
 
     # -- a full disk (full_disk.py) ---------------------------------------------
     def disk_full(self) -> DiskFull | None:
