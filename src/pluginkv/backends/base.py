@@ -37,7 +37,10 @@ writer thread does, so concurrent requests share one fsync).  Inside it every
 write of that thread joins one transaction and ``write()`` becomes a nested
 savepoint, so each call still succeeds or fails alone.
 Every driver error leaves a backend as a ``BackendUnavailable`` (or another
-``PluginKVError``), never as a driver exception and never as "absent".
+``PluginKVError``), never as a driver exception and never as "absent": the SQL
+backends run their driver calls inside one translating context manager each
+(``driver_errors.py``), and take the statements their dialects share from
+``sql_templates.py``.
 """
 
 from __future__ import annotations
