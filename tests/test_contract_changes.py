@@ -313,6 +313,20 @@ class TestWatch:
             ("cfg/last", "set"),
         ]
 
+    def test_a_watch_refuses_a_bad_start_at_once(
+        self, open_store: Callable[..., Store], backend: str
+    ) -> None:
+        store = open_store(backend, changes_retention_count=1)
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set_many({"a": b"1", "b": b"2"})
+        store.sweep_expired()
+        with pytest.raises(ChangesExpired):
+            storage.watch(since=0)
+        with pytest.raises(InvalidArgument, match="PLUGINKV_MAX_PAGE_SIZE"):
+            storage.watch(page_size=0)
+        with pytest.raises(InvalidArgument, match="past the last change"):
+            storage.watch(since=3)
+
     def test_a_watch_from_now_skips_what_came_before(self, storage: Storage) -> None:
         storage.set("k", b"old")
         watching = storage.watch()

@@ -62,9 +62,7 @@ def _first(tx: ReadTx, scope: Scope, last: int) -> int:
     return last + 1 if oldest is None else oldest
 
 
-def wait_for_changes(
-    storage: Storage, prefix: str, since: int, page_size: int | None
-) -> Iterator[Change]:
+def wait_for_changes(storage: Storage, prefix: str, since: int, page_size: int) -> Iterator[Change]:
     """``watch()``: pages of changes after ``since``, waiting for commits between them."""
     while True:
         # Registered before the read: a commit after the read wakes the wait.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import ScopeState, Stored, WriteTx
 from .change_feed import read_changes, wait_for_changes
+from .commits import Commit
 from .entry_metadata import check_content_type, check_metadata, extra_size
 from .errors import (
     InvalidArgument,
@@ -40,7 +41,6 @@ from .models import Change, ChangePage, Entry, EntryMeta, JSONHelpers, KeyPages,
 from .writes import Put, check_delta, incremented
 
 if TYPE_CHECKING:
-    from .commits import Commit
     from .store import Store
     from .watching import ChangeWaiter
 
@@ -190,14 +190,7 @@ class Storage(JSONHelpers, KeyPages):
         default); without it, a page holds up to 100 (or ``max_page_size`` if lower).
         """
         check_prefix(prefix)
-        maximum = self._settings.max_page_size
-        if limit is None:
-            limit = min(DEFAULT_PAGE_SIZE, maximum)
-        if type(limit) is not int or not 1 <= limit <= maximum:
-            raise InvalidArgument(
-                f"limit must be an int from 1 to {maximum} (setting PLUGINKV_MAX_PAGE_SIZE), "
-                f"got {limit!r}"
-            )
+        limit = self._page_limit(limit)
         after = _decode_cursor(cursor)
         with self._reads.read() as tx:
             rows = tx.scan(self._scope, prefix, after, limit + 1, self._clock())
@@ -312,8 +305,6 @@ class Storage(JSONHelpers, KeyPages):
         A failed check is no error: ``ok`` is ``False``, ``failed`` names the
         keys, and nothing changed.  See ``pluginkv.commits.Commit``.
         """
-        from .commits import Commit
-
         return Commit(self)
 
     def changes(
@@ -332,14 +323,7 @@ class Storage(JSONHelpers, KeyPages):
             InvalidArgument: ``since`` is negative or past the scope's last change.
         """
         check_prefix(prefix)
-        maximum = self._settings.max_page_size
-        if limit is None:
-            limit = min(DEFAULT_PAGE_SIZE, maximum)
-        if type(limit) is not int or not 1 <= limit <= maximum:
-            raise InvalidArgument(
-                f"limit must be an int from 1 to {maximum} (setting PLUGINKV_MAX_PAGE_SIZE), "
-                f"got {limit!r}"
-            )
+        limit = self._page_limit(limit)
         if since is not None and (type(since) is not int or since < 0):
             raise InvalidArgument(f"since must be a sequence number (an int >= 0), got {since!r}")
         return read_changes(self._backend, self._scope, prefix, since, limit)
@@ -371,9 +355,24 @@ class Storage(JSONHelpers, KeyPages):
         retention window.
         """
         check_prefix(prefix)
+        page_size = self._page_limit(page_size)
         if since is None:
             since = self._last_seq()
+        else:
+            self.changes(prefix, since=since, limit=1)  # a bad or expired since raises here
         return wait_for_changes(self, prefix, since, page_size)
+
+    def _page_limit(self, limit: int | None) -> int:
+        """``limit`` of a page of keys or changes, checked; ``None`` is the default."""
+        maximum = self._settings.max_page_size
+        if limit is None:
+            return min(DEFAULT_PAGE_SIZE, maximum)
+        if type(limit) is not int or not 1 <= limit <= maximum:
+            raise InvalidArgument(
+                f"limit must be an int from 1 to {maximum} (setting PLUGINKV_MAX_PAGE_SIZE), "
+                f"got {limit!r}"
+            )
+        return limit
 
     def _last_seq(self) -> int:
         with self._backend.read() as tx:
