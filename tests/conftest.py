@@ -27,6 +27,9 @@ BACKENDS = [
     "remote-async",
     pytest.param("remote-postgres", marks=pytest.mark.postgres),
 ]
+# The engine's own backends: the suites of what the HTTP clients and the plugin
+# channel do not offer yet (atomic commits, the change feed, metadata).
+ENGINE_BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SECRET = "test-secret-" + "x" * 40
 
 # Every SQLite store allocates its disk reserve (64 MiB by default), and a run

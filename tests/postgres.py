@@ -126,6 +126,7 @@ def reset_tables(store: Store) -> None:
         conn.execute("DELETE FROM pluginkv_entries")
         conn.execute("DELETE FROM pluginkv_scopes")
         conn.execute("DELETE FROM pluginkv_token_revocations")
+        conn.execute("DELETE FROM pluginkv_changes")
 
 
 def terminate_sessions(admin_url: str, application_name: str) -> int:

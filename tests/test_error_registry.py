@@ -41,6 +41,7 @@ FIELD_VALUES: dict[str, Any] = {
     "expected": 3,
     "actual": 4,
     "error_type": "ValueError",
+    "oldest": 12,
 }
 
 

@@ -144,7 +144,7 @@ def test_a_read_only_sqlite_store_leaves_its_file_untouched(tmp_path: Path) -> N
             store.sweep_expired()
         # A write slipping past the gate would still meet SQLite's own refusal.
         with pytest.raises(pluginkv.BackendUnavailable, match="readonly"):
-            store.backend.inner.delete_now(Scope(WS, PLUGIN), "a")  # type: ignore[attr-defined]
+            store.backend.inner.delete_now(Scope(WS, PLUGIN), "a", 0.0)  # type: ignore[attr-defined]
     assert (db.read_bytes(), db.stat().st_mtime_ns) == before
     wal = tmp_path / "kv.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0

@@ -8,13 +8,14 @@ import pytest
 
 import pluginkv
 import pluginkv.dify
-from pluginkv import AsyncStorageAPI, StorageAPI
+from pluginkv import AsyncStorageAPI, ChangesAPI, StorageAPI
 from pluginkv.client import AsyncRemoteStorage, RemoteStorage
 from pluginkv.dify.plugin_storage import ChannelStorage
 from pluginkv.testing import FakeSession
 
-# What only the engine's own Storage has: its scope, and incr with the version.
-ENGINE_ONLY = {"workspace", "plugin", "incr_versioned"}
+# What only the engine's own Storage has: its scope, incr with the version, and the
+# registration a long poll waits on.
+ENGINE_ONLY = {"workspace", "plugin", "incr_versioned", "change_waiter"}
 
 
 def _members(cls: type) -> set[str]:
@@ -26,7 +27,17 @@ def _public_methods(cls: type) -> set[str]:
 
 
 def test_the_protocol_is_storages_methods_but_its_scope() -> None:
-    assert _members(StorageAPI) == _public_methods(pluginkv.Storage) - ENGINE_ONLY
+    assert _members(StorageAPI) == (
+        _public_methods(pluginkv.Storage) - ENGINE_ONLY - _members(ChangesAPI)
+    )
+
+
+def test_storage_follows_changes_and_commits_atomically() -> None:
+    # The clients and the plugin channel join ChangesAPI when the service offers it.
+    assert _members(ChangesAPI) == {"atomic", "changes", "watch"}
+    assert _members(ChangesAPI) <= _public_methods(pluginkv.Storage)
+    with pluginkv.open_store("memory://") as store:
+        assert isinstance(store.storage(workspace="w", plugin="a/b"), ChangesAPI)
 
 
 def test_the_async_protocol_has_the_same_methods_awaited() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from collections.abc import Callable
@@ -52,8 +53,10 @@ def entries_of(store: Store, workspace: str, plugin: str) -> list[Any]:
 
 
 def states(store: Store) -> list[tuple[Scope, ScopeState]]:
+    """Every scope's counters, but where its change log stands: the log is the store's
+    own (an import logs the sets it makes), not part of an export."""
     with store.backend.read() as tx:
-        return tx.scopes()
+        return [(scope, dataclasses.replace(state, last_seq=0)) for scope, state in tx.scopes()]
 
 
 HEADER = {"type": "header", "format": "pluginkv-export", "format_version": 1}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from .api import AsyncStorageAPI, StorageAPI
+from .api import AsyncStorageAPI, ChangesAPI, CommitBuilder, StorageAPI
+from .commits import Commit
 from .config import Settings
 from .errors import (
     BackendUnavailable,
+    ChangesExpired,
     DiskFull,
     Forbidden,
     InvalidArgument,
@@ -24,15 +26,24 @@ from .errors import (
     VersionConflict,
     WrongValueType,
 )
-from .models import Entry, EntryMeta, Page, Usage
+from .models import Change, ChangePage, CommitResult, Entry, EntryMeta, Page, Usage
 from .storage import Storage
 from .store import Store, open_store
+from .watching import ChangeWaiter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncStorageAPI",
     "BackendUnavailable",
+    "Change",
+    "ChangePage",
+    "ChangeWaiter",
+    "ChangesAPI",
+    "ChangesExpired",
+    "Commit",
+    "CommitBuilder",
+    "CommitResult",
     "DiskFull",
     "Entry",
     "EntryMeta",

@@ -9,16 +9,22 @@ fails the type check rather than a caller.
 
 ``set`` returns ``int | None``: the new version, ``None`` only from
 ``ChannelStorage`` on Dify's own daemon, which keeps no versions.
+
+``ChangesAPI`` is what follows changes and commits many keys at once
+(``atomic``, ``changes``, ``watch``).  Only ``Storage`` meets it for now; the
+HTTP clients and the plugin channel join it when the service offers it, and
+it then folds into ``StorageAPI``.  It is a Protocol of its own until then so
+that ``RemoteStorage`` and ``ChannelStorage`` still meet ``StorageAPI``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
-from .models import Entry, EntryMeta, Page, Usage
+from .models import Change, ChangePage, CommitResult, Entry, EntryMeta, Page, Usage
 
-__all__ = ["AsyncStorageAPI", "StorageAPI"]
+__all__ = ["AsyncStorageAPI", "ChangesAPI", "CommitBuilder", "StorageAPI"]
 
 
 @runtime_checkable
@@ -127,3 +133,40 @@ class AsyncStorageAPI(Protocol):
     async def get_json(self, key: str, default: Any = None) -> Any: ...
 
     async def usage(self) -> Usage: ...
+
+
+class CommitBuilder(Protocol):
+    """What ``atomic()`` returns: checks and writes, chained, then ``commit()``."""
+
+    def check(self, key: str, *, version: int | None) -> Self: ...
+
+    def set(
+        self,
+        key: str,
+        val: bytes,
+        *,
+        ttl: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> Self: ...
+
+    def delete(self, key: str) -> Self: ...
+
+    def incr(self, key: str, delta: int = 1) -> Self: ...
+
+    def commit(self) -> CommitResult: ...
+
+
+@runtime_checkable
+class ChangesAPI(Protocol):
+    """Atomic commits and the change feed of one scope (``pluginkv.Storage`` for now)."""
+
+    def atomic(self) -> CommitBuilder: ...
+
+    def changes(
+        self, prefix: str = "", *, since: int | None = None, limit: int | None = None
+    ) -> ChangePage: ...
+
+    def watch(
+        self, prefix: str = "", *, since: int | None = None, page_size: int | None = None
+    ) -> Iterator[Change]: ...

@@ -77,7 +77,59 @@ class Settings(BaseSettings):
         default=64 * MiB, ge=1, description=("Largest JSON body of an HTTP batch request.")
     )
     max_page_size: int = Field(
-        default=1000, ge=1, description=("Largest `limit` of one `keys()` page.")
+        default=1000, ge=1, description="Largest `limit` of one `keys()` or `changes()` page."
+    )
+    max_metadata_bytes: int = Field(
+        default=1024,
+        ge=2,
+        description=(
+            "Largest metadata of one entry, as compact UTF-8 JSON; counted in the quota "
+            "([engine.md](engine.md#metadata-and-content-type))."
+        ),
+    )
+    max_content_type_bytes: int = Field(
+        default=255,
+        ge=1,
+        le=1024,
+        description="Longest content type of one entry (at most 1024); counted in the quota.",
+    )
+    max_commit_operations: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Most operations, checks included, in one `atomic()` commit "
+            "([engine.md](engine.md#atomic-commits))."
+        ),
+    )
+    max_commit_bytes: int = Field(
+        default=64 * MiB,
+        ge=1,
+        description="Most bytes (keys, values and metadata of its sets) in one `atomic()` commit.",
+    )
+    changes_retention_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        json_schema_extra={"doc_default": "86400 (a day)"},
+        description=(
+            "How long the change log keeps a change; older ones are dropped when the sweeper "
+            "runs, and `changes(since=...)` before them raises `ChangesExpired` "
+            "([engine.md](engine.md#following-changes))."
+        ),
+    )
+    changes_retention_count: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most changes the log keeps per scope, trimmed when the sweeper runs.",
+    )
+    watch_poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description=(
+            "How often one thread per process looks for other processes' commits to a SQLite "
+            "file while a watch waits (one cheap query, whatever the number of watchers); "
+            "PostgreSQL is told by `LISTEN`/`NOTIFY` instead. At most 10."
+        ),
     )
     max_ttl_seconds: int = Field(
         default=_MAX_TTL_DEFAULT,

@@ -12,6 +12,7 @@
     ├── QuotaExceeded                            a write that would pass the scope's quota
     ├── DiskFull                                 the database's disk is full: writes refused
     ├── VersionConflict                          a compare-and-set or set-if-absent that failed
+    ├── ChangesExpired                           changes asked for are past the retention window
     ├── BackendUnavailable                       the database cannot be reached or used
     ├── ReadOnly                                 a write to a store opened read-only
     ├── Unauthorized                             no token, or a bad, expired or foreign one
@@ -43,6 +44,7 @@ from typing import ClassVar
 
 __all__ = [
     "BackendUnavailable",
+    "ChangesExpired",
     "DiskFull",
     "Forbidden",
     "InvalidArgument",
@@ -176,6 +178,26 @@ class VersionConflict(PluginKVError):
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class ChangesExpired(PluginKVError):
+    """``changes(since=...)`` asked for changes the store no longer keeps.
+
+    The change log keeps changes for a retention window (settings
+    ``PLUGINKV_CHANGES_RETENTION_SECONDS`` and ``PLUGINKV_CHANGES_RETENTION_COUNT``);
+    ``oldest`` is the sequence number of the oldest change still kept (one past
+    the last change when none is kept).  A client re-reads what it follows,
+    then continues from ``changes()``'s ``next``, as after an etcd compaction.
+    """
+
+    code = "changes_expired"
+    # 410, "Gone": the changes existed and were dropped; asking again will not bring them.
+    http_status = 410
+    fields = ("oldest",)
+
+    def __init__(self, message: str, *, oldest: int) -> None:
+        super().__init__(message)
+        self.oldest = oldest
 
 
 class BackendUnavailable(PluginKVError):

@@ -5,12 +5,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .errors import InvalidValueType, WrongValueType
 
-__all__ = ["Entry", "EntryMeta", "JSONHelpers", "KeyPages", "Page", "Usage", "shown_expiry"]
+__all__ = [
+    "Change",
+    "ChangeKind",
+    "ChangePage",
+    "CommitResult",
+    "Entry",
+    "EntryMeta",
+    "JSONHelpers",
+    "KeyPages",
+    "Page",
+    "Usage",
+    "shown_expiry",
+]
+
+ChangeKind = Literal["set", "delete", "expire"]
 
 
 def shown_expiry(expires_at: float | None) -> float | None:
@@ -30,7 +44,9 @@ class EntryMeta:
     """An entry without its value, as ``keys()`` lists it.
 
     Times are Unix timestamps in seconds; ``expires_at`` is ``None`` without a TTL.
-    ``size`` counts the key's UTF-8 bytes plus the value's bytes, as the quota does.
+    ``size`` counts the key's UTF-8 bytes plus the value's bytes, plus the
+    metadata's and the content type's, as the quota does.  ``metadata`` (a JSON
+    object) and ``content_type`` are ``None`` when the write gave none.
     """
 
     key: str
@@ -39,6 +55,8 @@ class EntryMeta:
     created_at: float
     updated_at: float
     expires_at: float | None
+    metadata: dict[str, Any] | None = None
+    content_type: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields by name, as the HTTP API and the plugin channel list them."""
@@ -63,6 +81,8 @@ class Entry:
     created_at: float
     updated_at: float
     expires_at: float | None
+    metadata: dict[str, Any] | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +97,69 @@ class Page:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of one key, as ``changes()`` and ``watch()`` report it.
+
+    ``seq`` numbers the changes of a scope from 1, without gaps, in commit
+    order.  ``kind`` is ``"set"`` (``version`` is the entry's new version),
+    ``"delete"`` or ``"expire"`` (the entry expired and was reclaimed;
+    ``version`` is the one the entry had).  ``at`` is when it was committed.
+    """
+
+    seq: int
+    key: str
+    kind: ChangeKind
+    version: int
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, as a wire would send them."""
+        return {
+            "seq": self.seq,
+            "key": self.key,
+            "kind": self.kind,
+            "version": self.version,
+            "at": self.at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """One page of ``changes()``: changes in ``seq`` order, and the ``since`` of the next page.
+
+    ``next`` is the last sequence number this page accounts for: pass it as
+    ``since`` to continue.  It can pass the last change listed, when later
+    changes fell outside the prefix.
+    """
+
+    changes: list[Change]
+    next: int
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What ``atomic().commit()`` did.
+
+    ``ok`` is ``False`` when a check failed: then nothing changed, ``failed``
+    names the keys whose checks failed (in the order checked), and
+    ``versions`` is empty.  Otherwise ``versions`` holds the new version of
+    every key the commit stored, and ``counters`` the sum of every key it
+    incremented.
+    """
+
+    ok: bool
+    versions: dict[str, int]
+    failed: list[str]
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import ScopeState, Stored, WriteTx
+from .change_feed import read_changes, wait_for_changes
+from .commits import Commit
+from .entry_metadata import check_content_type, check_metadata, extra_size
 from .errors import (
     InvalidArgument,
     InvalidKey,
     QuotaExceeded,
     VersionConflict,
-    WrongValueType,
 )
 from .keys import (
     Scope,
@@ -36,16 +37,16 @@ from .keys import (
     check_ttl,
     check_value,
 )
-from .models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
+from .models import Change, ChangePage, Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
+from .writes import Put, check_delta, incremented
 
 if TYPE_CHECKING:
     from .store import Store
+    from .watching import ChangeWaiter
 
 __all__ = ["Storage"]
 
 DEFAULT_PAGE_SIZE = 100
-_INTEGER = re.compile(rb"-?[0-9]{1,19}")
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 class Storage(JSONHelpers, KeyPages):
@@ -96,6 +97,8 @@ class Storage(JSONHelpers, KeyPages):
         if_version: int | None = None,
         if_absent: bool = False,
         if_exists: bool = False,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
     ) -> int:
         """Store ``val`` under ``key``; returns the entry's new version.
 
@@ -108,6 +111,12 @@ class Storage(JSONHelpers, KeyPages):
             if_version: only replace the entry if its version is this one.
             if_absent: only store if the key holds no value.
             if_exists: only replace a value the key holds (HTTP's ``If-Match: *``).
+            metadata: a JSON object kept with the value (at most
+                ``max_metadata_bytes`` as compact JSON), counted in the quota.
+            content_type: how to read the value, e.g. ``application/json``.
+
+        A write replaces the whole entry: metadata and content type it does not
+        give are gone, as a TTL it does not give is.
 
         Raises:
             VersionConflict: a condition failed; nothing was stored.
@@ -118,22 +127,27 @@ class Storage(JSONHelpers, KeyPages):
         data = check_value(val, self._settings.max_value_bytes)
         check_conditions(if_version, if_absent, if_exists)
         ttl_seconds = check_ttl(ttl, self._settings.max_ttl_seconds)
+        meta = check_metadata(metadata, self._settings.max_metadata_bytes)
+        kind = check_content_type(content_type, self._settings.max_content_type_bytes)
         now = self._clock()
         expires_at = None if ttl_seconds is None else now + ttl_seconds
-        size = key_size + len(data)
-        conditional = if_version is not None or if_absent or if_exists
+        size = key_size + len(data) + extra_size(meta, kind)
+        # The one-statement path stores no metadata; a write with some takes a transaction.
+        plain = (
+            if_version is None and not (if_absent or if_exists) and meta is None and kind is None
+        )
         version = (
-            None
-            if conditional
-            else self._backend.put_now(self._scope, key, data, size, now, expires_at, self._quota)
+            self._backend.put_now(self._scope, key, data, size, now, expires_at, self._quota)
+            if plain
+            else None
         )
         if version is None:
             with self._backend.write() as tx:
                 state, rows = tx.lookup(self._scope, [key])
                 _require(key, rows.get(key), now, if_version, if_absent, if_exists)
-                items = {key: (data, key_size)}
-                version = self._write(tx, state, now, items, rows, ttl_seconds)[key]
-        self._store.after_write(now)
+                put = Put(data, size, expires_at, meta, kind)
+                version = self._write_rows(tx, state, now, {key: put}, rows)[key]
+        self._after_write(now)
         return version
 
     def delete(self, key: str, *, if_version: int | None = None, if_exists: bool = False) -> None:
@@ -146,17 +160,18 @@ class Storage(JSONHelpers, KeyPages):
         check_conditions(if_version, False, if_exists)
         now = self._clock()
         if if_version is None and not if_exists:
-            self._backend.delete_now(self._scope, key)
+            self._backend.delete_now(self._scope, key, now)
         else:
             with self._backend.write() as tx:
                 _, rows = tx.lookup(self._scope, [key])
                 _require(key, rows.get(key), now, if_version, False, if_exists)
-                tx.remove(self._scope, [key])
-        self._store.after_write(now)
+                tx.remove(self._scope, [key], now)
+        self._after_write(now)
 
     # -- entries and listing -------------------------------------------------------
     def get_entry(self, key: str) -> Entry | None:
-        """The entry of ``key`` with its metadata (version, size, times), or ``None``."""
+        """The entry of ``key`` with what is known of it (version, size, times, metadata,
+        content type), or ``None``."""
         check_key(key)
         return self._reads.get(self._scope, key, self._clock())
 
@@ -175,14 +190,7 @@ class Storage(JSONHelpers, KeyPages):
         default); without it, a page holds up to 100 (or ``max_page_size`` if lower).
         """
         check_prefix(prefix)
-        maximum = self._settings.max_page_size
-        if limit is None:
-            limit = min(DEFAULT_PAGE_SIZE, maximum)
-        if type(limit) is not int or not 1 <= limit <= maximum:
-            raise InvalidArgument(
-                f"limit must be an int from 1 to {maximum} (setting PLUGINKV_MAX_PAGE_SIZE), "
-                f"got {limit!r}"
-            )
+        limit = self._page_limit(limit)
         after = _decode_cursor(cursor)
         with self._reads.read() as tx:
             rows = tx.scan(self._scope, prefix, after, limit + 1, self._clock())
@@ -216,10 +224,12 @@ class Storage(JSONHelpers, KeyPages):
         if not items:
             return {}
         now = self._clock()
+        expires_at = None if ttl_seconds is None else now + ttl_seconds
+        puts = {key: Put(data, size + len(data), expires_at) for key, (data, size) in items.items()}
         with self._backend.write() as tx:
             state, rows = tx.lookup(self._scope, keys)
-            versions = self._write(tx, state, now, items, rows, ttl_seconds)
-        self._store.after_write(now)
+            versions = self._write_rows(tx, state, now, puts, rows)
+        self._after_write(now)
         return versions
 
     def delete_many(self, keys: Iterable[str]) -> int:
@@ -228,8 +238,8 @@ class Storage(JSONHelpers, KeyPages):
         now = self._clock()
         with self._backend.write() as tx:
             _, rows = tx.lookup(self._scope, wanted)
-            tx.remove(self._scope, list(rows))
-        self._store.after_write(now)
+            tx.remove(self._scope, list(rows), now)
+        self._after_write(now)
         return sum(1 for row in rows.values() if row.live(now))
 
     def delete_prefix(self, prefix: str, *, all: bool = False) -> int:
@@ -242,7 +252,7 @@ class Storage(JSONHelpers, KeyPages):
         now = self._clock()
         with self._backend.write() as tx:
             live = tx.remove_prefix(self._scope, prefix, now)
-        self._store.after_write(now)
+        self._after_write(now)
         return live
 
     # -- counters and JSON -------------------------------------------------------------
@@ -250,7 +260,8 @@ class Storage(JSONHelpers, KeyPages):
         """Add ``delta`` to the integer stored at ``key`` (absent counts as 0); returns the sum.
 
         The value is stored as ASCII decimal, so ``get`` returns e.g. ``b"42"``.
-        Atomic under any concurrency.  A TTL on the entry is kept.
+        Atomic under any concurrency.  A TTL on the entry is kept, and so are its
+        metadata and content type.
 
         Raises:
             WrongValueType: the stored value is not a decimal integer.
@@ -261,29 +272,13 @@ class Storage(JSONHelpers, KeyPages):
     def incr_versioned(self, key: str, delta: int = 1) -> tuple[int, int]:
         """``incr``, returning ``(sum, the entry's new version)``."""
         key_size = check_key(key)
-        if type(delta) is not int:
-            raise InvalidArgument(f"incr delta must be an int, not {type(delta).__name__}")
-        if not _INT64[0] <= delta <= _INT64[1]:
-            raise InvalidArgument(f"incr delta {delta} is outside the signed 64-bit range")
+        check_delta(delta)
         now = self._clock()
         with self._backend.write() as tx:
             state, rows = tx.lookup(self._scope, [key], with_values=True)
-            old = rows.get(key)
-            current = 0
-            if old is not None and old.live(now):
-                assert old.value is not None
-                if _INTEGER.fullmatch(old.value) is None:
-                    raise WrongValueType(
-                        f"cannot increment key {key!r}: its value is not a decimal integer "
-                        f"(starts with {old.value[:20]!r})"
-                    )
-                current = int(old.value)
-            result = current + delta
-            if not _INT64[0] <= result <= _INT64[1]:
-                raise InvalidArgument(f"incr of key {key!r} would leave the signed 64-bit range")
-            item = {key: (str(result).encode("ascii"), key_size)}
-            version = self._write(tx, state, now, item, rows, None, keep_ttl=True)[key]
-        self._store.after_write(now)
+            result, put = incremented(key, key_size, rows.get(key), delta, now)
+            version = self._write_rows(tx, state, now, {key: put}, rows)[key]
+        self._after_write(now)
         return result, version
 
     # -- usage -------------------------------------------------------------------
@@ -295,32 +290,123 @@ class Storage(JSONHelpers, KeyPages):
         quota, _ = self._store.quota_for(self._scope, state)
         return Usage(state.bytes_used - size, state.key_count - count, quota)
 
+    # -- atomic commits and the change log --------------------------------------------
+    def atomic(self) -> Commit:
+        """A commit of many operations on this scope, all or nothing, built up then committed.
+
+        ::
+
+            res = (storage.atomic()
+                   .check("a", version=3)          # "a" must be at version 3
+                   .check("lock", version=None)    # "lock" must be absent
+                   .set("a", b"x", ttl=60).delete("b").incr("n", 5)
+                   .commit())                      # CommitResult(ok, versions, failed)
+
+        A failed check is no error: ``ok`` is ``False``, ``failed`` names the
+        keys, and nothing changed.  See ``pluginkv.commits.Commit``.
+        """
+        return Commit(self)
+
+    def changes(
+        self, prefix: str = "", *, since: int | None = None, limit: int | None = None
+    ) -> ChangePage:
+        """One page of the scope's changes whose key starts with ``prefix``, oldest first.
+
+        ``since=None`` starts from the oldest change kept; else the page holds
+        changes with ``seq > since``.  Pass the page's ``next`` as ``since`` to
+        continue.  ``limit`` is 1 to ``max_page_size`` (default 100).
+
+        Raises:
+            ChangesExpired: changes after ``since`` are no longer kept (the
+                retention window passed them); ``oldest`` says where the log
+                starts now.  Re-read what you follow, then continue from there.
+            InvalidArgument: ``since`` is negative or past the scope's last change.
+        """
+        check_prefix(prefix)
+        limit = self._page_limit(limit)
+        if since is not None and (type(since) is not int or since < 0):
+            raise InvalidArgument(f"since must be a sequence number (an int >= 0), got {since!r}")
+        return read_changes(self._backend, self._scope, prefix, since, limit)
+
+    def change_waiter(self) -> ChangeWaiter:
+        """A registration for this scope's commits: register, read the changes, then wait.
+
+        The building block of ``watch`` and of long polls::
+
+            with storage.change_waiter() as waiter:
+                page = storage.changes(prefix, since=since)
+                if not page.changes:
+                    waiter.wait(timeout)            # or: await waiter.wait_async(timeout)
+
+        Any commit after the registration wakes it (sometimes one outside the
+        prefix: read again).  No thread and no query per waiter.
+        """
+        return self._store.notifier.waiter(self._scope)
+
+    def watch(
+        self, prefix: str = "", *, since: int | None = None, page_size: int | None = None
+    ) -> Iterator[Change]:
+        """Every change whose key starts with ``prefix``, as it is committed; blocks between.
+
+        ``since=None`` follows from now on; else from the change after ``since``
+        (see ``changes``).  Each change comes exactly once, in order, also those
+        committed by other processes on the same database.  Stop by leaving the
+        loop.  Raises ``ChangesExpired`` if the watcher falls behind the
+        retention window.
+        """
+        check_prefix(prefix)
+        page_size = self._page_limit(page_size)
+        if since is None:
+            since = self._last_seq()
+        else:
+            self.changes(prefix, since=since, limit=1)  # a bad or expired since raises here
+        return wait_for_changes(self, prefix, since, page_size)
+
+    def _page_limit(self, limit: int | None) -> int:
+        """``limit`` of a page of keys or changes, checked; ``None`` is the default."""
+        maximum = self._settings.max_page_size
+        if limit is None:
+            return min(DEFAULT_PAGE_SIZE, maximum)
+        if type(limit) is not int or not 1 <= limit <= maximum:
+            raise InvalidArgument(
+                f"limit must be an int from 1 to {maximum} (setting PLUGINKV_MAX_PAGE_SIZE), "
+                f"got {limit!r}"
+            )
+        return limit
+
+    def _last_seq(self) -> int:
+        with self._backend.read() as tx:
+            return tx.scope_state(self._scope).last_seq
+
+    def _after_write(self, now: float) -> None:
+        """What follows every committed write: its watchers woken, the sweeper run if due."""
+        self._store.notifier.changed((self._scope,))
+        self._store.after_write(now)
+
     # -- the write path, shared ----------------------------------------------------------
-    def _write(
+    def _write_rows(
         self,
         tx: WriteTx,
         state: ScopeState,
         now: float,
-        items: Mapping[str, tuple[bytes, int]],
+        puts: Mapping[str, Put | None],
         rows: dict[str, Stored],
-        ttl: float | None,
-        *,
-        keep_ttl: bool = False,
     ) -> dict[str, int]:
-        """Store ``items`` (key -> (value, key size)) over ``rows``, within the quota.
+        """Store ``puts`` (or delete, where ``None``) over ``rows``, within the quota.
 
-        Returns each key's new version.
+        Returns each stored key's new version.  The quota is checked once, on
+        what the whole write adds (deletes give back what they free).
 
         ``state`` and ``rows`` come from ``tx.lookup`` in the same transaction.
         The backend moves the counters; this decides whether the write may happen.
         """
-        growth = _growth(items, rows)
+        growth = _growth(puts, rows)
         if growth > 0:
             quota, source = self._store.quota_for(self._scope, state)
             if state.bytes_used + growth > quota and tx.purge_expired(self._scope, now):
                 # Expired rows still counted; now reclaimed, they no longer stand in the way.
-                state, rows = tx.lookup(self._scope, list(items))
-                growth = _growth(items, rows)
+                state, rows = tx.lookup(self._scope, list(puts))
+                growth = _growth(puts, rows)
             if state.bytes_used + growth > quota:
                 raise QuotaExceeded(
                     f"quota exceeded for {self._scope}: {state.bytes_used} of {quota} bytes "
@@ -329,21 +415,25 @@ class Storage(JSONHelpers, KeyPages):
                     limit=quota,
                     needed=growth,
                 )
-        expires_at = None if ttl is None else now + ttl
         version = state.last_version
         versions = {}
-        for key, (data, key_size) in items.items():
+        for key, put in puts.items():
+            if put is None:
+                if key in rows:
+                    tx.remove(self._scope, [key], now)
+                continue
             old = rows.get(key)
-            live = old if old is not None and old.live(now) else None
             version += 1
             row = Stored(
-                size=key_size + len(data),
+                size=put.size,
                 version=version,
-                created_at=now if live is None else live.created_at,
-                expires_at=live.expires_at if keep_ttl and live is not None else expires_at,
+                created_at=old.created_at if old is not None and old.live(now) else now,
+                expires_at=put.expires_at,
                 value=None,
+                metadata=put.metadata,
+                content_type=put.content_type,
             )
-            tx.put(self._scope, key, data, row, now)
+            tx.put(self._scope, key, put.value, row, now)
             versions[key] = version
         return versions
 
@@ -358,11 +448,12 @@ class Storage(JSONHelpers, KeyPages):
         return wanted
 
 
-def _growth(items: Mapping[str, tuple[bytes, int]], rows: Mapping[str, Stored]) -> int:
-    """Bytes a write adds over what is stored (overwrites count the difference)."""
+def _growth(puts: Mapping[str, Put | None], rows: Mapping[str, Stored]) -> int:
+    """Bytes a write adds over what is stored (overwrites count the difference, deletes
+    what they free)."""
     return sum(
-        key_size + len(data) - (0 if key not in rows else rows[key].size)
-        for key, (data, key_size) in items.items()
+        (0 if put is None else put.size) - (0 if key not in rows else rows[key].size)
+        for key, put in puts.items()
     )
 
 
@@ -416,7 +507,10 @@ def _decode_cursor(cursor: str | None) -> str | None:
 
 
 if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
-    from .api import StorageAPI
+    from .api import ChangesAPI, StorageAPI
 
     def _meets_the_protocol(storage: Storage) -> StorageAPI:
+        return storage
+
+    def _meets_the_changes_protocol(storage: Storage) -> ChangesAPI:
         return storage

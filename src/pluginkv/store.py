@@ -21,6 +21,7 @@ from .errors import InvalidArgument, PluginKVError
 from .keys import Scope, check_scope
 from .models import Usage
 from .storage import Storage
+from .watching import ChangeNotifier
 
 __all__ = ["Store", "backend_for_url", "load_settings", "open_store", "sqlite_path"]
 
@@ -84,6 +85,7 @@ def backend_for_url(settings: Settings) -> Backend:
         mmap_bytes=settings.sqlite_mmap_bytes,
         read_only=settings.read_only,
         disk_reserve_bytes=settings.sqlite_disk_reserve_bytes,
+        watch_poll_seconds=settings.watch_poll_seconds,
     )
 
 
@@ -147,6 +149,9 @@ class Store:
         # lowest of each scope, which writes on other threads read (replaced, never changed).
         self._declarations: dict[Hashable, tuple[frozenset[Scope], int, str]] = {}
         self._declared_quotas: dict[Scope, tuple[int, str]] = {}
+        # Wakes watchers when their scope changes, in this process or (through the
+        # backend's listener) another; see watching.py.
+        self.notifier = ChangeNotifier(self.backend)
 
     def __repr__(self) -> str:
         mode = " read-only" if self.settings.read_only else ""
@@ -164,7 +169,8 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close the database; handles given out stop working."""
+        """Close the database; handles given out stop working, waiting watches end."""
+        self.notifier.close()
         self.backend.close()
 
     def storage(self, *, workspace: str, plugin: str) -> Storage:
@@ -286,7 +292,9 @@ class Store:
         """
         scope = check_scope(workspace, plugin)
         with self.backend.write() as tx:
-            return tx.drop_scope(scope)
+            removed = tx.drop_scope(scope, self.clock())
+        self.notifier.changed((scope,))
+        return removed
 
     def revoke_tokens(self, *, workspace: str, plugin: str) -> float:
         """Revoke every token of one scope issued until now; returns the recorded moment.
@@ -306,12 +314,24 @@ class Store:
             return tx.token_revocations()
 
     def sweep_expired(self) -> int:
-        """Reclaim up to ``sweep_batch_size`` expired rows of any scope; returns how many."""
+        """Reclaim up to ``sweep_batch_size`` expired rows of any scope; returns how many.
+
+        Each row reclaimed is an ``expire`` change; the change log is trimmed to
+        its retention window in the same go (as many changes at most).
+        """
         now = self.clock()
+        settings = self.settings
         with self.backend.write() as tx:
-            swept = tx.sweep_expired(now, self.settings.sweep_batch_size)
+            swept = tx.sweep_expired(now, settings.sweep_batch_size)
+            pruned = tx.prune_changes(
+                now - settings.changes_retention_seconds,
+                settings.changes_retention_count,
+                settings.sweep_batch_size,
+            )
+        if swept:
+            self.notifier.changed(None)
         # A full batch means more are waiting: sweep again on the next write.
-        full = swept >= self.settings.sweep_batch_size
+        full = max(swept, pruned) >= settings.sweep_batch_size
         self._next_sweep = now + (0.0 if full else self.settings.sweep_interval_seconds)
         return swept
 

@@ -35,6 +35,7 @@ from typing import IO, Any, NamedTuple
 
 from . import __version__
 from .backends.base import ScopeState, Stored, WriteTx
+from .entry_metadata import check_content_type, check_metadata, extra_size
 from .errors import (
     InvalidArgument,
     InvalidExportFile,
@@ -174,18 +175,21 @@ def _export_scope(
                 found = {e.key: e for e in tx.get_many(scope, [m.key for m in batch], now)}
                 for meta in batch:
                     entry = found[meta.key]  # the same snapshot and the same now: still there
-                    _write(
-                        out,
-                        {
-                            "type": "entry",
-                            "key": entry.key,
-                            "value": base64.b64encode(entry.value).decode("ascii"),
-                            "version": entry.version,
-                            "created_at": entry.created_at,
-                            "updated_at": entry.updated_at,
-                            "expires_at": shown_expiry(entry.expires_at),
-                        },
-                    )
+                    record = {
+                        "type": "entry",
+                        "key": entry.key,
+                        "value": base64.b64encode(entry.value).decode("ascii"),
+                        "version": entry.version,
+                        "created_at": entry.created_at,
+                        "updated_at": entry.updated_at,
+                        "expires_at": shown_expiry(entry.expires_at),
+                    }
+                    # Only when there are some: an entry without them reads as before.
+                    if entry.metadata is not None:
+                        record["metadata"] = entry.metadata
+                    if entry.content_type is not None:
+                        record["content_type"] = entry.content_type
+                    _write(out, record)
                     report.entries += 1
                     report.bytes += entry.size
                     if on_entry is not None:
@@ -229,6 +233,8 @@ class _EntryLine(NamedTuple):
     created_at: float
     updated_at: float
     expires_at: float | None
+    metadata: str | None  # as stored: compact JSON
+    content_type: str | None
 
 
 class _EndLine(NamedTuple):
@@ -349,18 +355,37 @@ class _Reader:
         if version < 1:
             raise self.error(f"version must be at least 1, got {version}")
         expires_at = record.get("expires_at")
+        metadata, content_type = self._metadata(record)
         self._key = encoded
         self.entries += 1
         return _EntryLine(
             self.line,
             key,
             value,
-            key_size + len(value),
+            key_size + len(value) + extra_size(metadata, content_type),
             version,
             self._time(record, "created_at"),
             self._time(record, "updated_at"),
             None if expires_at is None else self._time(record, "expires_at"),
+            metadata,
+            content_type,
         )
+
+    def _metadata(self, record: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The entry's metadata (as stored) and content type, each ``None`` when absent.
+
+        Their sizes are the target store's to judge (``_ScopeImport``).
+        """
+        metadata = record.get("metadata")
+        content_type = record.get("content_type")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise self.error(f"metadata must be an object, got {metadata!r}")
+        try:
+            text = check_metadata(metadata, _MAX_INT64)
+            check_content_type(content_type, _MAX_INT64)
+        except InvalidArgument as exc:
+            raise self.error(str(exc)) from None
+        return text, content_type
 
     def _field(self, record: dict[str, Any], name: str, *kinds: type) -> Any:
         if name not in record:
@@ -425,6 +450,7 @@ def import_lines(
             report.refused.append((head.scope, exc))
             record = _skip_entries(reader)
             continue
+        store.notifier.changed((head.scope,))  # its watchers in this process
         report.scopes += 1
         report.entries += scope_import.entries
         report.bytes += scope_import.bytes
@@ -436,11 +462,20 @@ def import_lines(
 
 def _same(old: Stored, entry: _EntryLine) -> bool:
     """Whether the target's row is the file's entry (``updated_at`` is not in ``Stored``)."""
-    return (old.version, old.created_at, old.expires_at, old.value) == (
+    return (
+        old.version,
+        old.created_at,
+        old.expires_at,
+        old.value,
+        old.metadata,
+        old.content_type,
+    ) == (
         entry.version,
         entry.created_at,
         entry.expires_at,
         entry.value,
+        entry.metadata,
+        entry.content_type,
     )
 
 
@@ -505,7 +540,27 @@ class _ScopeImport:
             self._tx.raise_last_version(self._scope, self._highest)
 
     def _check_value(self, entry: _EntryLine) -> None:
-        limit = self._store.settings.max_value_bytes
+        settings = self._store.settings
+        try:
+            if entry.metadata is not None:
+                check_metadata(json.loads(entry.metadata), settings.max_metadata_bytes)
+            check_content_type(entry.content_type, settings.max_content_type_bytes)
+        except ValueTooLarge as exc:
+            raise ValueTooLarge(
+                f"key {entry.key!r} (line {entry.line}) in {self._scope}: {exc}; the scope was "
+                "not imported",
+                size=exc.size,
+                limit=exc.limit,
+            ) from None
+        except InvalidArgument as exc:
+            limit = settings.max_content_type_bytes
+            raise ValueTooLarge(
+                f"key {entry.key!r} (line {entry.line}) in {self._scope}: {exc}; the scope was "
+                "not imported",
+                size=len(entry.content_type or ""),
+                limit=limit,
+            ) from None
+        limit = settings.max_value_bytes
         if len(entry.value) > limit:
             raise ValueTooLarge(
                 f"the value of key {entry.key!r} (line {entry.line}) in {self._scope} is "
@@ -540,7 +595,15 @@ class _ScopeImport:
         self._check_quota(final=False)
         for entry in writes:
             version = entry.version + self._shift
-            row = Stored(entry.size, version, entry.created_at, entry.expires_at, None)
+            row = Stored(
+                entry.size,
+                version,
+                entry.created_at,
+                entry.expires_at,
+                None,
+                entry.metadata,
+                entry.content_type,
+            )
             self._tx.put(self._scope, entry.key, entry.value, row, entry.updated_at)
             self._highest = max(self._highest, version)
             self.entries += 1

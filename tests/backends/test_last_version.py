@@ -47,7 +47,7 @@ def test_dropping_a_scope_keeps_its_counter(store: Store) -> None:
     for _ in range(3):
         storage.set("k", b"v")
     with store.backend.write() as tx:
-        assert tx.drop_scope(SCOPE) == 1
+        assert tx.drop_scope(SCOPE, 0.0) == 1
         assert tx.scope_state(SCOPE).last_version == 3
 
     storage.set("k", b"v")

@@ -132,7 +132,7 @@ def test_processes_opening_a_fresh_database_at_once_apply_each_migration_once(
             tables = conn.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,)
             ).fetchone()
-        assert tables == (4,)
+        assert tables == (5,)  # entries, scopes, revocations, changes, the record
     finally:
         with connect(postgres_url) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -173,7 +173,8 @@ def test_every_data_statement_names_the_workspace(
     open_pg: Callable[..., Store], clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each statement of the data path filters by workspace, so on Citus it routes to one
-    shard; only listing every scope and the sweeper's search for expired rows span them."""
+    shard; only listing every scope, the sweeper's search for expired rows and its trimming
+    of the change log span them."""
     import psycopg
 
     store = open_pg(clock=clock, default_quota_bytes=10_000)
@@ -210,7 +211,12 @@ def test_every_data_statement_names_the_workspace(
     store.scopes()
     store.purge(workspace="w", plugin="a/b")
 
-    spanning = ("FROM pluginkv_scopes ORDER BY", "FROM (SELECT workspace, plugin FROM")
+    spanning = (
+        "FROM pluginkv_scopes ORDER BY",
+        "FROM (SELECT workspace, plugin FROM",
+        "FROM pluginkv_changes WHERE changed_at <",
+        "FROM pluginkv_scopes AS s JOIN pluginkv_changes",
+    )
     control = ("BEGIN", "COMMIT", "ROLLBACK")
     data = [sql for sql in seen if not sql.startswith(control)]
     assert len(set(data)) >= 15

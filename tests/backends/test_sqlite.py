@@ -41,7 +41,12 @@ def test_a_database_from_before_token_revocations_gains_them_once(
     with monkeypatch.context() as patch:
         patch.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:1])
         with pluginkv.open_store(f"sqlite:///{db}") as store:
-            store.storage(workspace="w", plugin="a/b").set("k", b"v")
+            # A row as that version wrote it: today's code writes today's columns.
+            store.backend._conn().execute(  # type: ignore[attr-defined]
+                "INSERT INTO pluginkv_entries (workspace, plugin, key, size, version, "
+                "created_at, updated_at, expires_at, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ("w", "a/b", "k", 2, 1, 1.0, 1.0, None, b"v"),
+            )
             assert store.backend.applied_migrations() == [MIGRATIONS[0].name]  # type: ignore[attr-defined]
     for _ in range(2):
         with pluginkv.open_store(f"sqlite:///{db}") as store:

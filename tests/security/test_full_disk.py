@@ -165,6 +165,27 @@ def test_every_delete_path_runs_on_a_full_disk_and_the_space_can_be_written_agai
     assert integrity(disk / "pluginkv.db") == "ok"
 
 
+def test_a_delete_on_a_full_disk_drops_the_change_log_and_a_reader_behind_is_told(
+    disk: Path, open_on: Callable[[Path], Store]
+) -> None:
+    """A change row may need a page the disk cannot give: the delete still runs, and the
+    scope's log is dropped rather than left with a hole, so a reader re-reads."""
+    store = open_on(disk)
+    storage = store.storage(workspace="ws", plugin="acme/weather")
+    stored = fill(storage.set)
+    since = len(stored)  # one change per key stored
+    with pytest.raises(DiskFull):
+        storage.set("more", value(0))
+
+    storage.delete(sorted(stored)[0])
+
+    with pytest.raises(pluginkv.ChangesExpired) as behind:
+        storage.changes(since=since)
+    assert behind.value.oldest == since + 2  # the delete took since + 1, and is not kept
+    assert storage.changes(since=since + 1).changes == []
+    assert integrity(disk / "pluginkv.db") == "ok"
+
+
 def test_a_write_on_a_full_disk_is_disk_full_not_quota_and_changes_nothing(
     disk: Path, open_on: Callable[[Path], Store]
 ) -> None:

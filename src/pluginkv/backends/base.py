@@ -23,6 +23,15 @@ The two ``*_now`` methods are single-step fast paths for the commonest writes
 (one statement, one round trip); ``Storage`` falls back to a transaction
 whenever they decline.
 
+Every row change is also recorded in the scope's change log, in the same
+transaction: an insert or replace as ``set``, a delete as ``delete``, a row
+reclaimed because it expired (``purge_expired``, ``sweep_expired``, the
+expired rows under a prefix) as ``expire``.  Each change takes the scope's
+next sequence number (``ScopeState.last_seq``), so the log of a scope is
+gap-free and in commit order; a transaction rolled back takes its numbers
+back with it.  ``at`` of a change is the engine's ``now`` (``updated_at`` of
+a put).
+
 ``group()`` lets one thread run many writes in a single commit (the service's
 writer thread does, so concurrent requests share one fsync).  Inside it every
 write of that thread joins one transaction and ``write()`` becomes a nested
@@ -37,26 +46,41 @@ backends run their driver calls inside one translating context manager each
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from ..errors import DiskFull
 from ..keys import Scope
-from ..models import Entry, EntryMeta
+from ..models import Change, Entry, EntryMeta
 
-__all__ = ["Backend", "ReadTx", "Reads", "ScopeState", "Stored", "WriteTx"]
+__all__ = [
+    "Backend",
+    "ChangeListener",
+    "ReadTx",
+    "Reads",
+    "ScopeState",
+    "Stored",
+    "WakeScopes",
+    "WriteTx",
+]
 
 
 class Stored(NamedTuple):
-    """A stored row as a write sees it, expired or not; ``value`` only when asked for."""
+    """A stored row as a write sees it, expired or not; ``value`` only when asked for.
+
+    ``metadata`` is the entry's metadata as compact JSON text (``None``: none),
+    as the backends store it; ``size`` counts it and ``content_type`` too.
+    """
 
     size: int
     version: int
     created_at: float
     expires_at: float | None
     value: bytes | None
+    metadata: str | None = None
+    content_type: str | None = None
 
     def live(self, now: float) -> bool:
         return self.expires_at is None or self.expires_at > now
@@ -70,12 +94,15 @@ class ScopeState:
 
     ``last_version`` only grows, so versions are never reused within a scope,
     not even after a delete: compare-and-set cannot be fooled by a re-created key.
+    ``last_seq`` is the sequence number of the scope's latest change; it only
+    grows too, purges included.
     """
 
     bytes_used: int = 0
     key_count: int = 0
     last_version: int = 0
     quota_override: int | None = None
+    last_seq: int = 0
 
 
 class ReadTx(ABC):
@@ -106,6 +133,15 @@ class ReadTx(ABC):
     def token_revocations(self) -> dict[Scope, float]:
         """Every scope whose tokens were revoked, with the moment of its latest revocation."""
 
+    @abstractmethod
+    def oldest_change(self, scope: Scope) -> int | None:
+        """The sequence number of the scope's oldest change still kept; ``None``: none kept."""
+
+    @abstractmethod
+    def changes(self, scope: Scope, prefix: str, after: int, upto: int, limit: int) -> list[Change]:
+        """Up to ``limit`` changes of the scope with ``after < seq <= upto`` whose key
+        starts with ``prefix``, in ``seq`` order."""
+
 
 class WriteTx(ReadTx):
     @abstractmethod
@@ -116,11 +152,12 @@ class WriteTx(ReadTx):
 
     @abstractmethod
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
-        """Insert or replace one row (``row.value`` is ignored; ``value`` is stored)."""
+        """Insert or replace one row (``row.value`` is ignored; ``value`` is stored, and
+        ``row.metadata`` and ``row.content_type`` with it); logs a ``set`` at ``updated_at``."""
 
     @abstractmethod
-    def remove(self, scope: Scope, keys: Sequence[str]) -> None:
-        """Delete these rows; absent ones are ignored."""
+    def remove(self, scope: Scope, keys: Sequence[str], now: float) -> None:
+        """Delete these rows, each logged as a ``delete`` at ``now``; absent ones are ignored."""
 
     @abstractmethod
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
@@ -139,8 +176,14 @@ class WriteTx(ReadTx):
         """Record (or with ``None`` clear) the scope's own quota."""
 
     @abstractmethod
-    def drop_scope(self, scope: Scope) -> int:
-        """Delete every row and the quota override of the scope; returns how many rows.
+    def prune_changes(self, before: float, keep: int, limit: int) -> int:
+        """Drop up to ``limit`` logged changes of any scope committed before ``before`` or
+        older than the ``keep`` latest of their scope; returns how many."""
+
+    @abstractmethod
+    def drop_scope(self, scope: Scope, now: float) -> int:
+        """Delete every row (each logged as a ``delete`` at ``now``) and the quota override
+        of the scope; returns how many rows.
 
         The version counter stays: versions handed out before are never handed
         out again, so an ETag or ``if_version`` from before cannot match after.
@@ -202,6 +245,8 @@ class Backend(ABC):
             entry.created_at,
             entry.updated_at,
             entry.expires_at,
+            entry.metadata,
+            entry.content_type,
         )
 
     @abstractmethod
@@ -229,8 +274,8 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def delete_now(self, scope: Scope, key: str) -> None:
-        """Delete one row, if present, in a single step."""
+    def delete_now(self, scope: Scope, key: str, now: float) -> None:
+        """Delete one row, if present, in a single step (logged as a ``delete`` at ``now``)."""
 
     @abstractmethod
     def applied_migrations(self) -> list[str]:
@@ -265,6 +310,18 @@ class Backend(ABC):
         """Why writes that add data are refused now (the disk is full), else ``None``."""
         return None
 
+    def listen_for_changes(self, wake: WakeScopes) -> ChangeListener | None:
+        """Start telling ``wake`` of commits made through other connections to this database.
+
+        Called once per store, when its first watch waits: ``wake(scopes)``
+        names scopes that changed, ``wake(None)`` says "some scopes may have
+        changed" (the caller then reads the ``last_seq`` of those it watches).
+        ``None`` (the default): no other process can reach this database, so
+        the store's own notices are all there is.  One listener per process,
+        whatever the number of waiters.
+        """
+        return None
+
     @property
     def reads(self) -> Reads:
         """What serves the data path's reads (get, exist, listing, get_many): this backend,
@@ -274,6 +331,15 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections and files; idempotent."""
+
+
+WakeScopes = Callable[[Collection[Scope] | None], None]
+
+
+class ChangeListener(Protocol):
+    """What ``listen_for_changes`` starts: closed with the store."""
+
+    def close(self) -> None: ...
 
 
 class Reads(Protocol):

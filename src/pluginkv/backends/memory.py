@@ -4,19 +4,21 @@ Used for tests and for ``memory://`` stores.  One lock serialises every
 transaction; a write transaction keeps an undo log and replays it backwards
 if the block raises, so batches stay all-or-nothing here too.  Every row
 change goes through ``_set_row``, which keeps the scope's counters, as SQL
-triggers do for the SQLite backend.
+triggers do for the SQLite backend, and logs the change.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
+from ..entry_metadata import load_metadata
 from ..keys import Scope
-from ..models import Entry, EntryMeta
+from ..models import Change, ChangeKind, Entry, EntryMeta
 from .base import Backend, ReadTx, ScopeState, Stored, WriteTx
 from .migrations import MIGRATIONS
 
@@ -32,6 +34,7 @@ class _MemoryTx(WriteTx):
         self._rows = backend._rows
         self._states = backend._states
         self._revocations = backend._revocations
+        self._changes = backend._changes
         self._undo = undo
 
     # -- reads -----------------------------------------------------------------
@@ -55,11 +58,7 @@ class _MemoryTx(WriteTx):
                 continue
             _, row, updated_at = rows[key]
             if row.live(now):
-                page.append(
-                    EntryMeta(
-                        key, row.size, row.version, row.created_at, updated_at, row.expires_at
-                    )
-                )
+                page.append(_meta(key, row, updated_at))
                 if len(page) == limit:
                     break
         return page
@@ -80,13 +79,31 @@ class _MemoryTx(WriteTx):
     def token_revocations(self) -> dict[Scope, float]:
         return dict(self._revocations)
 
+    def oldest_change(self, scope: Scope) -> int | None:
+        log = self._changes.get(scope)
+        return log[0].seq if log else None
+
+    def changes(self, scope: Scope, prefix: str, after: int, upto: int, limit: int) -> list[Change]:
+        log = self._changes.get(scope, [])
+        start = bisect.bisect_right(log, after, key=lambda change: change.seq)
+        found: list[Change] = []
+        for change in log[start:]:
+            if change.seq > upto or len(found) == limit:
+                break
+            if change.key.startswith(prefix):
+                found.append(change)
+        return found
+
     # -- writes ----------------------------------------------------------------
     def _log(self, action: Callable[[], None]) -> None:
         assert self._undo is not None, "write in a read transaction"
         self._undo.append(action)
 
-    def _set_row(self, scope: Scope, key: str, item: _Item | None) -> None:
-        """Insert, replace (``item``) or delete (``None``) a row, keeping the counters."""
+    def _set_row(
+        self, scope: Scope, key: str, item: _Item | None, kind: ChangeKind, at: float
+    ) -> None:
+        """Insert, replace (``item``) or delete (``None``) a row, keeping the counters and
+        logging the change as ``kind``."""
         rows = self._rows.setdefault(scope, {})
         previous = rows.get(key)
         if previous is None and item is None:
@@ -102,9 +119,15 @@ class _MemoryTx(WriteTx):
             state.bytes_used += item[1].size
             state.key_count += 1
             state.last_version = max(state.last_version, item[1].version)
+        state.last_seq += 1
         self._states[scope] = state
+        changed = item if item is not None else previous
+        assert changed is not None
+        log = self._changes.setdefault(scope, [])
+        log.append(Change(state.last_seq, key, kind, changed[1].version, at))
 
         def undo() -> None:
+            log.pop()
             if previous is None:
                 rows.pop(key, None)
             else:
@@ -129,35 +152,60 @@ class _MemoryTx(WriteTx):
         return self.scope_state(scope), found
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
-        self._set_row(scope, key, (value, row._replace(value=None), updated_at))
+        self._set_row(scope, key, (value, row._replace(value=None), updated_at), "set", updated_at)
 
-    def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+    def remove(self, scope: Scope, keys: Sequence[str], now: float) -> None:
         for key in keys:
-            self._set_row(scope, key, None)
+            self._set_row(scope, key, None, "delete", now)
 
-    def _remove_where(self, scope: Scope, doomed: Callable[[str, Stored], bool]) -> list[Stored]:
+    def _remove_where(
+        self, scope: Scope, now: float, doomed: Callable[[str, Stored], bool]
+    ) -> list[Stored]:
+        """Delete the rows ``doomed`` picks, in key order (UTF-8 bytes), as the SQL backends
+        do; a row that had expired is logged as ``expire``, any other as ``delete``."""
         rows = self._rows.get(scope, {})
-        removed = [(key, item[1]) for key, item in rows.items() if doomed(key, item[1])]
-        self.remove(scope, [key for key, _ in removed])
+        removed = [
+            (key, rows[key][1]) for key in sorted(rows, key=str.encode) if doomed(key, rows[key][1])
+        ]
+        for key, row in removed:
+            self._set_row(scope, key, None, "delete" if row.live(now) else "expire", now)
         return [row for _, row in removed]
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
-        removed = self._remove_where(scope, lambda key, _: key.startswith(prefix))
+        removed = self._remove_where(scope, now, lambda key, _: key.startswith(prefix))
         return sum(1 for row in removed if row.live(now))
 
     def purge_expired(self, scope: Scope, now: float) -> int:
-        return len(self._remove_where(scope, lambda _, row: not row.live(now)))
+        return len(self._remove_where(scope, now, lambda _, row: not row.live(now)))
 
     def sweep_expired(self, now: float, limit: int) -> int:
         swept = 0
         for scope, rows in list(self._rows.items()):
-            doomed = [key for key, item in rows.items() if not item[1].live(now)]
-            doomed = doomed[: limit - swept]
-            self.remove(scope, doomed)
-            swept += len(doomed)
+            doomed = sorted(
+                (key for key, item in rows.items() if not item[1].live(now)), key=str.encode
+            )
+            for key in doomed[: limit - swept]:
+                self._set_row(scope, key, None, "expire", now)
+                swept += 1
             if swept >= limit:
                 break
         return swept
+
+    def prune_changes(self, before: float, keep: int, limit: int) -> int:
+        pruned = 0
+        for log in list(self._changes.values()):
+            if pruned >= limit:
+                break
+            drop = max(len(log) - keep, 0)
+            while drop < len(log) and log[drop].at < before:
+                drop += 1
+            drop = min(drop, limit - pruned)
+            if drop:
+                dropped = log[:drop]
+                del log[:drop]
+                pruned += drop
+                self._log(functools.partial(_unprune, log, dropped))
+        return pruned
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._change_state(scope, quota_override=quota_bytes)
@@ -182,8 +230,10 @@ class _MemoryTx(WriteTx):
         self._states[scope] = state
         self._log(functools.partial(_restore, self._states, scope, old_state))
 
-    def drop_scope(self, scope: Scope) -> int:
-        count = len(self._remove_where(scope, lambda _, __: True))
+    def drop_scope(self, scope: Scope, now: float) -> int:
+        rows = self._rows.get(scope, {})
+        count = len(rows)
+        self.remove(scope, sorted(rows, key=str.encode), now)
         if scope in self._states:
             self._change_state(scope, quota_override=None)
         return count
@@ -199,6 +249,7 @@ class MemoryBackend(Backend):
         self._rows: dict[Scope, dict[str, _Item]] = {}
         self._states: dict[Scope, ScopeState] = {}
         self._revocations: dict[Scope, float] = {}
+        self._changes: dict[Scope, list[Change]] = {}
 
     def _live(self, scope: Scope, key: str, now: float) -> _Item | None:
         with self._lock:
@@ -238,9 +289,9 @@ class MemoryBackend(Backend):
             tx.put(scope, key, value, row, now)
         return row.version
 
-    def delete_now(self, scope: Scope, key: str) -> None:
+    def delete_now(self, scope: Scope, key: str, now: float) -> None:
         with self.write() as tx:
-            tx.remove(scope, [key])
+            tx.remove(scope, [key], now)
 
     @contextmanager
     def read(self) -> Iterator[ReadTx]:
@@ -274,10 +325,43 @@ def _restore(mapping: dict[Scope, V], scope: Scope, old: V | None) -> None:
         mapping[scope] = old
 
 
+def _unprune(log: list[Change], dropped: list[Change]) -> None:
+    log[:0] = dropped
+
+
 def _copy(state: ScopeState) -> ScopeState:
-    return ScopeState(state.bytes_used, state.key_count, state.last_version, state.quota_override)
+    return ScopeState(
+        state.bytes_used,
+        state.key_count,
+        state.last_version,
+        state.quota_override,
+        state.last_seq,
+    )
+
+
+def _meta(key: str, row: Stored, updated_at: float) -> EntryMeta:
+    return EntryMeta(
+        key,
+        row.size,
+        row.version,
+        row.created_at,
+        updated_at,
+        row.expires_at,
+        load_metadata(row.metadata),
+        row.content_type,
+    )
 
 
 def _entry(key: str, item: _Item) -> Entry:
     value, row, updated_at = item
-    return Entry(key, value, row.version, row.size, row.created_at, updated_at, row.expires_at)
+    return Entry(
+        key,
+        value,
+        row.version,
+        row.size,
+        row.created_at,
+        updated_at,
+        row.expires_at,
+        load_metadata(row.metadata),
+        row.content_type,
+    )

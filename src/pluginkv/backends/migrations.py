@@ -199,4 +199,174 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        name="0003_metadata_and_change_log",
+        # Metadata and content type beside each value, and a change log per scope:
+        # every row inserted or replaced is a "set" change, written by the same
+        # trigger that keeps the counters, so even the one-statement write logs
+        # itself; deletes are logged by the statements that make them, which know
+        # whether the row had expired (backends/base.py).  ``last_seq`` numbers the
+        # scope's changes: a transaction takes the next numbers under the scope
+        # row's lock, so they follow commit order without gaps.
+        sqlite=(
+            # The entries table is rebuilt rather than altered: ALTER TABLE would
+            # put the new columns after the value, and reading them would then
+            # walk a large value's overflow pages.
+            """
+            CREATE TABLE pluginkv_entries_0003 (
+                workspace    TEXT    NOT NULL,
+                plugin       TEXT    NOT NULL,
+                key          TEXT    NOT NULL,
+                size         INTEGER NOT NULL,
+                version      INTEGER NOT NULL,
+                created_at   REAL    NOT NULL,
+                updated_at   REAL    NOT NULL,
+                expires_at   REAL,
+                metadata     TEXT,
+                content_type TEXT,
+                value        BLOB    NOT NULL
+            )
+            """,
+            """
+            INSERT INTO pluginkv_entries_0003
+                (workspace, plugin, key, size, version, created_at, updated_at, expires_at, value)
+            SELECT workspace, plugin, key, size, version, created_at, updated_at, expires_at, value
+            FROM pluginkv_entries
+            """,
+            "DROP TABLE pluginkv_entries",  # its indexes and triggers with it
+            "ALTER TABLE pluginkv_entries_0003 RENAME TO pluginkv_entries",
+            """
+            CREATE UNIQUE INDEX pluginkv_entries_key
+                ON pluginkv_entries (workspace, plugin, key)
+            """,
+            """
+            CREATE INDEX pluginkv_entries_expiry
+                ON pluginkv_entries (workspace, plugin, expires_at)
+                WHERE expires_at IS NOT NULL
+            """,
+            "ALTER TABLE pluginkv_scopes ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE pluginkv_changes (
+                workspace  TEXT    NOT NULL,
+                plugin     TEXT    NOT NULL,
+                seq        INTEGER NOT NULL,
+                key        TEXT    NOT NULL,
+                kind       TEXT    NOT NULL,
+                version    INTEGER NOT NULL,
+                changed_at REAL    NOT NULL,
+                PRIMARY KEY (workspace, plugin, seq)
+            ) WITHOUT ROWID
+            """,
+            # The retention window trims by time across scopes.
+            "CREATE INDEX pluginkv_changes_time ON pluginkv_changes (changed_at)",
+            """
+            CREATE TRIGGER pluginkv_entries_inserted AFTER INSERT ON pluginkv_entries
+            BEGIN
+                INSERT INTO pluginkv_scopes
+                    (workspace, plugin, bytes_used, key_count, last_version, last_seq)
+                VALUES (NEW.workspace, NEW.plugin, NEW.size, 1, NEW.version, 1)
+                ON CONFLICT (workspace, plugin) DO UPDATE SET
+                    bytes_used = bytes_used + NEW.size,
+                    key_count = key_count + 1,
+                    last_version = max(last_version, NEW.version),
+                    last_seq = last_seq + 1;
+                INSERT INTO pluginkv_changes
+                    (workspace, plugin, seq, key, kind, version, changed_at)
+                SELECT NEW.workspace, NEW.plugin, last_seq, NEW.key, 'set', NEW.version,
+                    NEW.updated_at
+                FROM pluginkv_scopes WHERE workspace = NEW.workspace AND plugin = NEW.plugin;
+            END
+            """,
+            """
+            CREATE TRIGGER pluginkv_entries_updated AFTER UPDATE ON pluginkv_entries
+            BEGIN
+                UPDATE pluginkv_scopes SET
+                    bytes_used = bytes_used + NEW.size - OLD.size,
+                    last_version = max(last_version, NEW.version),
+                    last_seq = last_seq + 1
+                WHERE workspace = NEW.workspace AND plugin = NEW.plugin;
+                INSERT INTO pluginkv_changes
+                    (workspace, plugin, seq, key, kind, version, changed_at)
+                SELECT NEW.workspace, NEW.plugin, last_seq, NEW.key, 'set', NEW.version,
+                    NEW.updated_at
+                FROM pluginkv_scopes WHERE workspace = NEW.workspace AND plugin = NEW.plugin;
+            END
+            """,
+            """
+            CREATE TRIGGER pluginkv_entries_deleted AFTER DELETE ON pluginkv_entries
+            BEGIN
+                UPDATE pluginkv_scopes SET
+                    bytes_used = bytes_used - OLD.size,
+                    key_count = key_count - 1
+                WHERE workspace = OLD.workspace AND plugin = OLD.plugin;
+            END
+            """,
+        ),
+        postgres=(
+            # PostgreSQL adds columns without rewriting the table, and a large
+            # value lives out of line (TOAST) whatever the column order.
+            """
+            ALTER TABLE pluginkv_entries
+                ADD COLUMN metadata TEXT,
+                ADD COLUMN content_type TEXT
+            """,
+            "ALTER TABLE pluginkv_scopes ADD COLUMN last_seq BIGINT NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE pluginkv_changes (
+                workspace  TEXT COLLATE "C" NOT NULL,
+                plugin     TEXT COLLATE "C" NOT NULL,
+                seq        BIGINT           NOT NULL,
+                key        TEXT COLLATE "C" NOT NULL,
+                kind       TEXT             NOT NULL,
+                version    BIGINT           NOT NULL,
+                changed_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (workspace, plugin, seq)
+            )
+            """,
+            "CREATE INDEX pluginkv_changes_time ON pluginkv_changes (changed_at)",
+            # As before, plus the change and a notice to the processes that LISTEN
+            # (delivered at commit; one per scope and transaction, as PostgreSQL
+            # folds identical notices of a transaction into one).
+            """
+            CREATE OR REPLACE FUNCTION pluginkv_entries_count() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                seq BIGINT;
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO pluginkv_scopes AS s
+                        (workspace, plugin, bytes_used, key_count, last_version, last_seq)
+                    VALUES (NEW.workspace, NEW.plugin, NEW.size, 1, NEW.version, 1)
+                    ON CONFLICT (workspace, plugin) DO UPDATE SET
+                        bytes_used = s.bytes_used + NEW.size,
+                        key_count = s.key_count + 1,
+                        last_version = greatest(s.last_version, NEW.version),
+                        last_seq = s.last_seq + 1
+                    RETURNING s.last_seq INTO seq;
+                ELSIF TG_OP = 'UPDATE' THEN
+                    UPDATE pluginkv_scopes SET
+                        bytes_used = bytes_used + NEW.size - OLD.size,
+                        last_version = greatest(last_version, NEW.version),
+                        last_seq = last_seq + 1
+                    WHERE workspace = NEW.workspace AND plugin = NEW.plugin
+                    RETURNING last_seq INTO seq;
+                ELSE
+                    UPDATE pluginkv_scopes SET
+                        bytes_used = bytes_used - OLD.size,
+                        key_count = key_count - 1
+                    WHERE workspace = OLD.workspace AND plugin = OLD.plugin;
+                    RETURN NULL;
+                END IF;
+                INSERT INTO pluginkv_changes
+                    (workspace, plugin, seq, key, kind, version, changed_at)
+                VALUES (NEW.workspace, NEW.plugin, seq, NEW.key, 'set', NEW.version,
+                    NEW.updated_at);
+                PERFORM pg_notify('pluginkv_changes', json_build_array(NEW.workspace,
+                    NEW.plugin)::text);
+                RETURN NULL;
+            END
+            $$
+            """,
+        ),
+    ),
 )

@@ -42,8 +42,9 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..errors import BackendUnavailable, DiskFull, PluginKVError
 from ..keys import Scope
-from ..models import Entry, EntryMeta
-from .base import Backend, ScopeState, Stored, WriteTx
+from ..models import Change, Entry, EntryMeta
+from .base import Backend, ChangeListener, ScopeState, Stored, WakeScopes, WriteTx
+from .change_log import Removed, changes_statement, log_removed, to_changes
 from .driver_errors import Translated
 from .migrations import MIGRATIONS
 from .postgres_connections import (
@@ -55,11 +56,12 @@ from .postgres_connections import (
     _session_options,
     describe_url,
 )
+from .postgres_listen import NotifyListener, notify_payload
 from .postgres_statements import (
+    _BUMP_AND_NOTIFY,
     _CAUGHT_UP,
     _CREATE_AND_LOCK,
     _CREATE_MIGRATIONS,
-    _DELETE_NOW,
     _DROP_IF_UNUSED,
     _EXISTS,
     _EXPIRED_SCOPES,
@@ -83,7 +85,8 @@ from .postgres_statements import (
     _TRY_LOCK,
 )
 from .read_only import check_schema
-from .sql_templates import remove_prefix_statement, scan_statement
+from .sql_rows import entry, entry_meta
+from .sql_templates import remove_prefix_statement, render, scan_statement
 
 __all__ = ["PostgresBackend", "describe_url"]
 
@@ -148,13 +151,13 @@ class _PostgresTx(WriteTx):
     # -- reads -----------------------------------------------------------------
     def get_many(self, scope: Scope, keys: Sequence[str], now: float) -> list[Entry]:
         cursor = self._execute(_GET_MANY, (scope.workspace, scope.plugin, list(keys), now))
-        return [Entry(*row) for row in cursor]
+        return [entry(key, value, rest) for key, value, *rest in cursor]
 
     def scan(
         self, scope: Scope, prefix: str, after: str | None, limit: int, now: float
     ) -> list[EntryMeta]:
         sql, params = scan_statement(_SQL, scope, prefix, after, limit, now)
-        return [EntryMeta(*row) for row in self._execute(sql, params)]
+        return [entry_meta(key, rest) for key, *rest in self._execute(sql, params)]
 
     def scope_state(self, scope: Scope) -> ScopeState:
         row = self._execute(_STATE, (scope.workspace, scope.plugin)).fetchone()
@@ -173,6 +176,14 @@ class _PostgresTx(WriteTx):
     def token_revocations(self) -> dict[Scope, float]:
         cursor = self._execute(_SQL.token_revocations, ())
         return {Scope(ws, plugin): at for ws, plugin, at in cursor}
+
+    def oldest_change(self, scope: Scope) -> int | None:
+        row = self._execute(_SQL.oldest_change, (scope.workspace, scope.plugin)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def changes(self, scope: Scope, prefix: str, after: int, upto: int, limit: int) -> list[Change]:
+        sql, params = changes_statement(scope, prefix, after, upto, limit)
+        return to_changes(self._execute(render(sql, "postgres"), params))
 
     # -- the scope lock --------------------------------------------------------
     def _lock(self, scope: Scope) -> ScopeState:
@@ -199,11 +210,7 @@ class _PostgresTx(WriteTx):
             _LOOKUP_WITH_VALUES if with_values else _LOOKUP,
             (scope.workspace, scope.plugin, list(keys)),
         )
-        found = {
-            key: Stored(size, version, created_at, expires_at, value)
-            for key, size, version, created_at, expires_at, value in cursor
-        }
-        return state, found
+        return state, {key: Stored(*row) for key, *row in cursor}
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
         self._ensure_locked(scope)
@@ -217,25 +224,51 @@ class _PostgresTx(WriteTx):
                 row.created_at,
                 updated_at,
                 row.expires_at,
+                row.metadata,
+                row.content_type,
                 value,
             )
         )
 
-    def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+    def remove(self, scope: Scope, keys: Sequence[str], now: float) -> None:
         if not keys:
             return
         self._ensure_locked(scope)
-        self._execute(_REMOVE, (scope.workspace, scope.plugin, list(keys)))
+        removed = self._execute(_REMOVE, (scope.workspace, scope.plugin, list(keys))).fetchall()
+        self._log(scope, removed, now)
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         self._ensure_locked(scope)
         sql, params = remove_prefix_statement(_SQL, scope, prefix)
-        rows = self._execute(sql, params)
-        return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
+        removed = self._execute(sql, params).fetchall()
+        self._log(scope, removed, now)
+        return sum(1 for _, _, expires_at in removed if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
-        return self._execute(_SQL.purge_expired, (scope.workspace, scope.plugin, now)).rowcount
+        params = (scope.workspace, scope.plugin, now)
+        removed = self._execute(_SQL.purge_expired, params).fetchall()
+        self._log(scope, removed, now)
+        return len(removed)
+
+    def prune_changes(self, before: float, keep: int, limit: int) -> int:
+        pruned = self._execute(_SQL.prune_by_time, (before, limit)).rowcount
+        if pruned < limit:
+            pruned += self._execute(_SQL.prune_by_count, (keep, limit - pruned)).rowcount
+        return pruned
+
+    def _log(self, scope: Scope, removed: list[Removed], now: float) -> None:
+        log_removed(self._bump, self._insert_changes, scope, removed, now)
+
+    def _bump(self, scope: Scope, count: int) -> int:
+        params = (count, scope.workspace, scope.plugin, notify_payload(scope))
+        row = self._execute(_BUMP_AND_NOTIFY, params).fetchone()
+        assert row is not None, "a logged delete's scope has its row (the writer locked it)"
+        return int(row[0])
+
+    def _insert_changes(self, rows: list[tuple[Any, ...]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(_SQL.insert_change, rows)
 
     def sweep_expired(self, now: float, limit: int) -> int:
         swept = 0
@@ -246,7 +279,9 @@ class _PostgresTx(WriteTx):
                     continue  # busy: another sweeper or a writer has it; it is swept later
                 self._locked.add(scope)
             params = {"ws": workspace, "pl": plugin, "now": now, "limit": count}
-            swept += self._execute(_SWEEP_SCOPE, params).rowcount
+            removed = self._execute(_SWEEP_SCOPE, params).fetchall()
+            self._log(scope, removed, now)
+            swept += len(removed)
         return swept
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
@@ -261,12 +296,13 @@ class _PostgresTx(WriteTx):
         self._ensure_locked(scope)  # creates the scope's row when it has none
         self._execute(_RAISE_LAST_VERSION, (version, scope.workspace, scope.plugin))
 
-    def drop_scope(self, scope: Scope) -> int:
+    def drop_scope(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
         params = (scope.workspace, scope.plugin)
-        count = self._execute(_SQL.drop_entries, params).rowcount
+        removed = self._execute(_SQL.drop_entries, params).fetchall()
+        self._log(scope, removed, now)
         self._execute(_SQL.clear_quota, params)
-        return count
+        return len(removed)
 
 
 class _Transaction:
@@ -533,7 +569,7 @@ class PostgresBackend(Backend):
     # -- the contract ----------------------------------------------------------
     def get(self, scope: Scope, key: str, now: float) -> Entry | None:
         row = self._one(_GET, (scope.workspace, scope.plugin, key, now))
-        return None if row is None else Entry(key, *row)
+        return None if row is None else entry(key, row[0], row[1:])
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         row = self._one(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
@@ -541,7 +577,7 @@ class PostgresBackend(Backend):
 
     def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
         row = self._one(_GET_META, (scope.workspace, scope.plugin, key, now))
-        return None if row is None else EntryMeta(key, *row)
+        return None if row is None else entry_meta(key, row)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         return self._one(_EXISTS, (scope.workspace, scope.plugin, key, now)) is not None
@@ -561,9 +597,16 @@ class PostgresBackend(Backend):
         row = self._one(_PUT_NOW, params)
         return None if row is None else int(row[0])
 
-    def delete_now(self, scope: Scope, key: str) -> None:
-        ws, pl = scope.workspace, scope.plugin
-        self._count(_DELETE_NOW, (ws, pl, ws, pl, key))
+    def delete_now(self, scope: Scope, key: str, now: float) -> None:
+        # A transaction, not one statement: the delete, its change and its notice
+        # commit together (one statement could not also move last_seq, which the
+        # entries' trigger updates in the same row).
+        with self.write() as tx:
+            tx.remove(scope, [key], now)
+
+    def listen_for_changes(self, wake: WakeScopes) -> ChangeListener | None:
+        with self._errors:
+            return NotifyListener(self.url, self._pool_settings["kwargs"], wake)
 
     def read(self) -> _Transaction:
         return _Transaction(self, _READ)
@@ -707,7 +750,7 @@ class _StandbyReads:
         done, row = self._one(_GET, (scope.workspace, scope.plugin, key, now))
         if not done:
             return self._backend.get(scope, key, now)
-        return None if row is None else Entry(key, *row)
+        return None if row is None else entry(key, row[0], row[1:])
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         done, row = self._one(_GET_VALUE, (scope.workspace, scope.plugin, key, now))
@@ -719,7 +762,7 @@ class _StandbyReads:
         done, row = self._one(_GET_META, (scope.workspace, scope.plugin, key, now))
         if not done:
             return self._backend.get_meta(scope, key, now)
-        return None if row is None else EntryMeta(key, *row)
+        return None if row is None else entry_meta(key, row)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         done, row = self._one(_EXISTS, (scope.workspace, scope.plugin, key, now))

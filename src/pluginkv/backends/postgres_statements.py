@@ -9,7 +9,8 @@ call), repeated where a statement needs one twice.
 from __future__ import annotations
 
 from .migrations import MIGRATIONS_TABLE
-from .sql_templates import EXPIRED, KEY, render, render_statements
+from .postgres_listen import CHANNEL
+from .sql_templates import EXPIRED, KEY, META_COLUMNS, REMOVED, render, render_statements
 from .sql_templates import STATE_COLUMNS as _STATE_COLUMNS
 
 _SQL = render_statements("postgres")
@@ -23,10 +24,7 @@ _KEY = render(KEY, "postgres")
 _EXPIRED = render(EXPIRED, "postgres")
 # SQLite reads a large value through its blob API, so its reads return the
 # value only when it is small; here a value always comes with the row.
-_GET = (
-    "SELECT value, version, size, created_at, updated_at, expires_at FROM pluginkv_entries "
-    f"WHERE {_KEY} AND {_LIVE}"
-)
+_GET = f"SELECT value, {META_COLUMNS} FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
 _GET_VALUE = f"SELECT value FROM pluginkv_entries WHERE {_KEY} AND {_LIVE}"
 # Row locks are PostgreSQL's (a SQLite writer holds the whole file).
 _LOCK = _STATE + " FOR UPDATE"
@@ -61,14 +59,9 @@ _PUT_NOW = (
     "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
     "version = excluded.version, created_at = CASE WHEN e.expires_at IS NOT NULL "
     "AND e.expires_at <= excluded.updated_at THEN excluded.created_at ELSE e.created_at END, "
-    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value "
+    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
+    "metadata = NULL, content_type = NULL, value = excluded.value "
     "RETURNING e.version"
-)
-# A plain delete in one statement: the scope's row is locked first (the same
-# order as every other writer); a scope without a row has no entries.
-_DELETE_NOW = (
-    "WITH s AS (SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE) "
-    f"DELETE FROM pluginkv_entries WHERE {_KEY} AND EXISTS (SELECT 1 FROM s)"
 )
 _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 # A standby may serve a read once it has applied all the WAL it has received:
@@ -97,21 +90,30 @@ _SWEEP_SCOPE = (
     "DELETE FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
-    "AND expires_at IS NOT NULL AND expires_at <= %(now)s"
+    f"AND expires_at IS NOT NULL AND expires_at <= %(now)s {REMOVED}"
 )
 # PostgreSQL has arrays: a list of keys is one parameter, where SQLite
 # needs an IN list of markers or an executemany.
 _GET_MANY = (
-    "SELECT key, value, version, size, created_at, updated_at, expires_at "
+    f"SELECT key, value, {META_COLUMNS} "
     f"FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s) AND {_LIVE}"
 )
 _LOOKUP = (
-    "SELECT key, size, version, created_at, expires_at, {value} "
+    "SELECT key, size, version, created_at, expires_at, {value}, metadata, content_type "
     "FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)"
 )
 _LOOKUP_WITH_VALUES = _LOOKUP.format(value="value")
 _LOOKUP = _LOOKUP.format(value="NULL::bytea")  # a NULL typed as the value column
-_REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)"
+_REMOVE = (
+    f"DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s) {REMOVED}"
+)
+# The change log's numbers for logged deletes, and the notice of them to the
+# processes that LISTEN (postgres_listen.py), in one round trip; the entries'
+# trigger sends the notice of a set.
+_BUMP_AND_NOTIFY = (
+    "UPDATE pluginkv_scopes SET last_seq = last_seq + %s WHERE workspace = %s AND plugin = %s "
+    f"RETURNING last_seq, pg_notify('{CHANNEL}', %s)"
+)
 # greatest() is SQLite's scalar max(); the ``AS r`` alias because PostgreSQL
 # needs the table named where SQLite takes the bare column.
 _REVOKE = (

@@ -18,7 +18,7 @@ from ..config import env_name
 from ..errors import ReadOnly
 from ..keys import Scope
 from ..models import Entry, EntryMeta
-from .base import Backend, ReadTx, WriteTx
+from .base import Backend, ChangeListener, ReadTx, WakeScopes, WriteTx
 from .migrations import MIGRATIONS
 
 __all__ = ["ReadOnlyBackend", "check_schema", "read_only_error"]
@@ -87,7 +87,7 @@ class ReadOnlyBackend(Backend):
     ) -> int | None:
         raise read_only_error()
 
-    def delete_now(self, scope: Scope, key: str) -> None:
+    def delete_now(self, scope: Scope, key: str, now: float) -> None:
         raise read_only_error()
 
     def write(self) -> AbstractContextManager[WriteTx]:
@@ -97,6 +97,10 @@ class ReadOnlyBackend(Backend):
         # No transaction to open: each write of the group is refused on its own,
         # with the same error it gets alone.
         return nullcontext()
+
+    def listen_for_changes(self, wake: WakeScopes) -> ChangeListener | None:
+        # Another process may write to the database this store only reads.
+        return self.inner.listen_for_changes(wake)
 
     def applied_migrations(self) -> list[str]:
         return self.inner.applied_migrations()

@@ -20,6 +20,7 @@ from typing import Literal
 
 from ..keys import Scope
 from .base import prefix_upper_bound
+from .change_log import BUMP_SEQ, INSERT_CHANGE, OLDEST_CHANGE, PRUNE_BY_COUNT, PRUNE_BY_TIME
 from .migrations import MIGRATIONS_TABLE
 
 __all__ = [
@@ -54,12 +55,18 @@ LIVE = "(expires_at IS NULL OR expires_at > ?)"
 EXPIRED = "expires_at IS NOT NULL AND expires_at <= ?"
 KEY = "workspace = ? AND plugin = ? AND key = ?"
 SCOPE = "workspace = ? AND plugin = ?"
-STATE_COLUMNS = "bytes_used, key_count, last_version, quota_override"
-ENTRY_COLUMNS = "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value)"
+STATE_COLUMNS = "bytes_used, key_count, last_version, quota_override, last_seq"
+ENTRY_COLUMNS = (
+    "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, metadata, "
+    "content_type, value)"
+)
+# What the API shows of an entry besides its key and value (models.EntryMeta's order).
+META_COLUMNS = "size, version, created_at, updated_at, expires_at, metadata, content_type"
 _SCAN = (
-    "SELECT key, size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
+    f"SELECT key, {META_COLUMNS} FROM pluginkv_entries "
     "WHERE workspace = ? AND plugin = ? AND key >= ?"
 )
+REMOVED = "RETURNING key, version, expires_at"
 _REMOVE_PREFIX = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
 
 
@@ -68,18 +75,18 @@ class Statements:
     """Every shared statement, in one dialect."""
 
     live: str = LIVE
-    get_meta: str = (
-        "SELECT size, version, created_at, updated_at, expires_at FROM pluginkv_entries "
-        f"WHERE {KEY} AND {LIVE}"
-    )
+    get_meta: str = f"SELECT {META_COLUMNS} FROM pluginkv_entries WHERE {KEY} AND {LIVE}"
     exists: str = f"SELECT 1 FROM pluginkv_entries WHERE {KEY} AND {LIVE}"
     state: str = f"SELECT {STATE_COLUMNS} FROM pluginkv_scopes WHERE {SCOPE}"
     # Insert or replace one row as a transaction computed it.
     put: str = (
-        f"INSERT INTO pluginkv_entries {ENTRY_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?blob) "
+        f"INSERT INTO pluginkv_entries {ENTRY_COLUMNS} "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?blob) "
         "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size, "
         "version = excluded.version, created_at = excluded.created_at, "
-        "updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+        "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
+        "metadata = excluded.metadata, content_type = excluded.content_type, "
+        "value = excluded.value"
     )
     set_quota: str = (
         "INSERT INTO pluginkv_scopes (workspace, plugin, quota_override) VALUES (?, ?, ?) "
@@ -101,10 +108,16 @@ class Statements:
         f"SELECT workspace, plugin, {STATE_COLUMNS} FROM pluginkv_scopes ORDER BY workspace, plugin"
     )
     token_revocations: str = "SELECT workspace, plugin, revoked_at FROM pluginkv_token_revocations"
-    remove_prefix: str = f"{_REMOVE_PREFIX} RETURNING expires_at"
-    remove_prefix_below: str = f"{_REMOVE_PREFIX} AND key < ? RETURNING expires_at"
-    purge_expired: str = f"DELETE FROM pluginkv_entries WHERE {SCOPE} AND {EXPIRED}"
-    drop_entries: str = f"DELETE FROM pluginkv_entries WHERE {SCOPE}"
+    # Deletes return what the change log needs of each row (change_log.py).
+    remove_prefix: str = f"{_REMOVE_PREFIX} {REMOVED}"
+    remove_prefix_below: str = f"{_REMOVE_PREFIX} AND key < ? {REMOVED}"
+    purge_expired: str = f"DELETE FROM pluginkv_entries WHERE {SCOPE} AND {EXPIRED} {REMOVED}"
+    drop_entries: str = f"DELETE FROM pluginkv_entries WHERE {SCOPE} {REMOVED}"
+    oldest_change: str = OLDEST_CHANGE
+    bump_seq: str = BUMP_SEQ
+    insert_change: str = INSERT_CHANGE
+    prune_by_time: str = PRUNE_BY_TIME
+    prune_by_count: str = PRUNE_BY_COUNT
     clear_quota: str = f"UPDATE pluginkv_scopes SET quota_override = NULL WHERE {SCOPE}"
     migration_done: str = f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?"
     record_migration: str = f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)"
@@ -136,8 +149,8 @@ def scan_statement(
 
 
 def remove_prefix_statement(sql: Statements, scope: Scope, prefix: str) -> tuple[str, list[object]]:
-    """The statement and parameters of ``WriteTx.remove_prefix`` (it returns ``expires_at``
-    of each row it deletes)."""
+    """The statement and parameters of ``WriteTx.remove_prefix`` (it returns the key,
+    version and ``expires_at`` of each row it deletes)."""
     params: list[object] = [scope.workspace, scope.plugin, prefix]
     upper = prefix_upper_bound(prefix)
     if upper is None:

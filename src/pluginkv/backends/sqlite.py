@@ -37,16 +37,25 @@ from types import TracebackType
 
 from ..errors import BackendUnavailable, DiskFull, PluginKVError, ReadOnly
 from ..keys import Scope
-from ..models import Entry, EntryMeta
+from ..models import Change, Entry, EntryMeta
 from ..private_files import FILE_MODE, create_private_file, private_dir, tighten
-from .base import Backend, ScopeState, Stored, WriteTx, iter_chunks
+from . import change_log
+from .base import Backend, ChangeListener, ScopeState, Stored, WakeScopes, WriteTx, iter_chunks
+from .change_log import Removed, changes_statement, log_removed, to_changes
 from .driver_errors import Translated
 from .full_disk import SUFFIX as RESERVE_SUFFIX
 from .full_disk import FullDisk
 from .migrations import MIGRATIONS, MIGRATIONS_TABLE
 from .read_only import SETTING as READ_ONLY_SETTING
 from .read_only import check_schema
-from .sql_templates import remove_prefix_statement, render_statements, scan_statement
+from .sql_rows import entry, entry_meta
+from .sql_templates import (
+    META_COLUMNS,
+    remove_prefix_statement,
+    render_statements,
+    scan_statement,
+)
+from .sqlite_watch import DataVersionPoller
 
 __all__ = ["SQLiteBackend"]
 
@@ -67,7 +76,7 @@ _SET_QUOTA = _SQL.set_quota
 # SQLite's page cache, page by page: about twice as fast for 10 MiB.  Hence
 # the CASE and the rowid (the blob API's handle), which PostgreSQL lacks.
 _INLINE_MAX = 256 * 1024
-_META = "version, size, created_at, updated_at, expires_at, rowid"
+_META = f"{META_COLUMNS}, rowid"
 _GET = (
     f"SELECT CASE WHEN size <= {_INLINE_MAX} THEN value END, {_META} FROM pluginkv_entries "
     f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
@@ -85,8 +94,9 @@ _GET_LARGE = (
 # Statements use plain ? placeholders and repeat a value where it is used twice:
 # numbered ones (?1) bound from a sequence are deprecated since Python 3.12.
 _LOOKUP_ONE = (
-    "SELECT s.bytes_used, s.key_count, s.last_version, s.quota_override, "
-    "e.size, e.version, e.created_at, e.expires_at, {value} FROM (SELECT 1) "
+    "SELECT s.bytes_used, s.key_count, s.last_version, s.quota_override, s.last_seq, "
+    "e.size, e.version, e.created_at, e.expires_at, {value}, e.metadata, e.content_type "
+    "FROM (SELECT 1) "
     "LEFT JOIN pluginkv_scopes AS s ON s.workspace = ? AND s.plugin = ? "
     "LEFT JOIN pluginkv_entries AS e ON e.workspace = ? AND e.plugin = ? AND e.key = ?"
 )
@@ -112,7 +122,8 @@ _PUT_NOW = (
     " version = excluded.version,"
     " created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at"
     " THEN excluded.created_at ELSE created_at END,"
-    " updated_at = excluded.updated_at, expires_at = excluded.expires_at, value = excluded.value"
+    " updated_at = excluded.updated_at, expires_at = excluded.expires_at,"
+    " metadata = NULL, content_type = NULL, value = excluded.value"
     " RETURNING version"
 )
 # SQLite's scalar max() is PostgreSQL's greatest(); and a writer here holds
@@ -129,20 +140,24 @@ _REVOKE = (
 )
 # SQLite has no arrays (PostgreSQL's key = ANY(%s)): several keys are an
 # executemany of this, or an IN list of _CHUNK markers.
-_REMOVE = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
+_REMOVE = (
+    "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
+    "RETURNING key, version, expires_at"
+)
 _GET_MANY = (
-    "SELECT key, value, version, size, created_at, updated_at, expires_at "
+    f"SELECT key, value, {META_COLUMNS} "
     "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
     f"AND {_LIVE}"
 )
 _LOOKUP_MANY = (
-    "SELECT key, size, version, created_at, expires_at, {value} "
+    "SELECT key, size, version, created_at, expires_at, {value}, metadata, content_type "
     "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks})"
 )
 # Through the rowid, which PostgreSQL lacks (its sweeper goes scope by scope).
 _SWEEP = (
     "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
-    "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?)"
+    "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) "
+    "RETURNING workspace, plugin, key, version, expires_at"
 )
 # sqlite_master and REAL are SQLite's; the rest of the migration record is shared.
 _CREATE_MIGRATIONS = (
@@ -170,14 +185,14 @@ class _SQLiteTx(WriteTx):
             cursor = self._conn.execute(
                 _GET_MANY.format(marks=marks), (scope.workspace, scope.plugin, *chunk, now)
             )
-            found.extend(Entry(*row) for row in cursor)
+            found.extend(entry(key, value, rest) for key, value, *rest in cursor)
         return found
 
     def scan(
         self, scope: Scope, prefix: str, after: str | None, limit: int, now: float
     ) -> list[EntryMeta]:
         sql, params = scan_statement(_SQL, scope, prefix, after, limit, now)
-        return [EntryMeta(*row) for row in self._conn.execute(sql, params)]
+        return [entry_meta(key, rest) for key, *rest in self._conn.execute(sql, params)]
 
     def scope_state(self, scope: Scope) -> ScopeState:
         row = self._conn.execute(_STATE, (scope.workspace, scope.plugin)).fetchone()
@@ -197,6 +212,14 @@ class _SQLiteTx(WriteTx):
         cursor = self._conn.execute(_SQL.token_revocations)
         return {Scope(ws, plugin): at for ws, plugin, at in cursor}
 
+    def oldest_change(self, scope: Scope) -> int | None:
+        row = self._conn.execute(_SQL.oldest_change, (scope.workspace, scope.plugin)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def changes(self, scope: Scope, prefix: str, after: int, upto: int, limit: int) -> list[Change]:
+        sql, params = changes_statement(scope, prefix, after, upto, limit)
+        return to_changes(self._conn.execute(sql, params))
+
     # -- writes ----------------------------------------------------------------
     def lookup(
         self, scope: Scope, keys: Sequence[str], *, with_values: bool = False
@@ -207,11 +230,10 @@ class _SQLiteTx(WriteTx):
             row = self._conn.execute(
                 sql, (workspace, plugin, workspace, plugin, keys[0])
             ).fetchone()
-            state = ScopeState() if row[0] is None else ScopeState(*row[:4])
-            if row[4] is None:
+            state = ScopeState() if row[0] is None else ScopeState(*row[:5])
+            if row[5] is None:
                 return state, {}
-            size, version, created_at, expires_at, value = row[4:]
-            return state, {keys[0]: Stored(size, version, created_at, expires_at, value)}
+            return state, {keys[0]: Stored(*row[5:])}
         state = self.scope_state(scope)
         found: dict[str, Stored] = {}
         value_column = "value" if with_values else "NULL"
@@ -221,8 +243,8 @@ class _SQLiteTx(WriteTx):
                 _LOOKUP_MANY.format(value=value_column, marks=marks),
                 (scope.workspace, scope.plugin, *chunk),
             )
-            for key, size, version, created_at, expires_at, value in cursor:
-                found[key] = Stored(size, version, created_at, expires_at, value)
+            for key, *row in cursor:
+                found[key] = Stored(*row)
         return state, found
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
@@ -238,27 +260,65 @@ class _SQLiteTx(WriteTx):
                 row.created_at,
                 updated_at,
                 row.expires_at,
+                row.metadata,
+                row.content_type,
                 value,
             ),
         )
 
-    def remove(self, scope: Scope, keys: Sequence[str]) -> None:
+    def remove(self, scope: Scope, keys: Sequence[str], now: float) -> None:
         self._backend._before_delete()
-        self._conn.executemany(_REMOVE, [(scope.workspace, scope.plugin, key) for key in keys])
+        removed: list[Removed] = []
+        for chunk in iter_chunks(list(dict.fromkeys(keys)), _CHUNK):
+            marks = ",".join("?" * len(chunk))
+            sql = _REMOVE.format(marks=marks)
+            removed += self._conn.execute(sql, (scope.workspace, scope.plugin, *chunk)).fetchall()
+        self._log(scope, removed, now)
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         self._backend._before_delete()
         sql, params = remove_prefix_statement(_SQL, scope, prefix)
-        rows = self._conn.execute(sql, params)
-        return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
+        removed = self._conn.execute(sql, params).fetchall()
+        self._log(scope, removed, now)
+        return sum(1 for _, _, expires_at in removed if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
         self._backend._before_delete()
-        return self._conn.execute(_SQL.purge_expired, (scope.workspace, scope.plugin, now)).rowcount
+        params = (scope.workspace, scope.plugin, now)
+        removed = self._conn.execute(_SQL.purge_expired, params).fetchall()
+        self._log(scope, removed, now)
+        return len(removed)
 
     def sweep_expired(self, now: float, limit: int) -> int:
         self._backend._before_delete()
-        return self._conn.execute(_SWEEP, (now, limit)).rowcount
+        by_scope: dict[Scope, list[Removed]] = {}
+        rows = self._conn.execute(_SWEEP, (now, limit)).fetchall()
+        for workspace, plugin, key, version, expires_at in rows:
+            by_scope.setdefault(Scope(workspace, plugin), []).append((key, version, expires_at))
+        for scope, removed in by_scope.items():
+            self._log(scope, removed, now)
+        return len(rows)
+
+    def prune_changes(self, before: float, keep: int, limit: int) -> int:
+        pruned = self._conn.execute(_SQL.prune_by_time, (before, limit)).rowcount
+        if pruned < limit:
+            pruned += self._conn.execute(_SQL.prune_by_count, (keep, limit - pruned)).rowcount
+        return pruned
+
+    def _log(self, scope: Scope, removed: list[Removed], now: float) -> None:
+        if self._backend._lossy_log():
+            if removed:
+                self._conn.execute(change_log.FORGET_LOG, (scope.workspace, scope.plugin))
+                self._bump(scope, len(removed))
+            return
+        log_removed(self._bump, self._insert_changes, scope, removed, now)
+
+    def _bump(self, scope: Scope, count: int) -> int:
+        params = (count, scope.workspace, scope.plugin)
+        return int(self._conn.execute(_SQL.bump_seq, params).fetchone()[0])
+
+    def _insert_changes(self, rows: list[tuple[object, ...]]) -> None:
+        self._conn.executemany(_SQL.insert_change, rows)
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
         self._conn.execute(_SET_QUOTA, (scope.workspace, scope.plugin, quota_bytes))
@@ -270,12 +330,13 @@ class _SQLiteTx(WriteTx):
     def raise_last_version(self, scope: Scope, version: int) -> None:
         self._conn.execute(_RAISE_LAST_VERSION, (scope.workspace, scope.plugin, version))
 
-    def drop_scope(self, scope: Scope) -> int:
+    def drop_scope(self, scope: Scope, now: float) -> int:
         self._backend._before_delete()
         params = (scope.workspace, scope.plugin)
-        count = self._conn.execute(_SQL.drop_entries, params).rowcount
+        removed = self._conn.execute(_SQL.drop_entries, params).fetchall()
+        self._log(scope, removed, now)
         self._conn.execute(_SQL.clear_quota, params)
-        return count
+        return len(removed)
 
 
 class _Transaction:
@@ -344,9 +405,11 @@ class SQLiteBackend(Backend):
         mmap_bytes: int = 0,
         read_only: bool = False,
         disk_reserve_bytes: int = 0,
+        watch_poll_seconds: float = 0.2,
     ) -> None:
         self.path = str(path)
         self.read_only = read_only
+        self._watch_poll_seconds = watch_poll_seconds
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._mmap_bytes = int(mmap_bytes)
@@ -430,7 +493,7 @@ class SQLiteBackend(Backend):
     def _open_connection(self) -> sqlite3.Connection:
         # Read-only, SQLite itself refuses any write: a second guarantee
         # beside ReadOnlyBackend, and the file keeps its bytes and mtime.
-        where = f"{Path(self.path).absolute().as_uri()}?mode=ro" if self.read_only else self.path
+        where = self._where()
         with self._errors:
             conn = sqlite3.connect(
                 where,
@@ -510,13 +573,13 @@ class SQLiteBackend(Backend):
             row = conn.execute(_GET, params).fetchone()
             if row is not None and row[0] is None:
                 row = self._read_large(conn, params)
-        return None if row is None else Entry(key, *row[:6])
+        return None if row is None else entry(key, row[0], row[1:8])
 
     def get_meta(self, scope: Scope, key: str, now: float) -> EntryMeta | None:
         with self._errors:
             conn = self._conn()
             row = conn.execute(_GET_META, (scope.workspace, scope.plugin, key, now)).fetchone()
-        return None if row is None else EntryMeta(key, *row)
+        return None if row is None else entry_meta(key, row)
 
     def get_value(self, scope: Scope, key: str, now: float) -> bytes | None:
         with self._errors:
@@ -581,11 +644,35 @@ class SQLiteBackend(Backend):
                 return None  # the NULL version of a write that does not fit
         return int(rows[0][0])
 
-    def delete_now(self, scope: Scope, key: str) -> None:
+    def delete_now(self, scope: Scope, key: str, now: float) -> None:
+        # A transaction, not one statement: the delete and its change commit together.
+        # Its statements are sent here directly, the hot path of a plain delete.
+        conn = self._write_conn()
+        if conn.in_transaction:  # within a group: a savepoint, as every write there
+            with self.write() as tx:
+                tx.remove(scope, [key], now)
+            return
         self._before_delete()
+        ws, pl = scope.workspace, scope.plugin
         with self._errors:
-            conn = self._write_conn()
-            conn.execute(_REMOVE, (scope.workspace, scope.plugin, key))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(change_log.REMOVE_ONE, (ws, pl, key)).fetchone()
+                if row is not None and self._lossy_log():
+                    conn.execute(change_log.FORGET_LOG, (ws, pl))
+                    conn.execute(change_log.BUMP_ONE, (ws, pl))
+                elif row is not None:
+                    version, expires_at = row
+                    kind = "expire" if expires_at is not None and expires_at <= now else "delete"
+                    conn.execute(change_log.LOG_ONE, (key, kind, version, now, ws, pl))
+                    conn.execute(change_log.BUMP_ONE, (ws, pl))
+                conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
+                raise
         self._after_commit(conn)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
@@ -628,6 +715,17 @@ class SQLiteBackend(Backend):
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN IMMEDIATE")
 
+    def _where(self) -> str:
+        """What ``sqlite3.connect`` opens: read-only, a URI that says so."""
+        return f"{Path(self.path).absolute().as_uri()}?mode=ro" if self.read_only else self.path
+
+    def listen_for_changes(self, wake: WakeScopes) -> ChangeListener | None:
+        if self.path == ":memory:":
+            return None  # no other connection can reach it
+        where = self._where()
+        with self._errors:
+            return DataVersionPoller(where, self._watch_poll_seconds, wake, uri=self.read_only)
+
     def _unavailable(self, exc: sqlite3.Error) -> PluginKVError:
         """What a ``sqlite3`` error leaves this backend as (``self._errors`` raises it)."""
         full = getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_FULL
@@ -649,6 +747,13 @@ class SQLiteBackend(Backend):
         if self._full_disk is not None and self._full_disk.full:
             self._full_disk.before_add()
             self._write_conn()  # applies the page limit, which may have changed with the state
+
+    def _lossy_log(self) -> bool:
+        """Whether deletes drop their scope's change log rather than add to it: while the
+        disk is full, as a change row may need a page the disk cannot give, and deletes
+        must still run.  The scope's numbers move on, so a reader behind them gets
+        ``ChangesExpired`` and reads again: changes are lost, never skipped unseen."""
+        return self._full_disk is not None and self._full_disk.full
 
     def _before_delete(self) -> None:
         if self._full_disk is not None:
