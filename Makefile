@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk clean dify-sdk pythons test-pythons pg-ha-deps pg-ha
+.PHONY: install run test stress lint bench wrk peers clean dify-sdk pythons test-pythons pg-ha-deps pg-ha
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: install
 dify-sdk: install
 	$(PY) tests/dify/sdk_venv.py
 
-test: install pg-ha-deps
+test: install pg-ha-deps peers
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 stress: install pg-ha-deps
@@ -62,6 +62,14 @@ wrk:
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk; } \
 		|| sudo apt-get install -y -qq wrk
 
+# bench_peers.py measures the service against Redis (appendfsync always) and etcd, each
+# started on free ports in a temporary directory; Debian packages: redis-server (with
+# redis-tools' redis-benchmark) and etcd-server. make test runs its smoke test.
+peers: wrk
+	@{ command -v redis-server && command -v redis-benchmark && command -v etcd; } >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -qq redis-server redis-tools etcd-server; } \
+		|| sudo apt-get install -y -qq redis-server redis-tools etcd-server
+
 # tests/test_failover.py builds a PostgreSQL cluster with automatic failover from
 # pg_auto_failover, a Debian package (pg_autoctl, and the monitor's extension).
 pg-ha-deps:
@@ -75,11 +83,12 @@ pg-ha-deps:
 pg-ha: install pg-ha-deps
 	$(PY) -m tests.ha $(STANDBYS)
 
-bench: install wrk
+bench: install wrk peers
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_postgres.py  # PostgreSQL on 127.0.0.1:5432, or --url / PLUGINKV_BENCH_POSTGRES_URL
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
+	$(PY) benchmarks/bench_peers.py
 	$(PY) benchmarks/bench_write_floor.py
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 
