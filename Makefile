@@ -26,7 +26,7 @@ dify-sdk: install
 test: install pg-ha-deps peers
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-stress: install pg-ha-deps
+stress: install pg-ha-deps wrk
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # The contract suite on the other Pythons pluginkv supports, each in a venv of its own
