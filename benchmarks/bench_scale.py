@@ -7,14 +7,17 @@ on 127.0.0.1:5432 as ``postgres``), created at the start and dropped at the end.
 
 One store per backend grows through the sizes (``--sizes``, default 10^4, 10^5, 10^6 and
 10^7 keys), every setting at its default (SQLite ``synchronous=FULL``) but the quota (a
-scope of 10^6 keys needs more than the default 100 MiB) and the batch limit (10,000 keys,
-so the fill makes fewer transactions). At ``N`` keys the store holds, with 100 B values:
+scope of 10^6 keys needs more than the default 100 MiB). At ``N`` keys the store holds,
+with 100 B values:
 
 * one scope (``bench/big``) of ``N / 2`` keys, at most 10^6 (``k00000000``, ...);
 * the rest spread evenly over 1,000 other scopes (``bench/p000`` ... ``bench/p999``).
 
-The fill goes through the engine's own path, ``Storage.set_many`` of up to 10,000 keys per
-transaction (one commit, so one fsync, per batch); its time is printed.
+The fill goes through the engine's own path, ``Storage.set_many`` of up to 1,000 keys (the
+default batch limit) per transaction (one commit, so one fsync, per batch); its time is printed.
+On PostgreSQL the fill runs ``ANALYZE`` every 100 batches, as autovacuum does as a table grows
+(a server may run with autovacuum off; the benchmark prints the setting): without it the
+planner's row counts are those of an empty table, and a batch's lookup scans its whole scope.
 
 At each size, each a median of ``--repeats`` runs of ``--seconds`` each:
 
@@ -48,6 +51,7 @@ import platform
 import random
 import re
 import shlex
+import signal
 import sqlite3
 import statistics
 import sys
@@ -61,7 +65,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pluginkv
-from common import load_average, version
+from common import load_average, on_sigterm, version
 from pluginkv import Storage, Store
 
 SCOPES = 1000
@@ -70,7 +74,8 @@ VALUE = bytes(range(100))
 WORKSPACE = "bench-ws"
 BIG = "bench/big"
 DELETED = "bench/delete"
-FILL_BATCH = 10_000
+FILL_BATCH = 1000  # the default of max_batch_items
+STATS_EVERY = 100  # batches of the fill between two ANALYZEs
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_FLAT = 0.7
 TARGET_READ_P99 = 0.050  # seconds
@@ -119,6 +124,9 @@ class Backend:
     def space(self) -> int:
         raise NotImplementedError
 
+    def refresh_stats(self) -> None:
+        """What the database's own maintenance would do for the planner as tables grow."""
+
     def close(self) -> None:
         self.store.close()
 
@@ -155,9 +163,24 @@ class PostgreSQL(Backend):
         assert row is not None
         return int(row[0])
 
+    def refresh_stats(self) -> None:
+        # ANALYZE, no VACUUM: the planner's row counts, which autovacuum keeps when it is on.
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("ANALYZE pluginkv_entries")
+            conn.execute("ANALYZE pluginkv_scopes")
+
+    def autovacuum(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute("SHOW autovacuum").fetchone()
+        return "?" if row is None else str(row[0])
+
 
 def open_bench_store(url: str) -> Store:
-    return pluginkv.open_store(url, default_quota_bytes=1 << 40, max_batch_items=FILL_BATCH)
+    return pluginkv.open_store(url, default_quota_bytes=1 << 40)
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -185,18 +208,33 @@ def storage(backend: Backend, plugin: str) -> Storage:
     return backend.store.storage(workspace=WORKSPACE, plugin=plugin)
 
 
-def fill_range(target: Storage, start: int, stop: int, prefix: str = "") -> None:
+def fill_range(target: Storage, start: int, stop: int, prefix: str = "") -> int:
+    """Store keys ``start`` to ``stop`` (not included); how many batches it took."""
+    batches = 0
     for first in range(start, stop, FILL_BATCH):
         last = min(first + FILL_BATCH, stop)
         target.set_many({prefix + key(i): VALUE for i in range(first, last)})
+        batches += 1
+    return batches
 
 
 def grow(backend: Backend, old: Layout, new: Layout) -> float:
-    """Store the keys ``new`` has and ``old`` had not; seconds taken."""
+    """Store the keys ``new`` has and ``old`` had not; seconds taken.
+
+    The planner's statistics are refreshed every ``STATS_EVERY`` batches and at the end.
+    """
     started = time.perf_counter()
-    fill_range(storage(backend, BIG), old.big, new.big)
+    pending = 0
+    for first in range(old.big, new.big, FILL_BATCH * STATS_EVERY):
+        last = min(first + FILL_BATCH * STATS_EVERY, new.big)
+        fill_range(storage(backend, BIG), first, last)
+        backend.refresh_stats()
     for index in range(SCOPES):
-        fill_range(storage(backend, small_plugin(index)), old.per_scope, new.per_scope)
+        pending += fill_range(storage(backend, small_plugin(index)), old.per_scope, new.per_scope)
+        if pending >= STATS_EVERY:
+            backend.refresh_stats()
+            pending = 0
+    backend.refresh_stats()
     return time.perf_counter() - started
 
 
@@ -385,7 +423,7 @@ def report(name: str, results: Results, plan: Plan, verdicts: list[bool]) -> Non
         print(
             f"{f.size:>11,}{f.fill:>9.1f}{us(f.get):>8}{us(f.set):>8}{us(f.page):>8}"
             f"{us(f.usage_big):>8}{us(f.usage_small):>9}{f.delete * 1e3:>9.1f}{f.reads:>7}"
-            f"{f.read_p99 * 1e3:>8.1f}{f.read_max * 1e3:>8.1f}{f.space:>8.2f}"
+            f"{f.read_p99 * 1e3:>8.2f}{f.read_max * 1e3:>8.1f}{f.space:>8.2f}"
         )
     print(
         "(usage: the big scope's; usage-s: a small scope's; del: delete_prefix of "
@@ -493,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "per figure"
     )
     print(f"load    : {load_average()} (1, 5, 15 min) at the start; the machine may be shared")
+    signal.signal(signal.SIGTERM, on_sigterm)
     started = time.perf_counter()
     verdicts: list[bool] = []
     for name in args.backends:
@@ -509,6 +548,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 url = stack.enter_context(bench_database(args.url))
                 print(f"database: {urlsplit(url).path.lstrip('/')} on {urlsplit(url).netloc}")
                 backend = PostgreSQL(url)
+                print(
+                    f"          autovacuum {backend.autovacuum()} on this server; the fill runs "
+                    f"ANALYZE every {STATS_EVERY} batches (never VACUUM)"
+                )
             stack.callback(backend.close)
             results = run_backend(backend, plan, args.verbose)
         report(backend.name, results, plan, verdicts)
