@@ -89,6 +89,7 @@ bench: install wrk peers
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
 	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_put_breakdown.py
 	$(PY) benchmarks/bench_write_floor.py
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 
