@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test stress lint bench wrk chromium clean dify-sdk pythons test-pythons pg-ha-deps pg-ha docs
+.PHONY: install run test stress lint bench wrk chromium peers clean dify-sdk pythons test-pythons pg-ha-deps pg-ha docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,12 +35,13 @@ dify-sdk: install
 # Branch coverage of the package, the child processes tests start included; below the
 # threshold in pyproject.toml ([tool.coverage.report] fail_under) the run fails.
 # Two test processes (pytest-xdist): much of the suite waits on child processes and
-# sockets, so two share the machine's cores well (8 min 48 s against 11 min 51 s).
+# sockets, so two share the machine's cores well (a run on 2 cores: 4 min 34 s; in one
+# process, over 11 min).
 TEST_WORKERS ?= 2
-test: install pg-ha-deps chromium
+test: install pg-ha-deps chromium peers
 	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
 
-stress: install pg-ha-deps
+stress: install pg-ha-deps wrk
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # The contract suite on the other Pythons pluginkv supports, each in a venv of its own
@@ -88,6 +89,14 @@ chromium:
 		|| { apt-get update -qq && apt-get install -y -qq chromium; }; }; } \
 		|| sudo apt-get install -y -qq chromium
 
+# bench_peers.py measures the service against Redis (appendfsync always) and etcd, each
+# started on free ports in a temporary directory; Debian packages: redis-server (with
+# redis-tools' redis-benchmark) and etcd-server. make test runs its smoke test.
+peers: wrk
+	@{ command -v redis-server && command -v redis-benchmark && command -v etcd; } >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -qq redis-server redis-tools etcd-server; } \
+		|| sudo apt-get install -y -qq redis-server redis-tools etcd-server
+
 # tests/test_failover.py builds a PostgreSQL cluster with automatic failover from
 # pg_auto_failover, a Debian package (pg_autoctl, and the monitor's extension).
 pg-ha-deps:
@@ -101,11 +110,13 @@ pg-ha-deps:
 pg-ha: install pg-ha-deps
 	$(PY) -m tests.ha $(STANDBYS)
 
-bench: install wrk chromium
+bench: install wrk chromium peers
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_postgres.py  # PostgreSQL on 127.0.0.1:5432, or --url / PLUGINKV_BENCH_POSTGRES_URL
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
+	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_put_breakdown.py
 	$(PY) benchmarks/bench_write_floor.py
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 	$(PY) benchmarks/bench_console.py  # fills a store of 1,000,000 keys first
