@@ -101,6 +101,36 @@ class TestTheLog:
         change = storage.changes().changes[-1]
         assert (change.key, change.kind, change.at) == ("short", "expire", clock.now)
 
+    def test_a_key_written_again_after_it_expired_is_an_expire_then_a_set(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        storage.set("k", b"old", ttl=5)
+        clock.advance(10)
+        since = storage.changes().next
+        version = storage.set("k", b"new")
+        changes = storage.changes(since=since).changes
+        assert [(c.key, c.kind) for c in changes] == [("k", "expire"), ("k", "set")]
+        assert [c.seq for c in changes] == [since + 1, since + 2]
+        assert changes[0].version < changes[1].version == version
+        assert storage.usage().keys == 1
+
+    def test_an_increment_of_an_expired_counter_is_an_expire_then_a_set(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        storage.incr("n", 5)
+        storage.set("n", b"5", ttl=5)
+        clock.advance(10)
+        since = storage.changes().next
+        assert storage.incr("n", 2) == 2
+        assert _seen(storage.changes(since=since).changes) == [("n", "expire"), ("n", "set")]
+
+    def test_a_live_key_written_again_is_one_set(self, storage: Storage, clock: FakeClock) -> None:
+        storage.set("k", b"old", ttl=50)
+        clock.advance(10)
+        since = storage.changes().next
+        storage.set("k", b"new")
+        assert _seen(storage.changes(since=since).changes) == [("k", "set")]
+
     def test_a_prefix_delete_reports_expired_keys_as_expired(
         self, storage: Storage, clock: FakeClock
     ) -> None:

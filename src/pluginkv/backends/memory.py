@@ -152,6 +152,10 @@ class _MemoryTx(WriteTx):
         return self.scope_state(scope), found
 
     def put(self, scope: Scope, key: str, value: bytes, row: Stored, updated_at: float) -> None:
+        previous = self._rows.get(scope, {}).get(key)
+        if previous is not None and not previous[1].live(updated_at):
+            # The old entry ended before this write: a watcher sees it expire, then the set.
+            self._set_row(scope, key, None, "expire", updated_at)
         self._set_row(scope, key, (value, row._replace(value=None), updated_at), "set", updated_at)
 
     def remove(self, scope: Scope, keys: Sequence[str], now: float) -> None:

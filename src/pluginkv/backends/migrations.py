@@ -284,7 +284,15 @@ MIGRATIONS: tuple[Migration, ...] = (
                     bytes_used = bytes_used + NEW.size - OLD.size,
                     last_version = max(last_version, NEW.version),
                     last_seq = last_seq + 1
+                        + (OLD.expires_at IS NOT NULL AND OLD.expires_at <= NEW.updated_at)
                 WHERE workspace = NEW.workspace AND plugin = NEW.plugin;
+                -- A row that had expired before this write: its expiry first.
+                INSERT INTO pluginkv_changes
+                    (workspace, plugin, seq, key, kind, version, changed_at)
+                SELECT NEW.workspace, NEW.plugin, last_seq - 1, OLD.key, 'expire', OLD.version,
+                    NEW.updated_at
+                FROM pluginkv_scopes WHERE workspace = NEW.workspace AND plugin = NEW.plugin
+                    AND OLD.expires_at IS NOT NULL AND OLD.expires_at <= NEW.updated_at;
                 INSERT INTO pluginkv_changes
                     (workspace, plugin, seq, key, kind, version, changed_at)
                 SELECT NEW.workspace, NEW.plugin, last_seq, NEW.key, 'set', NEW.version,
@@ -332,6 +340,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             LANGUAGE plpgsql AS $$
             DECLARE
                 seq BIGINT;
+                expired BOOLEAN;
             BEGIN
                 IF TG_OP = 'INSERT' THEN
                     INSERT INTO pluginkv_scopes AS s
@@ -344,12 +353,19 @@ MIGRATIONS: tuple[Migration, ...] = (
                         last_seq = s.last_seq + 1
                     RETURNING s.last_seq INTO seq;
                 ELSIF TG_OP = 'UPDATE' THEN
+                    expired := OLD.expires_at IS NOT NULL AND OLD.expires_at <= NEW.updated_at;
                     UPDATE pluginkv_scopes SET
                         bytes_used = bytes_used + NEW.size - OLD.size,
                         last_version = greatest(last_version, NEW.version),
-                        last_seq = last_seq + 1
+                        last_seq = last_seq + 1 + expired::int
                     WHERE workspace = NEW.workspace AND plugin = NEW.plugin
                     RETURNING last_seq INTO seq;
+                    IF expired THEN  -- a row that had expired before this write: its expiry first
+                        INSERT INTO pluginkv_changes
+                            (workspace, plugin, seq, key, kind, version, changed_at)
+                        VALUES (NEW.workspace, NEW.plugin, seq - 1, OLD.key, 'expire',
+                            OLD.version, NEW.updated_at);
+                    END IF;
                 ELSE
                     UPDATE pluginkv_scopes SET
                         bytes_used = bytes_used - OLD.size,
