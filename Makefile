@@ -63,7 +63,7 @@ pythons:
 test-pythons: pythons
 	@for v in $(OTHER_PYTHONS); do \
 		echo "== the contract suite on Python $$v"; \
-		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/test_contract.py $(PYTEST_ARGS) || exit 1; \
+		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/test_contract*.py $(PYTEST_ARGS) || exit 1; \
 	done
 
 lint: install
