@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,24 @@ def test_stopping_the_service_ends_its_streams_and_long_polls(
             events.wait_for_comments(10**9)  # the stream ends: cut, or closed
     poller.join(timeout=TIMEOUT)
     assert len(polled) == 1
+
+
+def test_open_streams_count_toward_the_connection_limit(
+    start: Callable[..., Service], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLUGINKV_MAX_CONNECTIONS", "2")
+    service = start(tmp_path / "data")
+    token = service.token("--workspace", "ws-1", "--plugin", "acme/weather")
+    with _stream(service, token) as one, _stream(service, token) as two:
+        # Kept: a line iterator dropped closes its response.
+        streams = [_Events(one), _Events(two)]
+        for events in streams:
+            events.wait_for_comments(1)
+        status, body = service.call("GET", "/v1/usage", token)
+        assert status == 503
+        assert b"PLUGINKV_MAX_CONNECTIONS" in body
+    # The streams closed: room again, once the service has seen them go.
+    deadline = time.monotonic() + TIMEOUT
+    while service.call("GET", "/v1/usage", token)[0] != 200:
+        assert time.monotonic() < deadline, "the closed streams still count"
+        time.sleep(0.05)
