@@ -238,6 +238,17 @@ def test_a_bad_last_event_id_is_400_naming_it(client: TestClient, auth: Auth) ->
     assert "Last-Event-ID" in answer.json()["error"]["message"]
 
 
+def test_a_stream_under_a_bad_prefix_is_400_before_it_starts(
+    client: TestClient, auth: Auth
+) -> None:
+    answer = client.get(
+        "/v1/changes",
+        params={"prefix": "a/../b"},
+        headers={**auth(), "Accept": "text/event-stream"},
+    )
+    assert answer.status_code == 400
+
+
 def test_another_scope_sees_none_of_the_changes(client: TestClient, auth: Auth) -> None:
     client.put("/v1/kv/a", content=b"1", headers=auth())
     other = client.get("/v1/changes", headers=auth(plugin="acme/other"))

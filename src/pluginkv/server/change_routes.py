@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..errors import ChangesExpired, InvalidArgument
+from ..errors import InvalidArgument, PluginKVError
 from ..models import Change, ChangePage
 from ..storage import Storage
 from .answers import ChangeList, CommitDone
@@ -261,9 +261,9 @@ async def _event_stream(
         since = _event_id(last_event)
     if since is None:
         since = await _read(request, storage._last_seq)  # from now on
-    else:
-        # A position the log no longer holds is a 410 before the stream starts.
-        await _read(request, storage.changes, prefix, since=since, limit=1)
+    # A bad prefix, or a position the log no longer holds (410), is refused before the
+    # stream starts.
+    await _read(request, storage.changes, prefix, since=since, limit=1)
     settings = request.app.state.settings
     request.scope[WAITING] = True  # a stopping service ends it
     events = _events(request, storage, prefix, since, limit, settings.changes_keepalive_seconds)
@@ -293,15 +293,16 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     """The stream: the changes after ``since`` as they come, a comment while none does.
 
-    It ends when the client goes away (Starlette cancels it) or the log drops what it
-    has not sent yet: then a last ``error`` event carries the 410's body.
+    It ends when the client goes away (Starlette cancels it), when the service stops,
+    or on an error (the log dropped what it has not sent yet, the database is away):
+    then a last ``error`` event carries the error's body.
     """
     while not request.scope.get(STOPPING):
         waiter = await _read(request, storage.change_waiter)
         with waiter:
             try:
                 page = await _read(request, storage.changes, prefix, since=since, limit=limit)
-            except ChangesExpired as exc:
+            except PluginKVError as exc:  # the log dropped them, the database is away...
                 yield b"event: error\ndata: " + _json_line(exception_body(exc)) + b"\n\n"
                 return
             since = page.next
