@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
+import pluginkv
 from pluginkv import Store
+from pluginkv.server.app import create_app
+from pluginkv.services.tokens import Tokens
 
-from .test_serve import Service
+from .test_serve import Service, free_port
 
 TIMEOUT = 30.0  # seconds any one read may take before the test fails
 
@@ -231,3 +237,59 @@ def test_open_streams_count_toward_the_connection_limit(
     while service.call("GET", "/v1/usage", token)[0] != 200:
         assert time.monotonic() < deadline, "the closed streams still count"
         time.sleep(0.05)
+
+
+def _eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_watchers_that_go_away_leave_nothing_registered(tokens: Tokens) -> None:
+    """Streams closed and long polls abandoned by their clients release their waiters."""
+    store = pluginkv.open_store("memory://", changes_keepalive_seconds=0.1)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(store=store, tokens=tokens),
+            host="127.0.0.1",
+            port=free_port(),
+            log_level="warning",
+        )
+    )
+    running = threading.Thread(target=server.run)
+    running.start()
+    try:
+        _eventually(lambda: server.started, "the server did not start")
+        url = f"http://127.0.0.1:{server.config.port}/v1/changes"
+        headers = {"Authorization": f"Bearer {tokens.issue(workspace='ws-1', plugin='acme/w')}"}
+        watched = store.notifier._scopes
+        with ExitStack() as stack:
+            for _ in range(5):
+                client = stack.enter_context(httpx.Client(timeout=TIMEOUT))
+                stream = client.send(
+                    client.build_request(
+                        "GET", url, headers={**headers, "Accept": "text/event-stream"}
+                    ),
+                    stream=True,
+                )
+                stack.callback(stream.close)
+            port = server.config.port
+            request = (
+                f"GET /v1/changes?since=0&wait=60 HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: {headers['Authorization']}\r\n\r\n"
+            ).encode()
+            polls = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+            for poll in polls:
+                poll.sendall(request)
+            _eventually(
+                lambda: sum(w.registered for w in watched.values()) == 10,
+                "not every watcher registered",
+            )
+            for poll in polls:
+                poll.close()  # the long polls' clients go away mid-wait
+        _eventually(lambda: not watched, "waiters left registered")
+    finally:
+        server.should_exit = True
+        running.join(timeout=TIMEOUT)
+        store.close()
