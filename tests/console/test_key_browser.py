@@ -121,6 +121,21 @@ def test_a_ttl_is_set_on_the_version_shown(page: Any, console: Console) -> None:
     assert entry is not None and entry.value == b"abc" and entry.expires_at is not None
 
 
+def test_a_save_keeps_the_entrys_metadata_and_content_type(page: Any, console: Console) -> None:
+    storage = console.store.storage(workspace="ws-1", plugin="acme/meta")
+    storage.set("doc", b'{"a": 1}', metadata={"owner": "u1"}, content_type="application/json")
+    sign_in(page, console)
+    _browse(page, console, "ws-1", "acme/meta")
+    page.get_by_role("button", name="doc").click()
+    page.get_by_test_id("value-text").fill('{"a": 2}')
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("Saved")
+    entry = storage.get_entry("doc")
+    assert entry is not None and entry.value == b'{"a": 2}'
+    assert entry.metadata == {"owner": "u1"}
+    assert entry.content_type == "application/json"
+
+
 def test_deleting_asks_first_and_deletes_only_the_version_shown(
     page: Any, console: Console
 ) -> None:

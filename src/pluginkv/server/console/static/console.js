@@ -38,7 +38,7 @@ async function api(method, path, options = {}) {
   let body;
   if (options.raw !== undefined) {
     body = options.raw;
-    headers.set("Content-Type", "application/octet-stream");
+    if (!headers.has("Content-Type")) headers.set("Content-Type", "application/octet-stream");
   } else if (options.json !== undefined) {
     body = JSON.stringify(options.json);
     headers.set("Content-Type", "application/json");
@@ -397,6 +397,9 @@ document.addEventListener("alpine:init", () => {
     currentKey: "",
     currentVersion: null,
     currentMeta: "",
+    // The shown entry's metadata and content type, as headers: a save keeps them (a PUT
+    // stores only what it sends).
+    keptHeaders: {},
     bytes: null,
     kind: "",
     editText: "",
@@ -568,6 +571,9 @@ document.addEventListener("alpine:init", () => {
       this.currentKey = key;
       this.currentVersion = read.version;
       this.bytes = read.bytes;
+      this.keptHeaders = { "Content-Type": read.response.headers.get("Content-Type") };
+      const metadata = read.response.headers.get("Pluginkv-Metadata");
+      if (metadata !== null) this.keptHeaders["Pluginkv-Metadata"] = metadata;
       const expires = read.expires ? Number(read.expires) : null;
       this.currentMeta = bytesText(read.bytes.length) + ", version " + read.version
         + (expires ? ", expires " + timeText(expires) : ", no TTL");
@@ -608,7 +614,8 @@ document.addEventListener("alpine:init", () => {
       const path = keyPath(this.currentKey) + (ttl ? "?ttl=" + encodeURIComponent(ttl) : "");
       try {
         const result = await this.scoped("PUT", path, {
-          raw: bytes, headers: { "If-Match": '"' + this.currentVersion + '"' },
+          raw: bytes,
+          headers: { ...this.keptHeaders, "If-Match": '"' + this.currentVersion + '"' },
         });
         await this.show(this.currentKey);
         this.notice = done + " (version " + result.version + ").";
