@@ -274,6 +274,22 @@ def test_a_put_stores_metadata_and_content_type_that_get_head_and_listing_return
     assert entry["content_type"] == "application/json"
 
 
+@pytest.mark.parametrize(
+    "sent", ["application/x-www-form-urlencoded", "Application/Octet-Stream", None]
+)
+def test_a_put_with_a_tools_default_type_stores_no_type(
+    client: TestClient, auth: Auth, sent: str | None
+) -> None:
+    """curl --data-binary and urllib send the form type with any body: it says nothing."""
+    headers = auth() if sent is None else {**auth(), "Content-Type": sent}
+    assert client.put("/v1/kv/k", content=b"Paris", headers=headers).status_code == 204
+    assert client.get("/v1/kv/k", headers=auth()).headers["content-type"] == (
+        "application/octet-stream"
+    )
+    (entry,) = client.get("/v1/keys", headers=auth()).json()["entries"]
+    assert (entry["content_type"], entry["size"]) == (None, len("k") + len("Paris"))
+
+
 def test_a_put_without_them_stores_none_and_get_answers_octet_stream(
     client: TestClient, auth: Auth
 ) -> None:

@@ -76,8 +76,9 @@ PUT_VALUE = Operation(
     "keys",
     "Store a value",
     description="The body is the value, raw bytes. " + VALUE_LIMIT + " The request's "
-    "`Content-Type` is stored with it (and a GET answers with it), unless it is absent or "
-    "`application/octet-stream`; at most `PLUGINKV_MAX_CONTENT_TYPE_BYTES`.",
+    "`Content-Type` is stored with it (and a GET answers with it), unless it is absent, "
+    "`application/octet-stream` or `application/x-www-form-urlencoded` (what curl's "
+    "`--data-binary` and urllib send by default); at most `PLUGINKV_MAX_CONTENT_TYPE_BYTES`.",
     parameters=[
         query(
             "ttl",
@@ -431,10 +432,15 @@ def _metadata(raw: bytes) -> dict[str, Any]:
     return metadata
 
 
+# Types a PUT does not store: raw bytes, and the form type that curl's -d/--data-binary
+# and urllib send by default with any body, which says nothing of the value.
+_UNTYPED = frozenset({"application/octet-stream", "application/x-www-form-urlencoded"})
+
+
 def _content_type(raw: bytes, limit: int) -> str | None:
     """The type a PUT stores: the request's ``Content-Type``, but none for raw bytes."""
     text = raw.decode("latin-1").strip()
-    if not text or text.lower() == "application/octet-stream":
+    if not text or text.lower() in _UNTYPED:
         return None
     try:
         return check_content_type(text, limit)
