@@ -153,6 +153,8 @@ function apiTotals(text) {
   let count = 0, seconds = 0;
   for (const line of text.split("\n")) {
     if (!line.includes('route="/v1/')) continue;
+    // A long poll or an event stream lasts as long as it waits: not a request's latency.
+    if (line.includes('route="/v1/changes"')) continue;
     const value = Number(line.slice(line.lastIndexOf(" ") + 1));
     if (line.startsWith("pluginkv_http_request_duration_seconds_count{")) count += value;
     else if (line.startsWith("pluginkv_http_request_duration_seconds_sum{")) seconds += value;
