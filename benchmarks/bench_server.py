@@ -369,7 +369,7 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 def parse_wrk(out: str) -> WrkRun:
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
     total = re.search(r"^\s+(\d+) requests in", out, re.MULTILINE)
-    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s|m))$", out, re.MULTILINE))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
     if rate is None or total is None or set(latency) != {"50", "99"}:
         raise SystemExit(f"cannot read wrk's output:\n{out}")
 
