@@ -339,8 +339,9 @@ class Settings(BaseSettings):
         ge=0,
         allow_inf_nan=False,
         description=(
-            "A write that finds the writer idle and no other request in flight commits "
-            "on the event loop itself, saving the hops to the writer thread and back, "
+            "A single-key write (a PUT of at most 64 KiB, a DELETE) that finds the writer "
+            "idle and no other request in flight commits on the event loop itself, "
+            "saving the hops to the writer thread and back, "
             "while commits take at most this long on average; a request arriving "
             "meanwhile waits for that commit. 0: every write goes through the writer "
             "thread."

@@ -26,7 +26,9 @@ def _writer() -> Iterator[WriteQueue]:
     queue.shutdown()
 
 
-def thread_of(queue: WriteQueue, store: Store, call: Callable[[], Any] | None = None) -> str:
+def thread_of(
+    queue: WriteQueue, store: Store, call: Callable[[], Any] | None = None, *, quick: bool = True
+) -> str:
     """The name of the thread that ran a write of ``store`` given to ``queue``."""
     ran_on: list[str] = []
     storage = store.storage(workspace="ws", plugin="acme/app")
@@ -35,7 +37,7 @@ def thread_of(queue: WriteQueue, store: Store, call: Callable[[], Any] | None = 
         ran_on.append(threading.current_thread().name)
         return (call or (lambda: storage.set("k", b"v")))()
 
-    asyncio.run(queue.run(store.backend, write))
+    asyncio.run(queue.run(store.backend, write, quick=quick))
     return ran_on[0]
 
 
@@ -54,6 +56,14 @@ def test_a_write_beside_another_request_goes_to_the_writer_thread(
     writer.alone = lambda: False
 
     assert thread_of(writer, store) == "pluginkv-writer"
+
+
+def test_a_write_not_marked_quick_always_goes_to_the_writer_thread(
+    writer: WriteQueue, store: Store
+) -> None:
+    writer.alone = lambda: True
+
+    assert thread_of(writer, store, quick=False) == "pluginkv-writer"
 
 
 def test_without_the_listener_every_write_goes_to_the_writer_thread(
@@ -101,7 +111,9 @@ def test_a_write_waits_for_a_busy_writer_instead_of_committing_beside_it(
         await asyncio.sleep(0.05)
         writer.alone = lambda: True
         second = asyncio.ensure_future(
-            writer.run(store.backend, lambda: ran_on.append(threading.current_thread().name))
+            writer.run(
+                store.backend, lambda: ran_on.append(threading.current_thread().name), quick=True
+            )
         )
         await asyncio.sleep(0.05)
         assert ran_on == []  # queued behind the held write, not run here
@@ -151,6 +163,14 @@ def test_the_served_app_asks_the_listener_whether_a_request_is_alone(
             "/v1/kv/k", content=b"v", headers={"Authorization": f"Bearer {token}"}
         )
 
+    assert response.status_code == 204
+    assert asked == [True]  # a small PUT asks; a large one would not
+    with TestClient(app) as client:
+        response = client.put(
+            "/v1/kv/big",
+            content=b"v" * (64 * 1024 + 1),
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert response.status_code == 204
     assert asked == [True]
     assert store.storage(workspace="ws", plugin="acme/app").get("k") == b"v"

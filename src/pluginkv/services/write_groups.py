@@ -27,9 +27,10 @@ SQLite's busy handler, which sleeps in whole milliseconds.  PostgreSQL orders
 concurrent writes with its own row locks, so its writes skip the group and
 run on several threads at once (``WriteQueue``).
 
-A write that finds the writer idle and no other request in the process
-(``alone``, which the listener answers) runs on the calling thread, the
-event loop, and commits there: for a lone client the hop to the writer
+A quick write (one small entry: the single-key PUT and DELETE) that finds
+the writer idle and no other request in the process (``alone``, which the
+listener answers) runs on the calling thread, the event loop, and commits
+there: for a lone client the hop to the writer
 thread and the answer's hop back cost about as much as the write itself.
 It blocks the loop for its commit, but only while nothing else was waiting
 on it; a request that arrives meanwhile waits for that one commit.  So it
@@ -120,9 +121,13 @@ class WriteQueue:
         self._on_loop_max = on_loop_max
         self._commit_average = 0.0  # seconds a write or group took, running average
 
-    async def run(self, backend: Backend, call: Callable[[], T]) -> T:
+    async def run(self, backend: Backend, call: Callable[[], T], *, quick: bool = False) -> T:
         """Run ``call`` (a write on ``backend``) on the writer thread, or on one of the
         pool's threads for a backend with ``concurrent_writes``.
+
+        ``quick``: the call writes one small entry, so it may run on the caller's
+        thread (see the module's text); a large or many-key write never does, for
+        it would hold the event loop for its whole time.
 
         Returns its result, or raises its exception, once the commit that
         holds its write is done.
@@ -132,7 +137,8 @@ class WriteQueue:
             return await self._run_alone(loop, call)
         alone = self.alone
         if (
-            alone is not None
+            quick
+            and alone is not None
             and 0 < self._on_loop_max
             and self._commit_average <= self._on_loop_max
             and alone()
