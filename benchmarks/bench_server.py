@@ -261,7 +261,9 @@ def start_server(spec: ServerSpec, log_dir: Path, stack: ExitStack) -> Server:
     raise AssertionError("unreachable")
 
 
-def default_specs(tmp: Path) -> list[ServerSpec]:
+def default_specs(tmp: Path, settings: Sequence[str] = ()) -> list[ServerSpec]:
+    """echo, and pluginkv at FULL and NORMAL, each with ``settings`` (``NAME=VALUE``) too."""
+    extra = tuple(tuple(setting.split("=", 1)) for setting in settings)
     echo = ServerSpec(ECHO, (sys.executable, str(MODULE), "--serve-echo", "{port}"))
     specs = [echo]
     for name, mode in ((FULL, "FULL"), (NORMAL, "NORMAL")):
@@ -272,7 +274,8 @@ def default_specs(tmp: Path) -> list[ServerSpec]:
             # Two services run at once: each takes any free port for Dify plugins.
             *("--debug-port", "0"),
         )
-        specs.append(ServerSpec(name, argv, (("PLUGINKV_SQLITE_SYNCHRONOUS", mode),), data_dir))
+        env = (("PLUGINKV_SQLITE_SYNCHRONOUS", mode), *extra)
+        specs.append(ServerSpec(name, argv, env, data_dir))  # type: ignore[arg-type]
     return specs
 
 
@@ -366,7 +369,7 @@ _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 def parse_wrk(out: str) -> WrkRun:
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
     total = re.search(r"^\s+(\d+) requests in", out, re.MULTILINE)
-    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s|m))$", out, re.MULTILINE))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
     if rate is None or total is None or set(latency) != {"50", "99"}:
         raise SystemExit(f"cannot read wrk's output:\n{out}")
 
@@ -815,8 +818,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="smoke test: 1 round, 1 s wrk runs, a few client requests",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="PLUGINKV_NAME=VALUE",
+        help="a setting for both pluginkv services (repeatable), to compare a setting's values",
+    )
     parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for setting in args.setting:
+        if not setting.startswith("PLUGINKV_") or "=" not in setting:
+            parser.error(f"--setting {setting!r}: give PLUGINKV_NAME=VALUE")
     if args.rounds < 1 or args.duration < 1 or args.connections < 2 or args.client_duration <= 0:
         parser.error(
             "--rounds and --duration must be positive, --connections at least 2 "
@@ -877,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pluginkv-bench-server-") as tmp_name:
         tmp = Path(tmp_name)
-        specs = default_specs(tmp)
+        specs = default_specs(tmp, args.setting)
         for spec in specs:
             print(f"server  : {spec.name}: {describe(spec)}")
         with running(specs, tmp) as servers:

@@ -351,6 +351,19 @@ class Settings(BaseSettings):
             "succeeds or fails alone. 1 commits each write by itself."
         ),
     )
+    write_on_loop_max_seconds: float = Field(
+        default=0.0005,
+        ge=0,
+        allow_inf_nan=False,
+        description=(
+            "A single-key write (a PUT of at most 64 KiB, a DELETE) that finds the writer "
+            "idle and no other request in flight commits on the event loop itself, "
+            "saving the hops to the writer thread and back, "
+            "while commits take at most this long on average; a request arriving "
+            "meanwhile waits for that commit. 0: every write goes through the writer "
+            "thread."
+        ),
+    )
     log_level: LogLevel = Field(
         default="info",
         description=(

@@ -173,6 +173,9 @@ def _run_service(app: Any, settings: Settings, data_dir: Path, listen: bool) -> 
     from ..server.listener_limits import ListenerLimits, limited_protocol, reserve_file_descriptors
 
     limits = ListenerLimits.from_settings(settings)
+    protocol = limited_protocol(limits)
+    # A write that finds no other request in flight runs on the event loop (write_groups.py).
+    app.state.alone = protocol.alone
     try:
         reserve_file_descriptors(limits.max_connections)
     except PluginKVError as exc:
@@ -212,7 +215,7 @@ def _run_service(app: Any, settings: Settings, data_dir: Path, listen: bool) -> 
         port=port,
         loop="uvloop",
         # httptools, with the limits on headers and connections it lacks.
-        http=limited_protocol(limits),
+        http=protocol,
         access_log=settings.access_log,
         timeout_keep_alive=settings.idle_timeout_seconds,
         timeout_graceful_shutdown=30,

@@ -64,6 +64,8 @@ def create_app(
         app.state.store = Store(settings) if store is None else store
         app.state.started_at = time.time()
         app.state.writer = writer = _writer(settings, metrics)
+        # Set by the listener (``pluginkv serve``): whether a request is the only one in flight.
+        writer.alone = getattr(app.state, "alone", None)
         app.state.readers = readers = _readers(settings)
         refresher = await _follow_revocations(tokens, app.state.store, readers, interval)
         host: PluginHost = app.state.host
@@ -161,4 +163,5 @@ def _writer(settings: Settings, metrics: Metrics) -> WriteQueue:
         max_group=settings.write_group_max,
         threads=settings.postgres_pool_max_size,  # for a database server's writes
         on_group=metrics.write_groups.observe,
+        on_loop_max=settings.write_on_loop_max_seconds,
     )

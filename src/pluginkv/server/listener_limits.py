@@ -166,6 +166,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[ListenerLimits]
     refusals: ClassVar[_Refusals]
     limit_logged_at: ClassVar[float] = float("-inf")
+    # The server's tasks, one per request being answered (uvicorn's own set).
+    requests: ClassVar[set[Any]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -178,6 +180,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        type(self).requests = self.server_state.tasks
         if len(self.connections) > self.limits.max_connections:
             self._log_connection_limit()
             self._refuse(self.refusals.too_many)
@@ -230,6 +233,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    @classmethod
+    def alone(cls) -> bool:
+        """Whether the process answers one request only: the caller's (the writer asks)."""
+        return len(cls.requests) == 1
 
     # -- uvicorn's callback ------------------------------------------------------
 
@@ -314,7 +322,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._close_timer = self.loop.call_later(CLOSE_GRACE_SECONDS, transport.close)
 
 
-def limited_protocol(limits: ListenerLimits) -> type[HttpToolsProtocol]:
+def limited_protocol(limits: ListenerLimits) -> type[LimitedHttpToolsProtocol]:
     """The protocol class to give ``uvicorn.run(http=...)`` for ``limits``."""
 
     class Protocol(LimitedHttpToolsProtocol):
@@ -322,4 +330,5 @@ def limited_protocol(limits: ListenerLimits) -> type[HttpToolsProtocol]:
 
     Protocol.limits = limits
     Protocol.refusals = _Refusals.for_limits(limits)
+    Protocol.requests = set()
     return Protocol

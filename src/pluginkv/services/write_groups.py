@@ -26,6 +26,18 @@ threads for PostgreSQL.  With one writer a single process never waits on
 SQLite's busy handler, which sleeps in whole milliseconds.  PostgreSQL orders
 concurrent writes with its own row locks, so its writes skip the group and
 run on several threads at once (``WriteQueue``).
+
+A quick write (one small entry: the single-key PUT and DELETE) that finds
+the writer idle and no other request in the process (``alone``, which the
+listener answers) runs on the calling thread, the event loop, and commits
+there: for a lone client the hop to the writer
+thread and the answer's hop back cost about as much as the write itself.
+It blocks the loop for its commit, but only while nothing else was waiting
+on it; a request that arrives meanwhile waits for that one commit.  So it
+does so only while commits are quick (their running average at most
+``on_loop_max`` seconds): on a disk whose flush takes milliseconds the hops
+are a small part of a write and the wait would be a large one for others.
+Under concurrent load the writer thread and its groups serve as before.
 """
 
 from __future__ import annotations
@@ -70,7 +82,11 @@ class WriteQueue:
     """One thread that runs the calls given to ``run``, many per commit.
 
     ``max_group`` bounds how many calls share one transaction (setting
-    ``PLUGINKV_WRITE_GROUP_MAX``); 1 commits each call by itself.  Calls on
+    ``PLUGINKV_WRITE_GROUP_MAX``); 1 commits each call by itself.  While
+    ``alone`` (set by the listener) says the caller's request is the only one
+    in flight, the writer is idle and commits take ``on_loop_max`` seconds or
+    less on average (``PLUGINKV_WRITE_ON_LOOP_MAX_SECONDS``), a call runs on the
+    caller's thread instead.  Calls on
     different backends never share a group.  ``on_group`` hears the size of
     every group, for metrics.  The thread starts with the first call.
 
@@ -85,6 +101,7 @@ class WriteQueue:
         max_group: int,
         threads: int = 1,
         on_group: Callable[[int], None] | None = None,
+        on_loop_max: float = 0.0,
     ) -> None:
         if max_group < 1:
             raise ValueError(f"max_group must be at least 1, got {max_group}")
@@ -95,10 +112,22 @@ class WriteQueue:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Held while a group or a write on the caller's thread runs: one at a time.
+        self._committing = threading.Lock()
+        self._queued = 0  # writes given to the thread and not yet answered
+        # Whether the caller's request is the only one in flight (set by the
+        # listener; None: never run a write on the caller's thread).
+        self.alone: Callable[[], bool] | None = None
+        self._on_loop_max = on_loop_max
+        self._commit_average = 0.0  # seconds a write or group took, running average
 
-    async def run(self, backend: Backend, call: Callable[[], T]) -> T:
+    async def run(self, backend: Backend, call: Callable[[], T], *, quick: bool = False) -> T:
         """Run ``call`` (a write on ``backend``) on the writer thread, or on one of the
         pool's threads for a backend with ``concurrent_writes``.
+
+        ``quick``: the call writes one small entry, so it may run on the caller's
+        thread (see the module's text); a large or many-key write never does, for
+        it would hold the event loop for its whole time.
 
         Returns its result, or raises its exception, once the commit that
         holds its write is done.
@@ -106,10 +135,25 @@ class WriteQueue:
         loop = asyncio.get_running_loop()
         if backend.concurrent_writes:
             return await self._run_alone(loop, call)
+        alone = self.alone
+        if (
+            quick
+            and alone is not None
+            and 0 < self._on_loop_max
+            and self._commit_average <= self._on_loop_max
+            and alone()
+        ):
+            ran, outcome = self._try_here(call)
+            if ran:
+                succeeded, value = outcome
+                if succeeded:
+                    return value  # type: ignore[no-any-return]
+                raise value
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the writer has shut down")
+            self._queued += 1
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._work, name="pluginkv-writer", daemon=True
@@ -117,6 +161,23 @@ class WriteQueue:
                 self._thread.start()
             self._jobs.put(_Job(backend, call, loop, future))
         return await future
+
+    def _try_here(self, call: Callable[[], Any]) -> tuple[bool, _Outcome]:
+        """Run ``call`` on this thread if the writer is idle: (whether it ran, its outcome)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the writer has shut down")
+            if self._queued or not self._committing.acquire(blocking=False):
+                return False, (False, None)
+        try:
+            started = time.monotonic()
+            outcome = _attempt(call)
+            self._took(time.monotonic() - started)
+        finally:
+            self._committing.release()
+        if self._on_group is not None:
+            self._on_group(1)
+        return True, outcome
 
     async def _run_alone(self, loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> T:
         with self._lock:
@@ -138,6 +199,8 @@ class WriteQueue:
                 self._jobs.put(None)
         if thread is not None:
             thread.join()
+        with self._committing:  # a write on another thread's loop finishes first
+            pass
         self._pool.shutdown(wait=True)
 
     # -- the thread ----------------------------------------------------------------------------
@@ -173,12 +236,20 @@ class WriteQueue:
                     break
                 jobs.append(more)
             started = time.monotonic()
-            outcomes = self._run_group(job.backend, [each.call for each in jobs])
+            with self._committing:
+                outcomes = self._run_group(job.backend, [each.call for each in jobs])
             commit_time = time.monotonic() - started
+            self._took(commit_time)
+            with self._lock:
+                self._queued -= len(jobs)
             expected = len(jobs)
             if self._on_group is not None:
                 self._on_group(len(jobs))
             _deliver(jobs, outcomes)
+
+    def _took(self, seconds: float) -> None:
+        """Count one write's or group's time into the running average (weight 1/8)."""
+        self._commit_average += (seconds - self._commit_average) / 8
 
     def _run_group(self, backend: Backend, calls: list[Callable[[], Any]]) -> list[_Outcome]:
         if len(calls) == 1:
