@@ -54,6 +54,13 @@ CALLS: dict[tuple[str, str], Call] = {
         "POST", "/v1/batch/delete", json={"keys": ["secret"]}, writes=True
     ),
     ("get", "/v1/usage"): Call("GET", "/v1/usage"),
+    ("post", "/v1/atomic"): Call(
+        "POST",
+        "/v1/atomic",
+        json={"operations": [{"op": "set", "key": "secret", "value": {"text": "mine"}}]},
+        writes=True,
+    ),
+    ("get", "/v1/changes"): Call("GET", "/v1/changes", params={"prefix": ""}),
     ("get", "/v1/admin/scopes"): Call("GET", "/v1/admin/scopes", admin=True),
     ("put", "/v1/admin/quota"): Call(
         "PUT",
