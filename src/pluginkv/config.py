@@ -131,6 +131,23 @@ class Settings(BaseSettings):
             "PostgreSQL is told by `LISTEN`/`NOTIFY` instead. At most 10."
         ),
     )
+    max_changes_wait_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Longest `wait` of one `GET /v1/changes` long poll; a longer one is refused "
+            "(400). A waiting poll holds a connection, no thread and no query "
+            "([http-api.md](http-api.md#following-changes))."
+        ),
+    )
+    changes_keepalive_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "How often a `GET /v1/changes` event stream with nothing to send sends a "
+            "`: keep-alive` comment, so that proxies and clients see it alive."
+        ),
+    )
     max_ttl_seconds: int = Field(
         default=_MAX_TTL_DEFAULT,
         json_schema_extra={"doc_default": "315360000 (10 years of 365 days)"},

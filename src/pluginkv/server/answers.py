@@ -33,6 +33,12 @@ class EntryMeta(_Answer):
     created_at: float = Field(description=_UNIX)
     updated_at: float = Field(description=_UNIX)
     expires_at: float | None = Field(description="Unix time, seconds; null without a TTL.")
+    metadata: dict[str, Any] | None = Field(
+        description="The JSON object stored with the value; null when the write gave none."
+    )
+    content_type: str | None = Field(
+        description="The content type stored with the value; null when the write gave none."
+    )
 
 
 class KeyPage(_Answer):
@@ -81,6 +87,36 @@ class BatchVersions(_Answer):
         dict[str, Annotated[int, Field(ge=1)]],
         Field(description="Each stored key's new version (its `ETag`, unquoted)."),
     ]
+
+
+class CommitDone(_Answer):
+    ok: Literal[True]
+    versions: Annotated[
+        dict[str, Annotated[int, Field(ge=1)]],
+        Field(
+            description="The new version of each key set or incremented; deleted keys are absent."
+        ),
+    ]
+    counters: Annotated[
+        dict[str, int],
+        Field(description="The sum of each key incremented, after the whole commit."),
+    ]
+
+
+class Change(_Answer):
+    seq: int = Field(ge=1, description="Numbers the scope's changes from 1, in commit order.")
+    key: str
+    kind: Literal["set", "delete", "expire"]
+    version: int = Field(
+        ge=1, description="`set`: the entry's new version; else the version it had."
+    )
+
+
+class ChangeList(_Answer):
+    changes: Annotated[
+        list[Change], Field(json_schema_extra={"maxItems": "{settings.max_page_size}"})
+    ]
+    next: int = Field(ge=0, description="Pass back as `since` for the next page.")
 
 
 class Usage(_Answer):
@@ -316,6 +352,9 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Deleted,
     BatchValues,
     BatchVersions,
+    CommitDone,
+    Change,
+    ChangeList,
     Usage,
     ScopeUsage,
     ScopeList,

@@ -14,7 +14,7 @@ not tell ``5`` from ``5.0``, so an integral float is taken as an integer (``Int`
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
@@ -22,10 +22,13 @@ from ..errors import InvalidArgument
 from .parsing import known_fields
 
 __all__ = [
+    "COMMIT_OPERATIONS",
     "REQUEST_MODELS",
     "VALUE_FORMS",
+    "AtomicRequest",
     "BatchGetRequest",
     "BatchSetRequest",
+    "CommitCheck",
     "CredentialsRequest",
     "EndpointRequest",
     "IncrRequest",
@@ -281,7 +284,111 @@ class EndpointRequest(_PluginCall):
     )
 
 
+# POST /v1/atomic: checks and operations, each item parsed on its own with its position
+# named (change_routes.py); the schemas say what each takes.
+class CommitCheck(_Body):
+    key: Key
+    version: Int | None = Field(
+        description="The version the key must be at; null: the key must hold no value.",
+        json_schema_extra={"minimum": 1},
+    )
+
+
+_BATCH_VALUE = {
+    "oneOf": [
+        {"x-schema": "TextValue"},
+        {"x-schema": "TaggedBase64Value"},
+        {"x-schema": "Base64Value"},
+    ],
+    "description": '`{"text": "..."}` (stored as its UTF-8 bytes) or `{"base64": "..."}`, '
+    "as in `batch/set`.",
+}
+
+
+class SetOperation(_Body):
+    op: Literal["set"]
+    key: Key
+    value: Annotated[Any, WithJsonSchema(_BATCH_VALUE)]
+    ttl: float | None = Field(
+        None,
+        description="Seconds until the entry expires, at most `PLUGINKV_MAX_TTL_SECONDS`; "
+        "null keeps it forever.",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": "{settings.max_ttl_seconds}"},
+    )
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description="A JSON object kept with the value, at most `PLUGINKV_MAX_METADATA_BYTES` "
+        "as compact JSON.",
+    )
+    content_type: str | None = Field(
+        None,
+        description="How to read the value, `type/subtype`; at most "
+        "`PLUGINKV_MAX_CONTENT_TYPE_BYTES`.",
+    )
+
+
+class DeleteOperation(_Body):
+    op: Literal["delete"]
+    key: Key
+
+
+class IncrOperation(_Body):
+    op: Literal["incr"]
+    key: Key
+    delta: Int | None = Field(
+        None,
+        description="Added to the stored integer; absent or null means 1.",
+        json_schema_extra={"format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    )
+
+
+# Each operation's model by its "op".
+COMMIT_OPERATIONS: dict[str, type[SetOperation | DeleteOperation | IncrOperation]] = {
+    "set": SetOperation,
+    "delete": DeleteOperation,
+    "incr": IncrOperation,
+}
+
+
+class AtomicRequest(_Body):
+    checks: Annotated[
+        list[Any],
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"x-schema": "CommitCheck"},
+                "description": "Every check must hold, else nothing is written (412). Checks "
+                "and operations together are at most {settings.max_commit_operations} "
+                "(setting `PLUGINKV_MAX_COMMIT_OPERATIONS`).",
+            }
+        ),
+    ] = []
+    operations: Annotated[
+        list[Any],
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        {"x-schema": "SetOperation"},
+                        {"x-schema": "DeleteOperation"},
+                        {"x-schema": "IncrOperation"},
+                    ]
+                },
+                "description": "Applied in order, each over what the earlier ones left; "
+                "their keys, values and metadata at most {settings.max_commit_bytes} bytes "
+                "(setting `PLUGINKV_MAX_COMMIT_BYTES`).",
+            }
+        ),
+    ] = []
+
+
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    CommitCheck,
+    SetOperation,
+    DeleteOperation,
+    IncrOperation,
+    AtomicRequest,
     IncrRequest,
     KeyList,
     BatchGetRequest,

@@ -29,6 +29,7 @@ from ..keys import FORBIDDEN_CHARACTERS, MAX_KEY_BYTES
 
 __all__ = [
     "BATCH_LIMIT",
+    "CHECK_FAILED",
     "ERROR_RESPONSES",
     "KEY_RULES",
     "NO_FORBIDDEN",
@@ -58,11 +59,15 @@ ERROR_RESPONSES: dict[int, str] = {
     401: "UnauthorizedError",
     403: "ForbiddenError",
     408: "RequestTimeoutError",
+    410: "ChangesExpiredError",
     412: "VersionConflictError",
     413: "ValueTooLargeError",
     503: "BackendUnavailableError",
     507: "InsufficientStorageError",
 }
+# POST /v1/atomic's 412 when a check fails: an answer the engine returns
+# (CommitResult(ok=False)), not an exception, so no error class declares its code.
+CHECK_FAILED = "check_failed"
 # A write's 503: the database is away, or the store is read-only.
 WRITE_UNAVAILABLE = "WriteUnavailableError"
 

@@ -14,6 +14,7 @@ get 405 with ``Allow`` and the route appears in metrics and the OpenAPI document
 
 from __future__ import annotations
 
+import json
 from time import perf_counter
 from typing import Any
 
@@ -21,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..entry_metadata import check_content_type
 from ..errors import InvalidArgument, PluginKVError
 from ..models import Entry, EntryMeta, shown_expiry
 from ..services.readers import Readers
@@ -64,13 +66,18 @@ _ENTRY_HEADERS = {
     "X-Created-At": ref("headers", "X-Created-At"),
     "X-Updated-At": ref("headers", "X-Updated-At"),
     "X-Expires-At": ref("headers", "X-Expires-At"),
+    "Pluginkv-Metadata": ref("headers", "Pluginkv-Metadata"),
 }
+# A GET answers with the content type its PUT stored.
+_STORED_TYPE = {**_BINARY, "*/*": {"schema": {"type": "string", "format": "binary"}}}
 _READ_PARAMETERS = [ref("parameters", "Meta"), ref("parameters", "IfNoneMatchVersion")]
 PUT_VALUE = Operation(
     "putValue",
     "keys",
     "Store a value",
-    description="The body is the value, raw bytes. " + VALUE_LIMIT,
+    description="The body is the value, raw bytes. " + VALUE_LIMIT + " The request's "
+    "`Content-Type` is stored with it (and a GET answers with it), unless it is absent or "
+    "`application/octet-stream`; at most `PLUGINKV_MAX_CONTENT_TYPE_BYTES`.",
     parameters=[
         query(
             "ttl",
@@ -81,6 +88,7 @@ PUT_VALUE = Operation(
         ),
         ref("parameters", "IfMatch"),
         ref("parameters", "IfNoneMatch"),
+        ref("parameters", "Metadata"),
     ],
     body={"required": True, "content": _BINARY},
     responses={"204": ref("responses", "Written"), **write_errors(400, 408, 412, 413, 507)},
@@ -93,9 +101,10 @@ GET_VALUE = Operation(
     responses={
         "304": ref("responses", "NotModified"),
         "200": {
-            "description": "The value, raw bytes.",
+            "description": "The value, raw bytes, with the content type its write stored "
+            "(`application/octet-stream` when none).",
             "headers": _ENTRY_HEADERS,
-            "content": _BINARY,
+            "content": _STORED_TYPE,
         },
         **errors(400),
         "404": ref("responses", "KeyNotFound"),
@@ -134,19 +143,31 @@ _PUT_PARAMS = frozenset({"ttl"})
 _NO_PARAMS: frozenset[str] = frozenset()
 
 _OCTETS = (b"content-type", b"application/octet-stream")
+METADATA_HEADER_NAME = "Pluginkv-Metadata"
+METADATA_HEADER = METADATA_HEADER_NAME.lower().encode("ascii")
 _ABSENT = (CODE_HEADER.lower().encode("latin-1"), b"not_found")
 
 
 class _Headers:
     """The request headers this path reads, in one pass over the ASGI list."""
 
-    __slots__ = ("authorization", "content_length", "if_match", "if_none_match")
+    __slots__ = (
+        "authorization",
+        "content_length",
+        "content_type",
+        "if_match",
+        "if_none_match",
+        "metadata",
+    )
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
         self.authorization: str | None = None
         self.content_length: str | None = None
         self.if_match: str | None = None
         self.if_none_match: str | None = None
+        # Kept as bytes: only a PUT that sends them pays for parsing them.
+        self.content_type: bytes | None = None
+        self.metadata: bytes | None = None
         for name, value in raw:
             # The first of repeated headers wins, as in Starlette's Headers.get.
             if name == b"authorization":
@@ -155,11 +176,17 @@ class _Headers:
             elif name == b"content-length":
                 if self.content_length is None:
                     self.content_length = value.decode("latin-1")
+            elif name == b"content-type":
+                if self.content_type is None:
+                    self.content_type = value
             elif name == b"if-match":
                 if self.if_match is None:
                     self.if_match = value.decode("latin-1")
-            elif name == b"if-none-match" and self.if_none_match is None:
-                self.if_none_match = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if self.if_none_match is None:
+                    self.if_none_match = value.decode("latin-1")
+            elif name == METADATA_HEADER and self.metadata is None:
+                self.metadata = value
 
 
 async def key_value_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
@@ -290,9 +317,13 @@ def _entry_headers(
     """A GET's headers, and a HEAD's: ``length`` is the value's, sent or not."""
     headers = [
         (b"content-length", b"%d" % length),
-        _OCTETS,
+        _OCTETS if entry.content_type is None else (b"content-type", entry.content_type.encode()),
         (b"etag", b'"%d"' % entry.version),
     ]
+    if entry.metadata is not None:
+        # Compact ASCII JSON: one header line, whatever the metadata holds.
+        text = json.dumps(entry.metadata, separators=(",", ":"))
+        headers.append((METADATA_HEADER, text.encode("ascii")))
     if with_times:
         headers.append((b"x-created-at", repr(entry.created_at).encode()))
         headers.append((b"x-updated-at", repr(entry.updated_at).encode()))
@@ -341,6 +372,10 @@ async def _put(state: Any, scope: Scope, headers: _Headers, receive: Receive, se
     ttl = _ttl(scope)
     wanted = conditions(headers.if_match, headers.if_none_match)
     store: Store = state.store
+    metadata = None if headers.metadata is None else _metadata(headers.metadata)
+    content_type = None
+    if headers.content_type is not None:
+        content_type = _content_type(headers.content_type, store.settings.max_content_type_bytes)
     value = await read_body(
         receive,
         headers.content_length,
@@ -358,6 +393,8 @@ async def _put(state: Any, scope: Scope, headers: _Headers, receive: Receive, se
             if_version=wanted.if_version,
             if_absent=wanted.if_absent,
             if_exists=wanted.if_exists,
+            metadata=metadata,
+            content_type=content_type,
         )
 
     version = await writer.run(store.backend, write)
@@ -381,6 +418,28 @@ async def _delete(state: Any, scope: Scope, headers: _Headers, send: Send) -> No
 
     await writer.run(store.backend, delete)
     await _no_content(send)
+
+
+def _metadata(raw: bytes) -> dict[str, Any]:
+    """The ``Pluginkv-Metadata`` header: a JSON object (its size the engine checks)."""
+    try:
+        metadata = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise InvalidArgument(f"header {METADATA_HEADER_NAME} must be a JSON object")
+    return metadata
+
+
+def _content_type(raw: bytes, limit: int) -> str | None:
+    """The type a PUT stores: the request's ``Content-Type``, but none for raw bytes."""
+    text = raw.decode("latin-1").strip()
+    if not text or text.lower() == "application/octet-stream":
+        return None
+    try:
+        return check_content_type(text, limit)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"header Content-Type: {exc}") from None
 
 
 def _etag(version: int) -> tuple[bytes, bytes]:

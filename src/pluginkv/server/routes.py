@@ -276,9 +276,11 @@ async def list_keys(request: Request) -> Response:
         limit=limit,
         cursor=params.get("cursor"),
     )
-    return JSONResponse(
-        {"entries": [e.as_dict() for e in page.entries], "next_cursor": page.next_cursor}
-    )
+    entries = [
+        {**e.as_dict(), "metadata": e.metadata, "content_type": e.content_type}
+        for e in page.entries
+    ]
+    return JSONResponse({"entries": entries, "next_cursor": page.next_cursor})
 
 
 _DELETED = ref("responses", "Deleted")

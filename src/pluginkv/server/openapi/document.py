@@ -19,6 +19,7 @@ from ... import __version__
 from ...config import Settings
 from ...store import Store
 from ..admin_routes import admin_routes
+from ..change_routes import change_routes
 from ..describe import ApiRoute, Json, Operation, fill_settings, json_content
 from ..file_routes import file_routes
 from ..host_routes import host_routes
@@ -129,6 +130,12 @@ def openapi_document(
                     "required": False,
                     "schema": _TIMESTAMP_HEADER,
                 },
+                "Pluginkv-Metadata": {
+                    "description": "The entry's metadata, a JSON object as compact ASCII "
+                    "JSON; only present when its write gave some.",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[{].*[}]$"},
+                },
                 "WWW-Authenticate": {
                     "required": True,
                     "schema": {"type": "string", "enum": ["Bearer"]},
@@ -175,6 +182,7 @@ openapi_route = ApiRoute(OPENAPI_PATH, GET=(serve_openapi, OPENAPI))
 # The routes of the API, each with its description: the app serves these.
 api_routes: list[BaseRoute] = [
     *routes,
+    *change_routes,
     *admin_routes,
     *host_routes,
     *file_routes,

@@ -24,6 +24,15 @@ def _parameters() -> Json:
                 },
             },
         },
+        "Metadata": {
+            "name": "Pluginkv-Metadata",
+            "in": "header",
+            "required": False,
+            "description": "A JSON object stored with the value, at most "
+            "`PLUGINKV_MAX_METADATA_BYTES` as compact JSON (else 413); anything but an object "
+            "is a 400 naming the header. A write without it stores none.",
+            "schema": {"type": "string"},
+        },
         "IfMatch": {
             "name": "If-Match",
             "in": "header",

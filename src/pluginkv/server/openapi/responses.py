@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...error_registry import ERRORS
 from ...errors import (
     BackendUnavailable,
+    ChangesExpired,
     Forbidden,
     InvalidArgument,
     InvalidExportFile,
@@ -18,7 +19,15 @@ from ...errors import (
     ValueTooLarge,
     VersionConflict,
 )
-from ..describe import ERROR_RESPONSES, WRITE_UNAVAILABLE, Json, code_header, json_content, ref
+from ..describe import (
+    CHECK_FAILED,
+    ERROR_RESPONSES,
+    WRITE_UNAVAILABLE,
+    Json,
+    code_header,
+    json_content,
+    ref,
+)
 
 # Codes that name no exception: the storage routes answer them themselves (`not_found`
 # too: the one route that answers it has a 404 response of its own, `KeyNotFound`).
@@ -62,6 +71,13 @@ _ERROR_CODES: dict[int, tuple[str, list[str], str]] = {
         _codes(408),
         "The body did not arrive within the time allowed (setting "
         "`PLUGINKV_REQUEST_TIMEOUT_SECONDS`).",
+    ),
+    ChangesExpired.http_status: (
+        ERROR_RESPONSES[ChangesExpired.http_status],
+        _codes(ChangesExpired.http_status),
+        "The changes after `since` (or `Last-Event-ID`) are no longer kept (settings "
+        "`PLUGINKV_CHANGES_RETENTION_SECONDS`, `PLUGINKV_CHANGES_RETENTION_COUNT`); `oldest` "
+        "is where the log starts now. Read the keys again, then follow from a new position.",
     ),
     VersionConflict.http_status: (
         ERROR_RESPONSES[VersionConflict.http_status],
@@ -113,6 +129,14 @@ _HOST_ERRORS: list[tuple[int, str, str, str]] = [
     ),
 ]
 
+# POST /v1/atomic's failed check: an answer, not an exception (the engine returns it as
+# CommitResult(ok=False)), so no error class declares its code.
+_CHECK_FAILED = (
+    "CheckFailedError",
+    "A check did not hold; nothing was changed. `failed` names the keys whose checks failed, "
+    "in the order checked.",
+)
+
 # A write's 503 is one of two: the database is away, or the store is read-only
 # (setting PLUGINKV_READ_ONLY).  One status holds one response per operation,
 # so writing operations get this one in place of BackendUnavailableError.
@@ -137,6 +161,13 @@ _ERROR_DETAILS: dict[int, Json] = {
             "description": "The entry's current version; null when it is absent.",
         },
     },
+    410: {
+        "oldest": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The oldest change still kept (one past the last when none is).",
+        },
+    },
     413: {
         "size": {"type": "integer", "minimum": 0, "description": "Bytes declared or read."},
         "limit": {"type": "integer", "minimum": 0},
@@ -151,6 +182,14 @@ _ERROR_DETAILS: dict[int, Json] = {
 
 # The fields of the plugin host's errors, by code.
 _HOST_ERROR_DETAILS: dict[str, Json] = {
+    CHECK_FAILED: {
+        "failed": {
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+            "description": "The keys whose checks failed.",
+        }
+    },
     PluginFailed.code: {
         "error_type": {
             "type": ["string", "null"],
@@ -250,6 +289,12 @@ def _responses() -> Json:
             }
         },
         "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+    name, description = _CHECK_FAILED
+    responses[name] = {
+        "description": description,
+        "headers": {"X-Error-Code": code_header([CHECK_FAILED])},
+        "content": json_content(ref("schemas", name)),
     }
     name, codes, description = _WRITE_UNAVAILABLE
     responses[name] = {

@@ -17,8 +17,14 @@ from pydantic.json_schema import models_json_schema
 from ...keys import MAX_KEY_BYTES, PLUGIN_PATTERN, WORKSPACE_PATTERN
 from ..answers import RESPONSE_MODELS
 from ..bodies import REQUEST_MODELS
-from ..describe import KEY_RULES, NO_FORBIDDEN, Json, ref
-from .responses import _ERROR_CODES, _HOST_ERRORS, _WRITE_UNAVAILABLE, _error_schema
+from ..describe import CHECK_FAILED, KEY_RULES, NO_FORBIDDEN, Json, ref
+from .responses import (
+    _CHECK_FAILED,
+    _ERROR_CODES,
+    _HOST_ERRORS,
+    _WRITE_UNAVAILABLE,
+    _error_schema,
+)
 
 _BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
@@ -53,6 +59,7 @@ def schemas() -> Json:
     for status, name, code, _ in _HOST_ERRORS:
         result[name] = _error_schema(status, [code])
     result[_WRITE_UNAVAILABLE[0]] = _error_schema(503, _WRITE_UNAVAILABLE[1])
+    result[_CHECK_FAILED[0]] = _error_schema(412, [CHECK_FAILED])
     return result
 
 
