@@ -144,6 +144,38 @@ def test_a_watch_waits_across_polls_shorter_than_the_read_timeout(
     assert (change.seq, change.kind, change.key) == (1, "set", "cfg/a")
 
 
+def test_a_watch_asks_for_less_when_the_service_allows_a_shorter_wait(
+    open_store: Callable[..., Store], live_service: LiveService
+) -> None:
+    store, token = _service(open_store, live_service)
+    storage = store.storage(**SCOPE)
+
+    async def follow_async() -> str:
+        async with AsyncRemoteStorage(live_service.url, token) as client:
+            watching = client.watch(since=1)  # after "a"
+            writer = threading.Timer(0.5, storage.set, ("b", b"1"))
+            writer.start()
+            change = await anext(watching)
+            writer.join()
+            return change.key
+
+    settings = live_service.app.state.settings
+    live_service.app.state.settings = settings.model_copy(update={"max_changes_wait_seconds": 1})
+    try:
+        with RemoteStorage(live_service.url, token) as client:  # each asks for 20 s at first
+            with pytest.raises(InvalidArgument, match="PLUGINKV_MAX_CHANGES_WAIT_SECONDS"):
+                client.changes(wait=2)
+            watching = client.watch()
+            writer = threading.Timer(0.5, storage.set, ("a", b"1"))
+            writer.start()
+            first = next(watching)
+            writer.join()
+        second = asyncio.run(follow_async())
+    finally:
+        live_service.app.state.settings = settings
+    assert (first.key, second) == ("a", "b")
+
+
 def test_the_async_watch_starts_when_iteration_begins(
     open_store: Callable[..., Store], live_service: LiveService
 ) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "change_page_from_json",
     "changes_path",
     "commit_result",
+    "shorter_wait",
     "watch_wait",
 ]
 
@@ -81,6 +82,20 @@ def change_page_from_json(page: Mapping[str, Any]) -> ChangePage:
         ],
         int(page["next"]),
     )
+
+
+WAIT_SETTING = "PLUGINKV_MAX_CHANGES_WAIT_SECONDS"
+
+
+def shorter_wait(wait: float, refusal: InvalidArgument) -> float:
+    """The wait to ask for after the service refused ``wait``: half of it, if the refusal
+    is about the wait (the service's setting is below it), else ``refusal`` is raised.
+
+    The service's bound is above 0, so halving finds a wait it takes in a few requests.
+    """
+    if WAIT_SETTING not in str(refusal) or wait < 0.001:
+        raise refusal
+    return wait / 2
 
 
 def watch_wait(timeout: float) -> float:

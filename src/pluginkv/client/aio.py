@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_af
 from yarl import URL
 
 from .. import __version__
+from ..errors import InvalidArgument
 from ..keys import check_key, check_keys, check_prefix
 from ..models import Change, ChangePage, CommitResult, Entry, EntryMeta, Page, Usage
 from ._changes import (
@@ -38,6 +39,7 @@ from ._changes import (
     change_page_from_json,
     changes_path,
     commit_result,
+    shorter_wait,
     watch_wait,
 )
 from ._wire import (
@@ -295,7 +297,11 @@ class AsyncRemoteStorage:
             await self.changes(prefix, since=since, limit=page_size)  # an expired since raises
         wait = watch_wait(self._read_timeout)
         while True:
-            page = await self.changes(prefix, since=since, limit=page_size, wait=wait)
+            try:
+                page = await self.changes(prefix, since=since, limit=page_size, wait=wait)
+            except InvalidArgument as refusal:
+                wait = shorter_wait(wait, refusal)  # the service allows less
+                continue
             since = page.next
             for change in page.changes:
                 yield change

@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from .. import __version__
+from ..errors import InvalidArgument
 from ..keys import check_key, check_keys, check_prefix
 from ..models import (
     Change,
@@ -48,6 +49,7 @@ from ._changes import (
     change_page_from_json,
     changes_path,
     commit_result,
+    shorter_wait,
     watch_wait,
 )
 from ._http import Connection, TLSConnection
@@ -277,7 +279,11 @@ class RemoteStorage(JSONHelpers, KeyPages):
     def _follow(self, prefix: str, since: int, page_size: int | None) -> Iterator[Change]:
         wait = watch_wait(self._timeout)
         while True:
-            page = self.changes(prefix, since=since, limit=page_size, wait=wait)
+            try:
+                page = self.changes(prefix, since=since, limit=page_size, wait=wait)
+            except InvalidArgument as refusal:
+                wait = shorter_wait(wait, refusal)  # the service allows less
+                continue
             since = page.next
             yield from page.changes
 
