@@ -90,3 +90,11 @@ def test_bench_attacks_quick_prints_every_phase() -> None:
     for phase in ("quiet", "slowloris", "silent", "8 MiB header"):
         row = rf"^{re.escape(phase)}\s+\d+\s+[\d,.]+ ms\s+[\d,.]+ ms\s+[\d,.]+ ms\s+\d+\s"
         assert re.search(row, out, re.MULTILINE), f"no row for {phase!r}:\n{out}"
+
+
+def test_bench_watchers_quick_prints_every_state_and_the_fan_out() -> None:
+    out = run_quick(SCRIPT.parent / "bench_watchers.py", timeout=120)
+    for state in ("idle service", "1 long poll (baseline)", "50 long polls", "+ 50 event streams"):
+        row = rf"^{re.escape(state)}\s+[\d.]+\s+(-|[\d.]+x)\s+[\d.]+\s+(-|-?[\d.]+)$"
+        assert re.search(row, out, re.MULTILINE), f"no row for {state!r}:\n{out}"
+    assert re.search(r"^one write reaches all 100 watchers in \d+ ms$", out, re.MULTILINE), out

@@ -47,6 +47,7 @@ from .describe import (
     write_errors,
 )
 from .errors import CODE_HEADER, error_body, exception_body
+from .listener_limits import STOPPING, WAITING
 from .parsing import query_number
 from .routes import _json, _query, _read, _storage, _value, _write
 
@@ -218,21 +219,38 @@ def _wait(request: Request, wait: float | None) -> float:
 async def _long_poll(
     request: Request, storage: Storage, prefix: str, since: int, limit: int | None, wait: float
 ) -> ChangePage:
-    """The first page with a change after ``since``, or the empty one when ``wait`` passes."""
-    loop_time = asyncio.get_running_loop().time
-    deadline = loop_time() + wait
-    while True:
-        # Registered before the read: a commit after the read wakes the wait.  On a
-        # database server the first registration starts the store's listener, which
-        # may wait for a connection: a reader thread does it, not the event loop.
-        waiter = await _read(request, storage.change_waiter)
-        with waiter:
-            page = await _read(request, storage.changes, prefix, since=since, limit=limit)
-            remaining = deadline - loop_time()
-            if page.changes or remaining <= 0:
-                return page
-            since = page.next
-            await waiter.wait_async(remaining)
+    """The first page with a change after ``since``, or the empty one when ``wait`` passes.
+
+    It ends early, with what it has, when the client goes away or the service stops.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    # Only reads from here on: a stopping service may cut the request (listener_limits).
+    request.scope[WAITING] = True
+    gone = asyncio.ensure_future(_client_gone(request))
+    try:
+        while True:
+            # Registered before the read: a commit after the read wakes the wait.  On a
+            # database server the first registration starts the store's listener, which
+            # may wait for a connection: a reader thread does it, not the event loop.
+            waiter = await _read(request, storage.change_waiter)
+            with waiter:
+                page = await _read(request, storage.changes, prefix, since=since, limit=limit)
+                remaining = deadline - loop.time()
+                if page.changes or remaining <= 0 or gone.done() or request.scope.get(STOPPING):
+                    return page
+                since = page.next
+                woken = asyncio.ensure_future(waiter.wait_async(remaining))
+                await asyncio.wait((woken, gone), return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()  # when the client went first: the waiter is released
+    finally:
+        gone.cancel()
+
+
+async def _client_gone(request: Request) -> None:
+    """Return once the client has gone: a GET has no body, so the next message says so."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _event_stream(
@@ -247,6 +265,7 @@ async def _event_stream(
         # A position the log no longer holds is a 410 before the stream starts.
         await _read(request, storage.changes, prefix, since=since, limit=1)
     settings = request.app.state.settings
+    request.scope[WAITING] = True  # a stopping service ends it
     events = _events(request, storage, prefix, since, limit, settings.changes_keepalive_seconds)
     return StreamingResponse(
         events,
@@ -277,7 +296,7 @@ async def _events(
     It ends when the client goes away (Starlette cancels it) or the log drops what it
     has not sent yet: then a last ``error`` event carries the 410's body.
     """
-    while True:
+    while not request.scope.get(STOPPING):
         waiter = await _read(request, storage.change_waiter)
         with waiter:
             try:

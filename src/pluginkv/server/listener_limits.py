@@ -15,6 +15,9 @@ protocol, a subclass of uvicorn's, adds per connection:
 * a limit on open connections (``PLUGINKV_MAX_CONNECTIONS``): one past it is answered
   503 as soon as it opens, and closed, so that a flood of connections costs a file
   descriptor each for a moment only;
+* a stopping service closes at once the connections whose request only waits for
+  changes (``WAITING``: an event stream, a long poll), which would otherwise hold it
+  for the whole graceful timeout;
 * a connection whose request was answered before its body was read (a 413, a 401 on
   an upload) is closed a second later, instead of reading the rest of the body,
   however large, to keep the connection.
@@ -41,7 +44,7 @@ from ..config import Settings, env_name
 from ..errors import InvalidArgument
 from .errors import CODE_HEADER, error_body
 
-__all__ = ["ListenerLimits", "limited_protocol", "reserve_file_descriptors"]
+__all__ = ["STOPPING", "WAITING", "ListenerLimits", "limited_protocol", "reserve_file_descriptors"]
 
 # How long a connection stays half-open after the listener's last answer on it.
 # Closing a socket whose peer's bytes are still unread makes the kernel send a
@@ -53,6 +56,11 @@ __all__ = ["ListenerLimits", "limited_protocol", "reserve_file_descriptors"]
 # http.client does, then gets the 413 instead of a broken pipe for a body of some
 # tens of MiB, and a larger one is cut off all the same.
 CLOSE_GRACE_SECONDS = 1.0
+
+# The ASGI scope key a handler sets while its request only waits for changes.
+WAITING = "pluginkv.waiting"
+# ... and the key the listener sets on the requests in flight when the service stops.
+STOPPING = "pluginkv.stopping"
 
 # The connection limit is logged when it is reached, at most this often: a flood of
 # connections must not become a flood of log lines.
@@ -240,6 +248,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._close_gracefully(drop_input=True)
             return
         super().on_response_complete()
+
+    def shutdown(self) -> None:
+        # A request that only waits for changes (an event stream, a long poll) would
+        # hold a stopping service for uvicorn's whole graceful timeout: it is cut now,
+        # which its handler sees as the client gone.  Nothing it did needs finishing.
+        # One that has not begun to wait yet is told, and does not begin.
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]  # keys of ours
+            if scope.get(WAITING):
+                self.transport.close()
+                return
+            scope[STOPPING] = True
+        super().shutdown()
 
     # -- refusing ------------------------------------------------------------------
 
