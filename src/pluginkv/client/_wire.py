@@ -193,7 +193,10 @@ def set_request(
     data = check_value(val, NO_LIMIT)
     check_conditions(if_version, if_absent, if_exists)
     seconds = check_ttl(ttl)
-    headers = metadata_headers(metadata, content_type)
+    if metadata is None and content_type is None:  # the common set: no checks to run
+        headers = {"Content-Type": OCTET_STREAM}
+    else:
+        headers = metadata_headers(metadata, content_type)
     headers.update(_if_match(if_version, if_exists))
     if if_absent:
         headers["If-None-Match"] = "*"
