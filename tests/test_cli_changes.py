@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -231,3 +232,17 @@ def test_watch_from_now_prints_what_is_committed_while_it_runs(db: Path) -> None
     seq, kind, key, _ = out.split()
     assert (kind, key[0]) == ("set", "k")
     assert int(seq) == int(key[1:]) + 1  # "before" was change 1: a write after the start
+
+
+def test_ctrl_c_ends_a_watch_quietly_with_exit_0(db: Path) -> None:
+    store, storage = _storage(db)
+    with store:
+        storage.set("a", b"1")
+    command = [sys.executable, "-m", "pluginkv", "kv", "watch", "--db", f"sqlite:///{db}"]
+    command += ["--workspace", "ws-1", "--plugin", "acme/weather", "--since", "0"]
+    watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert watcher.stdout is not None
+    first = watcher.stdout.readline()  # printed: it is waiting for the next change now
+    watcher.send_signal(signal.SIGINT)
+    out, err = watcher.communicate(timeout=30)
+    assert (first, out, err, watcher.returncode) == ("1 set a 1\n", "", "", 0)
