@@ -24,6 +24,7 @@ HTTP_API_DOC = Path(__file__).parent.parent / "docs" / "http-api.md"
 # Codes that name no exception, and who answers them (errors.py says why).
 NOT_EXCEPTIONS = {
     ("not_found", 404),  # an absent key: an answer
+    ("check_failed", 412),  # a failed check of POST /v1/atomic: an answer
     ("no_such_route", 404),  # the router
     ("method_not_allowed", 405),  # the router
     ("request_timeout", 408),  # the listener

@@ -86,7 +86,11 @@ class Service:
             self.url + path,
             data=body,
             method=method,
-            headers={"Authorization": f"Bearer {token}"},
+            # urllib would send a form's type, which a PUT stores as the content type.
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/octet-stream",
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
