@@ -98,10 +98,6 @@ def test_metadata_goes_both_ways_with_any_text_and_counts_as_in_process(
     assert entry.size == listed.size == local.size
 
 
-@pytest.mark.xfail(
-    reason="the service's HEAD sends the entry's size less the key as Content-Length, "
-    "metadata included, where a GET sends the value's length",
-)
 def test_get_meta_counts_the_size_as_in_process(
     open_store: Callable[..., Store], live_service: LiveService
 ) -> None:
