@@ -27,9 +27,16 @@ BACKENDS = [
     "remote-async",
     pytest.param("remote-postgres", marks=pytest.mark.postgres),
 ]
-# The engine's own backends: the suites of what the HTTP clients and the plugin
-# channel do not offer yet (atomic commits, the change feed, metadata).
+# The engine's own backends: the suites of what the plugin channel does not offer
+# yet (atomic commits, the change feed, metadata), and the parts of them only the
+# engine has (change_waiter, a change's time).
 ENGINE_BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# The HTTP clients' backends, which those suites run on as well.
+CLIENT_BACKENDS = [
+    "remote",
+    "remote-async",
+    pytest.param("remote-postgres", marks=pytest.mark.postgres),
+]
 SECRET = "test-secret-" + "x" * 40
 
 # Every SQLite store allocates its disk reserve (64 MiB by default), and a run

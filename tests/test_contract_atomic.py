@@ -1,4 +1,5 @@
-"""``atomic()``: many operations on one scope, all or nothing, on every backend of the engine."""
+"""``atomic()``: many operations on one scope, all or nothing, on every backend of the engine
+and through both HTTP clients."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ from pluginkv import (
     WrongValueType,
 )
 
-from .conftest import ENGINE_BACKENDS, FakeClock
+from .conftest import CLIENT_BACKENDS, ENGINE_BACKENDS, FakeClock
 
 
-@pytest.fixture(name="backend", params=ENGINE_BACKENDS)
+@pytest.fixture(name="backend", params=ENGINE_BACKENDS + CLIENT_BACKENDS)
 def _backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# The engine refuses a commit's limits as each operation is added; a client, which
+# does not know the service's settings, from commit() (test_changes_end_to_end.py).
+on_the_engine = pytest.mark.parametrize("backend", ENGINE_BACKENDS, indirect=True)
 
 
 def _small(open_store: Callable[..., Store], backend: str, **settings: object) -> Storage:
@@ -136,6 +142,7 @@ def test_an_incr_the_value_refuses_fails_the_whole_commit(storage: Storage) -> N
     assert storage.get("a") is None
 
 
+@on_the_engine
 def test_too_many_operations_are_refused_and_name_the_setting(
     open_store: Callable[..., Store], backend: str
 ) -> None:
@@ -146,6 +153,7 @@ def test_too_many_operations_are_refused_and_name_the_setting(
     assert commit.commit().ok
 
 
+@on_the_engine
 def test_too_many_bytes_are_refused_and_name_the_setting(
     open_store: Callable[..., Store], backend: str
 ) -> None:
@@ -157,6 +165,7 @@ def test_too_many_bytes_are_refused_and_name_the_setting(
     assert storage.get_many(["a", "b", "c"]) == {"a": b"xxxx", "b": b"xxxx"}
 
 
+@on_the_engine
 def test_bad_input_raises_as_a_plain_set_does(
     open_store: Callable[..., Store], backend: str
 ) -> None:

@@ -1,7 +1,8 @@
-"""The change log and ``watch()``, on every backend of the engine.
+"""The change log and ``watch()``, on every backend of the engine and through both HTTP
+clients.
 
-The HTTP clients (long poll, SSE) and the plugin channel join this suite when
-the service offers the feed.
+The clients follow it on long polls of ``GET /v1/changes``; the plugin channel
+joins this suite when its protocol offers the feed.
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ from pluginkv import (
 )
 from pluginkv.transfer import export_store, import_lines
 
-from .conftest import ENGINE_BACKENDS, FakeClock
+from .conftest import CLIENT_BACKENDS, ENGINE_BACKENDS, FakeClock
+
+# What only the engine has: change_waiter(), a change's time (``at``; the service sends
+# none), and the store's own calls (sweep, import) in between.
+on_the_engine = pytest.mark.parametrize("backend", ENGINE_BACKENDS, indirect=True)
+# The async client's watch() reads its start when the iteration begins, not when called
+# (tests/client/test_changes_end_to_end.py).
+starts_when_called = pytest.mark.parametrize(
+    "backend",
+    [*ENGINE_BACKENDS, *(b for b in CLIENT_BACKENDS if b != "remote-async")],
+    indirect=True,
+)
 
 
-@pytest.fixture(name="backend", params=ENGINE_BACKENDS)
+@pytest.fixture(name="backend", params=ENGINE_BACKENDS + CLIENT_BACKENDS)
 def _backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -70,6 +82,7 @@ class TestTheLog:
         assert [change.seq for change in page.changes] == list(range(1, 11))
         assert page.next == 10
 
+    @on_the_engine
     def test_a_change_carries_the_version(self, storage: Storage, clock: FakeClock) -> None:
         version = storage.set("k", b"v")
         clock.advance(3)
@@ -91,6 +104,7 @@ class TestTheLog:
             storage.set_many({"x": b"1", "y": b"x" * 20})
         assert _seen(storage.changes().changes) == [("k", "set")]
 
+    @on_the_engine
     def test_expired_entries_reclaimed_are_expire_changes(
         self, store: Store, storage: Storage, clock: FakeClock
     ) -> None:
@@ -170,6 +184,7 @@ class TestTheLog:
         assert [c.seq for c in other.changes().changes] == [1, 2]
         assert sibling.changes().changes == [] and sibling.changes().next == 0
 
+    @on_the_engine
     def test_an_import_is_a_set_per_entry_and_wakes_watchers(
         self, open_store: Callable[..., Store], store: Store
     ) -> None:
@@ -343,6 +358,7 @@ class TestWatch:
             ("cfg/last", "set"),
         ]
 
+    @starts_when_called
     def test_a_watch_refuses_a_bad_start_at_once(
         self, open_store: Callable[..., Store], backend: str
     ) -> None:
@@ -357,6 +373,7 @@ class TestWatch:
         with pytest.raises(InvalidArgument, match="past the last change"):
             storage.watch(since=3)
 
+    @starts_when_called
     def test_a_watch_from_now_skips_what_came_before(self, storage: Storage) -> None:
         storage.set("k", b"old")
         watching = storage.watch()
@@ -364,6 +381,7 @@ class TestWatch:
         change = next(watching)
         assert (change.seq, change.key) == (2, "k")
 
+    @on_the_engine
     def test_a_waiter_wakes_for_a_commit_after_it_registered(self, store: Store) -> None:
         storage = store.storage(workspace="w", plugin="a/b")
         other = store.storage(workspace="w", plugin="a/other")
@@ -375,6 +393,7 @@ class TestWatch:
             assert waiter.wait(timeout=0) is True
             assert waiter.wait(timeout=0) is False
 
+    @on_the_engine
     def test_an_async_waiter_wakes_without_a_thread(self, storage: Storage) -> None:
         async def wait_for_a_write() -> bool:
             with storage.change_waiter() as waiter:
@@ -386,6 +405,7 @@ class TestWatch:
         assert asyncio.run(wait_for_a_write()) is True
         assert storage.get("k") == b"v"
 
+    @on_the_engine
     def test_an_async_waiter_times_out_when_nothing_changes(self, storage: Storage) -> None:
         async def wait() -> bool:
             with storage.change_waiter() as waiter:

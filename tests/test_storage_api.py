@@ -8,7 +8,7 @@ import pytest
 
 import pluginkv
 import pluginkv.dify
-from pluginkv import AsyncStorageAPI, ChangesAPI, StorageAPI
+from pluginkv import AsyncChangesAPI, AsyncStorageAPI, ChangesAPI, StorageAPI
 from pluginkv.client import AsyncRemoteStorage, RemoteStorage
 from pluginkv.dify.plugin_storage import ChannelStorage
 from pluginkv.testing import FakeSession
@@ -33,11 +33,19 @@ def test_the_protocol_is_storages_methods_but_its_scope() -> None:
 
 
 def test_storage_follows_changes_and_commits_atomically() -> None:
-    # The clients and the plugin channel join ChangesAPI when the service offers it.
+    # The plugin channel joins ChangesAPI when the plugin daemon's protocol offers it.
     assert _members(ChangesAPI) == {"atomic", "changes", "watch"}
     assert _members(ChangesAPI) <= _public_methods(pluginkv.Storage)
     with pluginkv.open_store("memory://") as store:
         assert isinstance(store.storage(workspace="w", plugin="a/b"), ChangesAPI)
+
+
+def test_both_clients_follow_changes_and_commit_atomically() -> None:
+    assert isinstance(RemoteStorage("http://127.0.0.1:1", "t"), ChangesAPI)
+    assert isinstance(AsyncRemoteStorage("http://127.0.0.1:1", "t"), AsyncChangesAPI)
+    assert _members(AsyncChangesAPI) == _members(ChangesAPI)
+    assert inspect.iscoroutinefunction(AsyncRemoteStorage.changes)
+    assert inspect.iscoroutinefunction(type(AsyncRemoteStorage("http://h", "t").atomic()).commit)
 
 
 def test_the_async_protocol_has_the_same_methods_awaited() -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .api import AsyncStorageAPI, ChangesAPI, CommitBuilder, StorageAPI
+from .api import (
+    AsyncChangesAPI,
+    AsyncCommitBuilder,
+    AsyncStorageAPI,
+    ChangesAPI,
+    CommitBuilder,
+    StorageAPI,
+)
 from .commits import Commit
 from .config import Settings
 from .errors import (
@@ -34,6 +41,8 @@ from .watching import ChangeWaiter
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncChangesAPI",
+    "AsyncCommitBuilder",
     "AsyncStorageAPI",
     "BackendUnavailable",
     "Change",

@@ -11,10 +11,11 @@ fails the type check rather than a caller.
 ``ChannelStorage`` on Dify's own daemon, which keeps no versions.
 
 ``ChangesAPI`` is what follows changes and commits many keys at once
-(``atomic``, ``changes``, ``watch``).  Only ``Storage`` meets it for now; the
-HTTP clients and the plugin channel join it when the service offers it, and
-it then folds into ``StorageAPI``.  It is a Protocol of its own until then so
-that ``RemoteStorage`` and ``ChannelStorage`` still meet ``StorageAPI``.
+(``atomic``, ``changes``, ``watch``), met by ``Storage`` and ``RemoteStorage``;
+``AsyncChangesAPI`` is the same awaited (``watch`` an async iterator), met by
+``AsyncRemoteStorage``.  The plugin channel does not offer it yet; it is a
+Protocol of its own until then so that ``ChannelStorage`` still meets
+``StorageAPI``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from .models import Change, ChangePage, CommitResult, Entry, EntryMeta, Page, Usage
 
-__all__ = ["AsyncStorageAPI", "ChangesAPI", "CommitBuilder", "StorageAPI"]
+__all__ = [
+    "AsyncChangesAPI",
+    "AsyncCommitBuilder",
+    "AsyncStorageAPI",
+    "ChangesAPI",
+    "CommitBuilder",
+    "StorageAPI",
+]
 
 
 @runtime_checkable
@@ -159,7 +167,7 @@ class CommitBuilder(Protocol):
 
 @runtime_checkable
 class ChangesAPI(Protocol):
-    """Atomic commits and the change feed of one scope (``pluginkv.Storage`` for now)."""
+    """Atomic commits and the change feed of one scope (``Storage``, ``RemoteStorage``)."""
 
     def atomic(self) -> CommitBuilder: ...
 
@@ -170,3 +178,40 @@ class ChangesAPI(Protocol):
     def watch(
         self, prefix: str = "", *, since: int | None = None, page_size: int | None = None
     ) -> Iterator[Change]: ...
+
+
+class AsyncCommitBuilder(Protocol):
+    """``CommitBuilder`` with ``commit()`` awaited: what ``AsyncRemoteStorage.atomic()`` returns."""
+
+    def check(self, key: str, *, version: int | None) -> Self: ...
+
+    def set(
+        self,
+        key: str,
+        val: bytes,
+        *,
+        ttl: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> Self: ...
+
+    def delete(self, key: str) -> Self: ...
+
+    def incr(self, key: str, delta: int = 1) -> Self: ...
+
+    async def commit(self) -> CommitResult: ...
+
+
+@runtime_checkable
+class AsyncChangesAPI(Protocol):
+    """``ChangesAPI`` awaited, ``watch`` an async iterator (``AsyncRemoteStorage``)."""
+
+    def atomic(self) -> AsyncCommitBuilder: ...
+
+    async def changes(
+        self, prefix: str = "", *, since: int | None = None, limit: int | None = None
+    ) -> ChangePage: ...
+
+    def watch(
+        self, prefix: str = "", *, since: int | None = None, page_size: int | None = None
+    ) -> AsyncIterator[Change]: ...

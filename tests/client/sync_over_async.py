@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from pluginkv.client import AsyncRemoteStorage
@@ -65,5 +65,40 @@ class SyncAsyncStorage:
         call.__name__ = name
         return call
 
+    def atomic(self) -> SyncCommit:
+        return SyncCommit(self.client.atomic(), self._runner)
+
+    def watch(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """The async iterator of ``watch``, stepped one change at a time (it never ends)."""
+        changes = self.client.watch(*args, **kwargs)  # bad arguments raise here, as in sync
+
+        def follow() -> Iterator[Any]:
+            while True:
+                try:
+                    yield self._runner.run(anext(changes))
+                except StopAsyncIteration:
+                    return
+
+        return follow()
+
     def close(self) -> None:
         self._runner.run(self.client.aclose())
+
+
+class SyncCommit:
+    """An ``AsyncRemoteCommit`` whose ``commit()`` is waited for."""
+
+    def __init__(self, commit: Any, runner: LoopThread) -> None:
+        self._commit = commit
+        self._runner = runner
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._commit, name)
+        if name == "commit":
+            return lambda: self._runner.run(method())
+
+        def chain(*args: Any, **kwargs: Any) -> SyncCommit:
+            method(*args, **kwargs)
+            return self
+
+        return chain

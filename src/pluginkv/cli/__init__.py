@@ -6,6 +6,7 @@ the module of its subject.  Exit codes are in ``common`` (and ``docs/cli.md``).
 =============  ==============================================================
 ``common``     exit codes, shared options, engine errors as exits
 ``kv``         the storage verbs of one scope (``kv ...``), ``usage``, ``scopes``
+``kv_changes`` ``kv watch`` and ``kv txn``: the change feed, atomic commits
 ``serve``      the HTTP service and the plugin host
 ``tokens``     bearer tokens (``token create``, ``token revoke``)
 ``plugins``    the Dify plugin host's commands: debug keys, plugins, endpoints, tools
@@ -25,6 +26,7 @@ from .. import __version__
 from .common import EXIT_CONFLICT, EXIT_ERROR, EXIT_FALSE, EXIT_UNREACHABLE, CommandFailed
 from .init import init
 from .kv import kv, scopes, usage
+from .kv_changes import txn, watch
 from .plugins import debug_key, endpoint, plugin, plugins, tool
 from .serve import serve
 from .tokens import token
@@ -74,6 +76,9 @@ def main(ctx: click.Context) -> None:
         # cannot connect says so in its one error line instead.
         logging.getLogger("psycopg").setLevel(logging.CRITICAL)
 
+
+kv.add_command(watch)
+kv.add_command(txn)
 
 for command in (
     kv,

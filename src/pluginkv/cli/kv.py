@@ -54,6 +54,8 @@ def kv() -> None:
 @click.option("--ttl", type=float, metavar="SECONDS", help="Expire the entry after this long.")
 @click.option("--if-version", type=int, metavar="N", help="Only replace the entry at version N.")
 @click.option("--if-absent", is_flag=True, help="Only store if the key holds no value.")
+@click.option("--metadata", metavar="JSON", help="Keep this JSON object with the value.")
+@click.option("--content-type", metavar="TYPE", help="How to read the value, e.g. text/plain.")
 @scope_options
 def set_(
     key: str,
@@ -62,6 +64,8 @@ def set_(
     ttl: float | None,
     if_version: int | None,
     if_absent: bool,
+    metadata: str | None,
+    content_type: str | None,
     target: Target,
     workspace: str,
     plugin: str,
@@ -71,9 +75,30 @@ def set_(
     The value is VALUE encoded as UTF-8, the bytes of --file, or the raw bytes
     of stdin when VALUE is '-' or absent and stdin is not a terminal.
     """
+    meta = _metadata(metadata)
     data = _value_bytes(value, file)
     with open_storage(target, workspace, plugin) as storage:
-        storage.set(key, data, ttl=ttl, if_version=if_version, if_absent=if_absent)
+        storage.set(
+            key,
+            data,
+            ttl=ttl,
+            if_version=if_version,
+            if_absent=if_absent,
+            metadata=meta,
+            content_type=content_type,
+        )
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
+    if not isinstance(found, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+    return found
 
 
 def _value_bytes(value: str | None, file: Path | None) -> bytes:
@@ -248,11 +273,25 @@ def exist(key: str, target: Target, workspace: str, plugin: str) -> None:
 def meta(key: str, as_json: bool, target: Target, workspace: str, plugin: str) -> None:
     """Print KEY's line as 'kv keys' prints it, without reading its value.
 
-    Exits 1 with a message on stderr when the key is absent or expired.
+    Then 'content_type: TYPE' and 'metadata: JSON' lines when the entry has
+    them.  Exits 1 with a message on stderr when the key is absent or expired.
     """
     with open_storage(target, workspace, plugin) as storage:
         found = _found(key, storage.get_meta(key))
-    click.echo(json.dumps(found.as_dict()) if as_json else _key_line(found))
+    if as_json:
+        click.echo(_entry_json(found))
+        return
+    click.echo(_key_line(found))
+    if found.content_type is not None:
+        click.echo(f"content_type: {found.content_type}")
+    if found.metadata is not None:
+        click.echo(f"metadata: {json.dumps(found.metadata, ensure_ascii=False)}")
+
+
+def _entry_json(entry: EntryMeta) -> str:
+    """An entry as one JSON object: its fields, metadata and content type (``null``: none)."""
+    extras = {"metadata": entry.metadata, "content_type": entry.content_type}
+    return json.dumps({**entry.as_dict(), **extras})
 
 
 @kv.command("keys")
@@ -285,7 +324,7 @@ def keys(
         while True:
             page = storage.keys(prefix, limit=limit, cursor=cursor)
             for entry in page:
-                click.echo(json.dumps(entry.as_dict()) if as_json else _key_line(entry))
+                click.echo(_entry_json(entry) if as_json else _key_line(entry))
             cursor = page.next_cursor
             if cursor is None or not all_pages:
                 break

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from tenacity import RetryCallState
 
+from ..entry_metadata import check_content_type, check_metadata, extra_size
 from ..errors import BackendUnavailable, InvalidArgument, PluginKVError, ReadOnly
 from ..keys import (
     check_conditions,
@@ -33,6 +34,7 @@ from .errors import error_from_response
 __all__ = [
     "DEFAULT_RETRIES",
     "JSON_HEADERS",
+    "METADATA_HEADER",
     "NO_LIMIT",
     "RETRY_STATUSES",
     "Put",
@@ -43,12 +45,14 @@ __all__ = [
     "delete_prefix_path",
     "dumps",
     "encode_json",
+    "entry_extras",
     "entry_from_reply",
     "entry_path",
     "incr_request",
     "keys_path",
     "kv_path",
     "meta_from_reply",
+    "metadata_headers",
     "page_from_json",
     "parse_json",
     "parse_service_url",
@@ -66,6 +70,8 @@ __all__ = [
 
 NO_LIMIT = 2**63  # the service enforces the value limit; it may differ from local settings
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
+METADATA_HEADER = "Pluginkv-Metadata"
+OCTET_STREAM = "application/octet-stream"  # a value's type when the write gave none
 DEFAULT_RETRIES = 12
 """Extra attempts of a request that is safe to repeat: with ``retry_wait``, about 30 s
 of trying, which outlasts a database failover (about 10 s measured, docs/benchmarks.md)
@@ -180,18 +186,59 @@ def set_request(
     if_version: int | None,
     if_absent: bool,
     if_exists: bool = False,
+    metadata: dict[str, Any] | None = None,
+    content_type: str | None = None,
 ) -> Put:
     check_key(key)
     data = check_value(val, NO_LIMIT)
     check_conditions(if_version, if_absent, if_exists)
     seconds = check_ttl(ttl)
-    headers = {"Content-Type": "application/octet-stream"}
+    if metadata is None and content_type is None:  # the common set: no checks to run
+        headers = {"Content-Type": OCTET_STREAM}
+    else:
+        headers = metadata_headers(metadata, content_type)
     headers.update(_if_match(if_version, if_exists))
     if if_absent:
         headers["If-None-Match"] = "*"
     path = kv_path(key) if seconds is None else f"{kv_path(key)}?ttl={seconds!r}"
     conditional = if_version is not None or if_absent or if_exists
     return Put(path, data, headers, not conditional)
+
+
+def metadata_headers(metadata: dict[str, Any] | None, content_type: str | None) -> dict[str, str]:
+    """The headers of a PUT that stores ``metadata`` and ``content_type`` (both checked).
+
+    The service enforces the size limits (``PLUGINKV_MAX_METADATA_BYTES``,
+    ``PLUGINKV_MAX_CONTENT_TYPE_BYTES``): its settings may differ from local ones.
+    """
+    checked = check_metadata(metadata, NO_LIMIT)
+    kind = check_content_type(content_type, NO_LIMIT)
+    headers = {"Content-Type": OCTET_STREAM if kind is None else kind}
+    if checked is not None:
+        # ASCII only: a header carries Latin-1 at most; the service decodes the escapes.
+        headers[METADATA_HEADER] = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+    return headers
+
+
+def entry_extras(
+    header: Callable[[str], str | None],
+) -> tuple[dict[str, Any] | None, str | None, int]:
+    """An entry's metadata and content type from a GET's headers, and the bytes they add
+    to its size (as the engine counts them)."""
+    text = header(METADATA_HEADER)
+    metadata = None
+    if text is not None:
+        try:
+            found = json.loads(text)
+        except ValueError:
+            raise BackendUnavailable(
+                f"the service sent a {METADATA_HEADER} header that is not JSON: {text[:80]!r}"
+            ) from None
+        metadata = found if isinstance(found, dict) else None
+    kind = header("Content-Type")
+    content_type = None if kind is None or kind == OCTET_STREAM else kind
+    stored = check_metadata(metadata, NO_LIMIT)  # the engine's own encoding, to count it
+    return metadata, content_type, extra_size(stored, content_type)
 
 
 def delete_headers(key: str, if_version: int | None, if_exists: bool = False) -> dict[str, str]:
@@ -287,28 +334,37 @@ def entry_from_reply(key: str, body: bytes, header: Callable[[str], str | None])
     created = header("X-Created-At")
     updated = header("X-Updated-At")
     expires = header("X-Expires-At")
+    metadata, content_type, extra = entry_extras(header)
     return Entry(
         key=key,
         value=body,
         version=int(("0" if etag is None else etag).strip('"')),
-        size=len(key.encode("utf-8")) + len(body),
+        size=len(key.encode("utf-8")) + len(body) + extra,
         created_at=float("0" if created is None else created),
         updated_at=float("0" if updated is None else updated),
         expires_at=None if expires is None else float(expires),
+        metadata=metadata,
+        content_type=content_type,
     )
 
 
 def meta_from_reply(key: str, header: Callable[[str], str | None]) -> EntryMeta:
-    """The ``EntryMeta`` a ``HEAD /v1/kv/{key}?meta=1`` answered (its headers are a GET's)."""
+    """The ``EntryMeta`` a ``HEAD /v1/kv/{key}?meta=1`` answered.
+
+    The service's HEAD reads no value: its ``Content-Length`` is the entry's size
+    less the key's bytes (the value's length only when there is no metadata).
+    """
     entry = entry_from_reply(key, b"", header)
     length = header("Content-Length")
     return EntryMeta(
         key=key,
-        size=entry.size + int("0" if length is None else length),
+        size=len(key.encode("utf-8")) + int("0" if length is None else length),
         version=entry.version,
         created_at=entry.created_at,
         updated_at=entry.updated_at,
         expires_at=entry.expires_at,
+        metadata=entry.metadata,
+        content_type=entry.content_type,
     )
 
 

@@ -4,7 +4,8 @@ The async twin of ``RemoteStorage``: the same methods (``async def``), the
 same local validation, the same requests on the wire (see ``_wire``), the same
 exceptions and the same retry policy — requests that are safe to repeat are
 retried with exponential backoff on connection errors and ``503``; ``incr``,
-conditional writes and calls that return counts are sent once.
+conditional writes, atomic commits and calls that return counts are sent once.
+``watch()`` is an async iterator on long polls of ``GET /v1/changes?wait=``.
 
 One ``aiohttp.ClientSession`` per client, created on first use inside the
 running event loop and bound to it; its pool keeps connections alive, so many
@@ -28,8 +29,19 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_af
 from yarl import URL
 
 from .. import __version__
-from ..keys import check_key, check_keys
-from ..models import Entry, EntryMeta, Page, Usage
+from ..errors import InvalidArgument
+from ..keys import check_key, check_keys, check_prefix
+from ..models import Change, ChangePage, CommitResult, Entry, EntryMeta, Page, Usage
+from ._changes import (
+    ATOMIC_PATH,
+    CHECK_FAILED,
+    AsyncRemoteCommit,
+    change_page_from_json,
+    changes_path,
+    commit_result,
+    shorter_wait,
+    watch_wait,
+)
 from ._wire import (
     DEFAULT_RETRIES,
     JSON_HEADERS,
@@ -98,6 +110,7 @@ class AsyncRemoteStorage:
         scheme = "https" if service.https else "http"
         self._base = f"{scheme}://{host}{port}{service.prefix}"
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        self._read_timeout = timeout
         self._retries = retries
         self._headers = {
             "Authorization": f"Bearer {token}",
@@ -146,8 +159,14 @@ class AsyncRemoteStorage:
         if_version: int | None = None,
         if_absent: bool = False,
         if_exists: bool = False,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
     ) -> int:
-        put = set_request(key, val, ttl, if_version, if_absent, if_exists)
+        """Store ``val`` under ``key``; returns the new version (see ``Storage.set``).
+
+        ``metadata`` (a JSON object) and ``content_type`` are kept with the value.
+        """
+        put = set_request(key, val, ttl, if_version, if_absent, if_exists, metadata, content_type)
         reply = await self._call("PUT", put.path, put.data, put.headers, safe=put.safe)
         return version_from_etag(reply.headers.get("ETag"))
 
@@ -226,6 +245,77 @@ class AsyncRemoteStorage:
     async def usage(self) -> Usage:
         return usage_from_json(await self._json("GET", "/v1/usage", safe=True))
 
+    # -- atomic commits and the change feed ------------------------------------------------
+    def atomic(self) -> AsyncRemoteCommit:
+        """A commit of many operations, all or nothing, as ``Storage.atomic()``: chain
+        ``check``/``set``/``delete``/``incr``, then ``await commit()`` -> ``CommitResult``."""
+        return AsyncRemoteCommit(self._commit)
+
+    async def _commit(self, body: bytes) -> CommitResult:
+        # Sent once: a commit that may have reached the service is not repeated.
+        reply = await self._call(
+            "POST", ATOMIC_PATH, body, JSON_HEADERS, safe=False, expected=CHECK_FAILED
+        )
+        return commit_result(reply.status, reply.body)
+
+    async def changes(
+        self,
+        prefix: str = "",
+        *,
+        since: int | None = None,
+        limit: int | None = None,
+        wait: float | None = None,
+    ) -> ChangePage:
+        """One page of changes after ``since``, as ``Storage.changes()``; with ``wait``
+        seconds, the service waits that long for one when none is there yet.
+
+        Raises ``ChangesExpired`` when the changes after ``since`` are no longer kept.
+        """
+        path = changes_path(prefix, since, limit, wait)
+        return change_page_from_json(await self._json("GET", path, safe=True))
+
+    def watch(
+        self, prefix: str = "", *, since: int | None = None, page_size: int | None = None
+    ) -> AsyncIterator[Change]:
+        """Every change whose key starts with ``prefix``, as it is committed (``async for``).
+
+        As ``Storage.watch()``: ``since=None`` follows from now on, else from the
+        change after ``since``; raises ``ChangesExpired`` (from the loop) if it
+        falls behind the service's retention window.  Each wait is one long poll,
+        which holds no thread.
+        """
+        check_prefix(prefix)
+        changes_path(prefix, since, page_size, None)  # bad arguments raise here, not in the loop
+        return self._follow(prefix, since, page_size)
+
+    async def _follow(
+        self, prefix: str, since: int | None, page_size: int | None
+    ) -> AsyncIterator[Change]:
+        if since is None:
+            since = await self._latest(prefix, page_size)
+        else:
+            await self.changes(prefix, since=since, limit=page_size)  # an expired since raises
+        wait = watch_wait(self._read_timeout)
+        while True:
+            try:
+                page = await self.changes(prefix, since=since, limit=page_size, wait=wait)
+            except InvalidArgument as refusal:
+                wait = shorter_wait(wait, refusal)  # the service allows less
+                continue
+            since = page.next
+            for change in page.changes:
+                yield change
+
+    async def _latest(self, prefix: str, page_size: int | None) -> int:
+        """The sequence number of the scope's last change (the feed has no "now": read to
+        its end)."""
+        since: int | None = None
+        while True:
+            page = await self.changes(prefix, since=since, limit=page_size)
+            if not page.changes:
+                return page.next
+            since = page.next
+
     # -- the wire ------------------------------------------------------------------------
     async def _json(
         self, method: str, path: str, body: Any = None, *, safe: bool = False
@@ -244,13 +334,17 @@ class AsyncRemoteStorage:
         *,
         safe: bool,
         absent_ok: bool = False,
+        expected: int | None = None,
     ) -> _Reply:
-        """One request; answers or raises the mapped ``PluginKVError``."""
+        """One request; answers or raises the mapped ``PluginKVError``.
+
+        ``expected`` is an error status that is an answer here (a failed check's 412).
+        """
         # Already percent-encoded by ``_wire``: ``encoded=True`` keeps yarl from
         # re-quoting it or removing dot segments (the key "." stays ".").
         url = URL(self._base + path, encoded=True)
         try:
-            return await self._attempt(method, url, body, headers, absent_ok)
+            return await self._attempt(method, url, body, headers, absent_ok, expected)
         except Retryable as failure:
             if not safe or self._retries < 1:
                 raise failure.error from None
@@ -262,7 +356,7 @@ class AsyncRemoteStorage:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(method, url, body, headers, absent_ok)
+                    return await self._attempt(method, url, body, headers, absent_ok, expected)
         except RetryError as exhausted:
             last = exhausted.last_attempt.exception()
             assert isinstance(last, Retryable)
@@ -276,6 +370,7 @@ class AsyncRemoteStorage:
         body: bytes | None,
         headers: Mapping[str, str] | None,
         absent_ok: bool,
+        expected: int | None = None,
     ) -> _Reply:
         session = self._client()
         # aiohttp writes a bytes body in one go and warns past 1 MiB; from a
@@ -292,6 +387,8 @@ class AsyncRemoteStorage:
             raise Retryable(
                 ServiceUnreachable(f"cannot reach the pluginkv service at {self.url}: {exc!r}")
             ) from None
+        if reply.status == expected:
+            return reply
         error = reply_error(reply.status, reply.headers.get, reply.body, absent_ok)
         if error is None:
             return reply
@@ -319,7 +416,10 @@ class AsyncRemoteStorage:
 
 
 if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
-    from ..api import AsyncStorageAPI
+    from ..api import AsyncChangesAPI, AsyncStorageAPI
 
     def _meets_the_protocol(storage: AsyncRemoteStorage) -> AsyncStorageAPI:
+        return storage
+
+    def _meets_the_changes_protocol(storage: AsyncRemoteStorage) -> AsyncChangesAPI:
         return storage

@@ -5,7 +5,11 @@ Connections are kept alive, one per thread.  Before reusing one, a zero-time
 so a stale connection is replaced instead of failing a request.  Requests that
 are safe to repeat — reads, deletes, unconditional sets — are retried with
 exponential backoff on connection errors and ``503``; ``incr``, conditional
-writes and calls that return counts are sent once.
+writes, atomic commits and calls that return counts are sent once.
+
+``watch()`` long-polls ``GET /v1/changes?wait=``: each request waits on the
+service until a change comes (or ``WATCH_WAIT`` seconds pass), then the next
+one continues from the page's ``next``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import http.client
 import select
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,8 +29,29 @@ from tenacity import (
 )
 
 from .. import __version__
-from ..keys import check_key, check_keys
-from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
+from ..errors import InvalidArgument
+from ..keys import check_key, check_keys, check_prefix
+from ..models import (
+    Change,
+    ChangePage,
+    CommitResult,
+    Entry,
+    EntryMeta,
+    JSONHelpers,
+    KeyPages,
+    Page,
+    Usage,
+)
+from ._changes import (
+    ATOMIC_PATH,
+    CHECK_FAILED,
+    RemoteCommit,
+    change_page_from_json,
+    changes_path,
+    commit_result,
+    shorter_wait,
+    watch_wait,
+)
 from ._http import Connection, TLSConnection
 from ._wire import (
     DEFAULT_RETRIES,
@@ -137,8 +162,14 @@ class RemoteStorage(JSONHelpers, KeyPages):
         if_version: int | None = None,
         if_absent: bool = False,
         if_exists: bool = False,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
     ) -> int:
-        put = set_request(key, val, ttl, if_version, if_absent, if_exists)
+        """Store ``val`` under ``key``; returns the new version (see ``Storage.set``).
+
+        ``metadata`` (a JSON object) and ``content_type`` are kept with the value.
+        """
+        put = set_request(key, val, ttl, if_version, if_absent, if_exists, metadata, content_type)
         reply = self._call("PUT", put.path, put.data, put.headers, safe=put.safe)
         return version_from_etag(reply.headers.get("ETag"))
 
@@ -190,6 +221,72 @@ class RemoteStorage(JSONHelpers, KeyPages):
     def usage(self) -> Usage:
         return usage_from_json(self._json("GET", "/v1/usage", safe=True))
 
+    # -- atomic commits and the change feed ------------------------------------------------
+    def atomic(self) -> RemoteCommit:
+        """A commit of many operations, all or nothing, as ``Storage.atomic()``: chain
+        ``check``/``set``/``delete``/``incr``, then ``commit()`` -> ``CommitResult``."""
+        return RemoteCommit(self._commit)
+
+    def _commit(self, body: bytes) -> CommitResult:
+        # Sent once: a commit that may have reached the service is not repeated.
+        reply = self._call(
+            "POST", ATOMIC_PATH, body, JSON_HEADERS, safe=False, expected=CHECK_FAILED
+        )
+        return commit_result(reply.status, reply.body)
+
+    def changes(
+        self,
+        prefix: str = "",
+        *,
+        since: int | None = None,
+        limit: int | None = None,
+        wait: float | None = None,
+    ) -> ChangePage:
+        """One page of changes after ``since``, as ``Storage.changes()``; with ``wait``
+        seconds, the service waits that long for one when none is there yet.
+
+        Raises ``ChangesExpired`` when the changes after ``since`` are no longer kept.
+        """
+        path = changes_path(prefix, since, limit, wait)
+        return change_page_from_json(self._json("GET", path, safe=True))
+
+    def watch(
+        self, prefix: str = "", *, since: int | None = None, page_size: int | None = None
+    ) -> Iterator[Change]:
+        """Every change whose key starts with ``prefix``, as it is committed; blocks between.
+
+        As ``Storage.watch()``: ``since=None`` follows from now on, else from the
+        change after ``since``; raises ``ChangesExpired`` if it falls behind the
+        service's retention window.  Each wait is one long poll.
+        """
+        check_prefix(prefix)
+        if since is None:
+            since = self._latest(prefix, page_size)
+        else:
+            self.changes(prefix, since=since, limit=page_size)  # a bad or expired since raises
+        return self._follow(prefix, since, page_size)
+
+    def _latest(self, prefix: str, page_size: int | None) -> int:
+        """The sequence number of the scope's last change (the feed has no "now": read to
+        its end)."""
+        since: int | None = None
+        while True:
+            page = self.changes(prefix, since=since, limit=page_size)
+            if not page.changes:
+                return page.next
+            since = page.next
+
+    def _follow(self, prefix: str, since: int, page_size: int | None) -> Iterator[Change]:
+        wait = watch_wait(self._timeout)
+        while True:
+            try:
+                page = self.changes(prefix, since=since, limit=page_size, wait=wait)
+            except InvalidArgument as refusal:
+                wait = shorter_wait(wait, refusal)  # the service allows less
+                continue
+            since = page.next
+            yield from page.changes
+
     # -- the wire ------------------------------------------------------------------------
     def _json(
         self, method: str, path: str, body: Any = None, *, safe: bool = False
@@ -207,10 +304,14 @@ class RemoteStorage(JSONHelpers, KeyPages):
         *,
         safe: bool,
         absent_ok: bool = False,
+        expected: int | None = None,
     ) -> _Reply:
-        """One request; answers or raises the mapped ``PluginKVError``."""
+        """One request; answers or raises the mapped ``PluginKVError``.
+
+        ``expected`` is an error status that is an answer here (a failed check's 412).
+        """
         try:
-            return self._attempt(method, path, body, headers, absent_ok)
+            return self._attempt(method, path, body, headers, absent_ok, expected)
         except Retryable as failure:
             if not safe or self._retries < 1:
                 raise failure.error from None
@@ -224,7 +325,7 @@ class RemoteStorage(JSONHelpers, KeyPages):
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(method, path, body, headers, absent_ok)
+                    return self._attempt(method, path, body, headers, absent_ok, expected)
         except RetryError as exhausted:
             last = exhausted.last_attempt.exception()
             assert isinstance(last, Retryable)
@@ -238,6 +339,7 @@ class RemoteStorage(JSONHelpers, KeyPages):
         body: bytes | None,
         headers: Mapping[str, str] | None,
         absent_ok: bool,
+        expected: int | None = None,
     ) -> _Reply:
         conn = self._connection()
         try:
@@ -259,6 +361,8 @@ class RemoteStorage(JSONHelpers, KeyPages):
             ) from None
         if response.will_close:
             self._discard(conn)
+        if reply.status == expected:
+            return reply
         error = reply_error(reply.status, reply.headers.get, reply.body, absent_ok)
         if error is None:
             return reply
@@ -297,7 +401,10 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 
 
 if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
-    from ..api import StorageAPI
+    from ..api import ChangesAPI, StorageAPI
 
     def _meets_the_protocol(storage: RemoteStorage) -> StorageAPI:
+        return storage
+
+    def _meets_the_changes_protocol(storage: RemoteStorage) -> ChangesAPI:
         return storage

@@ -1,0 +1,237 @@
+"""What both clients send and read for atomic commits, the change feed and metadata.
+
+Pure functions and one builder base, no I/O, like ``_wire``: the sync and the
+async client differ only in how a request travels.  The wire is the one
+``docs/http-api.md`` describes: ``POST /v1/atomic``, ``GET /v1/changes`` and
+the ``Pluginkv-Metadata`` header of ``/v1/kv/{key}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Self
+from urllib.parse import urlencode
+
+from ..entry_metadata import check_content_type, check_metadata
+from ..errors import InvalidArgument
+from ..keys import check_key, check_prefix, check_ttl, check_value
+from ..models import Change, ChangePage, CommitResult
+from ..writes import check_delta
+from ._wire import NO_LIMIT, dumps, parse_json
+from .errors import error_from_response
+
+__all__ = [
+    "ATOMIC_PATH",
+    "CHECK_FAILED",
+    "WATCH_WAIT",
+    "AsyncRemoteCommit",
+    "CommitOperations",
+    "RemoteCommit",
+    "change_page_from_json",
+    "changes_path",
+    "commit_result",
+    "shorter_wait",
+    "watch_wait",
+]
+
+ATOMIC_PATH = "/v1/atomic"
+CHECK_FAILED = 412  # /v1/atomic's answer when a check failed: a result, not an error
+
+WATCH_WAIT = 20.0
+"""Seconds one long poll of ``watch()`` asks the service to wait for a change: well
+under the service's own bound (``PLUGINKV_MAX_CHANGES_WAIT_SECONDS``, 60 by default)
+and under the client's read timeout (``watch_wait``)."""
+
+
+# -- the change feed ---------------------------------------------------------------------------
+def changes_path(prefix: str, since: int | None, limit: int | None, wait: float | None) -> str:
+    """``GET /v1/changes`` for a page after ``since``, waiting up to ``wait`` seconds."""
+    check_prefix(prefix)
+    if since is not None and (type(since) is not int or since < 0):
+        raise InvalidArgument(f"since must be a sequence number (an int >= 0), got {since!r}")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise InvalidArgument(
+            f"limit must be an int from 1 up (setting PLUGINKV_MAX_PAGE_SIZE bounds it), "
+            f"got {limit!r}"
+        )
+    if wait is not None and (
+        type(wait) not in (int, float) or not 0 <= wait < float("inf")  # NaN fails too
+    ):
+        raise InvalidArgument(
+            f"wait must be a number of seconds >= 0 (setting PLUGINKV_MAX_CHANGES_WAIT_SECONDS "
+            f"bounds it), got {wait!r}"
+        )
+    query: dict[str, str | int | float] = {"prefix": prefix}
+    if since is not None:
+        query["since"] = since
+    if limit is not None:
+        query["limit"] = limit
+    if wait:
+        query["wait"] = wait
+    return "/v1/changes?" + urlencode(query)
+
+
+def change_page_from_json(page: Mapping[str, Any]) -> ChangePage:
+    """A ``ChangePage`` from the service's JSON (``at`` is 0.0 if the service sends none)."""
+    return ChangePage(
+        [
+            Change(item["seq"], item["key"], item["kind"], item["version"], item.get("at", 0.0))
+            for item in page["changes"]
+        ],
+        int(page["next"]),
+    )
+
+
+WAIT_SETTING = "PLUGINKV_MAX_CHANGES_WAIT_SECONDS"
+
+
+def shorter_wait(wait: float, refusal: InvalidArgument) -> float:
+    """The wait to ask for after the service refused ``wait``: half of it, if the refusal
+    is about the wait (the service's setting is below it), else ``refusal`` is raised.
+
+    The service's bound is above 0, so halving finds a wait it takes in a few requests.
+    """
+    if WAIT_SETTING not in str(refusal) or wait < 0.001:
+        raise refusal
+    return wait / 2
+
+
+def watch_wait(timeout: float) -> float:
+    """The wait of one long poll: ``WATCH_WAIT``, or half the read timeout if shorter, so
+    the service answers before the client gives up on the socket."""
+    return min(WATCH_WAIT, timeout / 2)
+
+
+# -- atomic commits ------------------------------------------------------------------------------
+class CommitOperations:
+    """The checks and writes of a remote commit, checked as given and kept as the JSON
+    ``/v1/atomic`` takes.  ``RemoteCommit`` and ``AsyncRemoteCommit`` add ``commit()``."""
+
+    def __init__(self) -> None:
+        self._checks: list[dict[str, Any]] = []
+        self._operations: list[dict[str, Any]] = []
+        self._committed = False
+
+    def __repr__(self) -> str:
+        count = len(self._checks) + len(self._operations)
+        return f"<{type(self).__name__} of {count} operations>"
+
+    def check(self, key: str, *, version: int | None) -> Self:
+        """Require ``key`` to be at ``version``, or with ``version=None`` to hold no value."""
+        check_key(key)
+        if version is not None and (type(version) is not int or version < 1):
+            raise InvalidArgument(
+                f"check version must be a positive int or None (absent), got {version!r}"
+            )
+        self._open()
+        self._checks.append({"key": key, "version": version})
+        return self
+
+    def set(
+        self,
+        key: str,
+        val: bytes,
+        *,
+        ttl: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> Self:
+        """Store ``val`` under ``key`` (the service checks its size limits)."""
+        check_key(key)
+        data = check_value(val, NO_LIMIT)
+        seconds = check_ttl(ttl)
+        stored = check_metadata(metadata, NO_LIMIT)
+        kind = check_content_type(content_type, NO_LIMIT)
+        self._open()
+        operation: dict[str, Any] = {"op": "set", "key": key, "value": _value(data)}
+        if seconds is not None:
+            operation["ttl"] = seconds
+        if stored is not None:
+            operation["metadata"] = metadata
+        if kind is not None:
+            operation["content_type"] = kind
+        self._operations.append(operation)
+        return self
+
+    def delete(self, key: str) -> Self:
+        """Remove ``key``; an absent key is no error."""
+        check_key(key)
+        self._open()
+        self._operations.append({"op": "delete", "key": key})
+        return self
+
+    def incr(self, key: str, delta: int = 1) -> Self:
+        """Add ``delta`` to the integer at ``key``; the sum is in the result's ``counters``."""
+        check_key(key)
+        check_delta(delta)
+        self._open()
+        self._operations.append({"op": "incr", "key": key, "delta": delta})
+        return self
+
+    def _open(self) -> None:
+        if self._committed:
+            raise InvalidArgument("this commit was committed already: start another one")
+
+    def _body(self) -> bytes | None:
+        """The request body, once (``None``: nothing to commit); the commit is spent."""
+        self._open()
+        self._committed = True
+        if not self._checks and not self._operations:
+            return None
+        return dumps({"checks": self._checks, "operations": self._operations})
+
+
+class RemoteCommit(CommitOperations):
+    """What ``RemoteStorage.atomic()`` returns: the engine's ``Commit`` over HTTP.
+
+    ``commit()`` sends one ``POST /v1/atomic``, once: a commit is not repeated
+    after a failure that may have reached the service (a broken connection).
+    A failed check is a result (``ok=False``), as in process.
+    """
+
+    def __init__(self, send: Callable[[bytes], CommitResult]) -> None:
+        super().__init__()
+        self._send = send
+
+    def commit(self) -> CommitResult:
+        """Run the checks, then, if all hold, every write, in one transaction on the service."""
+        body = self._body()
+        return CommitResult(True, {}, []) if body is None else self._send(body)
+
+
+class AsyncRemoteCommit(CommitOperations):
+    """What ``AsyncRemoteStorage.atomic()`` returns: ``RemoteCommit`` with ``commit()`` awaited."""
+
+    def __init__(self, send: Callable[[bytes], Awaitable[CommitResult]]) -> None:
+        super().__init__()
+        self._send = send
+
+    async def commit(self) -> CommitResult:
+        """Run the checks, then, if all hold, every write, in one transaction on the service."""
+        body = self._body()
+        return CommitResult(True, {}, []) if body is None else await self._send(body)
+
+
+def _value(data: bytes) -> dict[str, str]:
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+def commit_result(status: int, body: bytes) -> CommitResult:
+    """The ``CommitResult`` of a ``/v1/atomic`` answer: a 200, or a 412 naming failed checks."""
+    if status == CHECK_FAILED:
+        try:
+            failed = json.loads(body)["error"]["failed"]
+            if not isinstance(failed, list):
+                raise TypeError("failed is not a list")
+        except (ValueError, KeyError, TypeError):
+            raise error_from_response(status, body) from None
+        return CommitResult(False, {}, [str(key) for key in failed])
+    answer = parse_json(body)
+    versions = {str(key): int(version) for key, version in answer.get("versions", {}).items()}
+    counters = {str(key): int(value) for key, value in answer.get("counters", {}).items()}
+    return CommitResult(bool(answer.get("ok", True)), versions, [], counters)
