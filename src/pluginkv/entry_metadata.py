@@ -15,7 +15,14 @@ from typing import Any
 
 from .errors import InvalidArgument, ValueTooLarge
 
-__all__ = ["check_content_type", "check_metadata", "extra_size", "load_metadata"]
+__all__ = [
+    "check_content_type",
+    "check_metadata",
+    "extra_size",
+    "load_metadata",
+    "metadata_text",
+    "stored_extra_size",
+]
 
 # type "/" subtype, then parameters: printable ASCII, as an HTTP header value may hold.
 _CONTENT_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+[\x20-\x7e]*")
@@ -35,7 +42,7 @@ def check_metadata(metadata: object, limit: int) -> str | None:
             f"metadata must be a dict (a JSON object), not {type(metadata).__name__}"
         )
     try:
-        text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = metadata_text(metadata)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"metadata is not a JSON object: {exc}") from None
     if not all(isinstance(name, str) for name in metadata):
@@ -73,6 +80,16 @@ def check_content_type(content_type: object, limit: int) -> str | None:
             f"got {content_type!r}"
         )
     return content_type
+
+
+def metadata_text(metadata: dict[str, Any]) -> str:
+    """The compact JSON text metadata is stored (and counted) as."""
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def stored_extra_size(metadata: dict[str, Any] | None, content_type: str | None) -> int:
+    """``extra_size`` of an entry's metadata as read back (a dict)."""
+    return extra_size(None if metadata is None else metadata_text(metadata), content_type)
 
 
 def extra_size(metadata: str | None, content_type: str | None) -> int:

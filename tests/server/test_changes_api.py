@@ -290,6 +290,18 @@ def test_a_put_with_a_tools_default_type_stores_no_type(
     assert (entry["content_type"], entry["size"]) == (None, len("k") + len("Paris"))
 
 
+def test_a_head_sends_the_content_length_a_get_sends(client: TestClient, auth: Auth) -> None:
+    headers = {
+        **auth(),
+        "Content-Type": "application/json; charset=utf-8",
+        "Pluginkv-Metadata": json.dumps({"owner": "ü", "n": [1, 2.5]}),
+    }
+    client.put("/v1/kv/k", content=b'{"a": 1}', headers=headers)
+    got = client.get("/v1/kv/k", headers=auth())
+    head = client.head("/v1/kv/k", headers=auth())
+    assert head.headers["content-length"] == got.headers["content-length"] == "8"
+
+
 def test_a_put_without_them_stores_none_and_get_answers_octet_stream(
     client: TestClient, auth: Auth
 ) -> None:

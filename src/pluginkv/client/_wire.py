@@ -349,16 +349,12 @@ def entry_from_reply(key: str, body: bytes, header: Callable[[str], str | None])
 
 
 def meta_from_reply(key: str, header: Callable[[str], str | None]) -> EntryMeta:
-    """The ``EntryMeta`` a ``HEAD /v1/kv/{key}?meta=1`` answered.
-
-    The service's HEAD reads no value: its ``Content-Length`` is the entry's size
-    less the key's bytes (the value's length only when there is no metadata).
-    """
+    """The ``EntryMeta`` a ``HEAD /v1/kv/{key}?meta=1`` answered (its headers are a GET's)."""
     entry = entry_from_reply(key, b"", header)
     length = header("Content-Length")
     return EntryMeta(
         key=key,
-        size=len(key.encode("utf-8")) + int("0" if length is None else length),
+        size=entry.size + int("0" if length is None else length),
         version=entry.version,
         created_at=entry.created_at,
         updated_at=entry.updated_at,

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..entry_metadata import check_content_type
+from ..entry_metadata import check_content_type, stored_extra_size
 from ..errors import InvalidArgument, PluginKVError
 from ..models import Entry, EntryMeta, shown_expiry
 from ..services.readers import Readers
@@ -349,9 +349,10 @@ async def _head(state: Any, scope: Scope, headers: _Headers, send: Send) -> None
     if meta is None:
         start = {"type": "http.response.start", "status": 404, "headers": [_ABSENT]}
     else:
-        # The headers a GET would send, as HTTP asks of a HEAD; the value is
-        # never read (its length is the entry's size less the key's bytes).
-        length = meta.size - len(key.encode("utf-8"))
+        # The headers a GET would send, as HTTP asks of a HEAD; the value is never
+        # read: its length is the entry's size less the key's, metadata's and type's bytes.
+        extra = stored_extra_size(meta.metadata, meta.content_type)
+        length = meta.size - len(key.encode("utf-8")) - extra
         start = {
             "type": "http.response.start",
             "status": 200,
