@@ -1,11 +1,11 @@
 """The one way a backend turns its driver's errors into pluginkv's.
 
-Every backend method runs its driver calls inside ``with self._errors:`` (SQLite's
-point reads excepted, which call the same translation from a ``try``: see
-``SQLiteBackend.get``), a ``Translated`` holding the driver's error class and the backend's translation
+Every backend method runs its driver calls inside ``with self._errors:``, a
+``Translated`` holding the driver's error class and the backend's translation
 (its table of what a locked, full, broken or closed database becomes): no
 driver exception leaves a backend, and the messages are decided in one place
-per driver.
+per driver.  SQLite's point reads call the same translation from a ``try``
+instead (see ``SQLiteBackend.get``): the ``with`` cost them 5%.
 """
 
 from __future__ import annotations
