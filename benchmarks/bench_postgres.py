@@ -38,10 +38,9 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -55,6 +54,7 @@ from bench_engine import (
     large_round,
     small_round,
 )
+from common import bench_database
 
 MiB = 1024 * 1024
 WORKSPACE = "bench-ws"
@@ -73,25 +73,6 @@ CONCURRENT_OPS = (
     Op(f"set x{THREADS} thr", "ops/s", 0.6),
     Op(f"set x{THREADS} 1scope", "ops/s", 0.0),  # information: one scope serialises writers
 )
-
-
-def with_database(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
-
-
-@contextmanager
-def bench_database(server: str) -> Iterator[str]:
-    """A fresh database on ``server`` for this run; dropped afterwards."""
-    name = f"pluginkv_bench_{os.getpid()}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
-    try:
-        yield with_database(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 # -- the two engines -----------------------------------------------------------------------

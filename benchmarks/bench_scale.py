@@ -58,14 +58,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pluginkv
-from common import load_average, on_sigterm, version
+from common import bench_database, load_average, on_sigterm, version
 from pluginkv import Storage, Store
 
 SCOPES = 1000
@@ -181,27 +181,6 @@ class PostgreSQL(Backend):
 
 def open_bench_store(url: str) -> Store:
     return pluginkv.open_store(url, default_quota_bytes=1 << 40)
-
-
-def with_database(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
-
-
-@contextmanager
-def bench_database(server: str) -> Iterator[str]:
-    """A fresh database on ``server`` for this run; dropped afterwards."""
-    import psycopg
-
-    name = f"pluginkv_bench_scale_{os.getpid()}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
-    try:
-        yield with_database(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def storage(backend: Backend, plugin: str) -> Storage:
@@ -545,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     directory = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=args.dir)))
                 backend: Backend = SQLite(directory)
             else:
-                url = stack.enter_context(bench_database(args.url))
+                url = stack.enter_context(bench_database(args.url, "pluginkv_bench_scale"))
                 print(f"database: {urlsplit(url).path.lstrip('/')} on {urlsplit(url).netloc}")
                 backend = PostgreSQL(url)
                 print(

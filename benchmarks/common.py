@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
 
 HOST = "127.0.0.1"
 
@@ -44,3 +47,25 @@ def load_average() -> str:
         return ", ".join(f"{load:.2f}" for load in os.getloadavg())
     except OSError:
         return "?"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` naming the database ``dbname`` instead."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
+
+
+@contextmanager
+def bench_database(server: str, prefix: str = "pluginkv_bench") -> Iterator[str]:
+    """A fresh database on the PostgreSQL ``server`` for this run; dropped afterwards."""
+    import psycopg  # only the PostgreSQL benchmarks need the driver
+
+    name = f"{prefix}_{os.getpid()}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
+    try:
+        yield with_database(server, name)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
