@@ -117,9 +117,12 @@ bench: install wrk chromium peers
 	$(PY) benchmarks/bench_server.py
 	$(PY) benchmarks/bench_peers.py
 	$(PY) benchmarks/bench_put_breakdown.py
+	$(PY) benchmarks/bench_processes.py  # two serving processes on one SQLite file
 	$(PY) benchmarks/bench_write_floor.py
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 	$(PY) benchmarks/bench_console.py  # fills a store of 1,000,000 keys first
+	$(PY) benchmarks/bench_watchers.py
+	$(PY) benchmarks/bench_scale.py  # fills stores of up to 10^7 keys on SQLite and PostgreSQL: the longest
 
 clean:
 	rm -rf $(VENV) .venv-3.* $(CONSOLE)/node_modules .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
