@@ -338,6 +338,24 @@ class TestMetadataOnPluginkvsHost:
         assert host.requests == []
 
 
+def test_a_call_that_fails_on_a_host_known_to_serve_them_is_no_not_supported(
+    store: Store,
+) -> None:
+    """The host ended the session while a watch waited: the next call says so."""
+    host = PluginkvHost(store)
+    full = ChannelStorage(host)
+    full.set("k", b"v")
+    ended = "session 0a1b is not open on this host (timed out or unknown)"
+
+    def refuse(*args: Any) -> Any:
+        raise Exception(ended)
+
+    host._backwards_invoke = refuse  # type: ignore[method-assign]
+    with pytest.raises(pluginkv.PluginKVError, match="changes failed: session 0a1b") as failed:
+        full.changes(wait=1)
+    assert not isinstance(failed.value, NotSupported)
+
+
 class TestOnAHostWithDifysFourVerbs:
     def test_the_four_verbs_work(self) -> None:
         full = ChannelStorage(DifyDaemon())

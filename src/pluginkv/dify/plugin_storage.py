@@ -280,6 +280,10 @@ class ChannelStorage(JSONHelpers, KeyPages):
         except Exception as exc:
             if str(exc) == PERMISSION_DENIED:
                 raise Forbidden(PERMISSION_DENIED) from None
+            if self._extended:
+                # A host that answered these calls before: this one failed (its session
+                # ended while a watch waited, say); the host still has them.
+                raise PluginKVError(f"{name} failed: {exc}") from None
             # Dify's daemon: an error event for an operation it does not know.
             self._extended = False
             raise _not_supported(name, str(exc)) from None
