@@ -39,6 +39,16 @@ from pluginkv.testing import FakeSession
 from .fake_plugin import manifest
 
 
+class _RecordingWriter(WriteQueue):
+    def __init__(self, written: list[str], call: object) -> None:
+        super().__init__(max_group=1)
+        self._written, self._call = written, str(call)
+
+    async def run(self, backend: Any, call: Callable[[], Any], *, quick: bool = False) -> Any:
+        self._written.append(self._call)
+        return await super().run(backend, call, quick=quick)
+
+
 class PluginkvHost:
     """What the SDK's StorageInvocation does on pluginkv's host, for extended requests."""
 
@@ -46,6 +56,7 @@ class PluginkvHost:
         self.storage = store.storage(workspace="ws-1", plugin="acme/plus")
         self.store = store
         self.requests: list[dict[str, Any]] = []
+        self.written: list[str] = []  # the calls that went through the service's writer
         self.waiting = threading.Event()  # set when a changes call that may wait arrives
 
     def _backwards_invoke(self, kind: Any, data_type: Any, request: dict[str, Any]) -> Any:
@@ -54,7 +65,7 @@ class PluginkvHost:
             self.waiting.set()
 
         async def serve() -> Any:
-            writer = WriteQueue(max_group=1)
+            writer = _RecordingWriter(self.written, request.get("call"))
             readers = Readers(threads=1)
             try:
                 return await serve_extended(
@@ -164,6 +175,7 @@ class TestCommitsOnPluginkvsHost:
         full = ChannelStorage(host)
         version = full.set("a", b"old")
         host.requests.clear()
+        host.written.clear()
         result = (
             full.atomic()
             .check("a", version=version)
@@ -175,6 +187,7 @@ class TestCommitsOnPluginkvsHost:
         assert result.ok and result.failed == [] and result.counters == {"n": 5}
         assert result.versions == {"a": version + 1, "n": result.versions["n"]}
         assert [request["call"] for request in host.requests] == ["atomic"]
+        assert host.written == ["atomic"]  # through the service's writer, as other writes
         entry = host.storage.get_entry("a")
         assert entry is not None and entry.value == b"x" and entry.metadata == {"by": "me"}
 
@@ -437,4 +450,7 @@ class TestOnAReadOnlyStore:
             full.set("k", b"w")
         with pytest.raises(ReadOnly):
             full.incr("n")
+        with pytest.raises(ReadOnly):
+            full.atomic().set("k", b"w").commit()
+        assert [change.key for change in full.changes()] == ["k"]
         assert full.get("k") == b"v"
