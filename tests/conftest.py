@@ -27,9 +27,8 @@ BACKENDS = [
     "remote-async",
     pytest.param("remote-postgres", marks=pytest.mark.postgres),
 ]
-# The engine's own backends: the suites of what the plugin channel does not offer
-# yet (atomic commits, the change feed, metadata), and the parts of them only the
-# engine has (change_waiter, a change's time).
+# The engine's own backends: the parts of the suites only the engine has
+# (change_waiter, the store's own calls in between).
 ENGINE_BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 # The HTTP clients' backends, which those suites run on as well.
 CLIENT_BACKENDS = [

@@ -1,5 +1,5 @@
-"""``atomic()``: many operations on one scope, all or nothing, on every backend of the engine
-and through both HTTP clients."""
+"""``atomic()``: many operations on one scope, all or nothing, on every backend of the engine,
+through both HTTP clients and through the plugin channel (``ChannelStorage``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pluginkv import (
 from .conftest import CLIENT_BACKENDS, ENGINE_BACKENDS, FakeClock
 
 
-@pytest.fixture(name="backend", params=ENGINE_BACKENDS + CLIENT_BACKENDS)
+@pytest.fixture(name="backend", params=[*ENGINE_BACKENDS, *CLIENT_BACKENDS, "channel"])
 def _backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -1,8 +1,8 @@
 """The change log and ``watch()``, on every backend of the engine and through both HTTP
 clients.
 
-The clients follow it on long polls of ``GET /v1/changes``; the plugin channel
-joins this suite when its protocol offers the feed.
+The clients follow it on long polls of ``GET /v1/changes``, the plugin channel
+(``ChannelStorage``) on long polls of its ``changes`` call.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ on_the_engine = pytest.mark.parametrize("backend", ENGINE_BACKENDS, indirect=Tru
 # (tests/client/test_changes_end_to_end.py).
 starts_when_called = pytest.mark.parametrize(
     "backend",
-    [*ENGINE_BACKENDS, *(b for b in CLIENT_BACKENDS if b != "remote-async")],
+    [*ENGINE_BACKENDS, *(b for b in CLIENT_BACKENDS if b != "remote-async"), "channel"],
     indirect=True,
 )
 
 
-@pytest.fixture(name="backend", params=ENGINE_BACKENDS + CLIENT_BACKENDS)
+@pytest.fixture(name="backend", params=[*ENGINE_BACKENDS, *CLIENT_BACKENDS, "channel"])
 def _backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

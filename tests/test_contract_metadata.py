@@ -1,8 +1,6 @@
-"""Metadata and content type kept with a value, on every backend of the engine and
-through both HTTP clients (the ``Pluginkv-Metadata`` header).
-
-The plugin channel joins this suite when its protocol carries metadata.
-"""
+"""Metadata and content type kept with a value, on every backend of the engine, through
+both HTTP clients (the ``Pluginkv-Metadata`` header) and through the plugin channel
+(``ChannelStorage``, as plugin code reaches it)."""
 
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ from pluginkv import InvalidArgument, QuotaExceeded, Storage, Store, ValueTooLar
 from .conftest import CLIENT_BACKENDS, ENGINE_BACKENDS
 
 
-@pytest.fixture(name="backend", params=ENGINE_BACKENDS + CLIENT_BACKENDS)
+@pytest.fixture(name="backend", params=[*ENGINE_BACKENDS, *CLIENT_BACKENDS, "channel"])
 def _backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -136,7 +134,7 @@ def test_a_content_type_over_the_limit_names_the_setting(storage: Storage) -> No
 
 
 def test_metadata_survives_reopening(open_store: Callable[..., Store], backend: str) -> None:
-    if backend in ("memory", "remote", "remote-async"):
+    if backend in ("memory", "remote", "remote-async", "channel"):
         pytest.skip("a memory store ends with its process")
     # Over HTTP, application/octet-stream is what "no content type" reads as (docs/client.md).
     kind = "text/plain" if backend.startswith("remote") else "application/octet-stream"

@@ -33,7 +33,6 @@ def test_the_protocol_is_storages_methods_but_its_scope() -> None:
 
 
 def test_storage_follows_changes_and_commits_atomically() -> None:
-    # The plugin channel joins ChangesAPI when the plugin daemon's protocol offers it.
     assert _members(ChangesAPI) == {"atomic", "changes", "watch"}
     assert _members(ChangesAPI) <= _public_methods(pluginkv.Storage)
     with pluginkv.open_store("memory://") as store:
@@ -68,7 +67,8 @@ def test_the_async_client_has_every_method() -> None:
 def test_dify_storage_is_a_storage_api_on_either_session() -> None:
     session = FakeSession(workspace="ws-1", plugin="acme/weather")
     assert isinstance(pluginkv.dify.storage(session), StorageAPI)
+    assert isinstance(pluginkv.dify.storage(session), ChangesAPI)
     channel = ChannelStorage(session.storage)
-    assert isinstance(channel, StorageAPI)
+    assert isinstance(channel, StorageAPI) and isinstance(channel, ChangesAPI)
     channel.set("k", b"v")
     assert session.kv.get("k") == b"v"

@@ -11,11 +11,11 @@ fails the type check rather than a caller.
 ``ChannelStorage`` on Dify's own daemon, which keeps no versions.
 
 ``ChangesAPI`` is what follows changes and commits many keys at once
-(``atomic``, ``changes``, ``watch``), met by ``Storage`` and ``RemoteStorage``;
-``AsyncChangesAPI`` is the same awaited (``watch`` an async iterator), met by
-``AsyncRemoteStorage``.  The plugin channel does not offer it yet; it is a
-Protocol of its own until then so that ``ChannelStorage`` still meets
-``StorageAPI``.
+(``atomic``, ``changes``, ``watch``), met by ``Storage``, ``RemoteStorage``
+and ``ChannelStorage``; ``AsyncChangesAPI`` is the same awaited (``watch`` an
+async iterator), met by ``AsyncRemoteStorage``.  It is a Protocol of its own:
+on Dify's daemon ``ChannelStorage``'s ``atomic``, ``changes`` and ``watch``
+raise ``NotSupported``, as its other calls beyond the four verbs do.
 """
 
 from __future__ import annotations
@@ -167,7 +167,8 @@ class CommitBuilder(Protocol):
 
 @runtime_checkable
 class ChangesAPI(Protocol):
-    """Atomic commits and the change feed of one scope (``Storage``, ``RemoteStorage``)."""
+    """Atomic commits and the change feed of one scope (``Storage``, ``RemoteStorage``,
+    ``ChannelStorage``)."""
 
     def atomic(self) -> CommitBuilder: ...
 

@@ -135,9 +135,11 @@ class Settings(BaseSettings):
         default=60.0,
         gt=0,
         description=(
-            "Longest `wait` of one `GET /v1/changes` long poll; a longer one is refused "
-            "(400). A waiting poll holds a connection, no thread and no query "
-            "([http-api.md](http-api.md#following-changes))."
+            "Longest `wait` of one `GET /v1/changes` long poll, and of one `changes` call "
+            "of a Dify plugin's `watch()`; a longer one is refused (400, `InvalidArgument`). "
+            "A waiting poll holds a connection or a plugin's call, no thread and no query "
+            "([http-api.md](http-api.md#following-changes), "
+            "[dify-host.md](dify-host.md#beyond-dify-pluginkvdifystorageselfsession))."
         ),
     )
     changes_keepalive_seconds: float = Field(

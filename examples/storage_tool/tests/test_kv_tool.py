@@ -44,6 +44,13 @@ def test_the_manifest_quota_and_permission() -> None:
     assert denied["error"].startswith("permission denied")
 
 
+def test_a_commit_takes_the_lock_once() -> None:
+    session = FakeSession()
+    first, second = run_tool(session, op="atomic", key="job")["commits"]
+    assert first["ok"] and (second["ok"], second["failed"]) == (False, ["job/lock"])
+    assert session.kv.get("job/takes") == b"1"
+
+
 def test_the_endpoint_counts_visits() -> None:
     session = FakeSession(endpoint_id="hook-1")
     request = Request(EnvironBuilder(path="/visits", query_string="a=1").get_environ())

@@ -71,6 +71,8 @@ class KvTool(Tool):
                 result["file"] = uploaded.model_dump(mode="json")
             elif op in ("incr", "cas", "batch"):
                 result.update(_beyond_dify(self.session, op, key))
+            elif op in ("atomic", "meta", "changes", "watch"):
+                result.update(_changes_and_commits(self.session, op, key, tool_parameters))
             elif op == "bench":
                 result.update(_bench(self.session, json.loads(tool_parameters["value"])))
             elif op == "credentials":
@@ -134,6 +136,56 @@ def _beyond_dify(session: Any, op: str, key: str) -> dict[str, Any]:
     full.set_many({f"{key}/a": b"1", f"{key}/b": b"2"}, ttl=3600)
     listed = [entry.key for entry in full.keys(f"{key}/")]
     return {"keys": listed, "values": {k: v.decode() for k, v in full.get_many(listed).items()}}
+
+
+def _changes_and_commits(
+    session: Any, op: str, key: str, tool_parameters: dict[str, Any]
+) -> dict[str, Any]:
+    """Commits of many keys, metadata and the change feed: needs pluginkv, as above.
+
+    ``changes`` and ``watch`` read ``value`` as the sequence number to follow from
+    (empty: the oldest kept, or for ``watch`` from now on); ``watch`` answers the
+    first change that comes.
+    """
+    import pluginkv.dify
+    from pluginkv import ChangesExpired
+
+    full = pluginkv.dify.storage(session)
+    if op == "atomic":  # take key/lock if nobody holds it, and count the takes
+        results = [
+            full.atomic()
+            .check(f"{key}/lock", version=None)
+            .set(f"{key}/lock", b"mine", metadata={"by": "atomic"}, content_type="text/plain")
+            .incr(f"{key}/takes")
+            .commit()
+            for _ in range(2)  # the second finds the lock held
+        ]
+        return {
+            "commits": [
+                {"ok": r.ok, "versions": r.versions, "failed": r.failed, "counters": r.counters}
+                for r in results
+            ]
+        }
+    if op == "meta":
+        version = full.set(
+            key, b"{}", metadata={"owner": "plugin", "tags": ["a"]}, content_type="application/json"
+        )
+        entry = full.get_entry(key)
+        listed = [m for m in full.keys(key) if m.key == key]
+        return {
+            "version": version,
+            "entry": {"metadata": entry.metadata, "content_type": entry.content_type},
+            "listed": [{"metadata": m.metadata, "content_type": m.content_type} for m in listed],
+        }
+    value = tool_parameters.get("value") or ""
+    since = int(value) if value else None
+    try:
+        if op == "changes":
+            page = full.changes(key, since=since)
+            return {"changes": [c.as_dict() for c in page.changes], "next": page.next}
+        return {"change": next(iter(full.watch(key, since=since))).as_dict()}
+    except ChangesExpired as exc:
+        return {"expired": str(exc), "oldest": exc.oldest}
 
 
 def _bench(session: Any, spec: dict[str, Any]) -> dict[str, Any]:

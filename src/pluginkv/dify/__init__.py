@@ -7,6 +7,9 @@ Importing this package pulls in nothing beyond the core.
 
 ==================  =================================================================
 ``plugin_storage``  the plugin side of ``storage(session)``'s operations: ``ChannelStorage``
+``channel_commit``  what ``ChannelStorage.atomic()`` builds: a commit sent as one call
+``extended_calls``  pluginkv's calls on the channel, their arguments and answers
+``change_calls``    the calls of commits and of the change feed
 ``messages``        the host's lines: requests and backwards-invocation answers
 ``key_paths``       keys on the plugin channel cleaned as Dify's daemon reads them (file paths)
 ==================  =================================================================
@@ -14,22 +17,26 @@ Importing this package pulls in nothing beyond the core.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..api import StorageAPI
 from ..storage import Storage
+
+if TYPE_CHECKING:
+    from .plugin_storage import ChannelStorage
 
 __all__ = ["storage"]
 
 
-def storage(session: Any) -> StorageAPI:
+def storage(session: Any) -> Storage | ChannelStorage:
     """The full ``Storage`` API for plugin code, on its session's storage.
 
     ``session`` is the ``self.session`` of a ``dify_plugin`` ``Tool`` or
     ``Endpoint``.  On pluginkv's host every ``Storage`` method works (keys,
-    batches, TTL, compare-and-set, ``incr``) and raises the engine's
-    exceptions; on a host that only has Dify's four verbs, ``set``, ``get``,
-    ``exist`` and ``delete`` work and the rest raise ``NotSupported``.  With
+    batches, TTL, compare-and-set, ``incr``, metadata, ``atomic()``,
+    ``changes()`` and ``watch()``) and raises the engine's exceptions; on a
+    host that only has Dify's four verbs, ``set``, ``get``, ``exist`` and
+    ``delete`` work and the rest raise ``NotSupported``.  Either type meets
+    ``pluginkv.StorageAPI`` and ``pluginkv.ChangesAPI``.  With
     ``pluginkv.testing.FakeSession`` it is the fake's in-memory ``Storage``.
     """
     kv = getattr(session, "kv", None)

@@ -5,8 +5,10 @@ A plugin using ``pluginkv.dify.storage(session)`` sends
 The answer is a ``response`` either way, so the plugin rebuilds the engine's
 own exception: ``{"data": "ok", "result": ...}`` or
 ``{"data": "error", "error": {"code", "message", ...fields}}`` (the HTTP
-API's error body).  Values travel as hex, as in Dify's four verbs.  Keys are
-cleaned as in Dify's four verbs (``key_paths.py``), prefixes are not.
+API's error body).  Values travel as hex, as in Dify's four verbs; an
+entry's ``metadata`` (a JSON object) and ``content_type`` travel as they are.
+Keys are cleaned as in Dify's four verbs (``key_paths.py``), prefixes are not.
+Commits and the change feed are ``change_calls.py``'s.
 
 Both sides of the channel read this table: the host runs each call on its
 reader threads or write groups (``host/extended_storage.py``), and
@@ -23,6 +25,7 @@ from ..error_registry import error_fields
 from ..errors import InvalidArgument, PluginKVError
 from ..models import Entry, EntryMeta, shown_expiry
 from ..storage import Storage
+from .change_calls import run_atomic, run_changes, run_last_seq, wait_here
 from .key_paths import clean_key
 
 __all__ = ["CALLS", "answer", "checked_call", "error_answer", "run_call", "unhex"]
@@ -42,11 +45,15 @@ def _entry(entry: Entry | None) -> dict[str, Any] | None:
         "created_at": entry.created_at,
         "updated_at": entry.updated_at,
         "expires_at": shown_expiry(entry.expires_at),
+        "metadata": entry.metadata,
+        "content_type": entry.content_type,
     }
 
 
 def _meta(meta: EntryMeta | None) -> dict[str, Any] | None:
-    return None if meta is None else meta.as_dict()
+    if meta is None:
+        return None
+    return {**meta.as_dict(), "metadata": meta.metadata, "content_type": meta.content_type}
 
 
 def unhex(text: object) -> bytes:
@@ -72,12 +79,14 @@ def _set(s: Storage, a: dict[str, Any]) -> int:
         if_version=a.get("if_version"),
         if_absent=bool(a.get("if_absent", False)),
         if_exists=bool(a.get("if_exists", False)),
+        metadata=a.get("metadata"),
+        content_type=a.get("content_type"),
     )
 
 
 def _keys(s: Storage, a: dict[str, Any]) -> Any:
     page = s.keys(a.get("prefix", ""), limit=a.get("limit"), cursor=a.get("cursor"))
-    return {"entries": [e.as_dict() for e in page.entries], "next_cursor": page.next_cursor}
+    return {"entries": [_meta(e) for e in page.entries], "next_cursor": page.next_cursor}
 
 
 def _set_many(s: Storage, a: dict[str, Any]) -> dict[str, int]:
@@ -111,6 +120,10 @@ CALLS: dict[str, tuple[bool, _Call]] = {
     "delete_many": (True, lambda s, a: s.delete_many(a["keys"])),
     "delete_prefix": (True, lambda s, a: s.delete_prefix(a["prefix"], all=a.get("all", False))),
     "incr": (True, lambda s, a: s.incr(a["key"], a.get("delta", 1))),
+    "atomic": (True, lambda s, a: run_atomic(s, a, unhex)),
+    # The page as it is now; a wait is the server's (host/extended_storage.py).
+    "changes": (False, run_changes),
+    "last_seq": (False, run_last_seq),
     # Diagnostics: a round trip that touches no storage, carrying a payload up
     # (noop ignores its args) or down (zeros); benchmarks/bench_host.py's baseline.
     "noop": (False, lambda s, a: None),
@@ -139,10 +152,14 @@ def run_call(name: str, storage: Storage, args: dict[str, Any]) -> Any:
 
 
 def answer(request: dict[str, Any], storage: Storage) -> dict[str, Any]:
-    """The ``response`` data of one call run here and now on ``storage``."""
+    """The ``response`` data of one call run here and now on ``storage`` (a ``changes``
+    call waits on this thread)."""
     try:
         _, name, args = checked_call(request)
-        result = run_call(name, storage, args)
+        if name == "changes":
+            result = wait_here(storage, args, storage._settings.max_changes_wait_seconds)
+        else:
+            result = run_call(name, storage, args)
     except PluginKVError as exc:
         return error_answer(exc)
     return {"data": "ok", "result": result}

@@ -7,14 +7,20 @@ engine's own exceptions.  On a host without them (Dify's daemon), the four
 documented verbs still work through Dify's own operations and the rest raise
 ``NotSupported``.  Imports nothing of the SDK at module level: the SDK is
 only where the plugin runs.
+
+``watch()`` long-polls: each ``changes`` call asks the host to wait up to
+``WATCH_WAIT`` seconds for a change (less when the SDK's own wait for an
+answer, ``MAX_INVOCATION_TIMEOUT``, is short), so a quiet scope costs one
+call per wait, not a loop of empty answers.
 """
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..entry_metadata import check_content_type, check_metadata
 from ..error_registry import error_from_code
 from ..errors import (
     Forbidden,
@@ -23,12 +29,29 @@ from ..errors import (
     PluginKVError,
 )
 from ..keys import check_value, key_list
-from ..models import Entry, EntryMeta, JSONHelpers, KeyPages, Page, Usage
+from ..models import (
+    Change,
+    ChangePage,
+    CommitResult,
+    Entry,
+    EntryMeta,
+    JSONHelpers,
+    KeyPages,
+    Page,
+    Usage,
+)
+from .change_calls import WAIT_SETTING, change_page, changes_args, commit_result
+from .channel_commit import ChannelCommit
 from .messages import LOAD_FAILED, PERMISSION_DENIED
 
-__all__ = ["ChannelStorage"]
+__all__ = ["WATCH_WAIT", "ChannelStorage"]
 
 _NO_LIMIT = 2**63  # the host enforces the value limit; it may differ from this process's
+
+WATCH_WAIT = 20.0
+"""Seconds one ``changes`` call of ``watch()`` asks the host to wait for a change: under
+the host's bound (``PLUGINKV_MAX_CHANGES_WAIT_SECONDS``, 60 by default) and far under
+the SDK's wait for an answer (``MAX_INVOCATION_TIMEOUT``, 250 by default)."""
 
 
 class ChannelStorage(JSONHelpers, KeyPages):
@@ -67,16 +90,24 @@ class ChannelStorage(JSONHelpers, KeyPages):
         if_version: int | None = None,
         if_absent: bool = False,
         if_exists: bool = False,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
     ) -> int | None:
         """Store ``val`` under ``key``; the new version, ``None`` on a host that has none.
 
-        ``ttl``, ``if_version``, ``if_absent`` and ``if_exists`` need pluginkv's
+        ``ttl``, ``if_version``, ``if_absent``, ``if_exists``, ``metadata`` (a
+        JSON object kept with the value) and ``content_type`` need pluginkv's
         host; on Dify's daemon the value is stored and no version is known.
         """
         val = check_value(val, _NO_LIMIT)
+        check_metadata(metadata, _NO_LIMIT)  # JSON it can carry; the host checks the size
+        check_content_type(content_type, _NO_LIMIT)
         extra = ttl is not None or if_version is not None or if_absent or if_exists
+        extra = extra or metadata is not None or content_type is not None
         if extra or self._has_extended():
             args: dict[str, Any] = {"if_exists": True} if if_exists else {}
+            if metadata is not None or content_type is not None:
+                args |= {"metadata": metadata, "content_type": content_type}
             version = self._call(
                 "set",
                 key=key,
@@ -125,6 +156,9 @@ class ChannelStorage(JSONHelpers, KeyPages):
             created_at=found["created_at"],
             updated_at=found["updated_at"],
             expires_at=found["expires_at"],
+            # A host from before metadata sends neither.
+            metadata=found.get("metadata"),
+            content_type=found.get("content_type"),
         )
 
     def get_meta(self, key: str) -> EntryMeta | None:
@@ -134,6 +168,7 @@ class ChannelStorage(JSONHelpers, KeyPages):
     def keys(
         self, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
     ) -> Page:
+        """One page of entries, each with its metadata and content type (see ``Storage.keys``)."""
         page = self._call("keys", prefix=prefix, limit=limit, cursor=cursor)
         return Page([EntryMeta(**meta) for meta in page["entries"]], page["next_cursor"])
 
@@ -163,6 +198,70 @@ class ChannelStorage(JSONHelpers, KeyPages):
         used = self._call("usage")
         return Usage(used["bytes_used"], used["keys"], used["quota_bytes"])
 
+    # -- atomic commits and the change feed ---------------------------------------------------
+    def atomic(self) -> ChannelCommit:
+        """A commit of many operations, all or nothing, as ``Storage.atomic()``: chain
+        ``check``/``set``/``delete``/``incr``, then ``commit()`` -> ``CommitResult``."""
+        return ChannelCommit(self._commit)
+
+    def _commit(self, args: dict[str, Any]) -> CommitResult:
+        return commit_result(self._call("atomic", **args))
+
+    def changes(
+        self,
+        prefix: str = "",
+        *,
+        since: int | None = None,
+        limit: int | None = None,
+        wait: float | None = None,
+    ) -> ChangePage:
+        """One page of the scope's changes after ``since``, as ``Storage.changes()``; with
+        ``wait`` seconds (at most the host's ``PLUGINKV_MAX_CHANGES_WAIT_SECONDS``), the
+        host waits that long for one when none is there yet.
+
+        Raises ``ChangesExpired`` when the changes after ``since`` are no longer kept.
+        """
+        return change_page(self._call("changes", **changes_args(prefix, since, limit, wait)))
+
+    def watch(
+        self, prefix: str = "", *, since: int | None = None, page_size: int | None = None
+    ) -> Iterator[Change]:
+        """Every change whose key starts with ``prefix``, as it is committed; blocks between.
+
+        As ``Storage.watch()``: ``since=None`` follows from now on, else from the
+        change after ``since``; raises ``ChangesExpired`` if it falls behind the
+        host's retention window.  A bad argument or an expired ``since`` raises
+        here, before the first change.
+        """
+        changes_args(prefix, since, page_size, None)
+        if since is None:
+            since = int(self._call("last_seq"))
+        first = self.changes(prefix, since=since, limit=page_size)
+        return self._follow(prefix, first, page_size)
+
+    def _follow(self, prefix: str, page: ChangePage, page_size: int | None) -> Iterator[Change]:
+        wait = self._watch_wait()
+        while True:
+            yield from page.changes
+            since = page.next
+            while True:
+                try:
+                    page = self.changes(prefix, since=since, limit=page_size, wait=wait)
+                    break
+                except InvalidArgument as refusal:
+                    # The host allows less: half as long, until it takes it (its bound is > 0).
+                    if WAIT_SETTING not in str(refusal) or wait < 0.001:
+                        raise
+                    wait /= 2
+
+    def _watch_wait(self) -> float:
+        """``WATCH_WAIT``, or a quarter of the SDK's wait for an answer if that is shorter."""
+        session = getattr(self._invocation, "session", None)
+        patience = getattr(session, "max_invocation_timeout", None)
+        if isinstance(patience, int | float) and patience > 0:
+            return min(WATCH_WAIT, patience / 4)
+        return WATCH_WAIT
+
     # -- the channel --------------------------------------------------------------------------
     def _has_extended(self) -> bool:
         if self._extended is None:
@@ -181,6 +280,10 @@ class ChannelStorage(JSONHelpers, KeyPages):
         except Exception as exc:
             if str(exc) == PERMISSION_DENIED:
                 raise Forbidden(PERMISSION_DENIED) from None
+            if self._extended:
+                # A host that answered these calls before: this one failed (its session
+                # ended while a watch waited, say); the host still has them.
+                raise PluginKVError(f"{name} failed: {exc}") from None
             # Dify's daemon: an error event for an operation it does not know.
             self._extended = False
             raise _not_supported(name, str(exc)) from None
@@ -225,7 +328,10 @@ def _dify_error(exc: Exception) -> PluginKVError:
 
 
 if TYPE_CHECKING:  # mypy holds the class to the Protocol of the API (api.py)
-    from ..api import StorageAPI
+    from ..api import ChangesAPI, StorageAPI
 
     def _meets_the_protocol(storage: ChannelStorage) -> StorageAPI:
+        return storage
+
+    def _meets_the_changes_protocol(storage: ChannelStorage) -> ChangesAPI:
         return storage
