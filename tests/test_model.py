@@ -1,31 +1,60 @@
 """A hypothesis state machine drives ``Storage`` and a plain-dict model side by side.
 
 The model is the contract in its simplest form: a dict of key -> (value,
-version, expires_at), a counter for versions, a clock moved by hand and a
-small quota.  Any difference in what a call returns or raises is a bug.
+version, expires_at) holding every stored row (an expired one until it is
+reclaimed), a counter for versions, a clock moved by hand, a small quota,
+and the change log each write must leave.  Any difference in what a call
+returns or raises, or in the changes it logs, is a bug.
+
+Expired rows are reclaimed, each an ``expire`` change, in key order (UTF-8
+bytes) within one statement, where the engine's contract says
+(docs/engine.md, "Following changes"): by the sweeper (run by a write once
+``sweep_interval_seconds`` have passed since the last sweep), by a write
+that needs their room (every expired row of the scope, before the write's
+own changes), by a delete that reaches them, or by a write of their key
+(the ``expire``, then the ``set``).
 """
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import pluginkv
-from pluginkv import QuotaExceeded, Storage, VersionConflict, WrongValueType
+from pluginkv import (
+    CommitResult,
+    QuotaExceeded,
+    Storage,
+    VersionConflict,
+    WrongValueType,
+)
 
 from .conftest import FakeClock
 from .postgres import reset_tables
 
 QUOTA = 200
+SWEEP_INTERVAL = 5.0
 KEYS = st.sampled_from(["a", "b", "a/b", "a/c", "ab", "é", "zz/1"])
 PREFIXES = st.sampled_from(["", "a", "a/", "z", "é", "q"])
 VALUES = st.binary(max_size=60) | st.integers(-50, 50).map(lambda n: str(n).encode())
 TTLS = st.none() | st.sampled_from([1.0, 2.5, 10.0])
+# A check asks for the key's current version (or absence), for absence, or for a
+# version it does not have: it holds, holds when the key is absent, or fails.
+CHECKS = st.sampled_from(["current", "absent", "other"])
+OPERATIONS = st.one_of(
+    st.tuples(st.just("check"), KEYS, CHECKS),
+    st.tuples(st.just("set"), KEYS, VALUES, TTLS),
+    st.tuples(st.just("delete"), KEYS),
+    st.tuples(st.just("incr"), KEYS, st.integers(-5, 5)),
+)
+
+Kind = Literal["set", "delete", "expire"]
 
 
 @dataclass
@@ -34,6 +63,30 @@ class Item:
     version: int
     created_at: float
     expires_at: float | None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+    def size(self, key: str) -> int:
+        return len(key.encode()) + len(self.value)
+
+
+@dataclass(frozen=True)
+class Logged:
+    seq: int
+    key: str
+    kind: Kind
+    version: int
+    at: float
+
+
+def _key_order(keys: object) -> list[str]:
+    return sorted(keys, key=str.encode)  # type: ignore[call-overload, no-any-return]
+
+
+def _is_integer(value: bytes) -> bool:
+    digits = value.removeprefix(b"-")
+    return digits.isdigit() and len(digits) <= 19
 
 
 class StorageModel(RuleBasedStateMachine):
@@ -46,12 +99,18 @@ class StorageModel(RuleBasedStateMachine):
         self.url = self.url_template.format(dir=self.dir.name)
         self.store = self._open()
         self.storage = self._storage()
-        self.items: dict[str, Item] = {}
+        self.items: dict[str, Item] = {}  # every stored row, expired ones included
         self.last_version = 0
+        self.log: list[Logged] = []  # every change the scope should have logged
+        self.seen = 0  # the last sequence number read back
 
     def _open(self) -> pluginkv.Store:
+        self.next_sweep = self.clock.now + SWEEP_INTERVAL
         return pluginkv.open_store(
-            self.url, clock=self.clock, default_quota_bytes=QUOTA, sweep_interval_seconds=5
+            self.url,
+            clock=self.clock,
+            default_quota_bytes=QUOTA,
+            sweep_interval_seconds=SWEEP_INTERVAL,
         )
 
     def _storage(self) -> Storage:
@@ -64,38 +123,90 @@ class StorageModel(RuleBasedStateMachine):
     # -- the model -------------------------------------------------------------
     def live(self) -> dict[str, Item]:
         now = self.clock.now
-        return {k: i for k, i in self.items.items() if i.expires_at is None or i.expires_at > now}
+        return {k: i for k, i in self.items.items() if i.live(now)}
 
     def used(self) -> int:
-        return sum(len(k.encode()) + len(i.value) for k, i in self.live().items())
+        return sum(i.size(k) for k, i in self.live().items())
+
+    def logs(self, key: str, kind: Kind, version: int) -> None:
+        event(f"logged: {kind}")
+        self.log.append(Logged(len(self.log) + 1, key, kind, version, self.clock.now))
+
+    def remove(self, keys: object) -> None:
+        """Remove the stored rows among ``keys`` in one statement: key order, each a
+        ``delete``, or an ``expire`` if it had expired."""
+        now = self.clock.now
+        for key in _key_order(k for k in set(keys) if k in self.items):  # type: ignore[call-overload]
+            item = self.items.pop(key)
+            self.logs(key, "delete" if item.live(now) else "expire", item.version)
+
+    def reclaim_expired(self) -> None:
+        now = self.clock.now
+        self.remove([k for k, i in self.items.items() if not i.live(now)])
+
+    def after_write(self) -> None:
+        """What follows a committed write: the sweeper, once its interval has passed."""
+        if self.clock.now >= self.next_sweep:
+            self.sweep_model()
+
+    def sweep_model(self) -> None:
+        self.reclaim_expired()
+        self.next_sweep = self.clock.now + SWEEP_INTERVAL
+
+    def fits(self, final: dict[str, bytes | None]) -> bool:
+        """Whether a write leaving ``final`` (``None``: deleted) passes the quota; if it
+        needs the room of expired rows, they are reclaimed first (as the write will)."""
+        growth = sum(
+            (0 if v is None else len(k.encode()) + len(v))
+            - (self.items[k].size(k) if k in self.items else 0)
+            for k, v in final.items()
+        )
+        if growth <= 0 or self.stored_bytes() + growth <= QUOTA:
+            return True
+        live = self.live()
+        live_growth = sum(
+            (0 if v is None else len(k.encode()) + len(v)) - (live[k].size(k) if k in live else 0)
+            for k, v in final.items()
+        )
+        if self.used() + live_growth > QUOTA:
+            return False
+        self.reclaim_expired()
+        return True
+
+    def stored_bytes(self) -> int:
+        return sum(i.size(k) for k, i in self.items.items())
 
     def model_write(
         self, pairs: dict[str, bytes], ttl: float | None, keep_ttl: bool = False
     ) -> bool:
         """Apply a write to the model; False if the quota refuses it."""
-        live = self.live()
-        growth = sum(
-            len(k.encode()) + len(v) - (len(k.encode()) + len(live[k].value) if k in live else 0)
-            for k, v in pairs.items()
-        )
-        if growth > 0 and self.used() + growth > QUOTA:
+        if not self.fits(dict(pairs)):
             return False
-        now = self.clock.now
         for key, value in pairs.items():
-            old = live.get(key)
-            self.last_version += 1
-            expires_at = now + ttl if ttl is not None else None
-            if keep_ttl and old is not None:
-                expires_at = old.expires_at
-            created = old.created_at if old is not None else now
-            self.items[key] = Item(value, self.last_version, created, expires_at)
+            expires_at = None if ttl is None else self.clock.now + ttl
+            self.put(key, value, expires_at, keep_ttl)
+        self.after_write()
         return True
+
+    def put(self, key: str, value: bytes, expires_at: float | None, keep_ttl: bool) -> int:
+        now = self.clock.now
+        old = self.items.get(key)
+        if old is not None and not old.live(now):
+            self.logs(key, "expire", old.version)
+            old = None
+        self.last_version += 1
+        if keep_ttl and old is not None:
+            expires_at = old.expires_at
+        created = old.created_at if old is not None else now
+        self.items[key] = Item(value, self.last_version, created, expires_at)
+        self.logs(key, "set", self.last_version)
+        return self.last_version
 
     # -- rules -----------------------------------------------------------------
     @rule(key=KEYS, value=VALUES, ttl=TTLS)
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         if self.model_write({key: value}, ttl):
-            self.storage.set(key, value, ttl=ttl)
+            assert self.storage.set(key, value, ttl=ttl) == self.last_version
         else:
             with pytest.raises(QuotaExceeded):
                 self.storage.set(key, value, ttl=ttl)
@@ -136,8 +247,13 @@ class StorageModel(RuleBasedStateMachine):
 
     @rule(pairs=st.dictionaries(KEYS, VALUES, max_size=4), ttl=TTLS)
     def set_many(self, pairs: dict[str, bytes], ttl: float | None) -> None:
-        if not pairs or self.model_write(pairs, ttl):
-            self.storage.set_many(pairs, ttl=ttl)
+        if not pairs:
+            assert self.storage.set_many(pairs, ttl=ttl) == {}
+            return
+        first = self.last_version
+        if self.model_write(pairs, ttl):
+            versions = self.storage.set_many(pairs, ttl=ttl)
+            assert versions == {k: first + 1 + i for i, k in enumerate(pairs)}
         else:
             with pytest.raises(QuotaExceeded):
                 self.storage.set_many(pairs, ttl=ttl)
@@ -146,8 +262,7 @@ class StorageModel(RuleBasedStateMachine):
     def incr(self, key: str, delta: int) -> None:
         current = self.live().get(key)
         if current is not None:
-            digits = current.value.removeprefix(b"-")
-            if not (digits.isdigit() and len(digits) <= 19):
+            if not _is_integer(current.value):
                 with pytest.raises(WrongValueType):
                     self.storage.incr(key, delta)
                 return
@@ -160,6 +275,81 @@ class StorageModel(RuleBasedStateMachine):
         else:
             with pytest.raises(QuotaExceeded):
                 self.storage.incr(key, delta)
+
+    @rule(operations=st.lists(OPERATIONS, max_size=6))
+    def commit(self, operations: list[tuple[object, ...]]) -> None:
+        commit = self.storage.atomic()
+        expected = self.model_commit(operations, commit)
+        event(f"commit: {expected.ok if isinstance(expected, CommitResult) else expected.__name__}")
+        if isinstance(expected, CommitResult):
+            assert commit.commit() == expected
+        else:
+            with pytest.raises(expected):
+                commit.commit()
+
+    def model_commit(
+        self, operations: list[tuple[object, ...]], commit: pluginkv.Commit
+    ) -> CommitResult | type[Exception]:
+        """Build ``commit`` from ``operations`` and apply them to the model: the result
+        the engine must return, or the error it must raise (having changed nothing)."""
+        now = self.clock.now
+        live = self.live()
+        failed: list[str] = []
+        # Each written key's final (value, expires_at, created_at); None: deleted.
+        final: dict[str, tuple[bytes, float | None] | None] = {}
+        counters: dict[str, int] = {}
+        refused: type[Exception] | None = None
+        for operation in operations:
+            match operation:
+                case ("check", str(key), str(how)):
+                    actual = live[key].version if key in live else None
+                    if how == "current":
+                        version = actual
+                    elif how == "absent":
+                        version = None
+                    else:
+                        version = self.last_version + 1 if actual is None else actual - 1 or 1
+                        version = version if version != actual else version + 1
+                    commit.check(key, version=version)
+                    if version != actual:
+                        failed.append(key)
+                case ("set", str(key), bytes(value), ttl):
+                    assert ttl is None or isinstance(ttl, float)
+                    commit.set(key, value, ttl=ttl)
+                    final[key] = (value, None if ttl is None else now + ttl)
+                case ("delete", str(key)):
+                    commit.delete(key)
+                    final[key] = None
+                case ("incr", str(key), int(delta)):
+                    commit.incr(key, delta)
+                    if key in final:
+                        current = final[key]
+                    else:
+                        current = (live[key].value, live[key].expires_at) if key in live else None
+                    if current is None:
+                        counters[key], final[key] = delta, (str(delta).encode(), None)
+                    elif _is_integer(current[0]):
+                        counters[key] = int(current[0]) + delta
+                        final[key] = (str(counters[key]).encode(), current[1])
+                    else:
+                        refused = refused or WrongValueType
+        if failed:
+            return CommitResult(False, {}, list(dict.fromkeys(failed)))
+        if refused is not None:
+            return refused
+        # A key deleted here that held nothing (not even an expired row) logs nothing.
+        writes = {k: v for k, v in final.items() if v is not None or k in self.items}
+        if not self.fits({k: None if v is None else v[0] for k, v in writes.items()}):
+            return QuotaExceeded
+        versions = {}
+        for key, write in writes.items():
+            if write is None:
+                self.remove([key])
+            else:
+                versions[key] = self.put(key, write[0], write[1], keep_ttl=False)
+        if writes:
+            self.after_write()
+        return CommitResult(True, versions, [], counters)
 
     @rule(key=KEYS)
     def get(self, key: str) -> None:
@@ -187,7 +377,8 @@ class StorageModel(RuleBasedStateMachine):
 
     @rule(key=KEYS)
     def delete(self, key: str) -> None:
-        self.items.pop(key, None)
+        self.remove([key])
+        self.after_write()
         self.storage.delete(key)
 
     @rule(keys=st.lists(KEYS, max_size=4))
@@ -198,19 +389,20 @@ class StorageModel(RuleBasedStateMachine):
     @rule(keys=st.lists(KEYS, max_size=4))
     def delete_many(self, keys: list[str]) -> None:
         expected = len(set(keys) & set(self.live()))
-        for key in keys:
-            self.items.pop(key, None)
+        self.remove(keys)
+        self.after_write()
         assert self.storage.delete_many(keys) == expected
 
     @rule(prefix=PREFIXES)
     def delete_prefix(self, prefix: str) -> None:
         expected = sum(1 for k in self.live() if k.startswith(prefix))
-        self.items = {k: i for k, i in self.items.items() if not k.startswith(prefix)}
+        self.remove([k for k in self.items if k.startswith(prefix)])
+        self.after_write()
         assert self.storage.delete_prefix(prefix, all=prefix == "") == expected
 
     @rule(prefix=PREFIXES, limit=st.integers(1, 3))
     def list_keys(self, prefix: str, limit: int) -> None:
-        expected = sorted((k for k in self.live() if k.startswith(prefix)), key=str.encode)
+        expected = _key_order(k for k in self.live() if k.startswith(prefix))
         seen: list[str] = []
         cursor = None
         while True:
@@ -222,13 +414,33 @@ class StorageModel(RuleBasedStateMachine):
                 break
         assert seen == expected
 
+    @rule(prefix=PREFIXES, since=st.integers(0, 200), limit=st.integers(1, 4))
+    def read_the_log_again(self, prefix: str, since: int, limit: int) -> None:
+        # From any earlier position, under any prefix, in small pages: the same changes.
+        start = position = min(since, len(self.log))
+        got = []
+        while page := self.storage.changes(prefix, since=position, limit=limit).changes:
+            got += page
+            position = page[-1].seq
+        expected = [c for c in self.log[start:] if c.key.startswith(prefix)]
+        assert [_logged(c) for c in got] == expected
+
     @rule(seconds=st.sampled_from([0.5, 1.0, 3.0, 10.0]))
     def advance_clock(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
+    @precondition(lambda self: any(i.expires_at is not None for i in self.live().values()))
+    @rule()
+    def wait_for_the_next_expiry(self) -> None:
+        # Just past it: expired rows are what the expire changes are made of.
+        live = self.live().values()
+        self.clock.now = min(i.expires_at for i in live if i.expires_at is not None)
+
     @rule()
     def sweep(self) -> None:
-        self.store.sweep_expired()
+        expected = sum(1 for i in self.items.values() if not i.live(self.clock.now))
+        self.sweep_model()
+        assert self.store.sweep_expired() == expected
 
     @precondition(lambda self: self.url != "memory://")
     @rule()
@@ -245,6 +457,17 @@ class StorageModel(RuleBasedStateMachine):
             len(self.live()),
             QUOTA,
         )
+
+    @invariant()
+    def the_log_has_each_change_once_in_order(self) -> None:
+        page = self.storage.changes(since=self.seen, limit=1000)
+        assert [_logged(c) for c in page.changes] == self.log[self.seen :]
+        assert page.next == len(self.log)
+        self.seen = page.next
+
+
+def _logged(change: pluginkv.Change) -> Logged:
+    return Logged(change.seq, change.key, change.kind, change.version, change.at)
 
 
 class MemoryModel(StorageModel):
