@@ -47,6 +47,10 @@ def watch(
     One line per change: sequence number, kind (set, delete, expire), key and
     version, separated by spaces; with --json, one object per line.  Exits 3
     when --since is older than the change log keeps (ChangesExpired).
+
+    Once started, it outlives a restart of the service: while the service is
+    unreachable or answers 503 it tries again with backoff, saying so on
+    stderr, then prints every change it missed, each once.
     """
     printed = 0
     try:
