@@ -1,7 +1,7 @@
 """A hypothesis state machine drives ``Storage`` and a plain-dict model side by side.
 
 The model is the contract in its simplest form: a dict of key -> (value,
-version, expires_at) holding every stored row (an expired one until it is
+version, expires_at, metadata, content type) holding every stored row (an expired one until it is
 reclaimed), a counter for versions, a clock moved by hand, a small quota,
 and the change log each write must leave.  Any difference in what a call
 returns or raises, or in the changes it logs, is a bug.
@@ -17,9 +17,10 @@ own changes), by a delete that reaches them, or by a write of their key
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from hypothesis import event, settings
@@ -44,17 +45,43 @@ KEYS = st.sampled_from(["a", "b", "a/b", "a/c", "ab", "é", "zz/1"])
 PREFIXES = st.sampled_from(["", "a", "a/", "z", "é", "q"])
 VALUES = st.binary(max_size=60) | st.integers(-50, 50).map(lambda n: str(n).encode())
 TTLS = st.none() | st.sampled_from([1.0, 2.5, 10.0])
+METADATA = st.none() | st.dictionaries(
+    st.sampled_from(["n", "é"]), st.integers(0, 99) | st.text(max_size=3), max_size=2
+)
+CONTENT_TYPES = st.none() | st.sampled_from(["text/plain", "application/json"])
 # A check asks for the key's current version (or absence), for absence, or for a
 # version it does not have: it holds, holds when the key is absent, or fails.
 CHECKS = st.sampled_from(["current", "absent", "other"])
 OPERATIONS = st.one_of(
     st.tuples(st.just("check"), KEYS, CHECKS),
-    st.tuples(st.just("set"), KEYS, VALUES, TTLS),
+    st.tuples(st.just("set"), KEYS, VALUES, TTLS, METADATA, CONTENT_TYPES),
     st.tuples(st.just("delete"), KEYS),
     st.tuples(st.just("incr"), KEYS, st.integers(-5, 5)),
 )
 
 Kind = Literal["set", "delete", "expire"]
+
+
+def _size(key: str, value: bytes, metadata: dict[str, Any] | None, content_type: str | None) -> int:
+    """What an entry counts in the quota: key, value, metadata as compact JSON, content type."""
+    size = len(key.encode()) + len(value) + len(content_type or "")
+    if metadata is not None:
+        text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+        size += len(text.encode())
+    return size
+
+
+@dataclass(frozen=True)
+class Put:
+    """What a write stores under a key."""
+
+    value: bytes
+    expires_at: float | None
+    metadata: dict[str, Any] | None = None
+    content_type: str | None = None
+
+    def size(self, key: str) -> int:
+        return _size(key, self.value, self.metadata, self.content_type)
 
 
 @dataclass
@@ -63,12 +90,14 @@ class Item:
     version: int
     created_at: float
     expires_at: float | None
+    metadata: dict[str, Any] | None = None
+    content_type: str | None = None
 
     def live(self, now: float) -> bool:
         return self.expires_at is None or self.expires_at > now
 
     def size(self, key: str) -> int:
-        return len(key.encode()) + len(self.value)
+        return _size(key, self.value, self.metadata, self.content_type)
 
 
 @dataclass(frozen=True)
@@ -153,20 +182,19 @@ class StorageModel(RuleBasedStateMachine):
         self.reclaim_expired()
         self.next_sweep = self.clock.now + SWEEP_INTERVAL
 
-    def fits(self, final: dict[str, bytes | None]) -> bool:
+    def fits(self, final: dict[str, Put | None]) -> bool:
         """Whether a write leaving ``final`` (``None``: deleted) passes the quota; if it
         needs the room of expired rows, they are reclaimed first (as the write will)."""
         growth = sum(
-            (0 if v is None else len(k.encode()) + len(v))
-            - (self.items[k].size(k) if k in self.items else 0)
-            for k, v in final.items()
+            (0 if put is None else put.size(k)) - (self.items[k].size(k) if k in self.items else 0)
+            for k, put in final.items()
         )
         if growth <= 0 or self.stored_bytes() + growth <= QUOTA:
             return True
         live = self.live()
         live_growth = sum(
-            (0 if v is None else len(k.encode()) + len(v)) - (live[k].size(k) if k in live else 0)
-            for k, v in final.items()
+            (0 if put is None else put.size(k)) - (live[k].size(k) if k in live else 0)
+            for k, put in final.items()
         )
         if self.used() + live_growth > QUOTA:
             return False
@@ -177,45 +205,67 @@ class StorageModel(RuleBasedStateMachine):
         return sum(i.size(k) for k, i in self.items.items())
 
     def model_write(
-        self, pairs: dict[str, bytes], ttl: float | None, keep_ttl: bool = False
+        self,
+        pairs: dict[str, bytes],
+        ttl: float | None,
+        keep: bool = False,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
     ) -> bool:
-        """Apply a write to the model; False if the quota refuses it."""
-        if not self.fits(dict(pairs)):
-            return False
+        """Apply a write to the model; False if the quota refuses it.  With ``keep``
+        (``incr``) a live entry keeps its expiry, metadata and content type."""
+        live = self.live()
+        expires_at = None if ttl is None else self.clock.now + ttl
+        puts = {}
         for key, value in pairs.items():
-            expires_at = None if ttl is None else self.clock.now + ttl
-            self.put(key, value, expires_at, keep_ttl)
+            old = live.get(key)
+            if keep and old is not None:
+                puts[key] = Put(value, old.expires_at, old.metadata, old.content_type)
+            else:
+                puts[key] = Put(value, expires_at, metadata, content_type)
+        if not self.fits(dict(puts)):
+            return False
+        for key, put in puts.items():
+            self.put(key, put)
         self.after_write()
         return True
 
-    def put(self, key: str, value: bytes, expires_at: float | None, keep_ttl: bool) -> int:
+    def put(self, key: str, put: Put) -> int:
         now = self.clock.now
         old = self.items.get(key)
         if old is not None and not old.live(now):
             self.logs(key, "expire", old.version)
             old = None
         self.last_version += 1
-        if keep_ttl and old is not None:
-            expires_at = old.expires_at
         created = old.created_at if old is not None else now
-        self.items[key] = Item(value, self.last_version, created, expires_at)
+        self.items[key] = Item(
+            put.value, self.last_version, created, put.expires_at, put.metadata, put.content_type
+        )
         self.logs(key, "set", self.last_version)
         return self.last_version
 
     # -- rules -----------------------------------------------------------------
-    @rule(key=KEYS, value=VALUES, ttl=TTLS)
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        if self.model_write({key: value}, ttl):
-            assert self.storage.set(key, value, ttl=ttl) == self.last_version
+    @rule(key=KEYS, value=VALUES, ttl=TTLS, metadata=METADATA, content_type=CONTENT_TYPES)
+    def set(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        extras: dict[str, Any] = {"metadata": metadata, "content_type": content_type}
+        if self.model_write({key: value}, ttl, **extras):
+            assert self.storage.set(key, value, ttl=ttl, **extras) == self.last_version
         else:
             with pytest.raises(QuotaExceeded):
-                self.storage.set(key, value, ttl=ttl)
+                self.storage.set(key, value, ttl=ttl, **extras)
 
     @rule(key=KEYS, offset=st.sampled_from([-1, 0, 1]))
     def fill_to_the_quota(self, key: str, offset: int) -> None:
         # Aim a write at the exact edge of the quota, where off-by-one bugs live.
         old = self.live().get(key)
-        room = QUOTA - self.used() + (len(key.encode()) + len(old.value) if old else 0)
+        room = QUOTA - self.used() + (old.size(key) if old else 0)
         size = max(0, room - len(key.encode()) + offset)
         self.set(key, b"f" * size, None)
 
@@ -270,7 +320,7 @@ class StorageModel(RuleBasedStateMachine):
         else:
             start = 0
         result = start + delta
-        if self.model_write({key: str(result).encode()}, None, keep_ttl=True):
+        if self.model_write({key: str(result).encode()}, None, keep=True):
             assert self.storage.incr(key, delta) == result
         else:
             with pytest.raises(QuotaExceeded):
@@ -295,8 +345,8 @@ class StorageModel(RuleBasedStateMachine):
         now = self.clock.now
         live = self.live()
         failed: list[str] = []
-        # Each written key's final (value, expires_at, created_at); None: deleted.
-        final: dict[str, tuple[bytes, float | None] | None] = {}
+        # Each written key's final state; None: deleted.
+        final: dict[str, Put | None] = {}
         counters: dict[str, int] = {}
         refused: type[Exception] | None = None
         for operation in operations:
@@ -313,24 +363,30 @@ class StorageModel(RuleBasedStateMachine):
                     commit.check(key, version=version)
                     if version != actual:
                         failed.append(key)
-                case ("set", str(key), bytes(value), ttl):
+                case ("set", str(key), bytes(value), ttl, metadata, content_type):
                     assert ttl is None or isinstance(ttl, float)
-                    commit.set(key, value, ttl=ttl)
-                    final[key] = (value, None if ttl is None else now + ttl)
+                    assert metadata is None or isinstance(metadata, dict)
+                    assert content_type is None or isinstance(content_type, str)
+                    commit.set(key, value, ttl=ttl, metadata=metadata, content_type=content_type)
+                    expires_at = None if ttl is None else now + ttl
+                    final[key] = Put(value, expires_at, metadata, content_type)
                 case ("delete", str(key)):
                     commit.delete(key)
                     final[key] = None
                 case ("incr", str(key), int(delta)):
                     commit.incr(key, delta)
-                    if key in final:
-                        current = final[key]
-                    else:
-                        current = (live[key].value, live[key].expires_at) if key in live else None
+                    current: Put | Item | None
+                    current = final[key] if key in final else live.get(key)
                     if current is None:
-                        counters[key], final[key] = delta, (str(delta).encode(), None)
-                    elif _is_integer(current[0]):
-                        counters[key] = int(current[0]) + delta
-                        final[key] = (str(counters[key]).encode(), current[1])
+                        counters[key], final[key] = delta, Put(str(delta).encode(), None)
+                    elif _is_integer(current.value):
+                        counters[key] = int(current.value) + delta
+                        final[key] = Put(
+                            str(counters[key]).encode(),
+                            current.expires_at,
+                            current.metadata,
+                            current.content_type,
+                        )
                     else:
                         refused = refused or WrongValueType
         if failed:
@@ -339,14 +395,14 @@ class StorageModel(RuleBasedStateMachine):
             return refused
         # A key deleted here that held nothing (not even an expired row) logs nothing.
         writes = {k: v for k, v in final.items() if v is not None or k in self.items}
-        if not self.fits({k: None if v is None else v[0] for k, v in writes.items()}):
+        if not self.fits(writes):
             return QuotaExceeded
         versions = {}
         for key, write in writes.items():
             if write is None:
                 self.remove([key])
             else:
-                versions[key] = self.put(key, write[0], write[1], keep_ttl=False)
+                versions[key] = self.put(key, write)
         if writes:
             self.after_write()
         return CommitResult(True, versions, [], counters)
@@ -368,11 +424,20 @@ class StorageModel(RuleBasedStateMachine):
             assert entry is None
         else:
             assert entry is not None
-            assert (entry.value, entry.version, entry.expires_at, entry.created_at) == (
+            assert (
+                entry.value,
+                entry.version,
+                entry.expires_at,
+                entry.created_at,
+                entry.metadata,
+                entry.content_type,
+            ) == (
                 item.value,
                 item.version,
                 item.expires_at,
                 item.created_at,
+                item.metadata,
+                item.content_type,
             )
 
     @rule(key=KEYS)
