@@ -1,7 +1,8 @@
 """What both clients send and read for atomic commits, the change feed and metadata.
 
-Pure functions and one builder base, no I/O, like ``_wire``: the sync and the
-async client differ only in how a request travels.  The wire is the one
+Pure functions, one builder base and the count of a watch's failed attempts
+(``Reconnects``), no I/O, like ``_wire``: the sync and the async client differ
+only in how a request travels.  The wire is the one
 ``docs/http-api.md`` describes: ``POST /v1/atomic``, ``GET /v1/changes`` and
 the ``Pluginkv-Metadata`` header of ``/v1/kv/{key}``.
 """
