@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -109,8 +110,8 @@ class Logged:
     at: float
 
 
-def _key_order(keys: object) -> list[str]:
-    return sorted(keys, key=str.encode)  # type: ignore[call-overload, no-any-return]
+def _key_order(keys: Iterable[str]) -> list[str]:
+    return sorted(keys, key=str.encode)
 
 
 def _is_integer(value: bytes) -> bool:
@@ -161,11 +162,11 @@ class StorageModel(RuleBasedStateMachine):
         event(f"logged: {kind}")
         self.log.append(Logged(len(self.log) + 1, key, kind, version, self.clock.now))
 
-    def remove(self, keys: object) -> None:
+    def remove(self, keys: Iterable[str]) -> None:
         """Remove the stored rows among ``keys`` in one statement: key order, each a
         ``delete``, or an ``expire`` if it had expired."""
         now = self.clock.now
-        for key in _key_order(k for k in set(keys) if k in self.items):  # type: ignore[call-overload]
+        for key in _key_order(k for k in set(keys) if k in self.items):
             item = self.items.pop(key)
             self.logs(key, "delete" if item.live(now) else "expire", item.version)
 
