@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -98,3 +99,26 @@ def test_bench_watchers_quick_prints_every_state_and_the_fan_out() -> None:
         row = rf"^{re.escape(state)}\s+[\d.]+\s+(-|[\d.]+x)\s+[\d.]+\s+(-|-?[\d.]+)$"
         assert re.search(row, out, re.MULTILINE), f"no row for {state!r}:\n{out}"
     assert re.search(r"^one write reaches all 100 watchers in \d+ ms$", out, re.MULTILINE), out
+
+
+@pytest.mark.postgres
+def test_bench_atomic_quick_prints_each_ratio_and_latency_and_stops_its_service(
+    postgres_url: str,
+) -> None:
+    from .postgres import server_url
+
+    out = run_quick(SCRIPT.parent / "bench_atomic.py", "--postgres", server_url(), timeout=120)
+    for backend, verdict in (
+        ("SQLite FULL", r">=3\.0  (PASS|MISS)"),
+        ("SQLite NORMAL", r"\(info\)"),
+        ("PostgreSQL", r">=2\.0  (PASS|MISS)"),
+    ):
+        row = rf"^{backend}\s+[\d.]+\s+[\d.]+\s+\d+\.\d\dx  {verdict}$"
+        assert re.search(row, out, re.MULTILINE), f"no row for {backend}:\n{out}"
+    for kind in ("long poll", "event stream"):
+        row = rf"^20 x {kind}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+-?[\d.]+\s+-?[\d.]+\s+\d+\.\d\dx$"
+        assert re.search(row, out, re.MULTILINE), f"no latency row for {kind}:\n{out}"
+    started = re.search(r"^started : pluginkv serve \(pid (\d+), port \d+\)$", out, re.MULTILINE)
+    assert started is not None, out
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(started.group(1)), 0)

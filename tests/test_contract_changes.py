@@ -158,6 +158,31 @@ class TestTheLog:
             ("p/old", "expire"),
         ]
 
+    def test_a_delete_that_reaches_an_expired_key_is_an_expire(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        storage.set_many({"one": b"v", "many": b"v", "commit": b"v"}, ttl=5)
+        clock.advance(10)
+        since = storage.changes().next
+        storage.delete("one")
+        storage.delete_many(["many"])
+        storage.atomic().delete("commit").commit()
+        assert _seen(storage.changes(since=since).changes) == [
+            ("one", "expire"),
+            ("many", "expire"),
+            ("commit", "expire"),
+        ]
+
+    def test_a_batch_delete_logs_its_keys_in_key_order(self, storage: Storage) -> None:
+        storage.set_many({"b": b"1", "é": b"2", "a": b"3"})
+        since = storage.changes().next
+        assert storage.delete_many(["é", "b", "a", "b"]) == 3
+        assert _seen(storage.changes(since=since).changes) == [
+            ("a", "delete"),
+            ("b", "delete"),
+            ("é", "delete"),
+        ]
+
     def test_a_purge_is_a_delete_per_key_and_the_sequence_goes_on(self, store: Store) -> None:
         storage = store.storage(workspace="w", plugin="a/b")
         storage.set_many({"a": b"1", "b": b"2"})

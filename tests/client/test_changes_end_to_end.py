@@ -15,14 +15,19 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pluginkv import (
+    BackendUnavailable,
     ChangesExpired,
     CommitResult,
     InvalidArgument,
     Store,
+    Unauthorized,
     ValueTooLarge,
 )
 from pluginkv.cli import EXIT_CONFLICT, main
 from pluginkv.client import AsyncRemoteStorage, RemoteStorage
+from pluginkv.client._wire import Retryable
+from pluginkv.client.errors import ServiceUnreachable
+from pluginkv.keys import Scope
 
 from ..conftest import LiveService
 
@@ -304,3 +309,130 @@ def test_kv_watch_from_now_through_the_service_prints_a_later_write(
     seq, kind, key, _ = result[0].stdout.split()
     assert (kind, key[0]) == ("set", "k")
     assert int(seq) == int(key[1:]) + 1
+
+
+# -- a watch across outages: it polls again while the service is away, and only then ---------
+def _flaky(attempt: Callable[..., Any], failures: list[Exception]) -> Callable[..., Any]:
+    """``attempt`` failing first with each of ``failures``, as a service restarting would."""
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return attempt(*args, **kwargs)
+
+    async def flaky_async(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await attempt(*args, **kwargs)
+
+    return flaky_async if asyncio.iscoroutinefunction(attempt) else flaky
+
+
+def _outage() -> list[Exception]:
+    return [
+        Retryable(ServiceUnreachable("connection refused")),
+        Retryable(BackendUnavailable("restarting"), retry_after=None),
+        Retryable(ServiceUnreachable("connection reset")),
+    ]
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_a_watch_polls_again_through_an_outage_and_resumes_after_its_last_change(
+    open_store: Callable[..., Store],
+    live_service: LiveService,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    client_kind: str,
+) -> None:
+    store, token = _service(open_store, live_service)
+    storage = store.storage(**SCOPE)
+    monkeypatch.setattr("pluginkv.client._changes.backoff", lambda attempt, asked=None: 0.0)
+    storage.set("a", b"1")
+    failures = _outage()
+
+    async def follow_async() -> list[int]:
+        async with AsyncRemoteStorage(live_service.url, token, retries=0) as client:
+            watching = client.watch(since=0)
+            first = await anext(watching)
+            monkeypatch.setattr(client, "_attempt", _flaky(client._attempt, failures))
+            storage.set("b", b"2")
+            return [first.seq, (await anext(watching)).seq]
+
+    if client_kind == "async":
+        seen = asyncio.run(follow_async())
+    else:
+        with RemoteStorage(live_service.url, token, retries=0) as client:
+            watching = client.watch(since=0)
+            first = next(watching)
+            monkeypatch.setattr(client, "_attempt", _flaky(client._attempt, failures))
+            storage.set("b", b"2")
+            seen = [first.seq, next(watching).seq]
+    assert (seen, failures) == ([1, 2], [])
+    logged = [r.getMessage() for r in caplog.records if r.name == "pluginkv.client"]
+    assert len(logged) == 2, logged  # the outage's start, and its end
+    assert "connection refused; reconnecting until it answers" in logged[0]
+    assert "reconnected after 3 failed attempt(s)" in logged[1]
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_a_watch_ends_with_unauthorized_once_its_token_is_revoked(
+    open_store: Callable[..., Store], live_service: LiveService, client_kind: str
+) -> None:
+    scope = {"workspace": "ws-revoked", "plugin": "acme/watch"}
+    store = open_store("memory")
+    live_service.app.state.store = store
+    token = live_service.tokens.issue(**scope)
+    storage = store.storage(**scope)
+    storage.set("a", b"1")
+
+    def revoke() -> None:
+        live_service.tokens.revoked(Scope(**scope), time.time() + 1)
+
+    async def follow_async() -> None:
+        async with AsyncRemoteStorage(live_service.url, token) as client:
+            watching = client.watch(since=0)
+            await anext(watching)
+            revoke()
+            await anext(watching)
+
+    if client_kind == "async":
+        with pytest.raises(Unauthorized):
+            asyncio.run(follow_async())
+        return
+    with RemoteStorage(live_service.url, token) as client:
+        watching = client.watch(since=0)
+        next(watching)
+        revoke()
+        with pytest.raises(Unauthorized):
+            next(watching)
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_a_watch_that_falls_behind_the_log_ends_with_changes_expired(
+    open_store: Callable[..., Store], live_service: LiveService, client_kind: str
+) -> None:
+    store, token = _service(open_store, live_service, changes_retention_count=1)
+    storage = store.storage(**SCOPE)
+    storage.set("a", b"1")
+
+    def fall_behind() -> None:
+        storage.set_many({"b": b"2", "c": b"3"})
+        store.sweep_expired()  # the log keeps change 3 only: 2 is gone
+
+    async def follow_async() -> None:
+        async with AsyncRemoteStorage(live_service.url, token) as client:
+            watching = client.watch(since=0, page_size=1)
+            await anext(watching)
+            fall_behind()
+            await anext(watching)
+
+    if client_kind == "async":
+        with pytest.raises(ChangesExpired):
+            asyncio.run(follow_async())
+        return
+    with RemoteStorage(live_service.url, token) as client:
+        watching = client.watch(since=0, page_size=1)
+        next(watching)
+        fall_behind()
+        with pytest.raises(ChangesExpired):
+            next(watching)

@@ -159,8 +159,12 @@ class _MemoryTx(WriteTx):
         self._set_row(scope, key, (value, row._replace(value=None), updated_at), "set", updated_at)
 
     def remove(self, scope: Scope, keys: Sequence[str], now: float) -> None:
-        for key in keys:
-            self._set_row(scope, key, None, "delete", now)
+        # As the SQL backends log a statement's deletes: in key order, an expired row
+        # as ``expire`` (backends/change_log.py).
+        rows = self._rows.get(scope, {})
+        for key in sorted({key for key in keys if key in rows}, key=str.encode):
+            row = rows[key][1]
+            self._set_row(scope, key, None, "delete" if row.live(now) else "expire", now)
 
     def _remove_where(
         self, scope: Scope, now: float, doomed: Callable[[str, Stored], bool]
@@ -237,7 +241,7 @@ class _MemoryTx(WriteTx):
     def drop_scope(self, scope: Scope, now: float) -> int:
         rows = self._rows.get(scope, {})
         count = len(rows)
-        self.remove(scope, sorted(rows, key=str.encode), now)
+        self.remove(scope, list(rows), now)
         if scope in self._states:
             self._change_state(scope, quota_override=None)
         return count

@@ -11,6 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 import click
@@ -47,10 +51,14 @@ def watch(
     One line per change: sequence number, kind (set, delete, expire), key and
     version, separated by spaces; with --json, one object per line.  Exits 3
     when --since is older than the change log keeps (ChangesExpired).
+
+    Once started, it outlives a restart of the service: while the service is
+    unreachable or answers 503 it tries again with backoff, saying so on
+    stderr, then prints every change it missed, each once.
     """
     printed = 0
     try:
-        with open_storage(target, workspace, plugin) as storage:
+        with _outages_on_stderr(), open_storage(target, workspace, plugin) as storage:
             for change in storage.watch(prefix, since=since):
                 click.echo(_change_json(change) if as_json else _change_line(change))
                 printed += 1
@@ -58,6 +66,20 @@ def watch(
                     break
     except KeyboardInterrupt:  # the way to stop it: no traceback, no "Aborted!"
         return
+
+
+@contextmanager
+def _outages_on_stderr() -> Iterator[None]:
+    """The client's notes of a watch losing the service and finding it again, as lines
+    on stderr: a watch that waits on a service that is down must not look idle."""
+    client_log = logging.getLogger("pluginkv.client")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    client_log.addHandler(handler)
+    try:
+        yield
+    finally:
+        client_log.removeHandler(handler)
 
 
 def _change_line(change: Change) -> str:

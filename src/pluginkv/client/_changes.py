@@ -1,7 +1,8 @@
 """What both clients send and read for atomic commits, the change feed and metadata.
 
-Pure functions and one builder base, no I/O, like ``_wire``: the sync and the
-async client differ only in how a request travels.  The wire is the one
+Pure functions, one builder base and the count of a watch's failed attempts
+(``Reconnects``), no I/O, like ``_wire``: the sync and the async client differ
+only in how a request travels.  The wire is the one
 ``docs/http-api.md`` describes: ``POST /v1/atomic``, ``GET /v1/changes`` and
 the ``Pluginkv-Metadata`` header of ``/v1/kv/{key}``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self
 from urllib.parse import urlencode
@@ -19,7 +21,7 @@ from ..errors import InvalidArgument
 from ..keys import check_key, check_prefix, check_ttl, check_value
 from ..models import Change, ChangePage, CommitResult
 from ..writes import check_delta
-from ._wire import NO_LIMIT, dumps, parse_json
+from ._wire import NO_LIMIT, Retryable, backoff, dumps, parse_json
 from .errors import error_from_response
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "WATCH_WAIT",
     "AsyncRemoteCommit",
     "CommitOperations",
+    "Reconnects",
     "RemoteCommit",
     "change_page_from_json",
     "changes_path",
@@ -35,6 +38,8 @@ __all__ = [
     "shorter_wait",
     "watch_wait",
 ]
+
+logger = logging.getLogger("pluginkv.client")
 
 ATOMIC_PATH = "/v1/atomic"
 CHECK_FAILED = 412  # /v1/atomic's answer when a check failed: a result, not an error
@@ -96,6 +101,38 @@ def shorter_wait(wait: float, refusal: InvalidArgument) -> float:
     if WAIT_SETTING not in str(refusal) or wait < 0.001:
         raise refusal
     return wait / 2
+
+
+class Reconnects:
+    """A watch's outages: it polls again after each failure that a restart or a failover
+    explains (no answer, a broken connection, 502/503/504), waiting ``backoff`` between
+    attempts, for as long as the service stays away; any other error ends the watch.
+
+    The next poll asks from the last page's ``next``, so no change is lost or seen
+    twice across the gap.  The first failure of an outage, and its end, are logged
+    (logger ``pluginkv.client``, WARNING): a watch that waits silently on a service
+    that is down looks like one that sees no changes.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._failures = 0
+
+    def failed(self, failure: Retryable) -> float:
+        """Seconds to wait before the next attempt."""
+        self._failures += 1
+        if self._failures == 1:
+            logger.warning(
+                "watching %s: %s; reconnecting until it answers", self._url, failure.error
+            )
+        return backoff(self._failures, failure.retry_after)
+
+    def answered(self) -> None:
+        if self._failures:
+            logger.warning(
+                "watching %s: reconnected after %d failed attempt(s)", self._url, self._failures
+            )
+            self._failures = 0
 
 
 def watch_wait(timeout: float) -> float:

@@ -40,6 +40,7 @@ __all__ = [
     "Put",
     "Retryable",
     "Service",
+    "backoff",
     "decode_json",
     "delete_headers",
     "delete_prefix_path",
@@ -103,12 +104,19 @@ def retry_after(header: Callable[[str], str | None]) -> float | None:
 
 def retry_wait(state: RetryCallState) -> float:
     """The backoff, or longer if the service's ``Retry-After`` asked for it."""
-    exponent = min(state.attempt_number - 1, 16)  # 2**16 * 0.1 s is past any cap
-    backoff = min(RETRY_FIRST_WAIT * 2.0**exponent, RETRY_MAX_WAIT)
-    backoff += random.uniform(0, RETRY_JITTER)
     failure = state.outcome.exception() if state.outcome is not None else None
     asked = failure.retry_after if isinstance(failure, Retryable) else None
-    return backoff if asked is None else max(backoff, asked)
+    return backoff(state.attempt_number, asked)
+
+
+def backoff(attempt: int, asked: float | None = None) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (from 1): doubling from
+    ``RETRY_FIRST_WAIT`` up to ``RETRY_MAX_WAIT``, with jitter, or the ``Retry-After``
+    the service ``asked`` for if longer."""
+    exponent = min(attempt - 1, 16)  # 2**16 * 0.1 s is past any cap
+    wait = min(RETRY_FIRST_WAIT * 2.0**exponent, RETRY_MAX_WAIT)
+    wait += random.uniform(0, RETRY_JITTER)
+    return wait if asked is None else max(wait, asked)
 
 
 class Service(NamedTuple):

@@ -5,7 +5,8 @@ same local validation, the same requests on the wire (see ``_wire``), the same
 exceptions and the same retry policy — requests that are safe to repeat are
 retried with exponential backoff on connection errors and ``503``; ``incr``,
 conditional writes, atomic commits and calls that return counts are sent once.
-``watch()`` is an async iterator on long polls of ``GET /v1/changes?wait=``.
+``watch()`` is an async iterator on long polls of ``GET /v1/changes?wait=``, which
+reconnects with backoff while the service is away (``Reconnects``).
 
 One ``aiohttp.ClientSession`` per client, created on first use inside the
 running event loop and bound to it; its pool keeps connections alive, so many
@@ -36,6 +37,7 @@ from ._changes import (
     ATOMIC_PATH,
     CHECK_FAILED,
     AsyncRemoteCommit,
+    Reconnects,
     change_page_from_json,
     changes_path,
     commit_result,
@@ -283,6 +285,11 @@ class AsyncRemoteStorage:
         change after ``since``; raises ``ChangesExpired`` (from the loop) if it
         falls behind the service's retention window.  Each wait is one long poll,
         which holds no thread.
+
+        As ``RemoteStorage.watch()``, it reconnects with backoff, for as long as
+        the service is unreachable or answers 502/503/504, and resumes after the
+        last change it delivered; ``Unauthorized``, ``ChangesExpired`` and any
+        other error end it.
         """
         check_prefix(prefix)
         changes_path(prefix, since, page_size, None)  # bad arguments raise here, not in the loop
@@ -296,12 +303,19 @@ class AsyncRemoteStorage:
         else:
             await self.changes(prefix, since=since, limit=page_size)  # an expired since raises
         wait = watch_wait(self._read_timeout)
+        reconnects = Reconnects(self.url)
         while True:
+            url = URL(self._base + changes_path(prefix, since, page_size, wait), encoded=True)
             try:
-                page = await self.changes(prefix, since=since, limit=page_size, wait=wait)
+                reply = await self._attempt("GET", url, None, None, absent_ok=False)
+            except Retryable as failure:
+                await asyncio.sleep(reconnects.failed(failure))
+                continue
             except InvalidArgument as refusal:
                 wait = shorter_wait(wait, refusal)  # the service allows less
                 continue
+            reconnects.answered()
+            page = change_page_from_json(parse_json(reply.body))
             since = page.next
             for change in page.changes:
                 yield change

@@ -9,7 +9,9 @@ writes, atomic commits and calls that return counts are sent once.
 
 ``watch()`` long-polls ``GET /v1/changes?wait=``: each request waits on the
 service until a change comes (or ``WATCH_WAIT`` seconds pass), then the next
-one continues from the page's ``next``.
+one continues from the page's ``next``.  It outlives a service restart: while
+the service is away it polls again with backoff, however long that takes
+(``Reconnects``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import http.client
 import select
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -45,6 +48,7 @@ from ..models import (
 from ._changes import (
     ATOMIC_PATH,
     CHECK_FAILED,
+    Reconnects,
     RemoteCommit,
     change_page_from_json,
     changes_path,
@@ -258,6 +262,13 @@ class RemoteStorage(JSONHelpers, KeyPages):
         As ``Storage.watch()``: ``since=None`` follows from now on, else from the
         change after ``since``; raises ``ChangesExpired`` if it falls behind the
         service's retention window.  Each wait is one long poll.
+
+        The start is read when called, with the client's ``retries``.  After that
+        the watch survives the service going away (a restart, a failover): it
+        reconnects with backoff for as long as the service is unreachable or
+        answers 502/503/504, and resumes after the last change it delivered, so
+        none is lost or repeated.  Any other error ends it, e.g. ``Unauthorized``
+        or ``ChangesExpired``.
         """
         check_prefix(prefix)
         if since is None:
@@ -278,12 +289,19 @@ class RemoteStorage(JSONHelpers, KeyPages):
 
     def _follow(self, prefix: str, since: int, page_size: int | None) -> Iterator[Change]:
         wait = watch_wait(self._timeout)
+        reconnects = Reconnects(self.url)
         while True:
+            path = changes_path(prefix, since, page_size, wait)
             try:
-                page = self.changes(prefix, since=since, limit=page_size, wait=wait)
+                reply = self._attempt("GET", path, None, None, absent_ok=False)
+            except Retryable as failure:
+                time.sleep(reconnects.failed(failure))
+                continue
             except InvalidArgument as refusal:
                 wait = shorter_wait(wait, refusal)  # the service allows less
                 continue
+            reconnects.answered()
+            page = change_page_from_json(parse_json(reply.body))
             since = page.next
             yield from page.changes
 
