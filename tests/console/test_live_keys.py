@@ -166,3 +166,46 @@ def test_the_key_page_holds_one_long_poll_at_a_time_with_the_token_in_a_header(
         assert "token" not in request.url.lower()
         assert request.headers["authorization"].startswith("Bearer ")
     assert page.evaluate("document.cookie") == ""
+
+
+def _tab_shown(page: Any, shown: bool) -> None:
+    """As the browser does when the tab goes to the background or comes back."""
+    state = "visible" if shown else "hidden"
+    page.evaluate(
+        """state => {
+            Object.defineProperty(document, "visibilityState", {get: () => state,
+                                                                configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        state,
+    )
+
+
+def test_a_tab_hidden_for_long_stops_polling_and_catches_up_when_shown(
+    page: Any, console: Console
+) -> None:
+    open_polls: list[Any] = []
+    page.on("request", lambda r: open_polls.append(r) if "/v1/changes" in r.url else None)
+    page.on("requestfinished", lambda r: open_polls.remove(r) if r in open_polls else None)
+    page.on("requestfailed", lambda r: open_polls.remove(r) if r in open_polls else None)
+    notes = console.client("ws-live", "acme/hidden")
+    notes.set("before", b"1")
+    page.clock.install()
+    sign_in(page, console)
+    _browse(page, console, "ws-live", "acme/hidden")
+    live = page.get_by_test_id("live")
+
+    _tab_shown(page, False)
+    page.clock.fast_forward("01:01")  # a minute and a second in the background
+    expect(live).to_have_text("Paused while the tab is hidden")
+    for _ in range(500):  # until the aborted poll's event has come
+        if not open_polls:
+            break
+        page.wait_for_timeout(10)
+    assert open_polls == []  # no request waits while the tab is away
+    notes.set("meanwhile", b"2")
+
+    _tab_shown(page, True)
+    expect(live).to_have_text("Live")
+    expect(page.get_by_test_id("key")).to_have_text(["before", "meanwhile"])
+    assert _not_reloaded(page)
