@@ -668,9 +668,10 @@ document.addEventListener("alpine:init", () => {
           this.showLive("Not live: " + error.message, "live off");
           return;
         }
+        let more = false; // the last page was full: the next read does not wait
         while (generation === feed.generation) {
           const query = new URLSearchParams({ prefix: this.listedPrefix, limit: String(limit),
-                                              wait: String(wait) });
+                                              wait: String(more ? 0 : wait) });
           if (feed.since !== null) query.set("since", String(feed.since));
           feed.controller = new AbortController();
           if (feed.failures === 0) this.showLive("Live", "live on");
@@ -701,7 +702,8 @@ document.addEventListener("alpine:init", () => {
           feed.failures = 0;
           feed.since = page.next;
           for (const change of page.changes) feed.pending.set(change.key, change);
-          if (page.changes.length === limit) continue; // more are waiting: read on at once
+          more = page.changes.length === limit;
+          if (more) continue; // more may be waiting: read on at once
           const changes = feed.pending;
           feed.pending = new Map();
           this.changedUnderneath(changes);

@@ -1,4 +1,4 @@
-"""The key browser re-reads its page when the change log dropped what it had not read yet."""
+"""The key browser at the change log's limits: a full page of changes, changes dropped."""
 
 from __future__ import annotations
 
@@ -12,11 +12,28 @@ from .conftest import Console, need_chromium, serve_console, sign_in
 
 
 @pytest.fixture(scope="module", name="console")
-def _forgetful_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    """A service whose change log keeps one change per scope once the sweeper runs."""
+def _small_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """A service whose pages hold 50 changes at most, and whose change log keeps one
+    change per scope once the sweeper runs."""
     need_chromium()
-    with serve_console(tmp_path_factory.mktemp("gap"), changes_retention_count=1) as console:
+    with serve_console(
+        tmp_path_factory.mktemp("limits"), max_page_size=50, changes_retention_count=1
+    ) as console:
         yield console
+
+
+def test_a_write_of_exactly_one_page_of_changes_shows_at_once(page: Any, console: Console) -> None:
+    notes = console.client("ws-full", "acme/full")
+    notes.set("z", b"1")
+    sign_in(page, console)
+    page.goto(f"{console.url}/ui/keys?workspace=ws-full&plugin=acme/full")
+    keys = page.get_by_test_id("key")
+    expect(keys).to_have_text(["z"])
+    expect(page.get_by_test_id("live")).to_have_text("Live")
+
+    notes.set_many({f"k{i:02d}": b"v" for i in range(50)})  # 50 changes: a full page
+    expect(keys).to_have_count(50)  # not only after the next poll's wait
+    expect(keys.first).to_have_text("k00")
 
 
 def test_changes_dropped_while_the_feed_was_away_are_caught_up_by_a_re_read(
