@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
 
 from playwright.sync_api import expect
@@ -209,3 +211,27 @@ def test_a_tab_hidden_for_long_stops_polling_and_catches_up_when_shown(
     expect(live).to_have_text("Live")
     expect(page.get_by_test_id("key")).to_have_text(["before", "meanwhile"])
     assert _not_reloaded(page)
+
+
+def test_a_key_page_whose_scope_tokens_are_revoked_follows_on_with_a_new_one(
+    page: Any, console: Console
+) -> None:
+    console.client("ws-live", "acme/revoked").set("one", b"1")
+    sign_in(page, console)
+    _browse(page, console, "ws-live", "acme/revoked")
+    keys = page.get_by_test_id("key")
+    expect(keys).to_have_text(["one"])
+
+    revoke = urllib.request.Request(
+        console.url + "/v1/admin/tokens/revoke",
+        data=json.dumps({"workspace": "ws-live", "plugin": "acme/revoked"}).encode(),
+        headers={"Authorization": f"Bearer {console.admin}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(revoke) as answer:
+        assert answer.status == 200
+    later = console.client("ws-live", "acme/revoked")  # a token issued after the revocation
+    later.set("two", b"2")
+    expect(keys).to_have_text(["one", "two"])
+    later.set("three", b"3")  # followed with the page's new token
+    expect(keys).to_have_text(["one", "three", "two"])
+    expect(page.get_by_test_id("live")).to_have_text("Live")
