@@ -39,6 +39,20 @@ def test_a_key_set_through_the_api_appears_in_order_and_others_stay_out(
     screenshot(page, "keys-live")
 
 
+def test_a_key_holding_markup_that_arrives_live_is_shown_as_text(
+    page: Any, console: Console
+) -> None:
+    hostile = console.client("ws-live", "evil/live")
+    hostile.set("plain", b"1")
+    sign_in(page, console)
+    _browse(page, console, "ws-live", "evil/live")
+    key = '<img src=x onerror="window.pwned=1">'
+    hostile.set(key, b"<script>window.pwned=2</script>")
+    expect(page.get_by_test_id("key")).to_have_text([key, "plain"])
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main img[src='x']").count() == 0
+
+
 def test_a_key_changed_through_the_api_shows_its_new_version_and_size(
     page: Any, console: Console
 ) -> None:
