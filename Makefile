@@ -121,6 +121,7 @@ bench: install wrk chromium peers
 	$(PY) benchmarks/bench_write_floor.py
 	$(PY) benchmarks/bench_host.py  # builds dify_plugin's environment on first use
 	$(PY) benchmarks/bench_console.py  # fills a store of 1,000,000 keys first
+	$(PY) benchmarks/bench_console_live.py  # keeps a key page open two minutes
 	$(PY) benchmarks/bench_watchers.py
 	$(PY) benchmarks/bench_atomic.py  # SQLite, PostgreSQL on 127.0.0.1:5432 (or --postgres), and 100 watchers over HTTP
 	$(PY) benchmarks/bench_scale.py  # fills stores of up to 10^7 keys on SQLite and PostgreSQL: the longest

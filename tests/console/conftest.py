@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,19 +61,19 @@ class Console:
             self.clients.pop().close()
 
 
-@pytest.fixture(scope="module", name="console")
-def _console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    need_chromium()
+@contextmanager
+def serve_console(directory: Path, **settings: Any) -> Iterator[Console]:
+    """The service on a free port, as `pluginkv serve` runs it, with these settings."""
     import uvicorn
 
     from pluginkv.server.app import create_app
 
-    directory = tmp_path_factory.mktemp("console")
     settings = pluginkv.store.load_settings(
         data_dir=str(directory),
         database_url=f"sqlite:///{directory / 'pluginkv.db'}",
         default_quota_bytes=64 * 1024,
         debug_port=0,  # remote-debug plugins connect here; any free port
+        **settings,
     )
     tokens = Tokens(SECRET, default_ttl=3600)
     # As `pluginkv serve` runs it: the app opens the store and listens for plugins.
@@ -95,6 +96,13 @@ def _console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module", name="console")
+def _console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    need_chromium()
+    with serve_console(tmp_path_factory.mktemp("console")) as console:
+        yield console
 
 
 @pytest.fixture(scope="module", name="browser")

@@ -90,8 +90,9 @@ def test_an_edit_of_a_key_changed_since_it_was_shown_is_a_conflict_not_an_overwr
     text = page.get_by_test_id("value-text")
     expect(text).to_have_value('{\n  "name": "Ada"\n}')
 
-    notes.set("profile", b'{"name": "Grace"}')  # someone else writes meanwhile
     text.fill('{"name": "Lovelace"}')
+    notes.set("profile", b'{"name": "Grace"}')  # someone else writes meanwhile
+    expect(page.get_by_test_id("underneath")).to_contain_text("now at version 2")
     page.get_by_test_id("save").click()
     conflict = page.get_by_test_id("conflict")
     expect(conflict).to_contain_text("changed since this page showed version 1")
@@ -153,8 +154,9 @@ def test_deleting_asks_first_and_deletes_only_the_version_shown(
     assert notes.get("old") is None
 
     page.get_by_role("button", name="changed").click()
-    notes.set("changed", b"2")
     page.get_by_test_id("delete").click()
+    notes.set("changed", b"2")  # while the page asks
+    expect(page.get_by_test_id("underneath")).to_contain_text("Changed elsewhere")
     page.get_by_test_id("confirm-delete").click()
     expect(page.get_by_test_id("conflict")).to_contain_text("Nothing was overwritten")
     assert notes.get("changed") == b"2"

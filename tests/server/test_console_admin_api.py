@@ -21,6 +21,8 @@ def test_info_describes_the_store_to_the_admin_only(
     assert body["read_only"] is False
     assert body["uptime_seconds"] >= 0
     assert body["started_at"] <= body["started_at"] + body["uptime_seconds"]
+    assert body["max_page_size"] == 1000
+    assert body["max_changes_wait_seconds"] == 60
     if backend == "sqlite":
         assert body["data_location"].endswith(".db")
     assert client.get("/v1/admin/info", headers=auth()).status_code == 403

@@ -48,7 +48,7 @@ def _location(database_url: str) -> str:
 ADMIN_INFO = Operation(
     "adminInfo",
     "admin",
-    "The store: backend, data location, version, uptime, read-only",
+    "The store: backend, data location, version, uptime, read-only, page and wait limits",
     description="Needs an admin token.",
     responses={"200": ok("The store.", StoreInfo), **errors()},
 )
@@ -67,6 +67,9 @@ async def admin_info(request: Request) -> Response:
             "read_only": settings.read_only,
             "started_at": started,
             "uptime_seconds": max(0.0, now - started),
+            # What a client following the change feed may ask for (the console does).
+            "max_page_size": settings.max_page_size,
+            "max_changes_wait_seconds": settings.max_changes_wait_seconds,
         }
     )
 

@@ -149,6 +149,14 @@ class StoreInfo(_Answer):
     read_only: bool = Field(description="The store refuses writes (`PLUGINKV_READ_ONLY`).")
     started_at: float = Field(description="Unix time the service started.")
     uptime_seconds: float = Field(ge=0)
+    max_page_size: int = Field(
+        ge=1, description="Largest `limit` of a page of keys or changes (`PLUGINKV_MAX_PAGE_SIZE`)."
+    )
+    max_changes_wait_seconds: float = Field(
+        gt=0,
+        description="Longest `wait` of a `GET /v1/changes` long poll "
+        "(`PLUGINKV_MAX_CHANGES_WAIT_SECONDS`).",
+    )
 
 
 class IssuedToken(_Answer):

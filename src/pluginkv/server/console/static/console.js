@@ -16,6 +16,12 @@ const KEYS_PER_PAGE = 50;
 const BROWSE_TOKEN_SECONDS = 900;
 const SAMPLE_MS = 1000; // the charts read /metrics once a second
 const SAMPLES = 30; // half a minute on each chart
+// The key browser follows the change feed with long polls (GET /v1/changes?wait=):
+const LONG_POLL_SECONDS = 25; // under the idle timeout of common proxies
+const CHANGES_PER_READ = 1000; // or the store's PLUGINKV_MAX_PAGE_SIZE, if lower
+const REFRESH_GAP_MS = 1000; // at most one re-read of the listing a second
+const RETRY_MS = [1000, 2000, 4000, 8000, 15000, 30000]; // after the 1st, 2nd, ... failure
+const HIDDEN_STOP_MS = 60000; // a tab hidden this long stops following until shown again
 
 function adminToken() {
   return sessionStorage.getItem(TOKEN);
@@ -45,6 +51,7 @@ async function api(method, path, options = {}) {
   }
   const response = await fetch(API + path, {
     method, headers, body, cache: "no-store", credentials: "omit", redirect: "error",
+    signal: options.signal,
   });
   if (!response.ok) {
     let code = "http_" + response.status;
@@ -120,6 +127,26 @@ function keyPath(key) {
   return "/v1/kv/" + key.split("/").map(encodeURIComponent).join("/");
 }
 
+// The key browser's change feed (one key browser a page), kept out of Alpine's reactive
+// data: a generation number that every start and stop bumps (a poll of an older one
+// ends quietly), the position to resume from, the poll in flight, the timers, and the
+// changes read but not yet acted on.
+const FEED = {
+  generation: 0, since: null, controller: null, timer: null, hiddenTimer: null, expiry: null,
+  paused: false, failures: 0, pending: new Map(), listeners: [],
+};
+
+// Keys in the store's order, by code point (JavaScript's < compares UTF-16 units).
+function keyOrder(a, b) {
+  let i = 0;
+  while (i < a.length && i < b.length) {
+    const x = a.codePointAt(i), y = b.codePointAt(i);
+    if (x !== y) return x < y ? -1 : 1;
+    i += x > 0xffff ? 2 : 1;
+  }
+  return a.length === b.length ? 0 : (a.length < b.length ? -1 : 1);
+}
+
 // -- values: text, JSON, images, or hex -----------------------------------------------------
 const IMAGE_TYPES = [
   [[0x89, 0x50, 0x4e, 0x47], "image/png"],
@@ -193,6 +220,10 @@ function firstPageEarly() {
 
 const EARLY = firstPageEarly();
 
+// The store's description, read once per page: the bar and the key browser's limits.
+const INFO = PAGE !== "/signin" && adminToken() ? api("GET", "/v1/admin/info") : null;
+if (INFO) INFO.catch(() => {}); // reported where it is used
+
 document.addEventListener("alpine:init", () => {
   Alpine.store("console", { readOnly: false, info: null, error: "" });
 
@@ -204,7 +235,7 @@ document.addEventListener("alpine:init", () => {
         return;
       }
       try {
-        const info = await api("GET", "/v1/admin/info");
+        const info = await INFO;
         Alpine.store("console").info = info;
         Alpine.store("console").readOnly = info.read_only;
       } catch (error) {
@@ -390,40 +421,56 @@ document.addEventListener("alpine:init", () => {
     workspace: "",
     plugin: "",
     prefix: "",
+    // What the listing shows: the scope and prefix of the last search, not the inputs
+    // being typed.
+    listedScope: { workspace: "", plugin: "" },
+    listedPrefix: "",
     scopeToken: null,
     listed: false,
     entries: [],
     cursors: [],   // the cursor of each page shown so far; null for the first
+    floors: [],    // the last key before each page shown so far; null for the first
     nextCursor: null,
     current: null,
     currentKey: "",
     currentVersion: null,
     currentMeta: "",
+    currentExpires: null,
     // The shown entry's metadata and content type, as headers: a save keeps them (a PUT
     // stores only what it sends).
     keptHeaders: {},
     bytes: null,
     kind: "",
     editText: "",
+    loadedText: "",
     imageUrl: "",
     hexText: "",
     ttlInput: "",
+    loadedTtl: "",
     conflict: "",
     notice: "",
+    underneath: "",
     confirmingDelete: false,
+    writing: 0,
+    liveText: "",
+    liveClass: "live",
     async init() {
       const params = new URLSearchParams(window.location.search);
       this.workspace = params.get("workspace") || "";
       this.plugin = params.get("plugin") || "";
       this.prefix = params.get("prefix") || "";
       if (!adminToken()) return;
+      this.watchVisibility();
       if (!this.workspace || !this.plugin) {
         await this.offerScopes();
         return;
       }
       if (EARLY && EARLY.workspace === this.workspace && EARLY.plugin === this.plugin
           && EARLY.prefix === this.prefix) {
+        this.listedScope = { workspace: this.workspace, plugin: this.plugin };
+        this.listedPrefix = this.prefix;
         this.cursors = [null];
+        this.floors = [null];
         try {
           const issued = await EARLY.token;
           this.scopeToken = { scope: this.workspace + "/" + this.plugin, token: issued.token,
@@ -432,9 +479,16 @@ document.addEventListener("alpine:init", () => {
         } catch (error) {
           showError(error);
         }
+        this.follow(null);
         return;
       }
       await this.search();
+    },
+    destroy() {
+      this.stopFollowing();
+      for (const [target, name, handler] of FEED.listeners) {
+        target.removeEventListener(name, handler);
+      }
     },
     choices: [],
     get choosing() { return !this.listed && this.choices.length > 0; },
@@ -453,14 +507,15 @@ document.addEventListener("alpine:init", () => {
     // The admin token reads no keys: the console takes a short-lived token of
     // the scope and browses with it, through the routes a plugin uses.
     async tokenFor() {
-      if (this.scopeToken && this.scopeToken.scope === this.workspace + "/" + this.plugin
+      const { workspace, plugin } = this.listedScope;
+      if (this.scopeToken && this.scopeToken.scope === workspace + "/" + plugin
           && this.scopeToken.until > Date.now() / 1000 + 30) {
         return this.scopeToken.token;
       }
       const issued = await api("POST", "/v1/admin/tokens", {
-        json: { workspace: this.workspace, plugin: this.plugin, ttl: BROWSE_TOKEN_SECONDS },
+        json: { workspace, plugin, ttl: BROWSE_TOKEN_SECONDS },
       });
-      this.scopeToken = { scope: this.workspace + "/" + this.plugin, token: issued.token,
+      this.scopeToken = { scope: workspace + "/" + plugin, token: issued.token,
                           until: issued.expires_at };
       return issued.token;
     },
@@ -477,11 +532,17 @@ document.addEventListener("alpine:init", () => {
       const query = new URLSearchParams({ workspace: this.workspace, plugin: this.plugin });
       if (this.prefix) query.set("prefix", this.prefix);
       window.history.replaceState(null, "", UI + "/keys?" + query.toString());
+      this.listedScope = { workspace: this.workspace, plugin: this.plugin };
+      this.listedPrefix = this.prefix;
       this.cursors = [null];
+      this.floors = [null];
+      this.stopFollowing();
       await this.loadPage();
+      this.follow(null);
     },
     async loadPage() {
-      const query = new URLSearchParams({ prefix: this.prefix, limit: String(KEYS_PER_PAGE) });
+      const query = new URLSearchParams({ prefix: this.listedPrefix,
+                                          limit: String(KEYS_PER_PAGE) });
       const cursor = this.cursors[this.cursors.length - 1];
       if (cursor) query.set("cursor", cursor);
       try {
@@ -502,6 +563,7 @@ document.addEventListener("alpine:init", () => {
       this.nextCursor = page.next_cursor;
       this.listed = true;
       Alpine.store("console").error = "";
+      this.expireLater();
       // For benchmarks/bench_console.py: when the page's keys are on the screen.
       this.$nextTick(() => performance.mark("pluginkv:keys-shown"));
     },
@@ -529,23 +591,213 @@ document.addEventListener("alpine:init", () => {
       // By id, not $refs: a click in the value view, which x-if may have removed, calls this.
       document.getElementById("key-rows").replaceChildren(...rows);
     },
+    // An entry leaves the listing when its TTL passes, without a request: the store
+    // no longer answers it, though its `expire` change comes only when it is reclaimed.
+    expireLater() {
+      clearTimeout(FEED.expiry);
+      const ends = this.entries.filter((e) => e.expires_at).map((e) => e.expires_at);
+      if (this.current && this.currentExpires) ends.push(this.currentExpires);
+      if (ends.length === 0) return;
+      const wait = Math.min(Math.max(0, Math.min(...ends) * 1000 - Date.now()) + 50, 2 ** 31 - 1);
+      FEED.expiry = setTimeout(() => this.expireNow(), wait);
+    },
+    expireNow() {
+      const now = Date.now() / 1000;
+      const kept = this.entries.filter((e) => !e.expires_at || e.expires_at > now);
+      if (kept.length !== this.entries.length) {
+        this.entries = kept;
+        this.renderRows();
+      }
+      if (this.current && this.currentExpires && this.currentExpires <= now && !this.writing) {
+        this.underneath = "This key expired at " + timeText(this.currentExpires)
+          + ": the store no longer holds it.";
+        this.currentExpires = null;
+      }
+      this.expireLater();
+    },
     get noKeys() { return this.listed && this.entries.length === 0; },
     get atStart() { return this.cursors.length <= 1; },
     get atEnd() { return !this.nextCursor; },
     get pageText() { return "page " + this.cursors.length; },
     async nextPage() {
       if (!this.nextCursor) return;
+      const last = this.entries.length ? this.entries[this.entries.length - 1].key : null;
       this.cursors = [...this.cursors, this.nextCursor];
+      this.floors = [...this.floors, last];
       await this.loadPage();
     },
     async previousPage() {
       this.cursors = this.cursors.slice(0, -1);
+      this.floors = this.floors.slice(0, -1);
       await this.loadPage();
     },
     async firstPage() {
       this.cursors = [null];
+      this.floors = [null];
       await this.loadPage();
     },
+    // -- following the change feed ----------------------------------------------------
+    // One long poll at a time, from `since` (null: the oldest change kept, which the
+    // listing already shows), each resumed from the `next` of the last.
+    follow(since) {
+      this.stopFollowing();
+      FEED.since = since;
+      FEED.paused = false;
+      FEED.failures = 0;
+      FEED.pending = new Map();
+      this.poll(FEED.generation);
+    },
+    stopFollowing() {
+      FEED.generation += 1;
+      if (FEED.controller) FEED.controller.abort();
+      FEED.controller = null;
+      clearTimeout(FEED.timer);
+    },
+    // A pause that a stop cuts short; false when the feed stopped meanwhile.
+    pause(generation, ms) {
+      return new Promise((resolve) => {
+        FEED.timer = setTimeout(() => resolve(generation === FEED.generation), ms);
+      }).then((going) => going && generation === FEED.generation);
+    },
+    async poll(generation) {
+      let limit, wait;
+      try {
+        const info = await INFO;
+        limit = Math.min(CHANGES_PER_READ, info.max_page_size);
+        wait = Math.min(LONG_POLL_SECONDS, info.max_changes_wait_seconds);
+      } catch (error) {
+        this.showLive("Not live: " + error.message, "live off");
+        return;
+      }
+      let more = false; // the last page was full: the next read does not wait
+      while (generation === FEED.generation) {
+        const query = new URLSearchParams({ prefix: this.listedPrefix, limit: String(limit),
+                                            wait: String(more ? 0 : wait) });
+        if (FEED.since !== null) query.set("since", String(FEED.since));
+        FEED.controller = new AbortController();
+        if (FEED.failures === 0) this.showLive("Live", "live on");
+        let page;
+        try {
+          page = await this.scoped("GET", "/v1/changes?" + query,
+                                   { signal: FEED.controller.signal });
+        } catch (error) {
+          if (generation !== FEED.generation) return; // stopped: the poll was cut
+          if (error.status === 410) { // the log no longer holds our position: re-read
+            this.showLive("Re-reading: changes were missed", "live");
+            FEED.since = null;
+            FEED.pending = new Map();
+            await this.loadPage();
+            continue;
+          }
+          if (error.status === 400 || error.status === 403) {
+            this.showLive("Not live: " + error.message, "live off");
+            return;
+          }
+          const ms = RETRY_MS[Math.min(FEED.failures, RETRY_MS.length - 1)];
+          FEED.failures += 1;
+          this.showLive("Reconnecting in " + Math.round(ms / 1000) + " s (" + error.message + ")",
+                        "live off");
+          if (!(await this.pause(generation, ms * (0.5 + Math.random() / 2)))) return;
+          continue;
+        }
+        if (generation !== FEED.generation) return;
+        FEED.failures = 0;
+        FEED.since = page.next;
+        for (const change of page.changes) FEED.pending.set(change.key, change);
+        more = page.changes.length === limit;
+        if (more) continue; // more may be waiting: read on at once
+        const changes = FEED.pending;
+        FEED.pending = new Map();
+        this.changedUnderneath(changes);
+        if (this.listingStale(changes)) {
+          await this.loadPage();
+          if (!(await this.pause(generation, REFRESH_GAP_MS))) return;
+        }
+      }
+    },
+    showLive(text, className) {
+      this.liveText = text;
+      this.liveClass = className;
+    },
+    // Whether a key's last change is not yet what the listing shows, for the keys of
+    // this page's range: a set key absent or older, a deleted or expired one still there.
+    listingStale(changes) {
+      const shown = new Map(this.entries.map((e) => [e.key, e.version]));
+      const floor = this.floors[this.floors.length - 1];
+      const ceiling = this.nextCursor && this.entries.length
+        ? this.entries[this.entries.length - 1].key : null;
+      for (const change of changes.values()) {
+        if (floor !== null && floor !== undefined && keyOrder(change.key, floor) <= 0) continue;
+        if (ceiling !== null && keyOrder(change.key, ceiling) > 0) continue;
+        const version = shown.get(change.key);
+        if (change.kind === "set" ? version === undefined || version < change.version
+          : version !== undefined && version <= change.version) {
+          return true;
+        }
+      }
+      return false;
+    },
+    // The open key changed elsewhere: an untouched view shows the new value; an edit
+    // in progress is kept, and told (its save names the version it started from).
+    changedUnderneath(changes) {
+      const change = this.current ? changes.get(this.currentKey) : undefined;
+      if (!change || this.writing) return;
+      if (change.kind === "set") {
+        if (change.version <= this.currentVersion) return;
+        if (!this.editing) {
+          this.show(this.currentKey).then(() => {
+            if (this.current) {
+              this.notice = "Changed elsewhere: now at version " + change.version + ".";
+            }
+          });
+          return;
+        }
+        this.underneath = "Changed elsewhere while open: version " + this.currentVersion
+          + " is now at version " + change.version + ". Your edit is kept; saving it "
+          + "would be refused, as it names version " + this.currentVersion + ".";
+      } else if (change.version >= this.currentVersion) {
+        this.underneath = (change.kind === "expire" ? "This key expired" : "Deleted elsewhere")
+          + " while open (at version " + change.version + "): the store no longer holds it.";
+      }
+    },
+    get editing() {
+      return (this.isText && this.editText !== this.loadedText) || this.confirmingDelete
+        || String(this.ttlInput) !== this.loadedTtl;
+    },
+    async reopen() {
+      await this.open({ key: this.currentKey });
+    },
+    // The feed pauses while the tab is hidden for long, and while the page is away
+    // (the back-forward cache); it resumes from where it was, or re-reads.
+    watchVisibility() {
+      const listen = (target, name, handler) => {
+        target.addEventListener(name, handler);
+        FEED.listeners.push([target, name, handler]);
+      };
+      const resume = () => {
+        clearTimeout(FEED.hiddenTimer);
+        if (!FEED.paused) return;
+        FEED.paused = false;
+        this.follow(FEED.since);
+      };
+      const halt = (text) => {
+        if (FEED.paused || !this.listed) return;
+        this.stopFollowing();
+        FEED.paused = true;
+        this.showLive(text, "live off");
+      };
+      listen(document, "visibilitychange", () => {
+        if (document.visibilityState === "visible") {
+          resume();
+        } else {
+          FEED.hiddenTimer = setTimeout(() => halt("Paused while the tab is hidden"),
+                                        HIDDEN_STOP_MS);
+        }
+      });
+      listen(window, "pagehide", () => halt("Paused"));
+      listen(window, "pageshow", (event) => { if (event.persisted) resume(); });
+    },
+    // -- the open value --------------------------------------------------------------
     async open(entry) {
       this.conflict = "";
       this.notice = "";
@@ -572,14 +824,17 @@ document.addEventListener("alpine:init", () => {
       this.current = key;
       this.currentKey = key;
       this.currentVersion = read.version;
+      this.underneath = "";
       this.bytes = read.bytes;
       this.keptHeaders = { "Content-Type": read.response.headers.get("Content-Type") };
       const metadata = read.response.headers.get("Pluginkv-Metadata");
       if (metadata !== null) this.keptHeaders["Pluginkv-Metadata"] = metadata;
       const expires = read.expires ? Number(read.expires) : null;
+      this.currentExpires = expires;
       this.currentMeta = bytesText(read.bytes.length) + ", version " + read.version
         + (expires ? ", expires " + timeText(expires) : ", no TTL");
       this.ttlInput = expires ? String(Math.max(1, Math.round(expires - Date.now() / 1000))) : "";
+      this.loadedTtl = this.ttlInput;
       let text = null;
       try {
         text = new TextDecoder("utf-8", { fatal: true }).decode(read.bytes);
@@ -600,7 +855,9 @@ document.addEventListener("alpine:init", () => {
         this.kind = "hex";
         this.hexText = hexDump(read.bytes);
       }
+      this.loadedText = this.editText;
       this.renderRows();
+      this.expireLater();
     },
     get isImage() { return this.kind === "image"; },
     get isHex() { return this.kind === "hex"; },
@@ -613,7 +870,9 @@ document.addEventListener("alpine:init", () => {
     async write(bytes, ttl, done) {
       this.conflict = "";
       this.notice = "";
+      this.underneath = "";
       const path = keyPath(this.currentKey) + (ttl ? "?ttl=" + encodeURIComponent(ttl) : "");
+      this.writing += 1; // its own change, when the feed brings it, is no news
       try {
         const result = await this.scoped("PUT", path, {
           raw: bytes,
@@ -624,13 +883,15 @@ document.addEventListener("alpine:init", () => {
         await this.loadPage();
       } catch (error) {
         this.reportConflict(error);
+      } finally {
+        this.writing -= 1;
       }
     },
     reportConflict(error) {
       if (error.code === "version_conflict") {
         this.conflict = "Not saved: the key changed since this page showed version "
           + this.currentVersion + (error.etag ? " (it is now at version " + error.etag + ")" : "")
-          + ". Nothing was overwritten; open the key again to see its current value.";
+          + ". Nothing was overwritten.";
       } else {
         showError(error);
       }
@@ -651,6 +912,8 @@ document.addEventListener("alpine:init", () => {
     cancelDelete() { this.confirmingDelete = false; },
     async remove() {
       this.conflict = "";
+      this.underneath = "";
+      this.writing += 1;
       try {
         await this.scoped("DELETE", keyPath(this.currentKey),
                           { headers: { "If-Match": '"' + this.currentVersion + '"' } });
@@ -661,6 +924,8 @@ document.addEventListener("alpine:init", () => {
       } catch (error) {
         this.confirmingDelete = false;
         this.reportConflict(error);
+      } finally {
+        this.writing -= 1;
       }
     },
   }));
