@@ -149,6 +149,11 @@ class StoreInfo(_Answer):
     read_only: bool = Field(description="The store refuses writes (`PLUGINKV_READ_ONLY`).")
     started_at: float = Field(description="Unix time the service started.")
     uptime_seconds: float = Field(ge=0)
+    worker: int = Field(
+        ge=0, description="The worker process that answered (`serve --workers N`): 0 to N-1."
+    )
+    workers: int = Field(ge=1, description="Worker processes of the service.")
+    pid: int = Field(description="Process id of the worker that answered.")
 
 
 class IssuedToken(_Answer):
