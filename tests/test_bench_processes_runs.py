@@ -1,5 +1,5 @@
-"""The processes benchmark still runs: ``bench_processes.py --quick`` exits 0 and prints
-each workload's figures for one process and two, and their ratio.
+"""The workers benchmark still runs: ``bench_processes.py --quick`` exits 0 and prints
+each workload's figures for ``serve --workers 1`` and ``--workers 2``, and their ratio.
 
 Like ``bench_server.py`` it needs wrk, and is skipped without it, in CI too.
 """
@@ -18,10 +18,11 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_processe
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-def test_bench_processes_quick_prints_one_and_two_processes_and_the_ratio() -> None:
+def test_bench_processes_quick_prints_one_and_two_workers_and_the_ratio() -> None:
     out = run_quick(SCRIPT, timeout=180)
     for method in ("GET", "PUT"):
-        for how in ("one", "two"):
-            row = rf"^  {method} 100 B  {how} process\(es\)\s+[\d,]+/s\s+\d+ us  p99\s+[\d.]+ ms$"
-            assert re.search(row, out, re.MULTILINE), f"{method} {how}:\n{out}"
-        assert re.search(rf"^  {method} two / one: \d+\.\d\dx \(", out, re.MULTILINE), out
+        one = rf"^  {method} 100 B  1 worker\(s\)\s+[\d,]+/s\s+\d+ us  p99\s+[\d.]+ ms$"
+        assert re.search(one, out, re.MULTILINE), f"{method} 1:\n{out}"
+        two = rf"^  {method} 100 B  2 worker\(s\)\s+[\d,]+/s\s+\d+ us  p99\s+[\d.]+ ms  "
+        two += r"\d+\.\d\dx of 1 \("
+        assert re.search(two, out, re.MULTILINE), f"{method} 2:\n{out}"

@@ -275,6 +275,17 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `pluginkv serve` binds.")
     port: int = Field(default=8787, ge=0, le=65535, description="Port `pluginkv serve` binds.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Processes `pluginkv serve` answers with (`--workers`), all on the one port "
+            "and database; worker 0 also runs the plugin host. Each holds up to "
+            "`PLUGINKV_MAX_CONNECTIONS` connections of its own (see "
+            "[scaling.md](scaling.md#several-worker-processes-on-one-machine))."
+        ),
+    )
     token_secret: str | None = Field(
         default=None,
         min_length=32,

@@ -46,7 +46,7 @@ from .change_log import Removed, changes_statement, log_removed, to_changes
 from .driver_errors import Translated
 from .full_disk import SUFFIX as RESERVE_SUFFIX
 from .full_disk import FullDisk
-from .migrations import MIGRATIONS, MIGRATIONS_TABLE
+from .migrations import MIGRATIONS, MIGRATIONS_TABLE, Migration
 from .read_only import SETTING as READ_ONLY_SETTING
 from .read_only import check_schema
 from .sql_rows import entry, entry_meta
@@ -56,6 +56,7 @@ from .sql_templates import (
     render_statements,
     scan_statement,
 )
+from .sqlite_turns import TURNS_SUFFIX, WriteTurns
 from .sqlite_watch import DataVersionPoller
 
 __all__ = ["SQLiteBackend"]
@@ -350,18 +351,28 @@ class _Transaction:
     A class rather than a generator context manager: it is on every write's path.
     """
 
-    __slots__ = ("_backend", "_begin", "_conn", "_nested")
+    __slots__ = ("_backend", "_begin", "_conn", "_nested", "_turn")
 
     def __init__(self, backend: SQLiteBackend, begin: str) -> None:
         self._backend = backend
         self._begin = begin
 
     def __enter__(self) -> _SQLiteTx:
-        self._conn = conn = self._backend._write_conn()
-        self._nested = conn.in_transaction
-        with self._backend._errors:
-            conn.execute(_SAVEPOINT if self._nested else self._begin)
-        return _SQLiteTx(conn, self._backend)
+        backend = self._backend
+        self._conn = conn = backend._write_conn()
+        self._nested = nested = conn.in_transaction
+        # A write's own transaction takes its turn among writers first (sqlite_turns.py).
+        self._turn = turn = None if nested or self._begin == "BEGIN" else backend._turns
+        if turn is not None:
+            turn.__enter__()
+        try:
+            with backend._errors:
+                conn.execute(_SAVEPOINT if nested else self._begin)
+        except BaseException:
+            if turn is not None:
+                turn.__exit__(None, None, None)
+            raise
+        return _SQLiteTx(conn, backend)
 
     def __exit__(
         self,
@@ -370,15 +381,17 @@ class _Transaction:
         tb: TracebackType | None,
     ) -> None:
         conn = self._conn
+        turn = self._turn
         if exc is None:
             try:
                 conn.execute(_RELEASE if self._nested else "COMMIT")
             except sqlite3.Error as commit_error:
                 exc = commit_error
             else:
-                # Writes only: reads run on the service's event loop, where a
-                # checkpoint must not wait for the writer.
-                if not self._nested and self._begin != "BEGIN":
+                if turn is not None:
+                    turn.__exit__(None, None, None)
+                    # Writes only: reads run on the service's event loop, where a
+                    # checkpoint must not wait for the writer.
                     self._backend._after_commit(conn)
                 return
         try:
@@ -389,6 +402,9 @@ class _Transaction:
                 conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
+        finally:
+            if turn is not None:
+                turn.__exit__(None, None, None)
         self._backend._errors.raise_translated(exc)
 
 
@@ -421,6 +437,10 @@ class SQLiteBackend(Backend):
         self._local = threading.local()
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._full_disk: FullDisk | None = None
+        shared = not read_only and self.path != ":memory:"
+        self._turns = WriteTurns(
+            self.path if shared else None, busy_timeout_ms / 1000, self._locked_too_long
+        )
         if read_only:
             if not Path(self.path).is_file():
                 raise ReadOnly(
@@ -447,7 +467,7 @@ class SQLiteBackend(Backend):
             self._full_disk.open(self._conn())
 
     def _tighten_files(self) -> None:
-        names = ("", "-wal", "-shm", RESERVE_SUFFIX)
+        names = ("", "-wal", "-shm", RESERVE_SUFFIX, TURNS_SUFFIX)
         changed = tighten((Path(self.path + name), FILE_MODE) for name in names)
         if changed:
             logger.warning(
@@ -540,23 +560,28 @@ class SQLiteBackend(Backend):
         self._local = threading.local()
         self._connections = []
         self._lock = threading.Lock()
+        self._turns.forget()
 
     def _migrate(self) -> None:
         conn = self._conn()
         with self._errors:
             conn.execute(_CREATE_MIGRATIONS)
             for migration in MIGRATIONS:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    done = conn.execute(_SQL.migration_done, (migration.name,)).fetchone()
-                    if done is None:
-                        for statement in migration.sqlite:
-                            conn.execute(statement)
-                        conn.execute(_SQL.record_migration, (migration.name, time.time()))
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                with self._turns:
+                    self._migrate_one(conn, migration)
+
+    def _migrate_one(self, conn: sqlite3.Connection, migration: Migration) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute(_SQL.migration_done, (migration.name,)).fetchone()
+            if done is None:
+                for statement in migration.sqlite:
+                    conn.execute(statement)
+                conn.execute(_SQL.record_migration, (migration.name, time.time()))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def applied_migrations(self) -> list[str]:
         conn = self._conn()
@@ -644,10 +669,15 @@ class SQLiteBackend(Backend):
         )
         if self._full_disk is not None and self._full_disk.full:
             self._full_disk.before_add()
+        conn = self._write_conn()
         with self._errors:
             try:
                 # fetchall: the statement runs to its end before the call returns.
-                rows = self._write_conn().execute(_PUT_NOW, params).fetchall()
+                if conn.in_transaction:  # a group's: its turn is taken
+                    rows = conn.execute(_PUT_NOW, params).fetchall()
+                else:
+                    with self._turns:
+                        rows = conn.execute(_PUT_NOW, params).fetchall()
             except sqlite3.IntegrityError:
                 return None  # the NULL version of a write that does not fit
         return int(rows[0][0])
@@ -662,7 +692,7 @@ class SQLiteBackend(Backend):
             return
         self._before_delete()
         ws, pl = scope.workspace, scope.plugin
-        with self._errors:
+        with self._errors, self._turns:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 row = conn.execute(change_log.REMOVE_ONE, (ws, pl, key)).fetchone()
@@ -695,8 +725,14 @@ class SQLiteBackend(Backend):
         if conn.in_transaction:  # inside another group: that one commits
             yield
             return
-        with self._errors:
-            conn.execute("BEGIN IMMEDIATE")
+        turn = self._turns
+        turn.__enter__()
+        try:
+            with self._errors:
+                conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            turn.__exit__(None, None, None)
+            raise
         self._local.grouped = True
         try:
             yield
@@ -706,7 +742,6 @@ class SQLiteBackend(Backend):
                     "of writes"
                 )
             conn.execute("COMMIT")
-            self._after_commit(conn)
         except BaseException as exc:
             try:
                 conn.execute("ROLLBACK")
@@ -716,6 +751,8 @@ class SQLiteBackend(Backend):
             raise
         finally:
             self._local.grouped = False
+            turn.__exit__(None, None, None)
+        self._after_commit(conn)
 
     def write(self) -> _Transaction:
         return _Transaction(self, "BEGIN IMMEDIATE")
@@ -738,11 +775,14 @@ class SQLiteBackend(Backend):
             return self._full_disk.on_full()
         text = str(exc)
         if "locked" in text or "busy" in text:
-            return BackendUnavailable(
-                f"SQLite database {self.path} is locked by another writer for longer than "
-                f"{self._busy_timeout_ms} ms (setting PLUGINKV_SQLITE_BUSY_TIMEOUT_MS)"
-            )
+            return self._locked_too_long()
         return BackendUnavailable(f"SQLite database {self.path} failed: {text}")
+
+    def _locked_too_long(self) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"SQLite database {self.path} is locked by another writer for longer than "
+            f"{self._busy_timeout_ms} ms (setting PLUGINKV_SQLITE_BUSY_TIMEOUT_MS)"
+        )
 
     # -- a full disk (full_disk.py) ---------------------------------------------
     def disk_full(self) -> DiskFull | None:
@@ -775,6 +815,7 @@ class SQLiteBackend(Backend):
         for _, conn in connections:
             conn.close()
         self._local = threading.local()
+        self._turns.close()
 
 
 class _ForkRegistry:

@@ -59,6 +59,14 @@ class _DebugPort(click.ParamType[int | None]):
     help="Port to bind.",
 )
 @click.option(
+    "--workers",
+    envvar="PLUGINKV_WORKERS",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes answering on the port, all on the one database; worker 0 also runs "
+    "the plugin host [default: PLUGINKV_WORKERS, else 1].",
+)
+@click.option(
     "--debug-port",
     envvar="PLUGINKV_DEBUG_PORT",
     type=_DebugPort(),
@@ -93,6 +101,7 @@ def serve(
     db: str | None,
     host: str,
     port: int,
+    workers: int | None,
     debug_port: int | None,
     read_only: bool,
     log_level: str,
@@ -108,6 +117,8 @@ def serve(
             f"the service needs the server extra: pip install 'pluginkv[server]' ({exc})"
         ) from None
     overrides: dict[str, Any] = {"host": host, "port": port}
+    if workers is not None:
+        overrides["workers"] = workers
     # Off: no listener, and a PLUGINKV_DEBUG_PORT=off the settings would refuse is overridden.
     overrides["debug_port"] = 0 if debug_port is None else debug_port
     overrides |= {"log_level": log_level, "access_log": access_log}
@@ -126,8 +137,13 @@ def serve(
         store = Store(settings)
     except PluginKVError as exc:
         raise PluginKVFailure(exc) from None
-    app = create_app(settings, store=store, listen_for_plugins=listen, close_store=True)
-    _run_service(app, settings, data_dir, listen)
+    if settings.workers == 1:
+        app = create_app(settings, store=store, listen_for_plugins=listen, close_store=True)
+        _run_service(app, settings, data_dir, listen)
+        return
+    # Opened above only to fail early (and migrate once); each worker opens its own.
+    store.close()
+    _run_workers(settings, data_dir, listen)
 
 
 def _check_debug_port(settings: Settings) -> None:
@@ -170,20 +186,106 @@ def _run_service(app: Any, settings: Settings, data_dir: Path, listen: bool) -> 
     """Say where the service listens, then run it under uvicorn until SIGTERM or Ctrl-C."""
     import uvicorn
 
-    from ..server.listener_limits import ListenerLimits, limited_protocol, reserve_file_descriptors
+    config = _Config(app, settings)
+    _announce(settings, data_dir, listen)
+    uvicorn.run(config.app, **_uvicorn_options(settings, config))
 
-    limits = ListenerLimits.from_settings(settings)
-    protocol = limited_protocol(limits)
-    # A write that finds no other request in flight runs on the event loop (write_groups.py).
-    app.state.alone = protocol.alone
+
+def _run_workers(settings: Settings, data_dir: Path, listen: bool) -> None:
+    """``--workers N``: bind the port here, then fork the workers that answer on it."""
+    import tempfile
+
+    import uvicorn
+
+    from ..server.app import create_app
+    from ..server.siblings import Siblings
+    from ..server.workers import Supervisor
+
+    config = _Config(None, settings)
     try:
-        reserve_file_descriptors(limits.max_connections)
-    except PluginKVError as exc:
-        raise PluginKVFailure(exc) from None
+        listening = config.bind_socket()
+    except SystemExit:  # uvicorn has logged why (the port is taken, ...)
+        raise CommandFailed(f"cannot listen on {settings.host}:{settings.port}") from None
+    _announce(settings, data_dir, listen)
+    # The workers' private sockets: a directory only this user can enter.
+    run_dir = Path(tempfile.mkdtemp(prefix="pluginkv-workers-"))
+
+    def work(index: int) -> None:
+        siblings = Siblings(index, settings.workers, run_dir)
+        store = Store(settings)
+        app = create_app(
+            settings,
+            store=store,
+            listen_for_plugins=listen and index == 0,
+            close_store=True,
+            siblings=siblings,
+        )
+        options = _uvicorn_options(settings, _Config(app, settings))
+        options.pop("host")
+        options.pop("port")
+        server = uvicorn.Server(uvicorn.Config(app, **options))
+        server.run(sockets=[listening, _private_socket(siblings.socket_path(index))])
+
+    try:
+        status = Supervisor(settings.workers, work).run()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if status:
+        raise SystemExit(status)
+
+
+def _private_socket(path: Path) -> socket.socket:
+    """A Unix socket at ``path`` (replacing one a dead worker left), for its owner only."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o600)
+    sock.listen(128)
+    return sock
+
+
+class _Config:
+    """What the listener needs before uvicorn runs: the protocol with its limits, the
+    file descriptors for its connections."""
+
+    def __init__(self, app: Any, settings: Settings) -> None:
+        import uvicorn
+
+        from ..server.listener_limits import (
+            ListenerLimits,
+            limited_protocol,
+            reserve_file_descriptors,
+        )
+
+        limits = ListenerLimits.from_settings(settings)
+        self.app = app
+        self.protocol = limited_protocol(limits)
+        if app is not None:
+            # A write that finds no other request in flight runs on the event loop
+            # (write_groups.py).
+            app.state.alone = self.protocol.alone
+        try:
+            reserve_file_descriptors(limits.max_connections)
+        except PluginKVError as exc:
+            raise PluginKVFailure(exc) from None
+        self._settings = settings
+        self._uvicorn = uvicorn
+
+    def bind_socket(self) -> socket.socket:
+        # An app named, never loaded: only the binding (address family, SO_REUSEADDR) is used.
+        config = self._uvicorn.Config(
+            "pluginkv.server.app:create_app", host=self._settings.host, port=self._settings.port
+        )
+        sock: socket.socket = config.bind_socket()
+        return sock
+
+
+def _announce(settings: Settings, data_dir: Path, listen: bool) -> None:
     host, port = settings.host, settings.port
     database = redact_url(settings.database_url)
     click.echo(f"pluginkv {__version__}: data in {data_dir.resolve()} ({database})")
-    click.echo(f"listening on http://{host}:{port}  (API under /v1, health at /healthz)")
+    workers = f", {settings.workers} workers" if settings.workers > 1 else ""
+    click.echo(f"listening on http://{host}:{port}  (API under /v1, health at /healthz{workers})")
     if settings.read_only:
         click.echo(
             f"read-only ({env_name('read_only')}=true): reads are served, every write is "
@@ -201,6 +303,12 @@ def _run_service(app: Any, settings: Settings, data_dir: Path, listen: bool) -> 
         )
     else:
         click.echo("remote-debug Dify plugins: off (--debug-port off)")
+
+
+def _uvicorn_options(settings: Settings, config: _Config) -> dict[str, Any]:
+    """uvicorn's settings for the service (the same in every worker)."""
+    import uvicorn
+
     # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     # The access log (its own logger, at INFO) is on or off by its switch alone.
@@ -208,15 +316,14 @@ def _run_service(app: Any, settings: Settings, data_dir: Path, listen: bool) -> 
     for name in ("uvicorn", "uvicorn.error"):
         log_config["loggers"][name]["level"] = level
     log_config["loggers"]["pluginkv"] = {"handlers": ["default"], "level": level}
-    uvicorn.run(
-        app,
-        log_config=log_config,
-        host=host,
-        port=port,
-        loop="uvloop",
+    return {
+        "log_config": log_config,
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
         # httptools, with the limits on headers and connections it lacks.
-        http=protocol,
-        access_log=settings.access_log,
-        timeout_keep_alive=settings.idle_timeout_seconds,
-        timeout_graceful_shutdown=30,
-    )
+        "http": config.protocol,
+        "access_log": settings.access_log,
+        "timeout_keep_alive": settings.idle_timeout_seconds,
+        "timeout_graceful_shutdown": 30,
+    }

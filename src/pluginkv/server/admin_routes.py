@@ -12,6 +12,7 @@ are never issued here: one comes from the signing secret (the command line).
 from __future__ import annotations
 
 import math
+import os
 import time
 
 from starlette.requests import Request
@@ -58,6 +59,7 @@ async def admin_info(request: Request) -> Response:
     admin_only(request)
     settings: Settings = request.app.state.settings
     started: float = request.app.state.started_at
+    siblings = request.app.state.siblings
     now = time.time()
     return JSONResponse(
         {
@@ -70,6 +72,9 @@ async def admin_info(request: Request) -> Response:
             # What a client following the change feed may ask for (the console does).
             "max_page_size": settings.max_page_size,
             "max_changes_wait_seconds": settings.max_changes_wait_seconds,
+            "worker": 0 if siblings is None else siblings.index,
+            "workers": 1 if siblings is None else siblings.count,
+            "pid": os.getpid(),
         }
     )
 

@@ -157,6 +157,11 @@ class StoreInfo(_Answer):
         description="Longest `wait` of a `GET /v1/changes` long poll "
         "(`PLUGINKV_MAX_CHANGES_WAIT_SECONDS`).",
     )
+    worker: int = Field(
+        ge=0, description="The worker process that answered (`serve --workers N`): 0 to N-1."
+    )
+    workers: int = Field(ge=1, description="Worker processes of the service.")
+    pid: int = Field(description="Process id of the worker that answered.")
 
 
 class IssuedToken(_Answer):

@@ -21,9 +21,11 @@ from ..store import Store
 from .console import console_routes
 from .docs_page import docs_routes
 from .errors import exception_handlers
+from .host_routes import host_routes
 from .kv import KeyValueFront
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import api_routes
+from .siblings import Siblings, SiblingsFront
 
 __all__ = ["create_app"]
 
@@ -37,6 +39,7 @@ def create_app(
     tokens: Tokens | None = None,
     listen_for_plugins: bool = False,
     close_store: bool = False,
+    siblings: Siblings | None = None,
 ) -> Starlette:
     """The service on ``settings`` (default: from the environment).
 
@@ -46,6 +49,8 @@ def create_app(
     ``listen_for_plugins`` (what ``pluginkv serve`` does) the app also accepts
     remote-debug Dify plugins on the ``debug_host:debug_port`` setting while it
     runs; without it, it only tracks plugins that something else connects.
+    ``siblings``: this app is one worker of ``pluginkv serve --workers N``
+    (``workers.py``); the plugin host's routes then go to worker 0.
     """
     settings = settings if settings is not None else (store.settings if store else Settings())
     if tokens is None:
@@ -93,6 +98,11 @@ def create_app(
         # KeyValueFront serves single keys before the router and does its own
         # metrics; both sit inside Starlette's ServerErrorMiddleware (500s).
         middleware=[
+            *(
+                [Middleware(SiblingsFront, siblings=siblings, host_routes=host_routes)]
+                if siblings is not None and siblings.index != 0
+                else []
+            ),
             Middleware(KeyValueFront, metrics=metrics),
             Middleware(MetricsMiddleware, metrics=metrics),
         ],
@@ -103,6 +113,7 @@ def create_app(
     # that a client would follow with its method and body.
     app.router.redirect_slashes = False
     app.state.metrics = metrics
+    app.state.siblings = siblings
     # Replaced at each startup; these serve apps run without lifespan.
     app.state.writer = _writer(settings, metrics)
     app.state.readers = _readers(settings)

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import QuotaExceeded
 from .describe import ApiRoute, Operation
+from .siblings import OWN_METRICS_HEADER, merge_expositions, sibling_metrics
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -297,7 +298,13 @@ class MetricsMiddleware:
 async def serve_metrics(request: Request) -> Response:
     """``GET /metrics``: the text exposition format of this app's registry."""
     metrics: Metrics = request.app.state.metrics
-    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    own = metrics.exposition()
+    siblings = getattr(request.app.state, "siblings", None)
+    if siblings is None or request.headers.get(OWN_METRICS_HEADER.decode()) == "own":
+        return Response(own, media_type=CONTENT_TYPE_LATEST)
+    # Under ``serve --workers N``: the service's figures, every worker's added up.
+    texts = [own.decode(), *await sibling_metrics(siblings)]
+    return Response(merge_expositions(texts), media_type=CONTENT_TYPE_LATEST)
 
 
 METRICS = Operation(
@@ -310,7 +317,8 @@ METRICS = Operation(
     public=True,
     responses={
         "200": {
-            "description": "The metrics of this process.",
+            "description": "The metrics of the service (under `serve --workers N`, the sum "
+            "over its workers).",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
     },
