@@ -112,6 +112,7 @@ pg-ha: install pg-ha-deps
 
 bench: install wrk chromium peers
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_wal_pages.py
 	$(PY) benchmarks/bench_postgres.py  # PostgreSQL on 127.0.0.1:5432, or --url / PLUGINKV_BENCH_POSTGRES_URL
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py

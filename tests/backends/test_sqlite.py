@@ -240,3 +240,23 @@ def test_a_group_the_database_rolled_back_refuses_further_writes(db: Path) -> No
         assert storage.get_many(["a", "b"]) == {}
         storage.set("c", b"3")  # the next write works as usual
         assert storage.get("c") == b"3"
+
+
+def test_a_plain_delete_whose_change_cannot_be_logged_deletes_nothing(db: Path) -> None:
+    # The delete and its change are one statement: a failure of either undoes both.
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("k", b"v")
+        conn: sqlite3.Connection = store.backend._conn()  # type: ignore[attr-defined]
+        conn.execute(
+            "CREATE TEMP TRIGGER refuse_deletes BEFORE INSERT ON main.pluginkv_changes "
+            "WHEN NEW.kind = 'delete' BEGIN SELECT RAISE(ABORT, 'no room for the change'); END"
+        )
+        with pytest.raises(BackendUnavailable, match="no room for the change"):
+            storage.delete("k")
+        conn.execute("DROP TRIGGER refuse_deletes")
+        assert storage.get("k") == b"v"
+        assert [(c.seq, c.kind) for c in storage.changes()] == [(1, "set")]
+        storage.delete("k")
+        assert storage.get("k") is None
+        assert [(c.seq, c.kind) for c in storage.changes()] == [(1, "set"), (2, "delete")]

@@ -23,15 +23,12 @@ from ..models import Change, ChangeKind
 from .base import prefix_upper_bound
 
 __all__ = [
-    "BUMP_ONE",
     "BUMP_SEQ",
     "FORGET_LOG",
     "INSERT_CHANGE",
-    "LOG_ONE",
     "OLDEST_CHANGE",
     "PRUNE_BY_COUNT",
     "PRUNE_BY_TIME",
-    "REMOVE_ONE",
     "Removed",
     "changes_statement",
     "log_removed",
@@ -49,31 +46,24 @@ INSERT_CHANGE = (
     "INSERT INTO pluginkv_changes (workspace, plugin, seq, key, kind, version, changed_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-# Older than the window, across scopes: a range of the time index.
+# Older than the window, across scopes: a range of the time index
+# (PostgreSQL's; SQLite's log has no time index and prunes with sqlite.py's
+# _PRUNE_BY_TIME).
 PRUNE_BY_TIME = (
     "DELETE FROM pluginkv_changes WHERE (workspace, plugin, seq) IN ("
     "SELECT workspace, plugin, seq FROM pluginkv_changes WHERE changed_at < ? LIMIT ?)"
 )
 # Past the count kept, per scope: for each scope, a range of its key up to
-# last_seq - keep, so a scope within its count costs one probe.
+# last_seq - keep, so a scope within its count costs one probe.  CROSS JOIN
+# keeps the scopes outside: SQLite, with no statistics, would otherwise scan
+# the whole log (PostgreSQL reads it as a plain join).
 PRUNE_BY_COUNT = (
     "DELETE FROM pluginkv_changes WHERE (workspace, plugin, seq) IN ("
     "SELECT c.workspace, c.plugin, c.seq FROM pluginkv_scopes AS s "
-    "JOIN pluginkv_changes AS c ON c.workspace = s.workspace AND c.plugin = s.plugin "
+    "CROSS JOIN pluginkv_changes AS c WHERE c.workspace = s.workspace AND c.plugin = s.plugin "
     "AND c.seq <= s.last_seq - ? LIMIT ?)"
 )
-# A plain delete's own statements (SQLite's delete_now: its hot path), and what
-# a delete logs instead while the disk is full (sqlite.py, _lossy_log).
-REMOVE_ONE = (
-    "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ? "
-    "RETURNING version, expires_at"
-)
-LOG_ONE = (
-    "INSERT INTO pluginkv_changes (workspace, plugin, seq, key, kind, version, changed_at) "
-    "SELECT workspace, plugin, last_seq + 1, ?, ?, ?, ? FROM pluginkv_scopes "
-    "WHERE workspace = ? AND plugin = ?"
-)
-BUMP_ONE = "UPDATE pluginkv_scopes SET last_seq = last_seq + 1 WHERE workspace = ? AND plugin = ?"
+# What a delete logs instead while the disk is full (sqlite.py, _lossy_log).
 FORGET_LOG = "DELETE FROM pluginkv_changes WHERE workspace = ? AND plugin = ?"
 _CHANGES = (
     "SELECT seq, key, kind, version, changed_at FROM pluginkv_changes "

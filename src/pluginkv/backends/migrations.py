@@ -385,4 +385,52 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        name="0005_change_log_without_time_index",
+        # SQLite's change log loses its time index: it cost every write a second
+        # b-tree insert and one more page in the WAL per commit (5.9 pages
+        # against 4.7 without it), about a fifth of a set's time at
+        # synchronous=NORMAL.  Its retention window trims each scope's log from
+        # the oldest end through the primary key instead (sqlite.py,
+        # _PRUNE_BY_TIME).  PostgreSQL keeps the index, which its prune by time
+        # reads (its planner runs SQLite's statement as a hash join over the
+        # whole log): its part of this migration is empty.
+        #
+        # SQLite also gets the one statement of a plain delete: an insert into
+        # the view ``pluginkv_deletes`` deletes the row and logs its change, as
+        # one autocommit statement, where a transaction of five statements did
+        # (sqlite.py, ``delete_now``).  The view holds no rows; PostgreSQL's
+        # plain delete is its own (postgres.py) and needs no view.
+        sqlite=(
+            "DROP INDEX IF EXISTS pluginkv_changes_time",
+            """
+            CREATE VIEW pluginkv_deletes (workspace, plugin, key, deleted_at) AS
+                SELECT NULL, NULL, NULL, NULL WHERE 0
+            """,
+            # The numbers are taken under the write lock the statement holds, so
+            # they follow commit order without gaps, as a transaction's would.
+            """
+            CREATE TRIGGER pluginkv_delete_one INSTEAD OF INSERT ON pluginkv_deletes
+            BEGIN
+                UPDATE pluginkv_scopes SET last_seq = last_seq + 1
+                WHERE workspace = NEW.workspace AND plugin = NEW.plugin AND EXISTS (
+                    SELECT 1 FROM pluginkv_entries WHERE workspace = NEW.workspace
+                        AND plugin = NEW.plugin AND key = NEW.key);
+                INSERT INTO pluginkv_changes
+                    (workspace, plugin, seq, key, kind, version, changed_at)
+                SELECT e.workspace, e.plugin, s.last_seq, e.key,
+                    CASE WHEN e.expires_at IS NOT NULL AND e.expires_at <= NEW.deleted_at
+                        THEN 'expire' ELSE 'delete' END,
+                    e.version, NEW.deleted_at
+                FROM pluginkv_entries AS e JOIN pluginkv_scopes AS s
+                    ON s.workspace = e.workspace AND s.plugin = e.plugin
+                WHERE e.workspace = NEW.workspace AND e.plugin = NEW.plugin
+                    AND e.key = NEW.key;
+                DELETE FROM pluginkv_entries
+                WHERE workspace = NEW.workspace AND plugin = NEW.plugin AND key = NEW.key;
+            END
+            """,
+        ),
+        postgres=(),
+    ),
 )

@@ -140,6 +140,10 @@ _REVOKE = (
     "ON CONFLICT (workspace, plugin) DO UPDATE SET "
     "revoked_at = max(revoked_at, excluded.revoked_at) RETURNING revoked_at"
 )
+# A plain delete and its change, in one statement (migration 0005's view).
+_DELETE_ONE = (
+    "INSERT INTO pluginkv_deletes (workspace, plugin, key, deleted_at) VALUES (?, ?, ?, ?)"
+)
 # SQLite has no arrays (PostgreSQL's key = ANY(%s)): several keys are an
 # executemany of this, or an IN list of _CHUNK markers.
 _REMOVE = (
@@ -160,6 +164,19 @@ _SWEEP = (
     "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
     "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) "
     "RETURNING workspace, plugin, key, version, expires_at"
+)
+# Older than the window, per scope: the changes before its first one inside
+# it (all if none is), so a log is only cut at its oldest end, even where the
+# clock stepped back; found through the key, as the log has no time index
+# (0005).  CROSS JOIN keeps the scopes outside: the subquery bounds a range,
+# once per scope.  PostgreSQL keeps its index and change_log.PRUNE_BY_TIME.
+_PRUNE_BY_TIME = (
+    "DELETE FROM pluginkv_changes WHERE (workspace, plugin, seq) IN ("
+    "SELECT c.workspace, c.plugin, c.seq FROM pluginkv_scopes AS s "
+    "CROSS JOIN pluginkv_changes AS c WHERE c.workspace = s.workspace AND c.plugin = s.plugin "
+    "AND c.seq < coalesce((SELECT min(n.seq) FROM pluginkv_changes AS n "
+    "WHERE n.workspace = s.workspace AND n.plugin = s.plugin AND n.changed_at >= ?), "
+    "s.last_seq + 1) LIMIT ?)"
 )
 # sqlite_master and REAL are SQLite's; the rest of the migration record is shared.
 _CREATE_MIGRATIONS = (
@@ -302,7 +319,7 @@ class _SQLiteTx(WriteTx):
         return len(rows)
 
     def prune_changes(self, before: float, keep: int, limit: int) -> int:
-        pruned = self._conn.execute(_SQL.prune_by_time, (before, limit)).rowcount
+        pruned = self._conn.execute(_PRUNE_BY_TIME, (before, limit)).rowcount
         if pruned < limit:
             pruned += self._conn.execute(_SQL.prune_by_count, (keep, limit - pruned)).rowcount
         return pruned
@@ -683,35 +700,20 @@ class SQLiteBackend(Backend):
         return int(rows[0][0])
 
     def delete_now(self, scope: Scope, key: str, now: float) -> None:
-        # A transaction, not one statement: the delete and its change commit together.
-        # Its statements are sent here directly, the hot path of a plain delete.
+        # One statement: the view's trigger deletes the row and logs its change
+        # (migration 0005), so both commit together without a BEGIN and COMMIT
+        # of our own.  Within a group, or while a full disk makes deletes drop the
+        # log, the transactional path does what it does for any delete.
         conn = self._write_conn()
-        if conn.in_transaction:  # within a group: a savepoint, as every write there
-            with self.write() as tx:
-                tx.remove(scope, [key], now)
-            return
-        self._before_delete()
-        ws, pl = scope.workspace, scope.plugin
-        with self._errors, self._turns:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(change_log.REMOVE_ONE, (ws, pl, key)).fetchone()
-                if row is not None and self._lossy_log():
-                    conn.execute(change_log.FORGET_LOG, (ws, pl))
-                    conn.execute(change_log.BUMP_ONE, (ws, pl))
-                elif row is not None:
-                    version, expires_at = row
-                    kind = "expire" if expires_at is not None and expires_at <= now else "delete"
-                    conn.execute(change_log.LOG_ONE, (key, kind, version, now, ws, pl))
-                    conn.execute(change_log.BUMP_ONE, (ws, pl))
-                conn.execute("COMMIT")
-            except BaseException:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # SQLite may have rolled back already (e.g. after SQLITE_FULL)
-                raise
-        self._after_commit(conn)
+        if not conn.in_transaction:
+            self._before_delete()
+            if not self._lossy_log():
+                with self._errors, self._turns:
+                    conn.execute(_DELETE_ONE, (scope.workspace, scope.plugin, key, now))
+                self._after_commit(conn)
+                return
+        with self.write() as tx:
+            tx.remove(scope, [key], now)
 
     def exists(self, scope: Scope, key: str, now: float) -> bool:
         return self._point(_EXISTS, (scope.workspace, scope.plugin, key, now)) is not None
