@@ -27,8 +27,8 @@ Rounds: each round measures PUT, then GET, on every server, in an order that rot
 reverses from round to round. Figures are **medians over the rounds**, ratios the **median
 of per-round ratios** (lowest and highest in brackets). Targets: pluginkv PUT >= 0.5x Redis
 and >= 1.5x etcd; GET >= 0.35x Redis and >= 2x etcd. Also shown: each server's CPU time per
-request (user + system of all its threads, from /proc), which other load on a shared machine
-moves less than requests per second.
+request (user + system of all its threads and worker processes, from /proc), which other
+load on a shared machine moves less than requests per second.
 
 The load generators and the servers share the machine's cores; that is the same for all three.
 """
@@ -133,11 +133,12 @@ def etcd_ready(port: int) -> bool:
         return False
 
 
-def pluginkv_argv(data_dir: Path) -> Callable[[int, int], list[str]]:
+def pluginkv_argv(data_dir: Path, workers: int | None) -> Callable[[int, int], list[str]]:
     def argv(port: int, _: int) -> list[str]:
         return [
             *(sys.executable, "-m", "pluginkv", "serve", "--data-dir", str(data_dir)),
             *("--host", HOST, "--port", str(port), "--debug-port", "0"),
+            *(("--workers", str(workers)) if workers is not None else ()),
         ]
 
     return argv
@@ -476,6 +477,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--connections", type=int, default=16, help="connections (default 16; wrk: 2 threads)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pluginkv serve --workers N (default: serve's own default)",
+    )
     parser.add_argument("--verbose", action="store_true", help="also print every round's figures")
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 1 round of 1 s runs, no warm-up"
@@ -524,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tmp_name)
         dirs = {name: tmp / name.split()[0].lower() for name in SERVERS}
         argvs = {
-            PLUGINKV: pluginkv_argv(dirs[PLUGINKV]),
+            PLUGINKV: pluginkv_argv(dirs[PLUGINKV], args.workers),
             REDIS: redis_argv(dirs[REDIS]),
             ETCD: etcd_argv(dirs[ETCD]),
         }

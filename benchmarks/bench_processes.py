@@ -40,17 +40,6 @@ from bench_server import (
 from common import load_average
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live children (the workers of a supervisor)."""
-    total = process_cpu(pid) or 0.0
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            total += sum(process_cpu(int(child)) or 0.0 for child in children.read_text().split())
-        except OSError:
-            continue
-    return total
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
@@ -93,9 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for count in rotated(counts, round_):
                     server = servers[count]
                     script = lua_script(tmp, method, server.token)
-                    before = tree_cpu(server.process.pid)
+                    before = process_cpu(server.process.pid) or 0.0
                     run = run_wrk(server.url, script, duration, 16, 2)
-                    spent = tree_cpu(server.process.pid) - before
+                    spent = (process_cpu(server.process.pid) or 0.0) - before
                     rates.setdefault((count, method), []).append(run.rate)
                     p99.setdefault((count, method), []).append(run.p99)
                     cpu.setdefault((count, method), []).append(spent / max(run.requests, 1))

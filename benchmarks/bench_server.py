@@ -354,13 +354,20 @@ class WrkRun:
 
 
 def process_cpu(pid: int) -> float | None:
-    """CPU seconds (user + system) a process has used so far; None off Linux."""
+    """CPU seconds (user + system) a process and its live children (the workers of
+    ``serve --workers N``) have used so far; None off Linux."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     # After the command name: state is field 3, utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            total += sum(process_cpu(int(child)) or 0.0 for child in children.read_text().split())
+        except OSError:
+            continue
+    return total
 
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
