@@ -25,7 +25,7 @@ from pluginkv import (
 )
 from pluginkv.transfer import export_store, import_lines
 
-from .conftest import CLIENT_BACKENDS, ENGINE_BACKENDS, POSTGRES_BACKENDS, FakeClock
+from .conftest import CLIENT_BACKENDS, ENGINE_BACKENDS, FakeClock
 
 # What only the engine has: change_waiter(), a change's time (``at``; the service sends
 # none), and the store's own calls (sweep, import) in between.
@@ -343,17 +343,9 @@ class TestRetention:
         open_store: Callable[..., Store],
         backend: str,
         clock: FakeClock,
-        request: pytest.FixtureRequest,
     ) -> None:
         # A change stamped earlier than the one before it (the clock stepped
         # back) goes with the changes after it: a hole would skip it unseen.
-        if backend in POSTGRES_BACKENDS:
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="PostgreSQL prunes by its time index, across the order of the log",
-                )
-            )
         store = open_store(backend, changes_retention_seconds=60)
         storage = store.storage(workspace="w", plugin="a/b")
         storage.set("a", b"v")

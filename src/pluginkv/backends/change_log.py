@@ -46,12 +46,20 @@ INSERT_CHANGE = (
     "INSERT INTO pluginkv_changes (workspace, plugin, seq, key, kind, version, changed_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-# Older than the window, across scopes: a range of the time index
-# (PostgreSQL's; SQLite's log has no time index and prunes with sqlite.py's
-# _PRUNE_BY_TIME).
+# Older than the window (PostgreSQL's; SQLite's log has no time index and prunes with
+# sqlite.py's _PRUNE_BY_TIME): the time index finds the scopes with a change stamped
+# before the window, and each loses only the changes before its first one stamped
+# within it.  Never a change in the middle of a log: after the clock stepped back, a
+# change stamped earlier than the one before it stays with the changes after it, and
+# a reader asking from before it hears ChangesExpired, never a silent hole.
 PRUNE_BY_TIME = (
     "DELETE FROM pluginkv_changes WHERE (workspace, plugin, seq) IN ("
-    "SELECT workspace, plugin, seq FROM pluginkv_changes WHERE changed_at < ? LIMIT ?)"
+    "SELECT c.workspace, c.plugin, c.seq FROM "
+    "(SELECT DISTINCT workspace, plugin FROM pluginkv_changes WHERE changed_at < ?) AS s "
+    "CROSS JOIN LATERAL (SELECT min(n.seq) AS cut FROM pluginkv_changes AS n "
+    "WHERE n.workspace = s.workspace AND n.plugin = s.plugin AND n.changed_at >= ?) AS k "
+    "JOIN pluginkv_changes AS c ON c.workspace = s.workspace AND c.plugin = s.plugin "
+    "AND c.seq < coalesce(k.cut, 9223372036854775807) LIMIT ?)"
 )
 # Past the count kept, per scope: for each scope, a range of its key up to
 # last_seq - keep, so a scope within its count costs one probe.  CROSS JOIN

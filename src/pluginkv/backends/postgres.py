@@ -252,7 +252,7 @@ class _PostgresTx(WriteTx):
         return len(removed)
 
     def prune_changes(self, before: float, keep: int, limit: int) -> int:
-        pruned = self._execute(_SQL.prune_by_time, (before, limit)).rowcount
+        pruned = self._execute(_SQL.prune_by_time, (before, before, limit)).rowcount
         if pruned < limit:
             pruned += self._execute(_SQL.prune_by_count, (keep, limit - pruned)).rowcount
         return pruned
