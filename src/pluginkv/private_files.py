@@ -39,6 +39,7 @@ DATA_DIR_FILES = (
     "pluginkv.db-wal",
     "pluginkv.db-shm",
     "pluginkv.db-reserve",
+    "pluginkv.db-turns",
     "token-secret",
     "dify-endpoints.json",
     "dify-plugins.json",

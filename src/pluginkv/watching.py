@@ -76,6 +76,11 @@ class ChangeNotifier:
             watched.registered += 1
         return ChangeWaiter(self, scope, watched)
 
+    def waiting(self) -> int:
+        """How many waiters are registered now, over every scope."""
+        with self._lock:
+            return sum(watched.registered for watched in self._scopes.values())
+
     def _release(self, scope: Scope, watched: _Watched) -> None:
         with self._lock:
             watched.registered -= 1

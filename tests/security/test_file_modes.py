@@ -24,6 +24,7 @@ import pytest
 
 import pluginkv
 from pluginkv.backends.full_disk import SUFFIX
+from pluginkv.backends.sqlite_turns import TURNS_SUFFIX
 from pluginkv.host.endpoints import ENDPOINTS_FILE, Endpoints
 from pluginkv.host.installs import INSTALLS_FILE, Install, Installs
 from pluginkv.private_files import DATA_DIR_FILES
@@ -104,7 +105,8 @@ def test_a_library_store_creates_its_files_private_under_umask_022(
     database = tmp_path / "made" / "by" / "pluginkv.db"
     with pluginkv.open_store(f"sqlite:///{database}", sqlite_disk_reserve_bytes=4096) as store:
         store.storage(workspace="ws", plugin="acme/weather").set("k", b"v")
-        for name in ["pluginkv.db", "pluginkv.db-wal", "pluginkv.db-shm", "pluginkv.db-reserve"]:
+        names = ["pluginkv.db", "pluginkv.db-wal", "pluginkv.db-shm", "pluginkv.db-reserve"]
+        for name in [*names, "pluginkv.db" + TURNS_SUFFIX]:
             assert mode(database.parent / name) == 0o600, name
     assert mode(tmp_path / "made") == mode(tmp_path / "made" / "by") == 0o700
 
@@ -143,13 +145,14 @@ def test_a_library_store_tightens_its_database_files_with_one_log_line(
 
     assert [r.getMessage() for r in caplog.records if "tightened" in r.getMessage()] == [
         f"tightened the files of SQLite database {database} so only their owner can read "
-        "them: pluginkv.db 644->600, pluginkv.db-reserve 644->600"
+        "them: pluginkv.db 644->600, pluginkv.db-reserve 644->600, pluginkv.db-turns 644->600"
     ]
     assert mode(database) == 0o600
 
 
 def test_the_tightened_names_are_those_pluginkv_writes() -> None:
     written = {SECRET_FILE, ENDPOINTS_FILE, INSTALLS_FILE, "pluginkv.db" + SUFFIX}
+    written.add("pluginkv.db" + TURNS_SUFFIX)
     written |= {"pluginkv.db", "pluginkv.db-wal", "pluginkv.db-shm"}
     assert set(DATA_DIR_FILES) == written
 

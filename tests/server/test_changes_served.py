@@ -263,7 +263,7 @@ def test_watchers_that_go_away_leave_nothing_registered(tokens: Tokens) -> None:
         _eventually(lambda: server.started, "the server did not start")
         url = f"http://127.0.0.1:{server.config.port}/v1/changes"
         headers = {"Authorization": f"Bearer {tokens.issue(workspace='ws-1', plugin='acme/w')}"}
-        watched = store.notifier._scopes
+        notifier = store.notifier
         with ExitStack() as stack:
             for _ in range(5):
                 client = stack.enter_context(httpx.Client(timeout=TIMEOUT))
@@ -283,12 +283,12 @@ def test_watchers_that_go_away_leave_nothing_registered(tokens: Tokens) -> None:
             for poll in polls:
                 poll.sendall(request)
             _eventually(
-                lambda: sum(w.registered for w in watched.values()) == 10,
+                lambda: notifier.waiting() == 10,
                 "not every watcher registered",
             )
             for poll in polls:
                 poll.close()  # the long polls' clients go away mid-wait
-        _eventually(lambda: not watched, "waiters left registered")
+        _eventually(lambda: notifier.waiting() == 0, "waiters left registered")
     finally:
         server.should_exit = True
         running.join(timeout=TIMEOUT)

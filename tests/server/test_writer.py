@@ -23,8 +23,10 @@ class Recorder:
         self.groups: list[int] = []
         self.queue = WriteQueue(max_group=max_group, on_group=self.groups.append)
         self.release = threading.Event()
+        self.entered = threading.Event()
 
     def hold(self) -> None:
+        self.entered.set()
         assert self.release.wait(10), "the test never released the writer"
 
 
@@ -33,7 +35,8 @@ def run_group(recorder: Recorder, store: Store, calls: list[Callable[[], Any]]) 
 
     async def main() -> list[Any]:
         held = asyncio.ensure_future(recorder.queue.run(store.backend, recorder.hold))
-        await asyncio.sleep(0.05)  # the writer is now inside hold()
+        # The writer is inside hold() (on a busy machine that can take a while).
+        assert await asyncio.to_thread(recorder.entered.wait, 10)
         pending = [asyncio.ensure_future(recorder.queue.run(store.backend, c)) for c in calls]
         await asyncio.sleep(0.05)  # every call is queued
         recorder.release.set()
@@ -169,7 +172,7 @@ def test_writes_to_different_stores_never_share_a_group(tmp_path: Any) -> None:
 
     async def main() -> None:
         held = asyncio.ensure_future(recorder.queue.run(first.backend, recorder.hold))
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(recorder.entered.wait, 10)
         pending = [
             recorder.queue.run(first.backend, lambda: one.set("a", b"1")),
             recorder.queue.run(second.backend, lambda: two.set("b", b"2")),

@@ -51,10 +51,89 @@ from .read_only import SETTING as READ_ONLY_SETTING
 from .read_only import check_schema
 from .sql_rows import entry, entry_meta
 from .sql_templates import (
-    META_COLUMNS,
     remove_prefix_statement,
-    render_statements,
     scan_statement,
+)
+from .sqlite_statements import (
+    CHUNK as _CHUNK,
+)
+from .sqlite_statements import (
+    CREATE_MIGRATIONS as _CREATE_MIGRATIONS,
+)
+from .sqlite_statements import (
+    DELETE_ONE as _DELETE_ONE,
+)
+from .sqlite_statements import (
+    EXISTS as _EXISTS,
+)
+from .sqlite_statements import (
+    GET as _GET,
+)
+from .sqlite_statements import (
+    GET_LARGE as _GET_LARGE,
+)
+from .sqlite_statements import (
+    GET_MANY as _GET_MANY,
+)
+from .sqlite_statements import (
+    GET_META as _GET_META,
+)
+from .sqlite_statements import (
+    GET_VALUE as _GET_VALUE,
+)
+from .sqlite_statements import (
+    HAS_MIGRATIONS as _HAS_MIGRATIONS,
+)
+from .sqlite_statements import (
+    LOOKUP_MANY as _LOOKUP_MANY,
+)
+from .sqlite_statements import (
+    LOOKUP_ONE as _LOOKUP_ONE,
+)
+from .sqlite_statements import (
+    LOOKUP_ONE_WITH_VALUE as _LOOKUP_ONE_WITH_VALUE,
+)
+from .sqlite_statements import (
+    PRUNE_BY_TIME as _PRUNE_BY_TIME,
+)
+from .sqlite_statements import (
+    PUT as _PUT,
+)
+from .sqlite_statements import (
+    PUT_NOW as _PUT_NOW,
+)
+from .sqlite_statements import (
+    RAISE_LAST_VERSION as _RAISE_LAST_VERSION,
+)
+from .sqlite_statements import (
+    RELEASE as _RELEASE,
+)
+from .sqlite_statements import (
+    REMOVE as _REMOVE,
+)
+from .sqlite_statements import (
+    REVOKE as _REVOKE,
+)
+from .sqlite_statements import (
+    ROLLBACK_TO as _ROLLBACK_TO,
+)
+from .sqlite_statements import (
+    SAVEPOINT as _SAVEPOINT,
+)
+from .sqlite_statements import (
+    SET_QUOTA as _SET_QUOTA,
+)
+from .sqlite_statements import (
+    SQL as _SQL,
+)
+from .sqlite_statements import (
+    SQLITE_FULL as _SQLITE_FULL,
+)
+from .sqlite_statements import (
+    STATE as _STATE,
+)
+from .sqlite_statements import (
+    SWEEP as _SWEEP,
 )
 from .sqlite_turns import TURNS_SUFFIX, WriteTurns
 from .sqlite_watch import DataVersionPoller
@@ -62,133 +141,6 @@ from .sqlite_watch import DataVersionPoller
 __all__ = ["SQLiteBackend"]
 
 logger = logging.getLogger(__name__)
-
-_SQL = render_statements("sqlite")
-_LIVE = _SQL.live
-_GET_META = _SQL.get_meta
-_EXISTS = _SQL.exists
-_STATE = _SQL.state
-_PUT = _SQL.put
-_SET_QUOTA = _SQL.set_quota
-# The statements below are SQLite's own.
-#
-# Values up to this size (with the key) come back from the query itself; a
-# larger one is read through the incremental blob API, which copies it once
-# straight into the result, where a column read copies it twice and, past
-# SQLite's page cache, page by page: about twice as fast for 10 MiB.  Hence
-# the CASE and the rowid (the blob API's handle), which PostgreSQL lacks.
-_INLINE_MAX = 256 * 1024
-_META = f"{META_COLUMNS}, rowid"
-_GET = (
-    f"SELECT CASE WHEN size <= {_INLINE_MAX} THEN value END, {_META} FROM pluginkv_entries "
-    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
-)
-_GET_VALUE = (
-    f"SELECT CASE WHEN size <= {_INLINE_MAX} THEN value END FROM pluginkv_entries "
-    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
-)
-_GET_LARGE = (
-    f"SELECT NULL, {_META} FROM pluginkv_entries "
-    f"WHERE workspace = ? AND plugin = ? AND key = ? AND {_LIVE}"
-)
-# The scope's state and one row in a single statement: the hot path of set/delete
-# (PostgreSQL locks the scope's row first instead, in a statement of its own).
-# Statements use plain ? placeholders and repeat a value where it is used twice:
-# numbered ones (?1) bound from a sequence are deprecated since Python 3.12.
-_LOOKUP_ONE = (
-    "SELECT s.bytes_used, s.key_count, s.last_version, s.quota_override, s.last_seq, "
-    "e.size, e.version, e.created_at, e.expires_at, {value}, e.metadata, e.content_type "
-    "FROM (SELECT 1) "
-    "LEFT JOIN pluginkv_scopes AS s ON s.workspace = ? AND s.plugin = ? "
-    "LEFT JOIN pluginkv_entries AS e ON e.workspace = ? AND e.plugin = ? AND e.key = ?"
-)
-_LOOKUP_ONE_WITH_VALUE = _LOOKUP_ONE.format(value="e.value")
-_LOOKUP_ONE = _LOOKUP_ONE.format(value="NULL")
-# One statement for a plain set: the next version, the quota check and the
-# write happen under the write lock SQLite takes for the statement.  When the
-# entry does not fit, the version comes out NULL and the NOT NULL constraint
-# refuses the row before anything is written; Storage then takes the
-# transactional path, which also reclaims expired rows before refusing.  (An
-# INSERT ... SELECT ... WHERE would say it more plainly, but on a table with
-# triggers SQLite runs it through a temporary table: a copy of every value.
-# PostgreSQL's is that plainer statement, with a row lock.)
-# The check counts the key as new, so an overwrite near the quota may take
-# the slow path; it never lets a write past the quota.
-_PUT_NOW = (
-    "INSERT INTO pluginkv_entries "
-    "(workspace, plugin, key, size, version, created_at, updated_at, expires_at, value) "
-    "VALUES (?, ?, ?, ?, (SELECT CASE WHEN coalesce(max(s.bytes_used), 0) + ?"
-    " <= coalesce(max(s.quota_override), ?) THEN coalesce(max(s.last_version), 0) + 1 END"
-    " FROM pluginkv_scopes AS s WHERE s.workspace = ? AND s.plugin = ?), ?, ?, ?, ?) "
-    "ON CONFLICT (workspace, plugin, key) DO UPDATE SET size = excluded.size,"
-    " version = excluded.version,"
-    " created_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= excluded.updated_at"
-    " THEN excluded.created_at ELSE created_at END,"
-    " updated_at = excluded.updated_at, expires_at = excluded.expires_at,"
-    " metadata = NULL, content_type = NULL, value = excluded.value"
-    " RETURNING version"
-)
-# SQLite's scalar max() is PostgreSQL's greatest(); and a writer here holds
-# the whole file, so no scope row needs locking first.
-_RAISE_LAST_VERSION = (
-    "INSERT INTO pluginkv_scopes (workspace, plugin, last_version) VALUES (?, ?, ?) "
-    "ON CONFLICT (workspace, plugin) DO UPDATE SET "
-    "last_version = max(last_version, excluded.last_version)"
-)
-_REVOKE = (
-    "INSERT INTO pluginkv_token_revocations (workspace, plugin, revoked_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (workspace, plugin) DO UPDATE SET "
-    "revoked_at = max(revoked_at, excluded.revoked_at) RETURNING revoked_at"
-)
-# A plain delete and its change, in one statement (migration 0005's view).
-_DELETE_ONE = (
-    "INSERT INTO pluginkv_deletes (workspace, plugin, key, deleted_at) VALUES (?, ?, ?, ?)"
-)
-# SQLite has no arrays (PostgreSQL's key = ANY(%s)): several keys are an
-# executemany of this, or an IN list of _CHUNK markers.
-_REMOVE = (
-    "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
-    "RETURNING key, version, expires_at"
-)
-_GET_MANY = (
-    f"SELECT key, value, {META_COLUMNS} "
-    "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks}) "
-    f"AND {_LIVE}"
-)
-_LOOKUP_MANY = (
-    "SELECT key, size, version, created_at, expires_at, {value}, metadata, content_type "
-    "FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key IN ({marks})"
-)
-# Through the rowid, which PostgreSQL lacks (its sweeper goes scope by scope).
-_SWEEP = (
-    "DELETE FROM pluginkv_entries WHERE rowid IN (SELECT rowid FROM pluginkv_entries "
-    "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) "
-    "RETURNING workspace, plugin, key, version, expires_at"
-)
-# Older than the window, per scope: the changes before its first one inside
-# it (all if none is), so a log is only cut at its oldest end, even where the
-# clock stepped back; found through the key, as the log has no time index
-# (0005).  CROSS JOIN keeps the scopes outside: the subquery bounds a range,
-# once per scope.  PostgreSQL keeps its index and change_log.PRUNE_BY_TIME.
-_PRUNE_BY_TIME = (
-    "DELETE FROM pluginkv_changes WHERE (workspace, plugin, seq) IN ("
-    "SELECT c.workspace, c.plugin, c.seq FROM pluginkv_scopes AS s "
-    "CROSS JOIN pluginkv_changes AS c WHERE c.workspace = s.workspace AND c.plugin = s.plugin "
-    "AND c.seq < coalesce((SELECT min(n.seq) FROM pluginkv_changes AS n "
-    "WHERE n.workspace = s.workspace AND n.plugin = s.plugin AND n.changed_at >= ?), "
-    "s.last_seq + 1) LIMIT ?)"
-)
-# sqlite_master and REAL are SQLite's; the rest of the migration record is shared.
-_CREATE_MIGRATIONS = (
-    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-    "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-)
-_HAS_MIGRATIONS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-_CHUNK = 500  # keys per IN (...) list, well under SQLite's parameter limit
-_SAVEPOINT = "SAVEPOINT pluginkv_tx"
-_RELEASE = "RELEASE pluginkv_tx"
-_ROLLBACK_TO = "ROLLBACK TO pluginkv_tx"
-_SQLITE_FULL = 13  # the primary result code; extended codes keep it in the low byte
 
 
 class _SQLiteTx(WriteTx):
