@@ -6,9 +6,9 @@ Why it looks the way it does:
 * **One lock per scope: its row in ``pluginkv_scopes``.**  Every write locks
   the scope's row before it touches the scope's entries, so a read-check-write
   (quota, compare-and-set, set-if-absent, incr) is atomic across processes, and
-  locks are always taken in the same order (scope, then entries): the triggers
-  that move the counters update a row the writer already holds, so writers
-  never deadlock.  A row lock rather than an advisory lock because it lives
+  locks are always taken in the same order (scope, then entries): the trigger
+  and the deletes that move the counters update a row the writer already
+  holds, so writers never deadlock.  A row lock rather than an advisory lock because it lives
   with the data: on a distributed PostgreSQL (Citus) it sits on the shard of
   the workspace.
 * **Transactions run in READ COMMITTED**: after the lock each statement takes
@@ -234,20 +234,21 @@ class _PostgresTx(WriteTx):
         if not keys:
             return
         self._ensure_locked(scope)
-        removed = self._execute(_REMOVE, (scope.workspace, scope.plugin, list(keys))).fetchall()
+        ws, pl = scope.workspace, scope.plugin
+        removed = self._execute(_REMOVE, (ws, pl, list(keys), ws, pl)).fetchall()
         self._log(scope, removed, now)
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         self._ensure_locked(scope)
         sql, params = remove_prefix_statement(_SQL, scope, prefix)
-        removed = self._execute(sql, params).fetchall()
+        removed = self._execute(sql, [*params, scope.workspace, scope.plugin]).fetchall()
         self._log(scope, removed, now)
         return sum(1 for _, _, expires_at in removed if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
-        params = (scope.workspace, scope.plugin, now)
-        removed = self._execute(_SQL.purge_expired, params).fetchall()
+        ws, pl = scope.workspace, scope.plugin
+        removed = self._execute(_SQL.purge_expired, (ws, pl, now, ws, pl)).fetchall()
         self._log(scope, removed, now)
         return len(removed)
 
@@ -299,7 +300,7 @@ class _PostgresTx(WriteTx):
     def drop_scope(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
         params = (scope.workspace, scope.plugin)
-        removed = self._execute(_SQL.drop_entries, params).fetchall()
+        removed = self._execute(_SQL.drop_entries, params * 2).fetchall()
         self._log(scope, removed, now)
         self._execute(_SQL.clear_quota, params)
         return len(removed)

@@ -8,12 +8,52 @@ call), repeated where a statement needs one twice.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .migrations import MIGRATIONS_TABLE
 from .postgres_listen import CHANNEL
-from .sql_templates import EXPIRED, KEY, META_COLUMNS, REMOVED, render, render_statements
+from .sql_templates import (
+    DROP_ENTRIES,
+    EXPIRED,
+    KEY,
+    META_COLUMNS,
+    PURGE_EXPIRED,
+    REMOVE_PREFIX,
+    REMOVE_PREFIX_BELOW,
+    render,
+    render_statements,
+)
 from .sql_templates import STATE_COLUMNS as _STATE_COLUMNS
 
-_SQL = render_statements("postgres")
+_SCOPE = "workspace = %s AND plugin = %s"
+
+
+def _counted(delete: str, scope: str = _SCOPE) -> str:
+    """``delete`` moving its scope's counters itself, returning what the change log needs.
+
+    One update of the scope's row per statement (migration 0004): the per-row
+    trigger this replaces updated it once per deleted row, and each update in
+    a transaction steps over every row version the earlier ones left, so a
+    delete of n rows cost n^2.  The scope's parameters come last (``scope``).
+    A statement that deleted nothing leaves the row alone.
+    """
+    return (
+        f"WITH removed AS ({delete} RETURNING key, version, expires_at, size), "
+        "counted AS (UPDATE pluginkv_scopes SET "
+        "bytes_used = bytes_used - (SELECT coalesce(sum(size), 0) FROM removed), "
+        "key_count = key_count - (SELECT count(*) FROM removed) "
+        f"WHERE {scope} AND EXISTS (SELECT 1 FROM removed)) "
+        "SELECT key, version, expires_at FROM removed"
+    )
+
+
+_SQL = replace(
+    render_statements("postgres"),
+    remove_prefix=_counted(render(REMOVE_PREFIX, "postgres")),
+    remove_prefix_below=_counted(render(REMOVE_PREFIX_BELOW, "postgres")),
+    purge_expired=_counted(render(PURGE_EXPIRED, "postgres")),
+    drop_entries=_counted(render(DROP_ENTRIES, "postgres")),
+)
 _LIVE = _SQL.live
 _GET_META = _SQL.get_meta
 _EXISTS = _SQL.exists
@@ -78,7 +118,7 @@ _CAUGHT_UP = (
 # works scope by scope: it locks the scope's row with SKIP LOCKED — a scope
 # another replica's sweeper or a writer holds is left for later, so sweepers
 # never wait for each other — and deletes in that scope.  A row is deleted by
-# one transaction only, and the trigger counts each deleted row once.
+# one transaction only, and the statement that deletes it counts it.
 _EXPIRED_SCOPES = (
     "SELECT workspace, plugin, count(*) FROM (SELECT workspace, plugin FROM pluginkv_entries "
     f"WHERE {_EXPIRED} LIMIT %s) AS expired GROUP BY workspace, plugin ORDER BY workspace, plugin"
@@ -86,11 +126,12 @@ _EXPIRED_SCOPES = (
 _TRY_LOCK = (
     "SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE SKIP LOCKED"
 )
-_SWEEP_SCOPE = (
+_SWEEP_SCOPE = _counted(
     "DELETE FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
-    f"AND expires_at IS NOT NULL AND expires_at <= %(now)s {REMOVED}"
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s",
+    "workspace = %(ws)s AND plugin = %(pl)s",
 )
 # PostgreSQL has arrays: a list of keys is one parameter, where SQLite
 # needs an IN list of markers or an executemany.
@@ -104,8 +145,8 @@ _LOOKUP = (
 )
 _LOOKUP_WITH_VALUES = _LOOKUP.format(value="value")
 _LOOKUP = _LOOKUP.format(value="NULL::bytea")  # a NULL typed as the value column
-_REMOVE = (
-    f"DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s) {REMOVED}"
+_REMOVE = _counted(
+    "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)"
 )
 # The change log's numbers for logged deletes, and the notice of them to the
 # processes that LISTEN (postgres_listen.py), in one round trip; the entries'
