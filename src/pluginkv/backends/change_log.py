@@ -5,6 +5,8 @@ counters (``migrations.py``, 0003).  A delete is logged by the code that runs
 it: the statement returns each removed row's key, version and expiry
 (``DELETE ... RETURNING``), and ``log_removed`` takes the scope's next
 sequence numbers for them and writes the changes, in the same transaction.
+(On PostgreSQL the delete statement does all of it itself, counters included:
+``postgres_statements._counted``.)
 A row removed once its expiry had passed is an ``expire``, any other a
 ``delete``; the changes of one statement are logged in key order (UTF-8
 bytes), which is the order a reader of a prefix delete expects.

@@ -44,7 +44,7 @@ from ..errors import BackendUnavailable, DiskFull, PluginKVError
 from ..keys import Scope
 from ..models import Change, Entry, EntryMeta
 from .base import Backend, ChangeListener, ScopeState, Stored, WakeScopes, WriteTx
-from .change_log import Removed, changes_statement, log_removed, to_changes
+from .change_log import Removed, changes_statement, to_changes
 from .driver_errors import Translated
 from .migrations import MIGRATIONS
 from .postgres_connections import (
@@ -58,7 +58,6 @@ from .postgres_connections import (
 )
 from .postgres_listen import NotifyListener, notify_payload
 from .postgres_statements import (
-    _BUMP_AND_NOTIFY,
     _CAUGHT_UP,
     _CREATE_AND_LOCK,
     _CREATE_MIGRATIONS,
@@ -234,23 +233,17 @@ class _PostgresTx(WriteTx):
         if not keys:
             return
         self._ensure_locked(scope)
-        ws, pl = scope.workspace, scope.plugin
-        removed = self._execute(_REMOVE, (ws, pl, list(keys), ws, pl)).fetchall()
-        self._log(scope, removed, now)
+        self._remove(scope, _REMOVE, [scope.workspace, scope.plugin, list(keys)], now)
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         self._ensure_locked(scope)
-        sql, params = remove_prefix_statement(_SQL, scope, prefix)
-        removed = self._execute(sql, [*params, scope.workspace, scope.plugin]).fetchall()
-        self._log(scope, removed, now)
+        removed = self._remove(scope, *remove_prefix_statement(_SQL, scope, prefix), now)
         return sum(1 for _, _, expires_at in removed if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
-        ws, pl = scope.workspace, scope.plugin
-        removed = self._execute(_SQL.purge_expired, (ws, pl, now, ws, pl)).fetchall()
-        self._log(scope, removed, now)
-        return len(removed)
+        params = [scope.workspace, scope.plugin, now]
+        return len(self._remove(scope, _SQL.purge_expired, params, now))
 
     def prune_changes(self, before: float, keep: int, limit: int) -> int:
         pruned = self._execute(_SQL.prune_by_time, (before, limit)).rowcount
@@ -258,18 +251,12 @@ class _PostgresTx(WriteTx):
             pruned += self._execute(_SQL.prune_by_count, (keep, limit - pruned)).rowcount
         return pruned
 
-    def _log(self, scope: Scope, removed: list[Removed], now: float) -> None:
-        log_removed(self._bump, self._insert_changes, scope, removed, now)
-
-    def _bump(self, scope: Scope, count: int) -> int:
-        params = (count, scope.workspace, scope.plugin, notify_payload(scope))
-        row = self._execute(_BUMP_AND_NOTIFY, params).fetchone()
-        assert row is not None, "a logged delete's scope has its row (the writer locked it)"
-        return int(row[0])
-
-    def _insert_changes(self, rows: list[tuple[Any, ...]]) -> None:
-        with self._conn.cursor() as cursor:
-            cursor.executemany(_SQL.insert_change, rows)
+    def _remove(self, scope: Scope, sql: str, params: list[Any], now: float) -> list[Removed]:
+        """Run one of the deletes, which count, log and announce what they remove
+        (``postgres_statements._counted``); the rows removed."""
+        ws, pl = scope.workspace, scope.plugin
+        params += [ws, pl, notify_payload(scope), ws, pl, now, now]
+        return self._execute(sql, params).fetchall()
 
     def sweep_expired(self, now: float, limit: int) -> int:
         swept = 0
@@ -279,10 +266,14 @@ class _PostgresTx(WriteTx):
                 if self._execute(_TRY_LOCK, (workspace, plugin)).fetchone() is None:
                     continue  # busy: another sweeper or a writer has it; it is swept later
                 self._locked.add(scope)
-            params = {"ws": workspace, "pl": plugin, "now": now, "limit": count}
-            removed = self._execute(_SWEEP_SCOPE, params).fetchall()
-            self._log(scope, removed, now)
-            swept += len(removed)
+            params = {
+                "ws": workspace,
+                "pl": plugin,
+                "now": now,
+                "limit": count,
+                "notice": notify_payload(scope),
+            }
+            swept += len(self._execute(_SWEEP_SCOPE, params).fetchall())
         return swept
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
@@ -299,9 +290,8 @@ class _PostgresTx(WriteTx):
 
     def drop_scope(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
-        params = (scope.workspace, scope.plugin)
-        removed = self._execute(_SQL.drop_entries, params * 2).fetchall()
-        self._log(scope, removed, now)
+        params = [scope.workspace, scope.plugin]
+        removed = self._remove(scope, _SQL.drop_entries, params[:], now)
         self._execute(_SQL.clear_quota, params)
         return len(removed)
 

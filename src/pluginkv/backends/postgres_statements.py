@@ -25,24 +25,37 @@ from .sql_templates import (
 )
 from .sql_templates import STATE_COLUMNS as _STATE_COLUMNS
 
-_SCOPE = "workspace = %s AND plugin = %s"
+_POSITIONAL = {"ws": "%s", "pl": "%s", "notice": "%s", "now": "%s"}
+_NAMED = {name: f"%({name})s" for name in _POSITIONAL}
 
 
-def _counted(delete: str, scope: str = _SCOPE) -> str:
-    """``delete`` moving its scope's counters itself, returning what the change log needs.
+def _counted(delete: str, marks: dict[str, str] = _POSITIONAL) -> str:
+    """``delete`` as one statement that also moves its scope's counters, logs its changes
+    and sends the notice, returning what it removed (``change_log.Removed``).
 
-    One update of the scope's row per statement (migration 0004): the per-row
-    trigger this replaces updated it once per deleted row, and each update in
-    a transaction steps over every row version the earlier ones left, so a
-    delete of n rows cost n^2.  The scope's parameters come last (``scope``).
-    A statement that deleted nothing leaves the row alone.
+    The scope's row is updated once per statement (migration 0004): the row
+    trigger this replaces updated it once per deleted row, and each update in a
+    transaction steps over every row version the earlier ones left, so a delete
+    of n rows cost n^2.  The changes take the numbers after the scope's
+    ``last_seq`` in key order (``COLLATE "C"``: UTF-8 bytes), as
+    ``change_log.log_removed`` numbers them on SQLite.  A statement that removed
+    nothing touches neither the row nor the log.  Positional parameters: the
+    delete's, then workspace, plugin, notice, workspace, plugin, now, now
+    (``marks`` may name them instead).
     """
+    ws, pl, now = marks["ws"], marks["pl"], marks["now"]
     return (
         f"WITH removed AS ({delete} RETURNING key, version, expires_at, size), "
-        "counted AS (UPDATE pluginkv_scopes SET "
-        "bytes_used = bytes_used - (SELECT coalesce(sum(size), 0) FROM removed), "
-        "key_count = key_count - (SELECT count(*) FROM removed) "
-        f"WHERE {scope} AND EXISTS (SELECT 1 FROM removed)) "
+        "totals AS (SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM removed), "
+        "counted AS (UPDATE pluginkv_scopes AS s SET bytes_used = s.bytes_used - t.bytes, "
+        "key_count = s.key_count - t.n, last_seq = s.last_seq + t.n FROM totals AS t "
+        f"WHERE s.workspace = {ws} AND s.plugin = {pl} AND t.n > 0 "
+        f"RETURNING s.last_seq - t.n AS base, pg_notify('{CHANNEL}', {marks['notice']})), "
+        "logged AS (INSERT INTO pluginkv_changes "
+        "(workspace, plugin, seq, key, kind, version, changed_at) "
+        f'SELECT {ws}, {pl}, c.base + row_number() OVER (ORDER BY r.key COLLATE "C"), r.key, '
+        f"CASE WHEN r.expires_at <= {now} THEN 'expire' ELSE 'delete' END, r.version, {now} "
+        "FROM removed AS r CROSS JOIN counted AS c) "
         "SELECT key, version, expires_at FROM removed"
     )
 
@@ -131,7 +144,7 @@ _SWEEP_SCOPE = _counted(
     "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s",
-    "workspace = %(ws)s AND plugin = %(pl)s",
+    _NAMED,
 )
 # PostgreSQL has arrays: a list of keys is one parameter, where SQLite
 # needs an IN list of markers or an executemany.
@@ -147,13 +160,6 @@ _LOOKUP_WITH_VALUES = _LOOKUP.format(value="value")
 _LOOKUP = _LOOKUP.format(value="NULL::bytea")  # a NULL typed as the value column
 _REMOVE = _counted(
     "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)"
-)
-# The change log's numbers for logged deletes, and the notice of them to the
-# processes that LISTEN (postgres_listen.py), in one round trip; the entries'
-# trigger sends the notice of a set.
-_BUMP_AND_NOTIFY = (
-    "UPDATE pluginkv_scopes SET last_seq = last_seq + %s WHERE workspace = %s AND plugin = %s "
-    f"RETURNING last_seq, pg_notify('{CHANNEL}', %s)"
 )
 # greatest() is SQLite's scalar max(); the ``AS r`` alias because PostgreSQL
 # needs the table named where SQLite takes the bare column.
