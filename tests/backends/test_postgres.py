@@ -375,6 +375,34 @@ def test_a_write_stuck_on_a_lock_held_elsewhere_gives_up_naming_the_setting(
     assert storage.get("k") == b"after"
 
 
+def test_a_plain_delete_waits_for_the_scopes_writer_then_counts_what_it_left(
+    url: str, open_pg: Callable[..., Store], app_name: str
+) -> None:
+    store = open_pg(with_database(url, url.rsplit("/", 1)[1], application_name=app_name))
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"small")
+    with ThreadPoolExecutor(1) as pool:
+        with connect(url) as other, other.transaction():
+            other.execute(
+                "SELECT 1 FROM pluginkv_scopes WHERE workspace = 'w' AND plugin = 'a/b' FOR UPDATE"
+            )
+            deleting = pool.submit(storage.delete, "k")
+            wait_for_lock_wait(app_name)
+            # The holder rewrites the entry while the delete waits, as a writer would.
+            other.execute(
+                "UPDATE pluginkv_entries SET value = %s, size = %s, version = version + 1 "
+                "WHERE workspace = 'w' AND plugin = 'a/b' AND key = 'k'",
+                (b"x" * 100, 101),
+            )
+        deleting.result(timeout=30)
+
+    assert storage.get("k") is None
+    usage = storage.usage()
+    assert (usage.bytes_used, usage.keys) == (0, 0)
+    assert counters_match_rows(url) == []
+    assert [(c.key, c.kind) for c in storage.changes().changes][-1] == ("k", "delete")
+
+
 def test_the_statement_timeout_joins_options_the_url_gives(url: str) -> None:
     with pluginkv.open_store(
         url + ("&" if "?" in url else "?") + "options=-c%20work_mem%3D8MB",

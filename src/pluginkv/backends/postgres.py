@@ -17,8 +17,9 @@ Why it looks the way it does:
   REPEATABLE READ snapshot.
 * **The hot path is one statement, one round trip, in autocommit**: ``get``,
   ``exist``, a plain ``set`` (``_PUT_NOW`` locks the scope row, checks the
-  quota and upserts in one statement) and a plain ``delete``.  They are
-  prepared on the server, values travel as binary ``bytea``.
+  quota and upserts in one statement) and a plain ``delete`` (``_DELETE_NOW``
+  locks it, deletes, counts and logs).  They are prepared on the server,
+  values travel as binary ``bytea``.
 * **Fork-safe**: a forked child opens a pool of its own and never touches
   (nor closes) the parent's connections.
 * **Driver errors become ``BackendUnavailable``**.  A connection that broke is
@@ -61,6 +62,7 @@ from .postgres_statements import (
     _CAUGHT_UP,
     _CREATE_AND_LOCK,
     _CREATE_MIGRATIONS,
+    _DELETE_NOW,
     _DROP_IF_UNUSED,
     _EXISTS,
     _EXPIRED_SCOPES,
@@ -589,11 +591,10 @@ class PostgresBackend(Backend):
         return None if row is None else int(row[0])
 
     def delete_now(self, scope: Scope, key: str, now: float) -> None:
-        # A transaction, not one statement: the delete, its change and its notice
-        # commit together (one statement could not also move last_seq, which the
-        # entries' trigger updates in the same row).
-        with self.write() as tx:
-            tx.remove(scope, [key], now)
+        ws, pl = scope.workspace, scope.plugin
+        self._one(
+            _DELETE_NOW, (ws, pl, ws, pl, key, ws, pl, notify_payload(scope), ws, pl, now, now)
+        )
 
     def listen_for_changes(self, wake: WakeScopes) -> ChangeListener | None:
         with self._errors:

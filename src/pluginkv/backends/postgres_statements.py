@@ -29,7 +29,7 @@ _POSITIONAL = {"ws": "%s", "pl": "%s", "notice": "%s", "now": "%s"}
 _NAMED = {name: f"%({name})s" for name in _POSITIONAL}
 
 
-def _counted(delete: str, marks: dict[str, str] = _POSITIONAL) -> str:
+def _counted(delete: str, marks: dict[str, str] = _POSITIONAL, first: str = "") -> str:
     """``delete`` as one statement that also moves its scope's counters, logs its changes
     and sends the notice, returning what it removed (``change_log.Removed``).
 
@@ -41,11 +41,12 @@ def _counted(delete: str, marks: dict[str, str] = _POSITIONAL) -> str:
     ``change_log.log_removed`` numbers them on SQLite.  A statement that removed
     nothing touches neither the row nor the log.  Positional parameters: the
     delete's, then workspace, plugin, notice, workspace, plugin, now, now
-    (``marks`` may name them instead).
+    (``marks`` may name them instead); ``first``, a query the others may read,
+    comes before them all.
     """
     ws, pl, now = marks["ws"], marks["pl"], marks["now"]
     return (
-        f"WITH removed AS ({delete} RETURNING key, version, expires_at, size), "
+        f"WITH {first}removed AS ({delete} RETURNING key, version, expires_at, size), "
         "totals AS (SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM removed), "
         "counted AS (UPDATE pluginkv_scopes AS s SET bytes_used = s.bytes_used - t.bytes, "
         "key_count = s.key_count - t.n, last_seq = s.last_seq + t.n FROM totals AS t "
@@ -145,6 +146,17 @@ _SWEEP_SCOPE = _counted(
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s",
     _NAMED,
+)
+# A plain delete in one statement and one round trip, in autocommit, like
+# _PUT_NOW: ``held`` locks the scope's row first (the delete runs only once it
+# holds it; no row, no entries), so writers still lock the scope before its
+# entries; then the delete counts, logs and announces itself (_counted).
+# Parameters: workspace, plugin, then _REMOVE's with one key.
+_DELETE_NOW = _counted(
+    "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = %s "
+    "AND EXISTS (SELECT 1 FROM held)",
+    first="held AS MATERIALIZED (SELECT 1 FROM pluginkv_scopes "
+    "WHERE workspace = %s AND plugin = %s FOR UPDATE), ",
 )
 # PostgreSQL has arrays: a list of keys is one parameter, where SQLite
 # needs an IN list of markers or an executemany.
