@@ -8,9 +8,9 @@ Why it looks the way it does:
   (quota, compare-and-set, set-if-absent, incr) is atomic across processes, and
   locks are always taken in the same order (scope, then entries): the trigger
   and the deletes that move the counters update a row the writer already
-  holds, so writers never deadlock.  A row lock rather than an advisory lock because it lives
-  with the data: on a distributed PostgreSQL (Citus) it sits on the shard of
-  the workspace.
+  holds, so writers never deadlock.  A row lock rather than an advisory lock
+  because it lives with the data: on a distributed PostgreSQL (Citus) it sits
+  on the shard of the workspace.
 * **Transactions run in READ COMMITTED**: after the lock each statement takes
   a fresh snapshot, so it sees everything committed by the writers that held
   the lock before.  Reads of several statements (``read()``) run in one
@@ -257,8 +257,9 @@ class _PostgresTx(WriteTx):
         """Run one of the deletes, which count, log and announce what they remove
         (``postgres_statements._counted``); the rows removed."""
         ws, pl = scope.workspace, scope.plugin
-        params += [ws, pl, notify_payload(scope), ws, pl, now, now]
-        return self._execute(sql, params).fetchall()
+        return self._execute(
+            sql, [*params, ws, pl, notify_payload(scope), ws, pl, now, now]
+        ).fetchall()
 
     def sweep_expired(self, now: float, limit: int) -> int:
         swept = 0
@@ -293,7 +294,7 @@ class _PostgresTx(WriteTx):
     def drop_scope(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
         params = [scope.workspace, scope.plugin]
-        removed = self._remove(scope, _SQL.drop_entries, params[:], now)
+        removed = self._remove(scope, _SQL.drop_entries, params, now)
         self._execute(_SQL.clear_quota, params)
         return len(removed)
 
