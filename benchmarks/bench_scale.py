@@ -376,9 +376,12 @@ def run_backend(backend: Backend, plan: Plan, verbose: bool) -> Results:
         layout = new
         figures = measure(backend, layout, fill, plan, rng)
         results.figures.append(figures)
-        if verbose:
+        if verbose:  # the figures too, so a run stopped later keeps them
             print(
-                f"  {backend.name} {size:,} keys: filled in {fill:.1f} s; load {load_average()}",
+                f"  {backend.name} {size:,} keys: filled in {fill:.1f} s; load {load_average()}; "
+                f"get {us(figures.get)}, set {us(figures.set)}, page {us(figures.page)}, "
+                f"usage {us(figures.usage_big)} us; delete_prefix {figures.delete * 1e3:.1f} ms, "
+                f"reads p99 {figures.read_p99 * 1e3:.2f} ms, max {figures.read_max * 1e3:.1f} ms",
                 flush=True,
             )
     if plan.half:

@@ -35,6 +35,7 @@ from pluginkv.services.tokens import Tokens
 from ..postgres import (
     LOCAL_CLUSTER,
     LOCAL_URL,
+    TestDatabase,
     connect,
     reset_tables,
     server_url,
@@ -151,6 +152,80 @@ def test_a_database_from_before_token_revocations_gains_them_once(
         assert store.storage(workspace="w", plugin="a/b").get("k") == b"v"
         revoked_at = store.revoke_tokens(workspace="w", plugin="a/b")
         assert store.token_revocations() == {Scope("w", "a/b"): revoked_at}
+
+
+def test_a_database_whose_trigger_counted_deletes_counts_each_delete_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    database = TestDatabase.create()
+    try:
+        with monkeypatch.context() as patch:  # as the version before 0004 left it
+            patch.setattr("pluginkv.backends.postgres.MIGRATIONS", MIGRATIONS[:3])
+            with pluginkv.open_store(database.url) as store:
+                old = store.storage(workspace="w", plugin="a/b")
+                old.set_many({f"p/{i}": b"x" * 10 for i in range(20)})
+                old.set("q", b"y")
+        with connect(database.url) as conn:  # its trigger counts a delete by hand
+            conn.execute("DELETE FROM pluginkv_entries WHERE key LIKE 'p/1%'")
+        assert counters_match_rows(database.url) == []
+
+        with pluginkv.open_store(database.url) as store:
+            storage = store.storage(workspace="w", plugin="a/b")
+            assert storage.delete_prefix("p/") == 9
+
+            usage = storage.usage()
+            assert (usage.bytes_used, usage.keys) == (2, 1)
+        assert counters_match_rows(database.url) == []
+    finally:
+        database.drop()
+
+
+def test_every_kind_of_delete_leaves_the_counters_equal_to_the_rows(
+    url: str, open_pg: Callable[..., Store]
+) -> None:
+    now = [1_800_000_000.0]
+    store = open_pg(clock=lambda: now[0])
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set_many({f"k/{i}": b"x" * (i + 1) for i in range(30)})
+    storage.set_many({f"t/{i}": b"t" for i in range(5)}, ttl=1)
+    storage.set_many({f"s/{i}": b"s" for i in range(5)}, ttl=1)
+    deletes: list[Callable[[], object]] = [
+        lambda: storage.delete("k/0"),
+        lambda: storage.delete("missing"),
+        lambda: storage.delete_many(["k/1", "k/2", "missing"]),
+        lambda: storage.delete_prefix("k/2"),
+        lambda: storage.delete_prefix("nothing/"),
+        lambda: now.__setitem__(0, now[0] + 2),
+        lambda: store.sweep_expired(),
+        lambda: storage.delete_prefix("", all=True),
+    ]
+    for delete in deletes:
+        delete()
+        assert counters_match_rows(url) == []
+    assert storage.usage().keys == 0
+    storage.set_many({"a": b"1", "b": b"2"})
+    store.purge(workspace="w", plugin="a/b")
+    assert counters_match_rows(url) == []
+
+
+@pytest.mark.parametrize("removed", [5, 500])
+def test_a_delete_updates_its_scopes_row_as_often_whatever_it_removes(
+    open_pg: Callable[..., Store], removed: int
+) -> None:
+    """A row trigger updated the scope's row once per deleted row, and each update in a
+    transaction steps over the row versions the earlier ones left: n^2 for n rows."""
+    store = open_pg()
+    scope = Scope("w", "a/b")
+    store.storage(workspace="w", plugin="a/b").set_many({f"p/{i}": b"v" for i in range(removed)})
+    updates = "SELECT pg_stat_get_xact_tuples_updated('pluginkv_scopes'::regclass)"
+
+    with store.backend.write() as tx:
+        tx.lookup(scope, [])  # lock the scope's row, as every write does first
+        before = tx._execute(updates, ()).fetchone()[0]  # type: ignore[attr-defined]
+        assert tx.remove_prefix(scope, "p/", 0.0) == removed
+        after = tx._execute(updates, ()).fetchone()[0]  # type: ignore[attr-defined]
+
+    assert after - before == 1  # the counters and the change log's sequence, at once
 
 
 def test_the_workspace_leads_every_primary_key_and_index(
@@ -298,6 +373,34 @@ def test_a_write_stuck_on_a_lock_held_elsewhere_gives_up_naming_the_setting(
         assert storage.get("k") == b"before"  # reads do not wait for row locks
     storage.set("k", b"after")  # the connection went back to the pool in working order
     assert storage.get("k") == b"after"
+
+
+def test_a_plain_delete_waits_for_the_scopes_writer_then_counts_what_it_left(
+    url: str, open_pg: Callable[..., Store], app_name: str
+) -> None:
+    store = open_pg(with_database(url, url.rsplit("/", 1)[1], application_name=app_name))
+    storage = store.storage(workspace="w", plugin="a/b")
+    storage.set("k", b"small")
+    with ThreadPoolExecutor(1) as pool:
+        with connect(url) as other, other.transaction():
+            other.execute(
+                "SELECT 1 FROM pluginkv_scopes WHERE workspace = 'w' AND plugin = 'a/b' FOR UPDATE"
+            )
+            deleting = pool.submit(storage.delete, "k")
+            wait_for_lock_wait(app_name)
+            # The holder rewrites the entry while the delete waits, as a writer would.
+            other.execute(
+                "UPDATE pluginkv_entries SET value = %s, size = %s, version = version + 1 "
+                "WHERE workspace = 'w' AND plugin = 'a/b' AND key = 'k'",
+                (b"x" * 100, 101),
+            )
+        deleting.result(timeout=30)
+
+    assert storage.get("k") is None
+    usage = storage.usage()
+    assert (usage.bytes_used, usage.keys) == (0, 0)
+    assert counters_match_rows(url) == []
+    assert [(c.key, c.kind) for c in storage.changes().changes][-1] == ("k", "delete")
 
 
 def test_the_statement_timeout_joins_options_the_url_gives(url: str) -> None:

@@ -6,19 +6,20 @@ Why it looks the way it does:
 * **One lock per scope: its row in ``pluginkv_scopes``.**  Every write locks
   the scope's row before it touches the scope's entries, so a read-check-write
   (quota, compare-and-set, set-if-absent, incr) is atomic across processes, and
-  locks are always taken in the same order (scope, then entries): the triggers
-  that move the counters update a row the writer already holds, so writers
-  never deadlock.  A row lock rather than an advisory lock because it lives
-  with the data: on a distributed PostgreSQL (Citus) it sits on the shard of
-  the workspace.
+  locks are always taken in the same order (scope, then entries): the trigger
+  and the deletes that move the counters update a row the writer already
+  holds, so writers never deadlock.  A row lock rather than an advisory lock
+  because it lives with the data: on a distributed PostgreSQL (Citus) it sits
+  on the shard of the workspace.
 * **Transactions run in READ COMMITTED**: after the lock each statement takes
   a fresh snapshot, so it sees everything committed by the writers that held
   the lock before.  Reads of several statements (``read()``) run in one
   REPEATABLE READ snapshot.
 * **The hot path is one statement, one round trip, in autocommit**: ``get``,
   ``exist``, a plain ``set`` (``_PUT_NOW`` locks the scope row, checks the
-  quota and upserts in one statement) and a plain ``delete``.  They are
-  prepared on the server, values travel as binary ``bytea``.
+  quota and upserts in one statement) and a plain ``delete`` (``_DELETE_NOW``
+  locks it, deletes, counts and logs).  They are prepared on the server,
+  values travel as binary ``bytea``.
 * **Fork-safe**: a forked child opens a pool of its own and never touches
   (nor closes) the parent's connections.
 * **Driver errors become ``BackendUnavailable``**.  A connection that broke is
@@ -44,7 +45,7 @@ from ..errors import BackendUnavailable, DiskFull, PluginKVError
 from ..keys import Scope
 from ..models import Change, Entry, EntryMeta
 from .base import Backend, ChangeListener, ScopeState, Stored, WakeScopes, WriteTx
-from .change_log import Removed, changes_statement, log_removed, to_changes
+from .change_log import Removed, changes_statement, to_changes
 from .driver_errors import Translated
 from .migrations import MIGRATIONS
 from .postgres_connections import (
@@ -58,10 +59,10 @@ from .postgres_connections import (
 )
 from .postgres_listen import NotifyListener, notify_payload
 from .postgres_statements import (
-    _BUMP_AND_NOTIFY,
     _CAUGHT_UP,
     _CREATE_AND_LOCK,
     _CREATE_MIGRATIONS,
+    _DELETE_NOW,
     _DROP_IF_UNUSED,
     _EXISTS,
     _EXPIRED_SCOPES,
@@ -234,41 +235,31 @@ class _PostgresTx(WriteTx):
         if not keys:
             return
         self._ensure_locked(scope)
-        removed = self._execute(_REMOVE, (scope.workspace, scope.plugin, list(keys))).fetchall()
-        self._log(scope, removed, now)
+        self._remove(scope, _REMOVE, [scope.workspace, scope.plugin, list(keys)], now)
 
     def remove_prefix(self, scope: Scope, prefix: str, now: float) -> int:
         self._ensure_locked(scope)
-        sql, params = remove_prefix_statement(_SQL, scope, prefix)
-        removed = self._execute(sql, params).fetchall()
-        self._log(scope, removed, now)
+        removed = self._remove(scope, *remove_prefix_statement(_SQL, scope, prefix), now)
         return sum(1 for _, _, expires_at in removed if expires_at is None or expires_at > now)
 
     def purge_expired(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
-        params = (scope.workspace, scope.plugin, now)
-        removed = self._execute(_SQL.purge_expired, params).fetchall()
-        self._log(scope, removed, now)
-        return len(removed)
+        params = [scope.workspace, scope.plugin, now]
+        return len(self._remove(scope, _SQL.purge_expired, params, now))
 
     def prune_changes(self, before: float, keep: int, limit: int) -> int:
-        pruned = self._execute(_SQL.prune_by_time, (before, before, limit)).rowcount
+        pruned = self._execute(_SQL.prune_by_time, (before, limit, before, limit)).rowcount
         if pruned < limit:
             pruned += self._execute(_SQL.prune_by_count, (keep, limit - pruned)).rowcount
         return pruned
 
-    def _log(self, scope: Scope, removed: list[Removed], now: float) -> None:
-        log_removed(self._bump, self._insert_changes, scope, removed, now)
-
-    def _bump(self, scope: Scope, count: int) -> int:
-        params = (count, scope.workspace, scope.plugin, notify_payload(scope))
-        row = self._execute(_BUMP_AND_NOTIFY, params).fetchone()
-        assert row is not None, "a logged delete's scope has its row (the writer locked it)"
-        return int(row[0])
-
-    def _insert_changes(self, rows: list[tuple[Any, ...]]) -> None:
-        with self._conn.cursor() as cursor:
-            cursor.executemany(_SQL.insert_change, rows)
+    def _remove(self, scope: Scope, sql: str, params: list[Any], now: float) -> list[Removed]:
+        """Run one of the deletes, which count, log and announce what they remove
+        (``postgres_statements._counted``); the rows removed."""
+        ws, pl = scope.workspace, scope.plugin
+        return self._execute(
+            sql, [*params, ws, pl, notify_payload(scope), ws, pl, now, now]
+        ).fetchall()
 
     def sweep_expired(self, now: float, limit: int) -> int:
         swept = 0
@@ -278,10 +269,14 @@ class _PostgresTx(WriteTx):
                 if self._execute(_TRY_LOCK, (workspace, plugin)).fetchone() is None:
                     continue  # busy: another sweeper or a writer has it; it is swept later
                 self._locked.add(scope)
-            params = {"ws": workspace, "pl": plugin, "now": now, "limit": count}
-            removed = self._execute(_SWEEP_SCOPE, params).fetchall()
-            self._log(scope, removed, now)
-            swept += len(removed)
+            params = {
+                "ws": workspace,
+                "pl": plugin,
+                "now": now,
+                "limit": count,
+                "notice": notify_payload(scope),
+            }
+            swept += len(self._execute(_SWEEP_SCOPE, params).fetchall())
         return swept
 
     def set_quota_override(self, scope: Scope, quota_bytes: int | None) -> None:
@@ -298,9 +293,8 @@ class _PostgresTx(WriteTx):
 
     def drop_scope(self, scope: Scope, now: float) -> int:
         self._ensure_locked(scope)
-        params = (scope.workspace, scope.plugin)
-        removed = self._execute(_SQL.drop_entries, params).fetchall()
-        self._log(scope, removed, now)
+        params = [scope.workspace, scope.plugin]
+        removed = self._remove(scope, _SQL.drop_entries, params, now)
         self._execute(_SQL.clear_quota, params)
         return len(removed)
 
@@ -598,11 +592,10 @@ class PostgresBackend(Backend):
         return None if row is None else int(row[0])
 
     def delete_now(self, scope: Scope, key: str, now: float) -> None:
-        # A transaction, not one statement: the delete, its change and its notice
-        # commit together (one statement could not also move last_seq, which the
-        # entries' trigger updates in the same row).
-        with self.write() as tx:
-            tx.remove(scope, [key], now)
+        ws, pl = scope.workspace, scope.plugin
+        self._one(
+            _DELETE_NOW, (ws, pl, ws, pl, key, ws, pl, notify_payload(scope), ws, pl, now, now)
+        )
 
     def listen_for_changes(self, wake: WakeScopes) -> ChangeListener | None:
         with self._errors:

@@ -8,12 +8,66 @@ call), repeated where a statement needs one twice.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .migrations import MIGRATIONS_TABLE
 from .postgres_listen import CHANNEL
-from .sql_templates import EXPIRED, KEY, META_COLUMNS, REMOVED, render, render_statements
+from .sql_templates import (
+    DROP_ENTRIES,
+    EXPIRED,
+    KEY,
+    META_COLUMNS,
+    PURGE_EXPIRED,
+    REMOVE_PREFIX,
+    REMOVE_PREFIX_BELOW,
+    render,
+    render_statements,
+)
 from .sql_templates import STATE_COLUMNS as _STATE_COLUMNS
 
-_SQL = render_statements("postgres")
+_POSITIONAL = {"ws": "%s", "pl": "%s", "notice": "%s", "now": "%s"}
+_NAMED = {name: f"%({name})s" for name in _POSITIONAL}
+
+
+def _counted(delete: str, marks: dict[str, str] = _POSITIONAL, first: str = "") -> str:
+    """``delete`` as one statement that also moves its scope's counters, logs its changes
+    and sends the notice, returning what it removed (``change_log.Removed``).
+
+    The scope's row is updated once per statement (migration 0004): the row
+    trigger this replaces updated it once per deleted row, and each update in a
+    transaction steps over every row version the earlier ones left, so a delete
+    of n rows cost n^2.  The changes take the numbers after the scope's
+    ``last_seq`` in key order (``COLLATE "C"``: UTF-8 bytes), as
+    ``change_log.log_removed`` numbers them on SQLite.  A statement that removed
+    nothing touches neither the row nor the log.  Positional parameters: the
+    delete's, then workspace, plugin, notice, workspace, plugin, now, now
+    (``marks`` may name them instead); ``first``, a query the others may read,
+    comes before them all.
+    """
+    ws, pl, now = marks["ws"], marks["pl"], marks["now"]
+    return (
+        f"WITH {first}removed AS ({delete} RETURNING key, version, expires_at, size), "
+        "totals AS (SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM removed), "
+        "counted AS (UPDATE pluginkv_scopes AS s SET bytes_used = s.bytes_used - t.bytes, "
+        "key_count = s.key_count - t.n, last_seq = s.last_seq + t.n FROM totals AS t "
+        f"WHERE s.workspace = {ws} AND s.plugin = {pl} AND t.n > 0 "
+        f"RETURNING s.last_seq - t.n AS base, pg_notify('{CHANNEL}', {marks['notice']})), "
+        "logged AS (INSERT INTO pluginkv_changes "
+        "(workspace, plugin, seq, key, kind, version, changed_at) "
+        f'SELECT {ws}, {pl}, c.base + row_number() OVER (ORDER BY r.key COLLATE "C"), r.key, '
+        f"CASE WHEN r.expires_at <= {now} THEN 'expire' ELSE 'delete' END, r.version, {now} "
+        "FROM removed AS r CROSS JOIN counted AS c) "
+        "SELECT key, version, expires_at FROM removed"
+    )
+
+
+_SQL = replace(
+    render_statements("postgres"),
+    remove_prefix=_counted(render(REMOVE_PREFIX, "postgres")),
+    remove_prefix_below=_counted(render(REMOVE_PREFIX_BELOW, "postgres")),
+    purge_expired=_counted(render(PURGE_EXPIRED, "postgres")),
+    drop_entries=_counted(render(DROP_ENTRIES, "postgres")),
+)
 _LIVE = _SQL.live
 _GET_META = _SQL.get_meta
 _EXISTS = _SQL.exists
@@ -78,7 +132,7 @@ _CAUGHT_UP = (
 # works scope by scope: it locks the scope's row with SKIP LOCKED — a scope
 # another replica's sweeper or a writer holds is left for later, so sweepers
 # never wait for each other — and deletes in that scope.  A row is deleted by
-# one transaction only, and the trigger counts each deleted row once.
+# one transaction only, and the statement that deletes it counts it.
 _EXPIRED_SCOPES = (
     "SELECT workspace, plugin, count(*) FROM (SELECT workspace, plugin FROM pluginkv_entries "
     f"WHERE {_EXPIRED} LIMIT %s) AS expired GROUP BY workspace, plugin ORDER BY workspace, plugin"
@@ -86,11 +140,23 @@ _EXPIRED_SCOPES = (
 _TRY_LOCK = (
     "SELECT 1 FROM pluginkv_scopes WHERE workspace = %s AND plugin = %s FOR UPDATE SKIP LOCKED"
 )
-_SWEEP_SCOPE = (
+_SWEEP_SCOPE = _counted(
     "DELETE FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND key IN (SELECT key FROM pluginkv_entries WHERE workspace = %(ws)s AND plugin = %(pl)s "
     "AND expires_at IS NOT NULL AND expires_at <= %(now)s LIMIT %(limit)s) "
-    f"AND expires_at IS NOT NULL AND expires_at <= %(now)s {REMOVED}"
+    "AND expires_at IS NOT NULL AND expires_at <= %(now)s",
+    _NAMED,
+)
+# A plain delete in one statement and one round trip, in autocommit, like
+# _PUT_NOW: ``held`` locks the scope's row first (the delete runs only once it
+# holds it; no row, no entries), so writers still lock the scope before its
+# entries; then the delete counts, logs and announces itself (_counted).
+# Parameters: workspace, plugin, then _REMOVE's with one key.
+_DELETE_NOW = _counted(
+    "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = %s "
+    "AND EXISTS (SELECT 1 FROM held)",
+    first="held AS MATERIALIZED (SELECT 1 FROM pluginkv_scopes "
+    "WHERE workspace = %s AND plugin = %s FOR UPDATE), ",
 )
 # PostgreSQL has arrays: a list of keys is one parameter, where SQLite
 # needs an IN list of markers or an executemany.
@@ -104,15 +170,8 @@ _LOOKUP = (
 )
 _LOOKUP_WITH_VALUES = _LOOKUP.format(value="value")
 _LOOKUP = _LOOKUP.format(value="NULL::bytea")  # a NULL typed as the value column
-_REMOVE = (
-    f"DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s) {REMOVED}"
-)
-# The change log's numbers for logged deletes, and the notice of them to the
-# processes that LISTEN (postgres_listen.py), in one round trip; the entries'
-# trigger sends the notice of a set.
-_BUMP_AND_NOTIFY = (
-    "UPDATE pluginkv_scopes SET last_seq = last_seq + %s WHERE workspace = %s AND plugin = %s "
-    f"RETURNING last_seq, pg_notify('{CHANNEL}', %s)"
+_REMOVE = _counted(
+    "DELETE FROM pluginkv_entries WHERE workspace = %s AND plugin = %s AND key = ANY(%s)"
 )
 # greatest() is SQLite's scalar max(); the ``AS r`` alias because PostgreSQL
 # needs the table named where SQLite takes the bare column.

@@ -67,7 +67,11 @@ _SCAN = (
     "WHERE workspace = ? AND plugin = ? AND key >= ?"
 )
 REMOVED = "RETURNING key, version, expires_at"
-_REMOVE_PREFIX = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
+# The deletes without their RETURNING, which PostgreSQL wraps (postgres_statements.py).
+REMOVE_PREFIX = "DELETE FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key >= ?"
+REMOVE_PREFIX_BELOW = f"{REMOVE_PREFIX} AND key < ?"
+PURGE_EXPIRED = f"DELETE FROM pluginkv_entries WHERE {SCOPE} AND {EXPIRED}"
+DROP_ENTRIES = f"DELETE FROM pluginkv_entries WHERE {SCOPE}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +113,10 @@ class Statements:
     )
     token_revocations: str = "SELECT workspace, plugin, revoked_at FROM pluginkv_token_revocations"
     # Deletes return what the change log needs of each row (change_log.py).
-    remove_prefix: str = f"{_REMOVE_PREFIX} {REMOVED}"
-    remove_prefix_below: str = f"{_REMOVE_PREFIX} AND key < ? {REMOVED}"
-    purge_expired: str = f"DELETE FROM pluginkv_entries WHERE {SCOPE} AND {EXPIRED} {REMOVED}"
-    drop_entries: str = f"DELETE FROM pluginkv_entries WHERE {SCOPE} {REMOVED}"
+    remove_prefix: str = f"{REMOVE_PREFIX} {REMOVED}"
+    remove_prefix_below: str = f"{REMOVE_PREFIX_BELOW} {REMOVED}"
+    purge_expired: str = f"{PURGE_EXPIRED} {REMOVED}"
+    drop_entries: str = f"{DROP_ENTRIES} {REMOVED}"
     oldest_change: str = OLDEST_CHANGE
     bump_seq: str = BUMP_SEQ
     insert_change: str = INSERT_CHANGE
