@@ -117,6 +117,7 @@ bench: install wrk chromium peers
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
 	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_http_floor.py  # a do-nothing ASGI app under uvicorn: the floor under bench_peers
 	$(PY) benchmarks/bench_put_breakdown.py
 	$(PY) benchmarks/bench_processes.py  # two serving processes on one SQLite file
 	$(PY) benchmarks/bench_write_floor.py
