@@ -92,6 +92,7 @@ chromium:
 # bench_peers.py measures the service against Redis (appendfsync always) and etcd, each
 # started on free ports in a temporary directory; Debian packages: redis-server (with
 # redis-tools' redis-benchmark) and etcd-server. make test runs its smoke test.
+# bench_http_floor.py needs the same Redis, and wrk; make test runs its smoke test too.
 peers: wrk
 	@{ command -v redis-server && command -v redis-benchmark && command -v etcd; } >/dev/null \
 		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -qq redis-server redis-tools etcd-server; } \
