@@ -92,6 +92,7 @@ chromium:
 # bench_peers.py measures the service against Redis (appendfsync always) and etcd, each
 # started on free ports in a temporary directory; Debian packages: redis-server (with
 # redis-tools' redis-benchmark) and etcd-server. make test runs its smoke test.
+# bench_http_floor.py needs the same Redis, and wrk; make test runs its smoke test too.
 peers: wrk
 	@{ command -v redis-server && command -v redis-benchmark && command -v etcd; } >/dev/null \
 		|| { [ "$$(id -u)" = 0 ] && apt-get install -y -qq redis-server redis-tools etcd-server; } \
@@ -117,6 +118,7 @@ bench: install wrk chromium peers
 	$(PY) benchmarks/bench_http_clients.py
 	$(PY) benchmarks/bench_server.py
 	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_http_floor.py  # a do-nothing ASGI app under uvicorn: the floor under bench_peers
 	$(PY) benchmarks/bench_put_breakdown.py
 	$(PY) benchmarks/bench_processes.py  # two serving processes on one SQLite file
 	$(PY) benchmarks/bench_write_floor.py
