@@ -133,7 +133,7 @@ def test_processes_opening_a_fresh_database_at_once_apply_each_migration_once(
             tables = conn.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,)
             ).fetchone()
-        assert tables == (5,)  # entries, scopes, revocations, changes, the record
+        assert tables == (6,)  # entries, scopes, revocations, changes, listeners, the record
     finally:
         with connect(postgres_url) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -955,3 +955,29 @@ def test_a_server_restart_fails_calls_during_it_and_loses_no_acknowledged_write(
     for start in range(0, len(keys), 1000):
         chunk = keys[start : start + 1000]
         assert storage.get_many(chunk) == {key: acknowledged[key] for key in chunk}
+
+
+# -- notices --------------------------------------------------------------------------------
+def _notices(conn: Any) -> list[str]:
+    return [notice.payload for notice in conn.notifies(timeout=0.5)]
+
+
+def test_writes_send_notices_only_while_a_store_listens(url: str, open_pg: Any) -> None:
+    with connect(url) as conn:
+        conn.autocommit = True
+        conn.execute("DELETE FROM pluginkv_listeners")  # no store listens
+        conn.execute("LISTEN pluginkv_changes")
+        store = open_pg()
+        storage = store.storage(workspace="w", plugin="a/b")
+        storage.set("k", b"v")
+        storage.delete("k")
+        assert _notices(conn) == []  # nobody to wake: no commit paid for a notice
+
+        with storage.change_waiter():  # the store starts listening, and says so
+            storage.set("k", b"v")
+            storage.delete("k")
+            assert _notices(conn) == ['["w", "a/b"]', '["w", "a/b"]']
+        assert conn.execute("SELECT count(*) FROM pluginkv_listeners").fetchone() == (1,)
+
+        store.close()
+        assert conn.execute("SELECT count(*) FROM pluginkv_listeners").fetchone() == (0,)

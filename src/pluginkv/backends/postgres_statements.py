@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .migrations import MIGRATIONS_TABLE
+from .migrations import LISTENED, MIGRATIONS_TABLE
 from .postgres_listen import CHANNEL
 from .sql_templates import (
     DROP_ENTRIES,
@@ -51,7 +51,8 @@ def _counted(delete: str, marks: dict[str, str] = _POSITIONAL, first: str = "") 
         "counted AS (UPDATE pluginkv_scopes AS s SET bytes_used = s.bytes_used - t.bytes, "
         "key_count = s.key_count - t.n, last_seq = s.last_seq + t.n FROM totals AS t "
         f"WHERE s.workspace = {ws} AND s.plugin = {pl} AND t.n > 0 "
-        f"RETURNING s.last_seq - t.n AS base, pg_notify('{CHANNEL}', {marks['notice']})), "
+        f"RETURNING s.last_seq - t.n AS base, CASE WHEN {LISTENED} "
+        f"THEN pg_notify('{CHANNEL}', {marks['notice']}) END), "
         "logged AS (INSERT INTO pluginkv_changes "
         "(workspace, plugin, seq, key, kind, version, changed_at) "
         f'SELECT {ws}, {pl}, c.base + row_number() OVER (ORDER BY r.key COLLATE "C"), r.key, '
