@@ -35,7 +35,17 @@ At each size, each a median of ``--repeats`` runs of ``--seconds`` each:
 
 After the largest size, half of the keys are deleted (every other key, ``delete_many``, no
 VACUUM) and as many new ones stored: the space before and after says whether the freed
-space is reused.
+space is reused (``--no-reuse`` skips this step, minutes long at 10^7 keys).
+
+On SQLite, get and set are also measured on raw ``sqlite3``, on the same file, table and
+keys, as ``bench_engine.py``'s raw baseline does them: a connection in autocommit with the
+same ``synchronous``; a get is ``SELECT value FROM pluginkv_entries WHERE workspace = ? AND
+plugin = ? AND key = ?`` (the unique index pluginkv's get uses), a set one committed
+``UPDATE`` of the value (the counters' trigger fires, as it does for pluginkv's set). The raw
+get runs twice: with ``mmap_size`` as pluginkv's (``PLUGINKV_SQLITE_MMAP_BYTES``) and with
+SQLite's maximum (the whole file, up to the build's ``SQLITE_MAX_MMAP_SIZE``). Each run of
+pluginkv's figure alternates with the raw ones, the order rotating from run to run. The raw
+figures say how much of a ratio the medium (SQLite, the page cache, the memory) sets.
 
 Targets, at the largest size against the smallest (same run, same store): get and set
 >= 0.7x; a page and usage() >= 0.7x (the big scope grows with the store, up to 10^6 keys); the reads
@@ -59,7 +69,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,6 +77,7 @@ from urllib.parse import urlsplit
 import pluginkv
 from common import bench_database, load_average, on_sigterm, version
 from pluginkv import Storage, Store
+from pluginkv.config import Settings
 
 SCOPES = 1000
 BIG_MAX = 1_000_000
@@ -79,6 +90,12 @@ STATS_EVERY = 100  # batches of the fill between two ANALYZEs
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_FLAT = 0.7
 TARGET_READ_P99 = 0.050  # seconds
+MMAP_MAX = 1 << 62  # SQLite lowers mmap_size to its build's SQLITE_MAX_MMAP_SIZE
+RAW_GET = "SELECT value FROM pluginkv_entries WHERE workspace = ? AND plugin = ? AND key = ?"
+RAW_SET = (
+    "UPDATE pluginkv_entries SET value = ?, updated_at = ? "
+    "WHERE workspace = ? AND plugin = ? AND key = ?"
+)
 
 
 def small_plugin(index: int) -> str:
@@ -137,6 +154,17 @@ class SQLite(Backend):
     def __init__(self, directory: Path) -> None:
         self.path = directory / "scale.db"
         self.store = open_bench_store(f"sqlite:///{self.path}")
+        settings = Settings()  # what the store was opened with: defaults and the environment
+        self.mmap_bytes = settings.sqlite_mmap_bytes
+        self.synchronous = settings.sqlite_synchronous
+
+    def raw(self, mmap_bytes: int) -> sqlite3.Connection:
+        """A plain ``sqlite3`` connection to the store's own file."""
+        conn = sqlite3.connect(self.path, isolation_level=None)  # autocommit, as bench_engine's
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute(f"PRAGMA mmap_size = {int(mmap_bytes)}")
+        return conn
 
     def space(self) -> int:
         with sqlite3.connect(self.path) as conn:  # a checkpoint, no VACUUM
@@ -243,6 +271,14 @@ class Figures:
     read_max: float = 0.0
     reads: int = 0
     space: float = 0.0  # disk bytes per stored byte
+    # Raw sqlite3 on the same file (SQLite only): get with mmap_size as pluginkv's and at
+    # SQLite's maximum (the effective sizes as SQLite reports them), and set.
+    raw_get: float = 0.0
+    raw_get_max: float = 0.0
+    raw_set: float = 0.0
+    mmap: int = 0
+    mmap_max: int = 0
+    file_bytes: int = 0
 
 
 def stored_bytes(backend: Backend) -> int:
@@ -273,13 +309,27 @@ def measure(
         if len(listed) != 100:
             raise SystemExit("benchmark sanity check failed: a page of 100 keys")
 
-    ops: dict[str, Callable[[int], None]] = {
-        "get": get,
-        "set": set_,
+    ops: dict[str, Callable[[int], object]] = {
         "page": page,
         "usage_big": lambda i: big.usage(),
         "usage_small": lambda i: small.usage(),
     }
+    with ExitStack() as stack:
+        gets: dict[str, Callable[[int], None]] = {"get": get}
+        sets: dict[str, Callable[[int], None]] = {"set": set_}
+        if isinstance(backend, SQLite):
+            same = stack.enter_context(closing(backend.raw(backend.mmap_bytes)))
+            widest = stack.enter_context(closing(backend.raw(MMAP_MAX)))
+            figures.mmap = int(same.execute("PRAGMA mmap_size").fetchone()[0])
+            figures.mmap_max = int(widest.execute("PRAGMA mmap_size").fetchone()[0])
+            figures.file_bytes = backend.path.stat().st_size
+            gets["raw_get"] = raw_get(same, picks)
+            gets["raw_get_max"] = raw_get(widest, picks)
+            sets["raw_set"] = raw_set(same, picks)
+        # Every key a get reads, once, untimed: the caches alike for each; sets need no warming.
+        for group, warm in ((gets, len(picks)), (sets, 1)):
+            for name, median in alternating(group, plan, warm).items():
+                setattr(figures, name, median)
     for name, op in ops.items():
         op(0)  # warm
         samples = [timed(op, plan.seconds) for _ in range(plan.repeats)]
@@ -287,6 +337,43 @@ def measure(
     delete_beside_reads(backend, layout, plan, rng, figures)
     figures.space = backend.space() / stored_bytes(backend)
     return figures
+
+
+def alternating(ops: dict[str, Callable[[int], None]], plan: Plan, warm: int) -> dict[str, float]:
+    """Median seconds per call of each op after ``warm`` untimed calls; a run of each in
+    turn, the order rotating from run to run."""
+    for op in ops.values():
+        for i in range(warm):
+            op(i)
+    names = list(ops)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for run in range(plan.repeats):
+        shift = run % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(timed(ops[name], plan.seconds))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def raw_get(conn: sqlite3.Connection, picks: list[tuple[str, str]]) -> Callable[[int], None]:
+    execute = conn.execute
+
+    def get(i: int) -> None:
+        plugin, name = picks[i % len(picks)]
+        row = execute(RAW_GET, (WORKSPACE, plugin, name)).fetchone()
+        if row is None or row[0] != VALUE:
+            raise SystemExit(f"benchmark sanity check failed: raw {plugin} {name} reads back")
+
+    return get
+
+
+def raw_set(conn: sqlite3.Connection, picks: list[tuple[str, str]]) -> Callable[[int], None]:
+    execute = conn.execute
+
+    def set_(i: int) -> None:
+        plugin, name = picks[(i * 7919) % len(picks)]
+        execute(RAW_SET, (VALUE, time.time(), WORKSPACE, plugin, name))
+
+    return set_
 
 
 def delete_beside_reads(
@@ -412,6 +499,9 @@ def report(name: str, results: Results, plan: Plan, verdicts: list[bool]) -> Non
         f"{plan.delete:,} keys; reads: other scopes' gets beside it)"
     )
     first, last = results.figures[0], results.figures[-1]
+    raw = first.raw_get > 0
+    if raw:
+        report_raw(results)
     print(f"targets ({last.size:,} keys against {first.size:,}: speed ratio, per call time):")
     for label, attribute in (
         ("get", "get"),
@@ -423,6 +513,13 @@ def report(name: str, results: Results, plan: Plan, verdicts: list[bool]) -> Non
         ok = ratio >= TARGET_FLAT
         verdicts.append(ok)
         print(f"  {label}: {ratio:.2f}x >= {TARGET_FLAT}  {'PASS' if ok else 'MISS'}")
+    if raw:
+        print(
+            "  raw sqlite3, same run and file: get "
+            f"{first.raw_get / last.raw_get:.2f}x (mmap {mib(last.mmap)}), "
+            f"{first.raw_get_max / last.raw_get_max:.2f}x (mmap {mib(last.mmap_max)}); "
+            f"set {first.raw_set / last.raw_set:.2f}x"
+        )
     worst = max(f.read_p99 for f in results.figures)
     ok = worst <= TARGET_READ_P99
     verdicts.append(ok)
@@ -437,6 +534,34 @@ def report(name: str, results: Results, plan: Plan, verdicts: list[bool]) -> Non
             f"deleted: {deleted:.2f}; as many new keys stored: {refilled:.2f} "
             f"(grew {refilled / deleted - 1:+.1%} over the deleted state)"
         )
+
+
+def mib(size: int) -> str:
+    return f"{size / (1 << 20):,.0f} MiB"
+
+
+def report_raw(results: Results) -> None:
+    """pluginkv's get and set beside raw sqlite3's on the same file, same run."""
+    last = results.figures[-1]
+    print(
+        f"\nraw sqlite3 on the same file, alternating with pluginkv (microseconds per call; "
+        f"mmap: pluginkv's setting {mib(last.mmap)}, SQLite's maximum {mib(last.mmap_max)}; "
+        f"pk/raw: pluginkv's speed over raw's)"
+    )
+    head = (
+        f"{'keys':>11}{'file MiB':>10}{'get':>8}{'raw get':>9}{'pk/raw':>8}{'raw max':>9}"
+        f"{'set':>8}{'raw set':>9}{'pk/raw':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    for f in results.figures:
+        print(
+            f"{f.size:>11,}{f.file_bytes / (1 << 20):>10,.0f}{f.get * 1e6:>8.1f}"
+            f"{f.raw_get * 1e6:>9.1f}{f.raw_get / f.get:>8.2f}{f.raw_get_max * 1e6:>9.1f}"
+            f"{us(f.set):>8}{us(f.raw_set):>9}"
+            f"{f.raw_set / f.set:>8.2f}"
+        )
+    print("(raw get: mmap as pluginkv's; raw max: mmap at SQLite's maximum)")
 
 
 def parse_size(text: str) -> int:
@@ -473,6 +598,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument("--verbose", action="store_true", help="print progress")
     parser.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="skip the space-reuse step after the largest size (half the keys deleted and "
+        "as many stored: minutes at 10^7 keys)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: sizes 2000 and 4000, 500 keys deleted, short runs",
@@ -498,6 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = Plan([2000, 4000], 0.02, 1, 500)
     else:
         plan = Plan(args.sizes, args.seconds, args.repeats, 10_000)
+    plan.half = not args.no_reuse
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print("pluginkv at scale: the engine's operations as a store grows")
     print(f"command : {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")

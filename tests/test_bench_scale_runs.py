@@ -1,5 +1,6 @@
 """The scale benchmark still runs: ``bench_scale.py --quick`` exits 0 and prints a row per
-size, every target and the space reuse, on SQLite and on PostgreSQL."""
+size, every target and the space reuse, on SQLite and on PostgreSQL; on SQLite also raw
+sqlite3's get and set beside pluginkv's."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_scale.py
 TARGETS = ["get", "set", "page of 100", "usage\\(\\)"]
 
 
-def check_report(out: str, backend: str) -> None:
+def check_figures(out: str, backend: str) -> None:
     assert f"\n{backend}: microseconds per call" in out, out
     for size in ("2,000", "4,000"):
         row = rf"^\s+{size}(\s+[\d,.]+){{11}}$"
@@ -25,13 +26,30 @@ def check_report(out: str, backend: str) -> None:
     assert re.search(
         r"^  reads beside delete_prefix, worst p99 .* <= 50 ms  (PASS|MISS)$", out, re.M
     )
+    assert re.search(r"^(all 5 targets met|\d of 5 target\(s\) missed)$", out, re.MULTILINE), out
+
+
+def check_raw(out: str) -> None:
+    assert "\nraw sqlite3 on the same file, alternating with pluginkv" in out, out
+    for size in ("2,000", "4,000"):
+        row = rf"^\s+{size}(\s+[\d,.]+){{8}}$"
+        assert re.search(row, out, re.MULTILINE), f"no raw sqlite3 row for {size} keys:\n{out}"
+    assert re.search(
+        r"^  raw sqlite3, same run and file: get \d+\.\d\dx \(mmap [\d,]+ MiB\), "
+        r"\d+\.\d\dx \(mmap [\d,]+ MiB\); set \d+\.\d\dx$",
+        out,
+        re.MULTILINE,
+    ), out
+
+
+def check_report(out: str, backend: str) -> None:
+    check_figures(out, backend)
     assert re.search(
         r"^space per stored byte at 4,000 keys: \d+\.\d\d; every other key deleted: "
         r"\d+\.\d\d; as many new keys stored: \d+\.\d\d",
         out,
         re.MULTILINE,
     ), out
-    assert re.search(r"^(all 5 targets met|\d of 5 target\(s\) missed)$", out, re.MULTILINE), out
 
 
 def test_bench_scale_quick_on_sqlite_prints_every_figure_and_leaves_nothing(
@@ -39,7 +57,19 @@ def test_bench_scale_quick_on_sqlite_prints_every_figure_and_leaves_nothing(
 ) -> None:
     out = run_quick(SCRIPT, "--backends", "sqlite", "--dir", str(tmp_path), timeout=240)
     check_report(out, "SQLite")
+    check_raw(out)
     assert list(tmp_path.iterdir()) == [], "the benchmark left files behind"
+
+
+def test_bench_scale_no_reuse_skips_the_space_reuse_step_and_keeps_every_figure(
+    tmp_path: Path,
+) -> None:
+    out = run_quick(
+        SCRIPT, "--backends", "sqlite", "--dir", str(tmp_path), "--no-reuse", timeout=240
+    )
+    check_figures(out, "SQLite")
+    check_raw(out)
+    assert "space per stored byte at" not in out, out
 
 
 @pytest.mark.postgres
@@ -50,6 +80,7 @@ def test_bench_scale_quick_on_postgres_prints_every_figure_and_drops_its_databas
 
     out = run_quick(SCRIPT, "--backends", "postgres", "--url", server_url(), timeout=240)
     check_report(out, "PostgreSQL")
+    assert "raw sqlite3" not in out, out
     database = re.search(r"^database: (pluginkv_bench_scale_\d+)", out, re.MULTILINE)
     assert database is not None, out
     with connect(server_url()) as conn:

@@ -170,13 +170,20 @@ class Settings(BaseSettings):
         description="How long a write waits for another writer before `BackendUnavailable`.",
     )
     sqlite_mmap_bytes: int = Field(
-        default=256 * 1024 * 1024,
+        default=2048 * MiB,
         ge=0,
+        json_schema_extra={"doc_default": "2147483648 (2 GiB)"},
         description=(
             "SQLite's `mmap_size`: how much of the database file is read through memory "
-            "mapping instead of `read()` calls. Large values read about twice as fast; "
-            "writes are unaffected. 0 turns it off (for file systems where mmap "
-            "misbehaves, such as some network mounts)."
+            "mapping instead of `read()` calls. Large values read about twice as fast, and "
+            "a get from a store larger than the mapping costs a `read()` per page outside "
+            "it; writes are unaffected. SQLite maps no more than its build allows "
+            "(`SQLITE_MAX_MMAP_SIZE`: 2 GiB less 64 KiB unless built otherwise). Address space "
+            "only: the mapped pages the service reads are the OS's page cache and count "
+            "in its RSS ([benchmarks.md](benchmarks.md"
+            "#raw-sqlite3-beside-it-and-pluginkv_sqlite_mmap_bytes)). "
+            "0 turns it off (for file systems where mmap misbehaves, such as some network "
+            "mounts)."
         ),
     )
     sqlite_disk_reserve_bytes: int = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,17 @@ def test_mmap_setting_reaches_every_connection_and_values_read_back(db: Path, si
         thread.join()
         probe()
         assert seen == [size, size]
+
+
+def test_by_default_a_connection_maps_two_gib_or_as_much_as_sqlite_allows(db: Path) -> None:
+    with pluginkv.open_store(f"sqlite:///{db}") as store:
+        backend = store.backend
+        assert isinstance(backend, SQLiteBackend)
+        mapped = backend._conn().execute("PRAGMA mmap_size").fetchone()[0]
+    # SQLite lowers mmap_size to its build's SQLITE_MAX_MMAP_SIZE: ask for more to learn it.
+    with closing(sqlite3.connect(db.parent / "probe.db")) as probe:
+        ceiling = probe.execute(f"PRAGMA mmap_size = {1 << 62}").fetchone()[0]
+    assert mapped == min(2 << 30, ceiling)
 
 
 def test_default_synchronous_is_full() -> None:
