@@ -13,15 +13,14 @@ import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
-from ..entry_metadata import check_content_type, check_metadata
+from ..commit_operations import CommitOperations
 from ..errors import InvalidArgument
-from ..keys import check_key, check_prefix, check_ttl, check_value
+from ..keys import check_key, check_prefix
 from ..models import Change, ChangePage, CommitResult
-from ..writes import check_delta
-from ._wire import NO_LIMIT, Retryable, backoff, dumps, parse_json
+from ._wire import Retryable, backoff, dumps, parse_json
 from .errors import error_from_response
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "CHECK_FAILED",
     "WATCH_WAIT",
     "AsyncRemoteCommit",
-    "CommitOperations",
     "Reconnects",
     "RemoteCommit",
     "change_page_from_json",
@@ -142,85 +140,19 @@ def watch_wait(timeout: float) -> float:
 
 
 # -- atomic commits ------------------------------------------------------------------------------
-class CommitOperations:
-    """The checks and writes of a remote commit, checked as given and kept as the JSON
-    ``/v1/atomic`` takes.  ``RemoteCommit`` and ``AsyncRemoteCommit`` add ``commit()``."""
+class _HttpCommit(CommitOperations):
+    """The checks and writes of a commit over HTTP: values as ``/v1/atomic`` takes them."""
 
     def __init__(self) -> None:
-        self._checks: list[dict[str, Any]] = []
-        self._operations: list[dict[str, Any]] = []
-        self._committed = False
-
-    def __repr__(self) -> str:
-        count = len(self._checks) + len(self._operations)
-        return f"<{type(self).__name__} of {count} operations>"
-
-    def check(self, key: str, *, version: int | None) -> Self:
-        """Require ``key`` to be at ``version``, or with ``version=None`` to hold no value."""
-        check_key(key)
-        if version is not None and (type(version) is not int or version < 1):
-            raise InvalidArgument(
-                f"check version must be a positive int or None (absent), got {version!r}"
-            )
-        self._open()
-        self._checks.append({"key": key, "version": version})
-        return self
-
-    def set(
-        self,
-        key: str,
-        val: bytes,
-        *,
-        ttl: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        content_type: str | None = None,
-    ) -> Self:
-        """Store ``val`` under ``key`` (the service checks its size limits)."""
-        check_key(key)
-        data = check_value(val, NO_LIMIT)
-        seconds = check_ttl(ttl)
-        stored = check_metadata(metadata, NO_LIMIT)
-        kind = check_content_type(content_type, NO_LIMIT)
-        self._open()
-        operation: dict[str, Any] = {"op": "set", "key": key, "value": _value(data)}
-        if seconds is not None:
-            operation["ttl"] = seconds
-        if stored is not None:
-            operation["metadata"] = metadata
-        if kind is not None:
-            operation["content_type"] = kind
-        self._operations.append(operation)
-        return self
-
-    def delete(self, key: str) -> Self:
-        """Remove ``key``; an absent key is no error."""
-        check_key(key)
-        self._open()
-        self._operations.append({"op": "delete", "key": key})
-        return self
-
-    def incr(self, key: str, delta: int = 1) -> Self:
-        """Add ``delta`` to the integer at ``key``; the sum is in the result's ``counters``."""
-        check_key(key)
-        check_delta(delta)
-        self._open()
-        self._operations.append({"op": "incr", "key": key, "delta": delta})
-        return self
-
-    def _open(self) -> None:
-        if self._committed:
-            raise InvalidArgument("this commit was committed already: start another one")
+        super().__init__(check_key, _value)
 
     def _body(self) -> bytes | None:
         """The request body, once (``None``: nothing to commit); the commit is spent."""
-        self._open()
-        self._committed = True
-        if not self._checks and not self._operations:
-            return None
-        return dumps({"checks": self._checks, "operations": self._operations})
+        payload = self._take()
+        return None if payload is None else dumps(payload)
 
 
-class RemoteCommit(CommitOperations):
+class RemoteCommit(_HttpCommit):
     """What ``RemoteStorage.atomic()`` returns: the engine's ``Commit`` over HTTP.
 
     ``commit()`` sends one ``POST /v1/atomic``, once: a commit is not repeated
@@ -238,7 +170,7 @@ class RemoteCommit(CommitOperations):
         return CommitResult(True, {}, []) if body is None else self._send(body)
 
 
-class AsyncRemoteCommit(CommitOperations):
+class AsyncRemoteCommit(_HttpCommit):
     """What ``AsyncRemoteStorage.atomic()`` returns: ``RemoteCommit`` with ``commit()`` awaited."""
 
     def __init__(self, send: Callable[[bytes], Awaitable[CommitResult]]) -> None:
