@@ -33,11 +33,7 @@ less the raw app's is the share of its cost that is pluginkv's own work.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
 import platform
-import shlex
-import shutil
 import signal
 import statistics
 import sys
@@ -46,24 +42,28 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench_peers import (
     KEYS,
     REDIS,
     VALUE,
+    Plan,
     Running,
     describe,
+    plan_of,
     pluginkv_argv,
     pluginkv_script,
     populate_pluginkv,
     populate_redis,
+    print_machine,
     redis_argv,
     redis_ready,
+    run_args,
     run_redis_benchmark,
     start,
     tool_version,
+    tools_missing,
 )
 from bench_server import (
     IDLE_TIMEOUT,
@@ -111,14 +111,6 @@ def raw_argv(workers: int) -> Callable[[int, int], list[str]]:
         ]
 
     return argv
-
-
-@dataclass
-class Plan:
-    rounds: int
-    duration: int  # seconds per run
-    connections: int
-    warm: bool = True
 
 
 Results = dict[tuple[str, str], list[WrkRun]]  # (server, method) -> one per round
@@ -246,40 +238,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="A do-nothing ASGI app under uvicorn, pluginkv serve and Redis "
         "(appendfsync always): the HTTP stack's floor, 1 and 2 workers."
     )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument(
-        "--duration", type=int, default=3, help="seconds per run (whole, default 3)"
-    )
-    parser.add_argument(
-        "--connections", type=int, default=16, help="connections (default 16; wrk: 2 threads)"
-    )
-    parser.add_argument("--verbose", action="store_true", help="also print every round's figures")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 1 round of 1 s runs, no warm-up"
-    )
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.duration < 1 or args.connections < 2:
-        parser.error("--rounds and --duration must be positive, --connections at least 2")
-    return args
+    return run_args(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        hints = "; ".join(f"{tool}: {TOOLS[tool]}" for tool in missing)
-        print(f"not installed (or not on the PATH): {', '.join(missing)}. {hints}", file=sys.stderr)
+    if tools_missing(TOOLS):
         return 2
-    if args.quick:
-        plan = Plan(1, 1, args.connections, warm=False)
-    else:
-        plan = Plan(args.rounds, args.duration, args.connections)
+    plan = plan_of(args)
     signal.signal(signal.SIGTERM, on_sigterm)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print("the HTTP stack's floor: a raw ASGI app, pluginkv serve and Redis (appendfsync always)")
-    print(f"command : {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
-    print(f"date    : {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print(f"machine : {platform.machine()}, {cpus} CPU(s), {platform.platform()}")
+    print_machine(
+        "the HTTP stack's floor: a raw ASGI app, pluginkv serve and Redis (appendfsync always)"
+    )
     libs = ("pluginkv", "starlette", "uvicorn", "uvloop", "httptools")
     print(f"python  : {platform.python_version()}; " + ", ".join(f"{n} {version(n)}" for n in libs))
     tools = (["redis-server", "--version"], ["wrk", "--version"], ["redis-benchmark", "--version"])
@@ -327,11 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(results, plan, verdicts)
         if args.verbose:
             print_rounds(results)
-    print(
-        f"\n{verdicts.missed} of {verdicts.met + verdicts.missed} target(s) missed"
-        if verdicts.missed
-        else f"\nall {verdicts.met} targets met"
-    )
+    print(verdicts.summary())
     print(f"load average at the end: {load_average()}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

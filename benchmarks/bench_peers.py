@@ -470,18 +470,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="pluginkv serve vs Redis (appendfsync always) and etcd: durable PUT and GET."
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pluginkv serve --workers N (default: serve's own default)",
+    )
+    return run_args(parser, argv)
+
+
+def run_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser``'s arguments with the options of a run of rounds (bench_http_floor.py's too)."""
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     parser.add_argument(
         "--duration", type=int, default=3, help="seconds per run (whole, default 3)"
     )
     parser.add_argument(
         "--connections", type=int, default=16, help="connections (default 16; wrk: 2 threads)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="pluginkv serve --workers N (default: serve's own default)",
     )
     parser.add_argument("--verbose", action="store_true", help="also print every round's figures")
     parser.add_argument(
@@ -493,23 +498,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        hints = "; ".join(f"{tool}: {TOOLS[tool]}" for tool in missing)
-        print(f"not installed (or not on the PATH): {', '.join(missing)}. {hints}", file=sys.stderr)
-        return 2
+def plan_of(args: argparse.Namespace) -> Plan:
     if args.quick:
-        plan = Plan(1, 1, args.connections, warm=False)
-    else:
-        plan = Plan(args.rounds, args.duration, args.connections)
-    signal.signal(signal.SIGTERM, on_sigterm)
+        return Plan(1, 1, args.connections, warm=False)
+    return Plan(args.rounds, args.duration, args.connections)
+
+
+def tools_missing(tools: dict[str, str]) -> bool:
+    """Whether a tool of ``tools`` is missing (then said on stderr, with how to install it)."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        hints = "; ".join(f"{tool}: {tools[tool]}" for tool in missing)
+        print(f"not installed (or not on the PATH): {', '.join(missing)}. {hints}", file=sys.stderr)
+    return bool(missing)
+
+
+def print_machine(title: str) -> None:
+    """The first lines of a report: what ran, when, on what."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print("pluginkv against durable peers: Redis (appendfsync always) and etcd")
+    print(title)
     print(f"command : {shlex.join([os.path.relpath(sys.executable), *sys.argv])}")
     print(f"date    : {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"machine : {platform.machine()}, {cpus} CPU(s), {platform.platform()}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if tools_missing(TOOLS):
+        return 2
+    plan = plan_of(args)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    print_machine("pluginkv against durable peers: Redis (appendfsync always) and etcd")
     libs = ("pluginkv", "starlette", "uvicorn", "uvloop", "httptools")
     print(
         f"python  : {platform.python_version()}; SQLite {sqlite3.sqlite_version}; "
@@ -560,11 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(results, plan, verdicts)
         if args.verbose:
             print_rounds(results)
-    print(
-        f"\n{verdicts.missed} of {verdicts.met + verdicts.missed} target(s) missed"
-        if verdicts.missed
-        else f"\nall {verdicts.met} targets met"
-    )
+    print(verdicts.summary())
     print(f"load average at the end: {load_average()}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

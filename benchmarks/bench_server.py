@@ -673,6 +673,12 @@ class Verdicts:
         self.missed += not ok
         return "PASS" if ok else "MISS"
 
+    def summary(self) -> str:
+        """The closing line of a benchmark's report."""
+        if self.missed:
+            return f"\n{self.missed} of {self.met + self.missed} target(s) missed"
+        return f"\nall {self.met} targets met"
+
 
 def per_round(mine: Sequence[float], base: Sequence[float]) -> tuple[float, str]:
     ratios = [a / b for a, b in zip(mine, base, strict=True)]
@@ -916,11 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_large(results.large, verdicts)
         if args.verbose:
             print_rounds(results, order)
-    print(
-        f"\n{verdicts.missed} of {verdicts.met + verdicts.missed} target(s) missed"
-        if verdicts.missed
-        else f"\nall {verdicts.met} targets met"
-    )
+    print(verdicts.summary())
     print(f"load average at the end: {load_average()}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
