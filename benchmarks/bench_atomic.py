@@ -34,10 +34,8 @@ import resource
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,15 +43,16 @@ from pathlib import Path
 import pluginkv
 from common import (
     HOST,
+    PLUGINKV,
     bench_database,
     free_port,
     load_average,
     on_sigterm,
+    serve_pluginkv,
     stop_process,
     version,
 )
 
-PLUGINKV = str(Path(sys.executable).parent / "pluginkv")
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 WORKSPACE = "bench-ws"
 PLUGIN = "bench/atomic"
@@ -153,29 +152,11 @@ def run_commits(args: argparse.Namespace) -> int:
 
 # -- change-to-watcher latency over HTTP ----------------------------------------------------
 def _serve(data_dir: Path, port: int, watchers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PLUGINKV_MAX_CONNECTIONS": str(watchers + 64),
-        "PLUGINKV_LOG_LEVEL": "warning",
-    }
-    command = [PLUGINKV, "serve", "--data-dir", str(data_dir), "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--debug-port", "off"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return serve_pluginkv(
+        data_dir,
+        port,
+        {"PLUGINKV_MAX_CONNECTIONS": str(watchers + 64)},
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1).read()
-            return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError("pluginkv serve exited") from None
-            time.sleep(0.05)
-    stop_process(process)
-    raise RuntimeError("pluginkv serve did not come up")
 
 
 def _token(data_dir: Path) -> str:

@@ -26,16 +26,23 @@ import platform
 import resource
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import HOST, free_port, load_average, on_sigterm, stop_process, version
+from common import (
+    HOST,
+    PLUGINKV,
+    free_port,
+    load_average,
+    on_sigterm,
+    serve_pluginkv,
+    stop_process,
+    version,
+)
 
-PLUGINKV = str(Path(sys.executable).parent / "pluginkv")
 SETTLE_SECONDS = 1.0
 
 
@@ -55,37 +62,14 @@ def _proc(pid: int) -> tuple[float, float]:
 
 
 def _serve(data_dir: Path, port: int, watchers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PLUGINKV_MAX_CONNECTIONS": str(2 * watchers + 64),
-        "PLUGINKV_MAX_CHANGES_WAIT_SECONDS": "3600",
-        "PLUGINKV_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen(
-        [
-            PLUGINKV,
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--debug-port",
-            "off",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return serve_pluginkv(
+        data_dir,
+        port,
+        {
+            "PLUGINKV_MAX_CONNECTIONS": str(2 * watchers + 64),
+            "PLUGINKV_MAX_CHANGES_WAIT_SECONDS": "3600",
+        },
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1).read()
-            return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError("pluginkv serve exited") from None
-            time.sleep(0.05)
-    raise RuntimeError("pluginkv serve did not come up")
 
 
 _SCOPE = ("--workspace", "ws-1", "--plugin", "acme/bench")

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 HOST = "127.0.0.1"
+PLUGINKV = str(Path(sys.executable).parent / "pluginkv")
 
 
 def free_port() -> int:
@@ -69,3 +74,28 @@ def bench_database(server: str, prefix: str = "pluginkv_bench") -> Iterator[str]
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def serve_pluginkv(
+    data_dir: Path, port: int, settings: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """``pluginkv serve`` on ``data_dir`` with ``settings`` (environment), once it answers."""
+    env = {**os.environ, "PLUGINKV_LOG_LEVEL": "warning", **settings}
+    command = [PLUGINKV, "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--debug-port", "off"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=1).read()
+            return process
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError("pluginkv serve exited") from None
+            time.sleep(0.05)
+    stop_process(process)
+    raise RuntimeError("pluginkv serve did not come up")
