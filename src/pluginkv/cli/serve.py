@@ -186,9 +186,11 @@ def _run_service(app: Any, settings: Settings, data_dir: Path, listen: bool) -> 
     """Say where the service listens, then run it under uvicorn until SIGTERM or Ctrl-C."""
     import uvicorn
 
-    config = _Config(app, settings)
+    protocol = _listener(settings)
+    # A write that finds no other request in flight runs on the event loop (write_groups.py).
+    app.state.alone = protocol.alone
     _announce(settings, data_dir, listen)
-    uvicorn.run(config.app, **_uvicorn_options(settings, config))
+    uvicorn.run(app, host=settings.host, port=settings.port, **_uvicorn_options(settings, protocol))
 
 
 def _run_workers(settings: Settings, data_dir: Path, listen: bool) -> None:
@@ -201,9 +203,13 @@ def _run_workers(settings: Settings, data_dir: Path, listen: bool) -> None:
     from ..server.siblings import Siblings
     from ..server.workers import Supervisor
 
-    config = _Config(None, settings)
+    protocol = _listener(settings)
+    # An app named, never loaded: only uvicorn's binding (address family, SO_REUSEADDR).
+    binding = uvicorn.Config(
+        "pluginkv.server.app:create_app", host=settings.host, port=settings.port
+    )
     try:
-        listening = config.bind_socket()
+        listening = binding.bind_socket()
     except SystemExit:  # uvicorn has logged why (the port is taken, ...)
         raise CommandFailed(f"cannot listen on {settings.host}:{settings.port}") from None
     _announce(settings, data_dir, listen)
@@ -212,18 +218,15 @@ def _run_workers(settings: Settings, data_dir: Path, listen: bool) -> None:
 
     def work(index: int) -> None:
         siblings = Siblings(index, settings.workers, run_dir)
-        store = Store(settings)
         app = create_app(
             settings,
-            store=store,
+            store=Store(settings),
             listen_for_plugins=listen and index == 0,
             close_store=True,
             siblings=siblings,
         )
-        options = _uvicorn_options(settings, _Config(app, settings))
-        options.pop("host")
-        options.pop("port")
-        server = uvicorn.Server(uvicorn.Config(app, **options))
+        app.state.alone = protocol.alone
+        server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(settings, protocol)))
         server.run(sockets=[listening, _private_socket(siblings.socket_path(index))])
 
     try:
@@ -244,40 +247,17 @@ def _private_socket(path: Path) -> socket.socket:
     return sock
 
 
-class _Config:
-    """What the listener needs before uvicorn runs: the protocol with its limits, the
-    file descriptors for its connections."""
+def _listener(settings: Settings) -> Any:
+    """The HTTP protocol with the listener's limits (httptools lacks them); the process's
+    open-file limit raised to fit its connections."""
+    from ..server.listener_limits import ListenerLimits, limited_protocol, reserve_file_descriptors
 
-    def __init__(self, app: Any, settings: Settings) -> None:
-        import uvicorn
-
-        from ..server.listener_limits import (
-            ListenerLimits,
-            limited_protocol,
-            reserve_file_descriptors,
-        )
-
-        limits = ListenerLimits.from_settings(settings)
-        self.app = app
-        self.protocol = limited_protocol(limits)
-        if app is not None:
-            # A write that finds no other request in flight runs on the event loop
-            # (write_groups.py).
-            app.state.alone = self.protocol.alone
-        try:
-            reserve_file_descriptors(limits.max_connections)
-        except PluginKVError as exc:
-            raise PluginKVFailure(exc) from None
-        self._settings = settings
-        self._uvicorn = uvicorn
-
-    def bind_socket(self) -> socket.socket:
-        # An app named, never loaded: only the binding (address family, SO_REUSEADDR) is used.
-        config = self._uvicorn.Config(
-            "pluginkv.server.app:create_app", host=self._settings.host, port=self._settings.port
-        )
-        sock: socket.socket = config.bind_socket()
-        return sock
+    limits = ListenerLimits.from_settings(settings)
+    try:
+        reserve_file_descriptors(limits.max_connections)
+    except PluginKVError as exc:
+        raise PluginKVFailure(exc) from None
+    return limited_protocol(limits)
 
 
 def _announce(settings: Settings, data_dir: Path, listen: bool) -> None:
@@ -305,8 +285,8 @@ def _announce(settings: Settings, data_dir: Path, listen: bool) -> None:
         click.echo("remote-debug Dify plugins: off (--debug-port off)")
 
 
-def _uvicorn_options(settings: Settings, config: _Config) -> dict[str, Any]:
-    """uvicorn's settings for the service (the same in every worker)."""
+def _uvicorn_options(settings: Settings, protocol: Any) -> dict[str, Any]:
+    """uvicorn's settings for the service but the address (the same in every worker)."""
     import uvicorn
 
     # uvicorn's logging, plus the plugin host's (registrations, refusals, plugin logs).
@@ -318,11 +298,8 @@ def _uvicorn_options(settings: Settings, config: _Config) -> dict[str, Any]:
     log_config["loggers"]["pluginkv"] = {"handlers": ["default"], "level": level}
     return {
         "log_config": log_config,
-        "host": settings.host,
-        "port": settings.port,
         "loop": "uvloop",
-        # httptools, with the limits on headers and connections it lacks.
-        "http": config.protocol,
+        "http": protocol,
         "access_log": settings.access_log,
         "timeout_keep_alive": settings.idle_timeout_seconds,
         "timeout_graceful_shutdown": 30,
